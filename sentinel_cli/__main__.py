@@ -1,0 +1,3 @@
+from sentinel_cli.app import main
+
+main()

@@ -1,0 +1,78 @@
+"""The ``sentinel`` command: a Typer app whose commands are thin wrappers over backends."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Annotated
+
+import typer
+
+from sentinel_cli import __version__
+from sentinel_cli.commands import register
+from sentinel_cli.errors import SentinelError, report
+
+app = typer.Typer(
+    name="sentinel",
+    help="Run a Ray recommender platform: train, tune, serve and watch it, locally or on Kubernetes.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"sentinel {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs on stderr.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    _configure_logging(verbose)
+
+
+def _configure_logging(verbose: bool) -> None:
+    from rich.logging import RichHandler
+
+    from sentinel_cli import console
+
+    level = logging.DEBUG if verbose else logging.WARNING
+    handler = RichHandler(console=console.err(), show_path=verbose, show_time=verbose)
+    logging.basicConfig(level=level, handlers=[handler], format="%(message)s", force=True)
+    if not verbose:
+        _quiet_libraries()
+
+
+def _quiet_libraries() -> None:
+    """Lightning, Ray and MLflow print banners and tips meant for notebooks; keep stderr readable."""
+    import os
+    import warnings
+
+    from sentinel_ml.logs import follow_root_level
+
+    follow_root_level()
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    warnings.filterwarnings("ignore", module=r"(lightning|torch|ray|mlflow|pydantic)(\.|$)")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+register(app)
+
+
+def main() -> None:
+    try:
+        app()
+    except SentinelError as e:
+        sys.exit(report(e))
+    except KeyboardInterrupt:
+        from sentinel_cli import console
+
+        console.err().print("interrupted")
+        sys.exit(130)

@@ -1,0 +1,24 @@
+"""The embedded local target: Ray on this machine, checkpoints on local disk or S3."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sentinel_cli.progress import train_progress
+
+
+def train(config) -> dict[str, Any]:
+    from sentinel_ml.train import train as run_training
+
+    return run_training(config, on_progress=train_progress).summary()
+
+
+def status(storage: str | None, limit: int) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    from sentinel_ml import checkpoints
+    from sentinel_ml.config import storage_root
+
+    root = storage_root(storage)
+    records = checkpoints.read_records(root)
+    return {"target": "local", "storage": root, "runs": [asdict(r) for r in records[:limit]]}

@@ -1,0 +1,12 @@
+"""Each module holds the commands of one noun; ``register`` adds them all to the app."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    from sentinel_cli.commands import status, train
+
+    app.command("train")(train.train)
+    app.command("status")(status.status)

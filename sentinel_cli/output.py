@@ -1,0 +1,57 @@
+"""Print results as a table (for people) or JSON / YAML (for programs), always on stdout."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from enum import Enum
+from typing import Any
+
+from rich.table import Table
+
+from sentinel_cli import console
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    json = "json"
+    yaml = "yaml"
+
+
+def emit(data: Any, fmt: OutputFormat, table: Callable[[Any], Table | str] | None = None) -> None:
+    if fmt is OutputFormat.json:
+        print(json.dumps(data, indent=2, default=str))
+    elif fmt is OutputFormat.yaml:
+        import yaml
+
+        print(yaml.safe_dump(json.loads(json.dumps(data, default=str)), sort_keys=False), end="")
+    else:
+        console.out().print(table(data) if table else data)
+
+
+def key_value_table(rows: Sequence[tuple[str, Any]], title: str | None = None) -> Table:
+    grid = Table(title=title, show_header=False, box=None, pad_edge=False)
+    grid.add_column(style="bold")
+    grid.add_column(overflow="fold")
+    for key, value in rows:
+        grid.add_row(key, "-" if value is None else str(value))
+    return grid
+
+
+def records_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]],
+                  title: str | None = None, empty: str = "nothing to show") -> Table | str:
+    """``columns``: (header, key) pairs."""
+    if not rows:
+        return empty
+    table = Table(title=title, header_style="bold")
+    for header, _ in columns:
+        table.add_column(header, overflow="fold")
+    for row in rows:
+        table.add_row(*("-" if row.get(key) is None else _fmt(row.get(key)) for _, key in columns))
+    return table
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)

@@ -1,0 +1,26 @@
+"""Where Sentinel keeps its files on this machine. Everything lives under $SENTINEL_HOME."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+HOME_ENV = "SENTINEL_HOME"
+
+
+def sentinel_home() -> Path:
+    """$SENTINEL_HOME, or ~/.sentinel."""
+    return Path(os.environ.get(HOME_ENV) or Path.home() / ".sentinel").expanduser()
+
+
+def data_cache_dir() -> Path:
+    return sentinel_home() / "data"
+
+
+def artifacts_dir() -> Path:
+    """Default checkpoint storage for the local target."""
+    return sentinel_home() / "artifacts"
+
+
+def default_mlflow_uri() -> str:
+    return f"sqlite:///{sentinel_home() / 'mlflow.db'}"
