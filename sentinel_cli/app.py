@@ -7,12 +7,24 @@ import sys
 from typing import Annotated
 
 import typer
+from typer.core import TyperGroup
 
 from sentinel_cli import __version__
 from sentinel_cli.commands import register
 from sentinel_cli.errors import SentinelError, report
 
+class _Group(TyperGroup):
+    """Expected failures become one line on stderr and their exit code, for every command."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except SentinelError as e:
+            raise typer.Exit(report(e)) from None
+
+
 app = typer.Typer(
+    cls=_Group,
     name="sentinel",
     help="Run a Ray recommender platform: train, tune, serve and watch it, locally or on Kubernetes.",
     no_args_is_help=True,
@@ -69,8 +81,6 @@ register(app)
 def main() -> None:
     try:
         app()
-    except SentinelError as e:
-        sys.exit(report(e))
     except KeyboardInterrupt:
         from sentinel_cli import console
 

@@ -44,8 +44,9 @@ def records_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, s
     if not rows:
         return empty
     table = Table(title=title, header_style="bold")
-    for header, _ in columns:
-        table.add_column(header, overflow="fold")
+    for position, (header, _) in enumerate(columns):
+        # The first column names the row (a run id, an object name): never break it.
+        table.add_column(header, overflow="fold", no_wrap=position == 0)
     for row in rows:
         table.add_row(*("-" if row.get(key) is None else _fmt(row.get(key)) for _, key in columns))
     return table

@@ -1,0 +1,92 @@
+"""Checkpoint index records and the pure resolution of latest / best / run id / URI."""
+
+from __future__ import annotations
+
+import pytest
+
+from sentinel_ml import checkpoints
+from sentinel_ml.checkpoints import RunRecord, resolve
+from sentinel_ml.errors import CheckpointNotFound
+
+
+def record(run_id: str, created: str, val_rmse: float | None, kind: str = "train") -> RunRecord:
+    return RunRecord(
+        run_id=run_id,
+        kind=kind,
+        created_at=created,
+        config={},
+        metrics={} if val_rmse is None else {"val_rmse": val_rmse},
+        checkpoints={"best": f"/store/runs/{run_id}/best.pt", "last": f"/store/runs/{run_id}/last.pt"},
+    )
+
+
+RECORDS = [
+    record("train-20261101-100000-aaaa", "2026-11-01T10:00:00+00:00", 0.95),
+    record("tune-20261102-100000-bbbb", "2026-11-02T10:00:00+00:00", 0.91, kind="tune"),
+    record("train-20261103-100000-cccc", "2026-11-03T10:00:00+00:00", 0.93),
+]
+
+
+def test_latest_is_the_newest_run() -> None:
+    uri, rec = resolve("latest", RECORDS)
+    assert rec.run_id == "train-20261103-100000-cccc"
+    assert uri == "/store/runs/train-20261103-100000-cccc/best.pt"
+
+
+def test_best_is_the_lowest_val_rmse_across_train_and_tune() -> None:
+    uri, rec = resolve("best", RECORDS)
+    assert rec.run_id == "tune-20261102-100000-bbbb" and uri.endswith("bbbb/best.pt")
+
+
+def test_run_id_and_unique_prefix_resolve() -> None:
+    assert resolve("train-20261101-100000-aaaa", RECORDS)[1].run_id.endswith("aaaa")
+    assert resolve("tune", RECORDS)[1].run_id.endswith("bbbb")
+
+
+def test_ambiguous_prefix_lists_candidates() -> None:
+    with pytest.raises(CheckpointNotFound, match="matches 2 runs") as info:
+        resolve("train-", RECORDS)
+    assert "aaaa" in info.value.hint and "cccc" in info.value.hint
+
+
+def test_unknown_run_id_says_what_is_accepted() -> None:
+    with pytest.raises(CheckpointNotFound, match="no run 'nope'") as info:
+        resolve("nope", RECORDS)
+    assert "sentinel status" in info.value.hint
+
+
+def test_uri_passes_through_and_finds_its_record() -> None:
+    uri, rec = resolve("/store/runs/train-20261101-100000-aaaa/best.pt", RECORDS)
+    assert rec.run_id.endswith("aaaa")
+    assert resolve("s3://bucket/elsewhere/model.pt", RECORDS) == ("s3://bucket/elsewhere/model.pt", None)
+
+
+def test_empty_index_says_to_train_first() -> None:
+    for reference in ("latest", "best", "some-run"):
+        with pytest.raises(CheckpointNotFound) as info:
+            resolve(reference, [])
+        assert "sentinel train" in info.value.hint
+        assert info.value.exit_code == 2
+
+
+def test_best_skips_records_without_metrics() -> None:
+    records = [record("train-a", "2026-11-01T00:00:00+00:00", None), *RECORDS[:1]]
+    assert resolve("best", records)[1].run_id == RECORDS[0].run_id
+
+
+def test_records_round_trip_on_disk_newest_first(tmp_path) -> None:
+    root = str(tmp_path / "artifacts")
+    for r in RECORDS:
+        checkpoints.write_record(root, r)
+    (tmp_path / "artifacts" / "index" / "damaged.json").write_text("{not json")
+    loaded = checkpoints.read_records(root)
+    assert [r.run_id for r in loaded] == [r.run_id for r in reversed(RECORDS)]
+    assert loaded[0].checkpoints == RECORDS[2].checkpoints
+
+
+def test_new_run_ids_are_valid_kubernetes_names() -> None:
+    import re
+
+    run_id = checkpoints.new_run_id("train")
+    assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", run_id) and len(run_id) <= 63
+    assert run_id != checkpoints.new_run_id("train")

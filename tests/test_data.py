@@ -1,0 +1,130 @@
+"""Parsing, splits, checksum and atomic extraction of MovieLens 100k (real files, no network)."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sentinel_ml import data, download
+from sentinel_ml.errors import DataError
+
+
+def test_ratings_parse_to_the_documented_counts(dataset_dir: Path) -> None:
+    everything = data.read_ratings(dataset_dir / "u.data")
+    assert len(everything) == 100_000
+    assert everything.users.max() == data.NUM_USERS
+    assert everything.items.max() == data.NUM_ITEMS
+    assert everything.ratings.min() == 1.0 and everything.ratings.max() == 5.0
+    assert everything.ratings.dtype == np.float32
+
+
+def test_titles_and_users_parse(dataset_dir: Path) -> None:
+    titles = data.read_titles(dataset_dir)
+    users = data.read_users(dataset_dir)
+    assert len(titles) == data.NUM_ITEMS and titles[1] == "Toy Story (1995)"
+    assert len(users) == data.NUM_USERS and users[1]["occupation"] == "technician"
+
+
+def test_u1_split_keeps_u1_test_and_holds_out_validation_from_u1_base(dataset_dir: Path) -> None:
+    split = data.load_split(dataset_dir, "u1", val_fraction=0.05, seed=1)
+    assert len(split.test) == 20_000
+    assert len(split.train) + len(split.val) == 80_000
+    assert len(split.val) == 4_000
+    train_pairs = set(zip(split.train.users.tolist(), split.train.items.tolist()))
+    val_pairs = set(zip(split.val.users.tolist(), split.val.items.tolist()))
+    assert not train_pairs & val_pairs
+
+
+def test_random_split_is_seeded_and_disjoint(dataset_dir: Path) -> None:
+    a = data.load_split(dataset_dir, "random", seed=7)
+    b = data.load_split(dataset_dir, "random", seed=7)
+    c = data.load_split(dataset_dir, "random", seed=8)
+    assert np.array_equal(a.test.users, b.test.users) and np.array_equal(a.test.items, b.test.items)
+    assert not np.array_equal(a.test.items, c.test.items)
+    assert len(a.train) + len(a.val) + len(a.test) == 100_000
+
+
+def test_unknown_split_is_a_config_error(dataset_dir: Path) -> None:
+    with pytest.raises(DataError, match="unknown split"):
+        data.load_split(dataset_dir, "u9")
+
+
+def test_garbage_ratings_file_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "u.data"
+    bad.write_text("1\t2\tnot-a-number\t3\n")
+    with pytest.raises(DataError, match="cannot parse"):
+        data.read_ratings(bad)
+
+
+def test_checksum_mismatch_is_rejected(tmp_path: Path, movielens_zip: Path) -> None:
+    corrupt = tmp_path / "ml-100k.zip"
+    payload = bytearray(movielens_zip.read_bytes())
+    payload[len(payload) // 2] ^= 0xFF
+    corrupt.write_bytes(bytes(payload))
+    with pytest.raises(DataError, match="checksum mismatch"):
+        download.verify_checksum(corrupt)
+
+
+def test_corrupt_archive_leaves_no_cache_behind(tmp_path: Path, movielens_zip: Path) -> None:
+    truncated = tmp_path / "partial.zip"
+    truncated.write_bytes(movielens_zip.read_bytes()[:100_000])
+    cache = tmp_path / "cache"
+    with pytest.raises(DataError, match="checksum mismatch"):
+        download.ensure_dataset(str(truncated), cache_dir=cache)
+    assert not (cache / "ml-100k").exists()
+    assert [p.name for p in cache.iterdir()] == []  # no staging or download leftovers
+
+
+def test_extract_of_a_broken_zip_is_atomic(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.zip"
+    broken.write_bytes(b"PK\x03\x04 this is not a zip")
+    target = tmp_path / "cache" / "ml-100k"
+    target.parent.mkdir()
+    with pytest.raises(DataError, match="not a valid zip"):
+        download.extract_atomically(broken, target)
+    assert list(target.parent.iterdir()) == []
+
+
+def test_unsafe_member_paths_are_refused(tmp_path: Path) -> None:
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as zf:
+        zf.writestr("../escape.txt", "x")
+    (tmp_path / "cache").mkdir()
+    with pytest.raises(DataError, match="unsafe path"):
+        download.extract_atomically(evil, tmp_path / "cache" / "ml-100k")
+    assert not (tmp_path / "escape.txt").exists()
+
+
+def test_local_zip_extracts_once_then_reuses_the_cache(tmp_path: Path, movielens_zip: Path) -> None:
+    cache = tmp_path / "cache"
+    first = download.ensure_dataset(str(movielens_zip), cache_dir=cache)
+    marker = first / ".complete"
+    stamp = marker.stat().st_mtime_ns
+    second = download.ensure_dataset(movielens_zip.as_uri(), cache_dir=cache)  # file:// URL
+    assert first == second and marker.stat().st_mtime_ns == stamp
+    assert (first / "u1.base").is_file()
+
+
+def test_directory_source_is_used_in_place(dataset_dir: Path, tmp_path: Path) -> None:
+    assert download.ensure_dataset(str(dataset_dir), cache_dir=tmp_path) == dataset_dir
+    assert download.ensure_dataset(str(dataset_dir.parent), cache_dir=tmp_path) == dataset_dir
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_directory_without_the_files_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="missing u.data"):
+        download.ensure_dataset(str(tmp_path))
+
+
+def test_missing_local_source_names_the_path(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="dataset not found") as info:
+        download.ensure_dataset(str(tmp_path / "nope.zip"), cache_dir=tmp_path / "cache")
+    assert "--data" in info.value.hint
+
+
+def test_unsupported_scheme_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="unsupported dataset source"):
+        download.ensure_dataset("ftp://example.invalid/ml-100k.zip", cache_dir=tmp_path)
