@@ -1,0 +1,330 @@
+"""Build the test environment's binaries from Go modules, or find them already built.
+
+Each component is built from a small wrapper module under ``tests/k8s/go/<component>/`` whose
+go.mod pins the version and whose go.sum pins every hash. The result lands in one cache
+directory per component and version, created atomically (built in a temporary directory beside
+it, then renamed), so an interrupted build never leaves a half-filled directory behind:
+
+    ~/.cache/sentinel/testenv/
+        kubernetes-v1.34.12/  kube-apiserver kube-controller-manager kube-scheduler
+        etcd-v3.5.35/         etcd
+        kwok-v0.7.0/          kwok
+        kuberay-v1.5.2/       ray-operator crds/ray.io_*.yaml
+    ~/.cache/sentinel/gomod/      Go's module cache (GOMODCACHE)
+    ~/.cache/sentinel/go-build/   Go's build cache (GOCACHE)
+
+envtest's convention is honoured: when ``KUBEBUILDER_ASSETS`` names a directory holding ``etcd``
+and ``kube-apiserver``, those two (and any other of our binaries found there) are used instead.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from tests.k8s import versions
+
+log = logging.getLogger(__name__)
+
+WRAPPERS = Path(__file__).parent / "go"
+CRD_NAMES = ("rayclusters", "rayjobs", "rayservices")
+KUBERAY_MODULE = "github.com/ray-project/kuberay/ray-operator"
+_HEARTBEAT_S = 30.0
+
+
+class AssetsMissing(RuntimeError):
+    """Some binaries are neither in the cache nor in KUBEBUILDER_ASSETS."""
+
+
+class BuildFailed(RuntimeError):
+    """A Go build failed; the message holds the command and the end of its output."""
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    version: str
+    module: str  # the module the wrapper requires, checked against its go.mod
+    packages: dict[str, str]  # binary name -> main package, built in the wrapper module
+    stamps: dict[str, str] = field(default_factory=dict)  # `-X` link-time variable settings
+
+    @property
+    def binaries(self) -> tuple[str, ...]:
+        return tuple(self.packages)
+
+    @property
+    def dirname(self) -> str:
+        return f"{self.name}-{self.version}"
+
+
+def _kubernetes_stamps(version: str) -> dict[str, str]:
+    """What Kubernetes' own build stamps, so /version and --version report the real release."""
+    major, minor = version.removeprefix("v").split(".")[:2]
+    values = {"gitVersion": version, "gitMajor": major, "gitMinor": minor, "gitTreeState": "clean"}
+    return {
+        f"{package}.{name}": value
+        for package in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
+        for name, value in values.items()
+    }
+
+
+KUBERNETES = Component(
+    "kubernetes",
+    versions.KUBERNETES,
+    "k8s.io/kubernetes",
+    {
+        name: f"k8s.io/kubernetes/cmd/{name}"
+        for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+    },
+    _kubernetes_stamps(versions.KUBERNETES),
+)
+ETCD = Component("etcd", versions.ETCD, "go.etcd.io/etcd/server/v3",
+                 {"etcd": "go.etcd.io/etcd/server/v3"})
+KWOK = Component("kwok", versions.KWOK, "sigs.k8s.io/kwok", {"kwok": "sigs.k8s.io/kwok/cmd/kwok"})
+KUBERAY = Component("kuberay", versions.KUBERAY, KUBERAY_MODULE, {"ray-operator": KUBERAY_MODULE})
+COMPONENTS = (KUBERNETES, ETCD, KWOK, KUBERAY)
+
+
+@dataclass(frozen=True)
+class Assets:
+    """Where every binary and CRD of the environment lives."""
+
+    etcd: Path
+    kube_apiserver: Path
+    kube_controller_manager: Path
+    kube_scheduler: Path
+    kwok: Path
+    ray_operator: Path
+    crds: tuple[Path, ...]
+
+
+def sentinel_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "sentinel"
+
+
+def cache_root() -> Path:
+    return sentinel_cache() / "testenv"
+
+
+def go_env() -> dict[str, str]:
+    """The environment every Go command runs with: our own module and build caches."""
+    cache = sentinel_cache()
+    return {
+        **os.environ,
+        "GOMODCACHE": str(cache / "gomod"),
+        "GOCACHE": str(cache / "go-build"),
+        "CGO_ENABLED": "0",
+    }
+
+
+def _binary_dir(component: Component) -> Path:
+    return cache_root() / component.dirname
+
+
+def _kubebuilder_assets() -> dict[str, Path]:
+    """Binaries found in KUBEBUILDER_ASSETS, if it holds at least etcd and kube-apiserver."""
+    raw = os.environ.get("KUBEBUILDER_ASSETS")
+    if not raw:
+        return {}
+    folder = Path(raw)
+    found = {p.name: p for p in folder.iterdir() if p.is_file()} if folder.is_dir() else {}
+    if "etcd" not in found or "kube-apiserver" not in found:
+        log.warning("KUBEBUILDER_ASSETS=%s lacks etcd or kube-apiserver; ignoring it", raw)
+        return {}
+    return found
+
+
+def _candidates() -> dict[str, Path]:
+    """Every binary name mapped to where it is (or would be, once built)."""
+    paths = {
+        binary: _binary_dir(component) / binary
+        for component in COMPONENTS
+        for binary in component.binaries
+    }
+    paths.update({k: v for k, v in _kubebuilder_assets().items() if k in paths})
+    return paths
+
+
+def _crds() -> tuple[Path, ...]:
+    folder = _binary_dir(KUBERAY) / "crds"
+    return tuple(folder / f"ray.io_{name}.yaml" for name in CRD_NAMES)
+
+
+def _missing() -> list[Path]:
+    wanted = [*_candidates().values(), *_crds()]
+    return [p for p in wanted if not p.is_file()]
+
+
+def locate() -> Assets:
+    """The assets, without building anything; raises AssetsMissing naming what is absent."""
+    missing = _missing()
+    if missing:
+        listed = "\n  ".join(str(p) for p in missing)
+        raise AssetsMissing(
+            f"test environment binaries missing:\n  {listed}\n"
+            "build them with: python -m tests.k8s.env build"
+        )
+    paths = _candidates()
+    return Assets(
+        etcd=paths["etcd"],
+        kube_apiserver=paths["kube-apiserver"],
+        kube_controller_manager=paths["kube-controller-manager"],
+        kube_scheduler=paths["kube-scheduler"],
+        kwok=paths["kwok"],
+        ray_operator=paths["ray-operator"],
+        crds=_crds(),
+    )
+
+
+def build() -> Assets:
+    """Build every component whose binaries are missing, then return all assets."""
+    root = cache_root()
+    root.mkdir(parents=True, exist_ok=True)
+    with _locked(root / ".lock"):
+        missing = set(_missing())
+        for component in COMPONENTS:
+            target = _binary_dir(component)
+            outputs = {p for p in missing if p.is_relative_to(target)}
+            if not outputs:
+                log.info("%s %s: present in %s", component.name, component.version, target)
+                continue
+            _build_component(component, target)
+    return locate()
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with path.open("w") as handle:
+        if _try_lock(handle):
+            yield
+            return
+        log.info("another build holds %s; waiting for it", path)
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _try_lock(handle: IO[str]) -> bool:
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _build_component(component: Component, target: Path) -> None:
+    wrapper = WRAPPERS / component.name
+    _check_pin(component, wrapper / "go.mod")
+    staging = Path(tempfile.mkdtemp(prefix=f".{component.dirname}-", dir=target.parent))
+    try:
+        started = time.monotonic()
+        for index, (binary, package) in enumerate(component.packages.items(), start=1):
+            label = f"{component.name} {component.version}: {binary}"
+            log.info("%s: building (%d of %d; a first build takes minutes)",
+                     label, index, len(component.packages))
+            argv = ["go", "build", "-v", "-mod=readonly", "-trimpath",
+                    f"-ldflags={_ldflags(component)}", "-o", str(staging / binary), package]
+            _go(argv, cwd=wrapper, label=label)
+        if component is KUBERAY:
+            _copy_crds(wrapper, staging / "crds")
+        if target.exists():  # left by a build interrupted between the two renames below
+            shutil.rmtree(target)
+        staging.rename(target)
+        log.info("%s %s: built in %.0f s", component.name, component.version,
+                 time.monotonic() - started)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _ldflags(component: Component) -> str:
+    return " ".join(["-s", "-w", *(f"-X {k}={v}" for k, v in component.stamps.items())])
+
+
+def _check_pin(component: Component, gomod: Path) -> None:
+    """Refuse to build when the wrapper's go.mod and versions.py disagree."""
+    pinned = wrapper_requirement(gomod, component.module)
+    if pinned != component.version:
+        raise BuildFailed(
+            f"{gomod} requires {component.module} {pinned}, but tests/k8s/versions.py pins "
+            f"{component.version}: update both together"
+        )
+
+
+def wrapper_requirement(gomod: Path, module: str) -> str | None:
+    """The version a go.mod requires of ``module``, or None."""
+    pattern = re.compile(rf"^\s*(?:require\s+)?{re.escape(module)}\s+(v\S+)")
+    for line in gomod.read_text().splitlines():
+        if match := pattern.match(line):
+            return match.group(1)
+    return None
+
+
+def _copy_crds(wrapper: Path, dest: Path) -> None:
+    info = json.loads(
+        _go(["go", "mod", "download", "-json", f"{KUBERAY_MODULE}@{KUBERAY.version}"],
+            cwd=wrapper, label="kuberay CRDs")
+    )
+    source = Path(info["Dir"]) / "config" / "crd" / "bases"
+    dest.mkdir()
+    for name in CRD_NAMES:
+        shutil.copyfile(source / f"ray.io_{name}.yaml", dest / f"ray.io_{name}.yaml")
+
+
+def _go(argv: list[str], cwd: Path, label: str) -> str:
+    """Run a Go command, logging its messages and a heartbeat; returns its stdout."""
+    log.debug("%s: %s (in %s)", label, " ".join(argv), cwd)
+    proc = subprocess.Popen(
+        argv, cwd=cwd, env=go_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    out: list[str] = []
+    errors: list[str] = []
+    readers = [
+        threading.Thread(target=_drain, args=(proc.stdout, out.append, None), daemon=True),
+        threading.Thread(target=_drain, args=(proc.stderr, errors.append, label), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
+    started = time.monotonic()
+    while True:
+        try:
+            proc.wait(timeout=_HEARTBEAT_S)
+            break
+        except subprocess.TimeoutExpired:
+            compiled = sum(1 for line in errors if _PACKAGE_LINE.fullmatch(line))
+            log.info("%s: still building (%.0f s, %d packages compiled)",
+                     label, time.monotonic() - started, compiled)
+    for reader in readers:
+        reader.join()
+    if proc.returncode != 0:
+        tail = "\n".join(line for line in errors[-40:] if not _PACKAGE_LINE.fullmatch(line))
+        raise BuildFailed(f"{label}: `{' '.join(argv)}` in {cwd} exited {proc.returncode}:\n{tail}")
+    return "\n".join(out)
+
+
+# `go build -v` names each package it compiles on a line of its own.
+_PACKAGE_LINE = re.compile(r"[\w.~+-]+(/[\w.~+-]+)*")
+
+
+def _drain(stream: IO[str], keep: Callable[[str], None], label: str | None) -> None:
+    """Collect a stream's lines; with a label, log Go's messages (not packages or downloads)."""
+    for line in stream:
+        line = line.rstrip()
+        keep(line)
+        if label is None:
+            continue
+        quiet = line.startswith("go: downloading") or _PACKAGE_LINE.fullmatch(line)
+        log.log(logging.DEBUG if quiet else logging.INFO, "%s: %s", label, line)

@@ -1,0 +1,10 @@
+"""The pinned versions of every component of the test environment, in one place.
+
+The wrapper modules under ``tests/k8s/go/`` pin the same Kubernetes and etcd versions;
+``test_versions.py`` checks that they agree.
+"""
+
+KUBERNETES = "v1.34.12"
+ETCD = "v3.5.35"
+KWOK = "v0.7.0"
+KUBERAY = "v1.5.2"
