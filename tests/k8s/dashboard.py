@@ -1,0 +1,140 @@
+"""A stand-in for the Ray dashboard of every RayCluster in the environment.
+
+No container runs, so no Ray head answers the KubeRay operator. The operator runs with
+``HTTP_PROXY`` pointing at this server, so its dashboard requests
+(``http://<cluster>-head-svc.<namespace>.svc.cluster.local:8265/api/jobs/<id>``) arrive here as
+proxy requests that name the host they were meant for. The stand-in answers the Ray job API:
+every job it is asked about has the outcome a test set for it (SUCCEEDED unless told otherwise),
+so a RayJob can reach Complete or Failed the way it would on a real cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+SUCCEEDED = "SUCCEEDED"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str = SUCCEEDED  # a Ray job status: PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED
+    message: str = ""
+    logs: str = ""
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    namespace: str  # from the head service's host name; "" if the host was not one
+    path: str
+
+
+class StandInDashboard:
+    """Serves on 127.0.0.1:``port`` in a background thread."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.requests: list[Request] = []
+        self._outcomes: dict[tuple[str, str | None], Outcome] = {}
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
+                                        name="ray-dashboard-stand-in")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._server.shutdown()
+        self._server.server_close()
+
+    def set_outcome(self, namespace: str, outcome: Outcome, job_id: str | None = None) -> None:
+        """What jobs in ``namespace`` report: one job, or every job when ``job_id`` is None."""
+        with self._lock:
+            self._outcomes[(namespace, job_id)] = outcome
+
+    def outcome(self, namespace: str, job_id: str) -> Outcome:
+        with self._lock:
+            return (self._outcomes.get((namespace, job_id))
+                    or self._outcomes.get((namespace, None))
+                    or Outcome())
+
+    def record(self, request: Request) -> None:
+        with self._lock:
+            self.requests.append(request)
+
+
+def _namespace(host: str) -> str:
+    """``<service>.<namespace>.svc.<domain>[:port]`` -> ``<namespace>``."""
+    labels = host.split(":", 1)[0].split(".")
+    return labels[1] if len(labels) > 2 and labels[2] == "svc" else ""
+
+
+def _job_info(job_id: str, outcome: Outcome) -> dict[str, object]:
+    now_ms = int(time.time() * 1000)
+    terminal = outcome.status in ("SUCCEEDED", "FAILED", "STOPPED")
+    return {
+        "job_id": job_id,
+        "submission_id": job_id,
+        "status": outcome.status,
+        "message": outcome.message,
+        "entrypoint": "",
+        "start_time": now_ms,
+        **({"end_time": now_ms} if terminal else {}),
+    }
+
+
+def _handler(dashboard: StandInDashboard) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            self._answer()
+
+        def do_POST(self) -> None:  # noqa: N802
+            self._answer()
+
+        def do_DELETE(self) -> None:  # noqa: N802
+            self._answer()
+
+        def _answer(self) -> None:
+            url = urlsplit(self.path)
+            namespace = _namespace(url.netloc or self.headers.get("Host", ""))
+            dashboard.record(Request(self.command, namespace, url.path))
+            parts = [p for p in url.path.split("/") if p]
+            if parts[:2] != ["api", "jobs"]:
+                self._send(404, {"error": f"the stand-in dashboard does not serve {url.path}"})
+                return
+            if self.command == "POST" and len(parts) == 2:  # submit (HTTPMode)
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                job_id = body.get("submission_id") or f"raysubmit_{int(time.time() * 1000)}"
+                self._send(200, {"job_id": job_id, "submission_id": job_id})
+            elif len(parts) == 2:
+                self._send(200, [])
+            elif len(parts) == 3 and self.command == "GET":
+                self._send(200, _job_info(parts[2], dashboard.outcome(namespace, parts[2])))
+            elif parts[3:] == ["logs"]:
+                self._send(200, {"logs": dashboard.outcome(namespace, parts[2]).logs})
+            elif parts[3:] == ["stop"]:
+                self._send(200, {"stopped": True})
+            else:
+                self._send(200, {"deleted": True})
+
+        def _send(self, code: int, body: object) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            pass  # requests are recorded, not printed
+
+    return Handler
