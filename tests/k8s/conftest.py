@@ -1,0 +1,154 @@
+"""Fixtures for tests against the real Kubernetes test environment (marker ``k8s``).
+
+    k8s_env        session: the running Environment (.kubeconfig, .api_url, .api_client(), ...)
+    k8s_api        session: a kubernetes.client.ApiClient for it
+    k8s_namespace  function: a fresh namespace (its default ServiceAccount exists), deleted after
+
+A failing test that used the environment gets the KubeRay operator's log lines written during
+the test, and its namespace's events, attached to its report.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import secrets
+import signal
+from collections.abc import Iterator
+from types import FrameType
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from tests.k8s import build, cluster
+from tests.k8s.env import Environment, up
+from tests.k8s.process import wait_for
+
+_OPERATOR_LOG_START = pytest.StashKey[int]()
+_ENVIRONMENT: list[Environment] = []  # the session's environment, once started
+_ATTACHED_LINES = 200
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "k8s: runs against the real Kubernetes test environment (tests/k8s/env.py); "
+        "needs its binaries: python -m tests.k8s.env build",
+    )
+
+
+@pytest.fixture(scope="session")
+def k8s_env() -> Iterator[Environment]:
+    try:
+        assets = build.locate()
+    except build.AssetsMissing as error:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and the Kubernetes test environment is missing: {error}",
+                        pytrace=False)
+        pytest.skip(f"Kubernetes test environment not built: {error}")
+    env = up(assets)
+    _ENVIRONMENT.append(env)
+    atexit.register(env.stop)
+    previous = _stop_on_sigterm(env)
+    try:
+        yield env
+    finally:
+        env.stop()
+        atexit.unregister(env.stop)
+        signal.signal(signal.SIGTERM, previous)
+        _ENVIRONMENT.clear()
+
+
+def _stop_on_sigterm(env: Environment) -> Any:
+    """A CI timeout sends SIGTERM, which skips atexit: stop the environment, then die of it."""
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        env.stop()
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    if previous in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, handler)
+    return previous
+
+
+@pytest.fixture(scope="session")
+def k8s_api(k8s_env: Environment) -> Iterator[client.ApiClient]:
+    api = k8s_env.api_client()
+    yield api
+    api.close()  # type: ignore[no-untyped-call]
+
+
+@pytest.fixture
+def k8s_namespace(k8s_api: client.ApiClient, request: pytest.FixtureRequest) -> Iterator[str]:
+    name = _namespace_name(request.node.name)
+    core = client.CoreV1Api(k8s_api)
+    labels = {"app.kubernetes.io/created-by": "sentinel-tests"}
+    metadata = client.V1ObjectMeta(name=name, labels=labels)
+    core.create_namespace(client.V1Namespace(metadata=metadata))
+    wait_for(f"the default ServiceAccount of namespace {name}",
+             lambda: cluster.service_account_reason(k8s_api, name), timeout_s=30)
+    yield name
+    core.delete_namespace(name)  # the namespace controller finishes in the background
+
+
+def _namespace_name(test_name: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", test_name.lower()).strip("-")[:40].rstrip("-")
+    return f"t-{slug}-{secrets.token_hex(3)}"
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if _ENVIRONMENT:
+        item.stash[_OPERATOR_LOG_START] = _size(_ENVIRONMENT[0].log_path("ray-operator"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    funcargs = getattr(item, "funcargs", {})
+    env = funcargs.get("k8s_env")
+    if not report.failed or not isinstance(env, Environment):
+        return
+    start = item.stash.get(_OPERATOR_LOG_START, 0)
+    report.sections.append(
+        ("KubeRay operator log during this test", _read_from(env.log_path("ray-operator"), start))
+    )
+    namespace = funcargs.get("k8s_namespace")
+    if isinstance(namespace, str):
+        report.sections.append((f"events in namespace {namespace}", _events(env, namespace)))
+
+
+def _size(path: os.PathLike[str]) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def _read_from(path: os.PathLike[str], offset: int) -> str:
+    try:
+        with open(path, errors="replace") as handle:
+            handle.seek(offset)
+            lines = handle.read().splitlines()
+    except OSError as error:
+        return f"(cannot read {path}: {error})"
+    skipped = max(0, len(lines) - _ATTACHED_LINES)
+    head = [f"({skipped} earlier lines in {path})"] if skipped else []
+    return "\n".join(head + lines[-_ATTACHED_LINES:])
+
+
+def _events(env: Environment, namespace: str) -> str:
+    try:
+        with env.api_client() as api:
+            events = client.CoreV1Api(api).list_namespaced_event(namespace).items
+    except Exception as error:  # noqa: BLE001 - a report must not fail on its attachments
+        return f"(cannot list events: {error})"
+    rows = [
+        f"{e.type} {e.reason} {e.involved_object.kind}/{e.involved_object.name}: {e.message}"
+        for e in events
+    ]
+    return "\n".join(rows) or "(none)"
