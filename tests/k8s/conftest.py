@@ -14,17 +14,14 @@ import atexit
 import os
 import re
 import secrets
-import signal
 from collections.abc import Iterator
-from types import FrameType
-from typing import Any
 
 import pytest
 from kubernetes import client
 
 from tests.k8s import build, cluster
 from tests.k8s.env import Environment, up
-from tests.k8s.process import wait_for
+from tests.k8s.process import sigterm_as_interrupt, wait_for
 
 _OPERATOR_LOG_START = pytest.StashKey[int]()
 _ENVIRONMENT: list[Environment] = []  # the session's environment, once started
@@ -48,31 +45,16 @@ def k8s_env() -> Iterator[Environment]:
             pytest.fail(f"CI=true and the Kubernetes test environment is missing: {error}",
                         pytrace=False)
         pytest.skip(f"Kubernetes test environment not built: {error}")
-    env = up(assets)
-    _ENVIRONMENT.append(env)
-    atexit.register(env.stop)
-    previous = _stop_on_sigterm(env)
-    try:
-        yield env
-    finally:
-        env.stop()
-        atexit.unregister(env.stop)
-        signal.signal(signal.SIGTERM, previous)
-        _ENVIRONMENT.clear()
-
-
-def _stop_on_sigterm(env: Environment) -> Any:
-    """A CI timeout sends SIGTERM, which skips atexit: stop the environment, then die of it."""
-    previous = signal.getsignal(signal.SIGTERM)
-
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        env.stop()
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
-
-    if previous in (signal.SIG_DFL, None):
-        signal.signal(signal.SIGTERM, handler)
-    return previous
+    with sigterm_as_interrupt():  # pytest then tears down as for Ctrl-C
+        env = up(assets)
+        _ENVIRONMENT.append(env)
+        atexit.register(env.stop)
+        try:
+            yield env
+        finally:
+            env.stop()
+            atexit.unregister(env.stop)
+            _ENVIRONMENT.clear()
 
 
 @pytest.fixture(scope="session")

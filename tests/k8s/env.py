@@ -28,7 +28,7 @@ from tests.k8s import build, cluster, commands, pki, probes
 from tests.k8s.build import Assets
 from tests.k8s.commands import Paths, Ports
 from tests.k8s.dashboard import StandInDashboard
-from tests.k8s.process import NotReady, Process, start, stop, wait_for
+from tests.k8s.process import NotReady, Process, sigterm_as_interrupt, start, stop, wait_for
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ CONTAINER_LOG = (
     "2025-01-01T00:00:00.000000000Z stdout F "
     "kwok pod: no container runs in the Sentinel test environment\n"
 )
-STEP_TIMEOUT_S = 60.0
+STEP_TIMEOUT_S = 90.0
 
 
 @dataclass
@@ -129,7 +129,7 @@ def up(assets: Assets, detached: bool = False, timeout_s: float = STEP_TIMEOUT_S
     try:
         _bring_up(env, assets, timeout_s)
     except BaseException:
-        log.error("start-up failed; logs were in %s", env.paths.logs)
+        log.error("start-up failed; stopping what was started")
         env.stop()
         raise
     log.info("environment ready in %.1f s; kubeconfig %s", time.monotonic() - started,
@@ -270,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     try:
-        return int(args.run(args))
+        with sigterm_as_interrupt():
+            return int(args.run(args))
     except (build.AssetsMissing, build.BuildFailed, NotReady) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -13,7 +13,8 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -139,6 +140,21 @@ def wait_for(
             )
             raise NotReady(f"{what} not ready after {timeout_s:.0f} s: {reason}{logs}")
         time.sleep(interval_s)
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM (a CI timeout, `kill`) into KeyboardInterrupt while inside, so the same
+    clean-up as for Ctrl-C runs: atexit and finalizers do not run when SIGTERM kills Python."""
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def free_ports(count: int) -> list[int]:
