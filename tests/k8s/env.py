@@ -154,13 +154,13 @@ def _bring_up(env: Environment, assets: Assets, timeout_s: float) -> None:
                                            probes.trusted(certs, client_cert=True)),
              timeout_s, [etcd, apiserver])
 
-    api = env.api_client()
-    crds = cluster.install_crds(api, assets.crds)
-    nodes = cluster.create_nodes(api)
     controllers = env._start("kube-controller-manager",
                              commands.kube_controller_manager(assets, paths, ports, certs))
     scheduler = env._start("kube-scheduler", commands.kube_scheduler(assets, paths, ports))
     kwok = env._start("kwok", commands.kwok(assets, paths, ports, certs))
+    api = env.api_client()  # while those three start up:
+    crds = cluster.install_crds(api, assets.crds)
+    nodes = cluster.create_nodes(api)
     wait_for("KubeRay CRDs", lambda: cluster.crds_reason(api, crds), timeout_s, [apiserver])
     proxy = None
     if not env.detached:
