@@ -15,11 +15,27 @@ import torch
 from sentinel_ml.batching import TensorBatches
 from sentinel_ml.config import Hyperparameters
 from sentinel_ml.data import Ratings, Split, load_split
+from sentinel_ml.errors import JobFailed
 from sentinel_ml.logs import follow_root_level
 from sentinel_ml.network import BiasedMF, ModelConfig
 
 EpochHook = Callable[[dict[str, float]], None]
 VAL_BATCH_SIZE = 8192
+
+
+@dataclass
+class EpochState:
+    """What ``on_state`` sees after each validated epoch: enough to save the best and last weights."""
+
+    row: dict[str, float]
+    improved: bool  # this epoch's val RMSE is the best so far
+    final: bool  # the run's last epoch
+    best_state_dict: dict[str, torch.Tensor]
+    net: BiasedMF  # the live network: its weights are this epoch's (the "last" weights)
+    model_config: ModelConfig
+
+
+StateHook = Callable[[EpochState], None]
 
 
 @dataclass
@@ -54,11 +70,14 @@ def run_loop(
     prepare: Callable[[Any], Any] | None = None,
     on_epoch: EpochHook | None = None,
     split: Split | None = None,
+    on_state: StateHook | None = None,
 ) -> LoopResult:
     """Train with Lightning and return the history, the best and last weights and u1 test RMSE.
 
     ``trainer_kwargs`` and ``prepare`` let a distributed caller add its strategy and plugins. The global batch
     size stays ``hp.batch_size`` whatever the world size, so results do not depend on it.
+    ``on_state`` is for callers that save weights as they go (a Tune trial may be stopped from the
+    outside at any epoch). A non-finite loss or val RMSE ends the run with ``JobFailed``.
     """
     import lightning.pytorch as pl
 
@@ -85,7 +104,7 @@ def run_loop(
         split.train, per_rank_batch, shuffle=True, seed=hp.seed, rank=rank, world_size=world_size
     )
     val_batches = TensorBatches(split.val, VAL_BATCH_SIZE)
-    recorder = _EpochRecorder(on_epoch)
+    recorder = _EpochRecorder(on_epoch, on_state, model_config)
     trainer = pl.Trainer(
         max_epochs=hp.epochs,
         accelerator="cpu",
@@ -130,8 +149,11 @@ class _EpochRecorder:
     The Lightning callback class is created on first use so importing this module stays cheap.
     """
 
-    def __init__(self, on_epoch: EpochHook | None) -> None:
+    def __init__(self, on_epoch: EpochHook | None, on_state: StateHook | None = None,
+                 model_config: ModelConfig | None = None) -> None:
         self.on_epoch = on_epoch
+        self.on_state = on_state
+        self.model_config = model_config
         self.history: list[dict[str, float]] = []
         self.best: dict[str, Any] | None = None
 
@@ -156,9 +178,20 @@ class _EpochRecorder:
             "val_rmse": float(metrics["val/rmse"]),
             "val_mae": float(metrics["val/mae"]),
         }
+        if not (math.isfinite(row["train_loss"]) and math.isfinite(row["val_rmse"])):
+            raise JobFailed(
+                f"training diverged at epoch {row['epoch']}: train loss {row['train_loss']}, "
+                f"val RMSE {row['val_rmse']}",
+                hint="lower the learning rate or raise the regularization",
+            )
         self.history.append(row)
-        if self.best is None or row["val_rmse"] < self.best["val_rmse"]:
+        improved = self.best is None or row["val_rmse"] < self.best["val_rmse"]
+        if improved:
             state = {k: v.detach().clone() for k, v in module.net.state_dict().items()}
             self.best = {**row, "state_dict": state}
         if self.on_epoch is not None:
             self.on_epoch(row)
+        if self.on_state is not None:
+            final = trainer.current_epoch + 1 >= trainer.max_epochs
+            self.on_state(EpochState(row, improved, final, self.best["state_dict"], module.net,
+                                     self.model_config))
