@@ -1,4 +1,4 @@
-"""Typed configuration of training runs: plain dataclasses, cheap to import and to pickle."""
+"""Typed configuration of training runs and tuning studies: plain dataclasses, cheap to import and to pickle."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from sentinel_ml.errors import ConfigError
 from sentinel_ml.paths import artifacts_dir
+from sentinel_ml.search_space import SearchSpace, default_space
 
 
 @dataclass(frozen=True)
@@ -49,3 +50,42 @@ class TrainConfig:
 def storage_root(explicit: str | None = None) -> str:
     """Checkpoint root: the flag, then $SENTINEL_STORAGE, then $SENTINEL_HOME/artifacts."""
     return explicit or os.environ.get("SENTINEL_STORAGE") or str(artifacts_dir())
+
+
+SCHEDULERS = ("asha", "fifo")
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """A tuning study: the search space plus how trials run and which of them stop early."""
+
+    space: SearchSpace = field(default_factory=default_space)
+    samples: int = 20
+    max_epochs: int = 20
+    grace_period: int = 1
+    reduction_factor: int = 3
+    scheduler: str = "asha"  # "fifo": every trial runs max_epochs (no early stopping)
+    concurrency: int = 4
+    workers_per_trial: int = 1
+    cpus_per_trial: float | None = None  # per trial, or per worker; None: share the CPUs
+    seed: int = 42
+    split: str = "u1"
+    data: str | None = None
+    storage: str | None = None
+    mlflow_uri: str | None = None
+    run_id: str | None = None
+
+    def validate(self) -> None:
+        checks = [
+            (self.samples >= 1, "--samples must be at least 1"),
+            (self.max_epochs >= 1, "--max-epochs must be at least 1"),
+            (1 <= self.grace_period <= self.max_epochs, "--grace-period must be between 1 and --max-epochs"),
+            (self.reduction_factor >= 2, "--reduction-factor must be at least 2"),
+            (self.scheduler in SCHEDULERS, f"--scheduler must be one of: {', '.join(SCHEDULERS)}"),
+            (self.concurrency >= 1, "--concurrency must be at least 1"),
+            (self.workers_per_trial >= 1, "--workers-per-trial must be at least 1"),
+            (self.cpus_per_trial is None or self.cpus_per_trial > 0, "--cpus-per-trial must be positive"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
