@@ -4,6 +4,9 @@
     k8s_api        session: a kubernetes.client.ApiClient for it
     k8s_namespace  function: a fresh namespace (its default ServiceAccount exists), deleted after
 
+Another test directory reuses them by importing them into its conftest.py, ``k8s_env`` included:
+``shared_environment`` makes every definition share the session's one environment.
+
 A failing test that used the environment gets the KubeRay operator's log lines written during
 the test, and its namespace's events, attached to its report.
 """
@@ -15,6 +18,7 @@ import os
 import re
 import secrets
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 
 import pytest
 from kubernetes import client
@@ -24,7 +28,9 @@ from tests.k8s.env import Environment, up
 from tests.k8s.process import sigterm_as_interrupt, wait_for
 
 _OPERATOR_LOG_START = pytest.StashKey[int]()
-_ENVIRONMENT: list[Environment] = []  # the session's environment, once started
+_ENVIRONMENT: list[Environment] = []  # the session's environment while one runs
+_USERS: list[None] = []  # one entry per fixture currently using it
+_CLEANUP: list[ExitStack] = []
 _ATTACHED_LINES = 200
 
 
@@ -38,23 +44,44 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def k8s_env() -> Iterator[Environment]:
+    with shared_environment() as env:
+        yield env
+
+
+@contextmanager
+def shared_environment() -> Iterator[Environment]:
+    """The process's one test environment: the first user starts it, the last one stops it.
+
+    Other test directories can define their own ``k8s_env`` with this and still share the
+    session's environment. While it runs, SIGTERM acts as Ctrl-C, so pytest tears down.
+    """
+    if not _ENVIRONMENT:
+        assets = _assets_or_skip()
+        with ExitStack() as stack:
+            stack.enter_context(sigterm_as_interrupt())
+            env = up(assets)
+            stack.callback(env.stop)
+            atexit.register(env.stop)
+            _ENVIRONMENT.append(env)
+            _CLEANUP.append(stack.pop_all())
+    _USERS.append(None)
     try:
-        assets = build.locate()
+        yield _ENVIRONMENT[0]
+    finally:
+        _USERS.pop()
+        if not _USERS and _CLEANUP:  # the last user of the environment this function started
+            _CLEANUP.pop().close()  # stops it and restores the SIGTERM handler
+            atexit.unregister(_ENVIRONMENT.pop().stop)
+
+
+def _assets_or_skip() -> build.Assets:
+    try:
+        return build.locate()
     except build.AssetsMissing as error:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"CI=true and the Kubernetes test environment is missing: {error}",
                         pytrace=False)
         pytest.skip(f"Kubernetes test environment not built: {error}")
-    with sigterm_as_interrupt():  # pytest then tears down as for Ctrl-C
-        env = up(assets)
-        _ENVIRONMENT.append(env)
-        atexit.register(env.stop)
-        try:
-            yield env
-        finally:
-            env.stop()
-            atexit.unregister(env.stop)
-            _ENVIRONMENT.clear()
 
 
 @pytest.fixture(scope="session")
