@@ -194,6 +194,8 @@ def build() -> Assets:
     """Build every component whose binaries are missing, then return all assets."""
     root = cache_root()
     root.mkdir(parents=True, exist_ok=True)
+    if _missing() and shutil.which("go") is None:
+        raise BuildFailed("`go` is not on PATH: install Go 1.24 or newer to build the binaries")
     with _locked(root / ".lock"):
         missing = set(_missing())
         for component in COMPONENTS:
