@@ -73,7 +73,14 @@ def train(config: TrainConfig, on_progress: ProgressHook | None = None) -> Train
         dataset_dir = ensure_dataset(config.data)  # once here, so workers find a warm cache
         notify({"event": "data", "path": str(dataset_dir)})
         run = _WorkerRun(config, run_id, root)
-        result = _run_local(run, dataset_dir, on_epoch) if _local_mode(config) else _run_ray(run, on_epoch)
+        if _local_mode(config):
+            notify({"event": "start", "message": f"run {run_id}: Ray Train local mode, in this process"})
+            result = _run_local(run, dataset_dir, on_epoch)
+        else:
+            where = os.environ.get("RAY_ADDRESS") or "the embedded local Ray"
+            notify({"event": "start", "message": f"run {run_id}: starting {config.workers} Ray Train "
+                    f"workers (DDP) on {where}"})
+            result = _run_ray(run, on_epoch)
         status = "FINISHED"
     finally:
         if status != "FINISHED":
@@ -186,11 +193,16 @@ def _run_ray(run: _WorkerRun, on_epoch) -> dict[str, Any]:
     from ray.util.queue import Queue
 
     if not ray.is_initialized():
+        if not os.environ.get("RAY_ADDRESS"):
+            # A single machine has no spot nodes to be preempted; the watcher actor costs ~115 MB.
+            os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
         ray.init(
             address=os.environ.get("RAY_ADDRESS"),
             include_dashboard=False,
-            log_to_driver=True,
-            logging_level=logging.WARNING,
+            # Worker output (Lightning banners, Ray Train reports) only with -v or on request.
+            log_to_driver=logging.getLogger().level <= logging.INFO
+            or os.environ.get("SENTINEL_WORKER_LOGS") == "1",
+            logging_level=logging.WARNING if logging.getLogger().level <= logging.INFO else logging.ERROR,
             configure_logging=True,
         )
     progress = Queue()
