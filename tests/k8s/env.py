@@ -106,7 +106,7 @@ class Environment:
         env.processes = [Process.from_state(p) for p in state["processes"]]
         return env, int(state["owner"])
 
-    def _start(self, name: str, argv: list[str], proxy: str | None = None) -> Process:
+    def launch(self, name: str, argv: list[str], proxy: str | None = None) -> Process:
         no_proxy = NO_PROXY if proxy is None else OPERATOR_NO_PROXY
         environ = {**os.environ, "NO_PROXY": no_proxy, "no_proxy": no_proxy,
                    "KUBECONFIG": str(self.kubeconfig)}
@@ -146,43 +146,51 @@ def _bring_up(env: Environment, assets: Assets, timeout_s: float) -> None:
     _write_kwok_config(paths)
     env.save()
 
-    etcd = env._start("etcd", commands.etcd(assets, paths, ports))
+    etcd = env.launch("etcd", commands.etcd(assets, paths, ports))
     wait_for("etcd", probes.http(f"http://127.0.0.1:{ports.etcd_client}/health"), timeout_s,
              [etcd])
-    apiserver = env._start("kube-apiserver", commands.kube_apiserver(assets, paths, ports, certs))
+    apiserver = env.launch("kube-apiserver", commands.kube_apiserver(assets, paths, ports, certs))
     wait_for("kube-apiserver", probes.http(f"{env.api_url}/readyz",
                                            probes.trusted(certs, client_cert=True)),
              timeout_s, [etcd, apiserver])
 
-    controllers = env._start("kube-controller-manager",
+    controllers = env.launch("kube-controller-manager",
                              commands.kube_controller_manager(assets, paths, ports, certs))
-    scheduler = env._start("kube-scheduler", commands.kube_scheduler(assets, paths, ports))
-    kwok = env._start("kwok", commands.kwok(assets, paths, ports, certs))
-    api = env.api_client()  # while those three start up:
-    crds = cluster.install_crds(api, assets.crds)
-    nodes = cluster.create_nodes(api)
-    wait_for("KubeRay CRDs", lambda: cluster.crds_reason(api, crds), timeout_s, [apiserver])
+    scheduler = env.launch("kube-scheduler", commands.kube_scheduler(assets, paths, ports))
+    kwok = env.launch("kwok", commands.kwok(assets, paths, ports, certs))
+    with env.api_client() as api:  # while those three start up
+        crds = cluster.install_crds(api, assets.crds)
+        nodes = cluster.create_nodes(api)
+        wait_for("KubeRay CRDs", lambda: cluster.crds_reason(api, crds), timeout_s, [apiserver])
+        operator = _launch_operator(env, assets)
+        every = [etcd, apiserver, controllers, scheduler, kwok, operator]
+        for what, check in _readiness_checks(env, certs, api, nodes).items():
+            wait_for(what, check, timeout_s, every)
+
+
+def _launch_operator(env: Environment, assets: Assets) -> Process:
+    """The operator, reaching Ray dashboards through the stand-in (absent when detached)."""
     proxy = None
     if not env.detached:
-        env.dashboard = StandInDashboard(ports.dashboard)
+        env.dashboard = StandInDashboard(env.ports.dashboard)
         env.dashboard.start()
-        proxy = f"http://127.0.0.1:{ports.dashboard}"
-    operator = env._start("ray-operator", commands.ray_operator(assets, paths, ports), proxy)
+        proxy = f"http://127.0.0.1:{env.ports.dashboard}"
+    return env.launch("ray-operator", commands.ray_operator(assets, env.paths, env.ports), proxy)
 
-    every = [etcd, apiserver, controllers, scheduler, kwok, operator]
-    self_signed = probes.self_signed()
-    checks = {
+
+def _readiness_checks(
+    env: Environment, certs: pki.Pki, api: client.ApiClient, nodes: list[str]
+) -> dict[str, probes.Check]:
+    ports, own_cert = env.ports, probes.self_signed()
+    return {
         "kube-controller-manager": probes.http(
-            f"https://127.0.0.1:{ports.controller_manager}/healthz", self_signed),
-        "kube-scheduler": probes.http(f"https://127.0.0.1:{ports.scheduler}/healthz", self_signed),
+            f"https://127.0.0.1:{ports.controller_manager}/healthz", own_cert),
+        "kube-scheduler": probes.http(f"https://127.0.0.1:{ports.scheduler}/healthz", own_cert),
         "kwok": probes.http(f"https://127.0.0.1:{ports.kwok}/healthz", probes.trusted(certs)),
         "kwok nodes": lambda: cluster.nodes_reason(api, nodes),
         "KubeRay operator": probes.http(f"http://127.0.0.1:{ports.operator_health}/readyz"),
         "ServiceAccount controller": lambda: cluster.service_account_reason(api, "default"),
     }
-    for what, check in checks.items():
-        wait_for(what, check, timeout_s, every)
-    api.close()  # type: ignore[no-untyped-call]
 
 
 def _write_kwok_config(paths: Paths) -> None:
