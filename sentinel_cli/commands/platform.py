@@ -6,6 +6,7 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    from sentinel_cli.commands import build
+    from sentinel_cli.commands import build, cluster
 
     app.command("build")(build.build)
+    app.add_typer(cluster.app, name="cluster")
