@@ -3,27 +3,30 @@
 from __future__ import annotations
 
 import os
+import sys
 from functools import lru_cache
 
 from rich.console import Console
 
 
-def _width() -> int | None:
-    # Tests pin COLUMNS for stable output; rich reads it too, this just makes it explicit.
+def _width(stream) -> int | None:
+    """$COLUMNS when set (tests pin it); wide when piped, so URIs are never folded mid-path."""
     columns = os.environ.get("COLUMNS")
-    return int(columns) if columns and columns.isdigit() else None
+    if columns and columns.isdigit():
+        return int(columns)
+    return None if stream.isatty() else 200
 
 
 @lru_cache(maxsize=1)
 def out() -> Console:
     """Data: tables, JSON, YAML. Plain text when piped."""
-    return Console(width=_width(), soft_wrap=False, highlight=False)
+    return Console(width=_width(sys.stdout), soft_wrap=False, highlight=False)
 
 
 @lru_cache(maxsize=1)
 def err() -> Console:
     """Progress, warnings and errors."""
-    return Console(stderr=True, width=_width(), highlight=False)
+    return Console(stderr=True, width=_width(sys.stderr), highlight=False)
 
 
 def reset() -> None:
