@@ -6,7 +6,10 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    from sentinel_cli.commands import build, cluster
+    from sentinel_cli.commands import build, cluster, up
 
+    app.command("up")(up.up)
+    app.command("down")(up.down)
+    app.command("doctor")(up.doctor)
     app.command("build")(build.build)
     app.add_typer(cluster.app, name="cluster")

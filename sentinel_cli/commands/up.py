@@ -1,0 +1,133 @@
+"""``sentinel up`` / ``down`` / ``doctor``: bring the platform up, take it down, check it.
+
+Locally there is nothing to install: ``up`` checks the prerequisites. On Kubernetes ``up`` installs
+the KubeRay operator, MLflow with MinIO, and monitoring objects (``sentinel_cli.kube_platform``).
+Each prints one row per component or check; a failed one makes the exit code 1.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from sentinel_cli import options
+from sentinel_cli.output import OutputFormat, emit
+
+PLATFORM_PANEL = "Platform on Kubernetes (--target k8s)"
+
+
+def up(
+    target: options.TargetOpt = None,
+    data: options.DataOpt = None,
+    storage: options.StorageOpt = None,
+    mlflow_uri: options.MlflowOpt = None,
+    profile: options.ProfileOpt = None,
+    namespace: options.NamespaceOpt = None,
+    crds: Annotated[str | None, typer.Option(
+        help="KubeRay CRDs to apply when helm is absent: a directory of YAML files or an http(s) URL. "
+             "Default: the pinned release's CRDs, downloaded and checked against their SHA-256.",
+        show_default=False, rich_help_panel=PLATFORM_PANEL)] = None,
+    metrics_server: Annotated[bool, typer.Option(
+        "--metrics-server", help="Install metrics-server when the cluster has none.",
+        rich_help_panel=PLATFORM_PANEL)] = False,
+    role_arn: Annotated[str | None, typer.Option(
+        help="IAM role for the pods' service account (IRSA annotation).", show_default=False,
+        rich_help_panel=PLATFORM_PANEL)] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.",
+                                          rich_help_panel=PLATFORM_PANEL)] = False,
+    output: options.OutputOpt = OutputFormat.table,
+) -> None:
+    """Bring the platform up (idempotent) and print each component and its state."""
+    if _is_local(target, profile):
+        from sentinel_cli import local_platform
+
+        _reject_kube_flags(namespace=namespace, crds=crds, metrics_server=metrics_server, role_arn=role_arn,
+                           dry_run=dry_run)
+        _finish(_report("local", local_platform.prerequisites(data, storage, mlflow_uri)), output)
+        return
+    from sentinel_cli import kube_platform
+
+    request = kube_platform.UpRequest(crds=crds, metrics_server=metrics_server, role_arn=role_arn,
+                                      dry_run=dry_run)
+    _finish(kube_platform.up(_settings(profile, namespace, storage), request), output)
+
+
+def down(
+    target: options.TargetOpt = None,
+    profile: options.ProfileOpt = None,
+    namespace: options.NamespaceOpt = None,
+    purge: Annotated[bool, typer.Option("--purge", help="Also delete the data: MinIO's and MLflow's volumes "
+                                        "and the CRDs.", rich_help_panel=PLATFORM_PANEL)] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be removed; remove nothing.",
+                                          rich_help_panel=PLATFORM_PANEL)] = False,
+    output: options.OutputOpt = OutputFormat.table,
+) -> None:
+    """Remove what `sentinel up` created; data is kept unless --purge."""
+    from sentinel_cli.checks import SKIP, Item
+
+    if _is_local(target, profile):
+        _reject_kube_flags(namespace=namespace, purge=purge, dry_run=dry_run)
+        item = Item("platform", SKIP, "nothing installed on the local target; data stays in $SENTINEL_HOME")
+        _finish(_report("local", [item]), output)
+        return
+    from sentinel_cli import kube_platform
+
+    _finish(kube_platform.down(_settings(profile, namespace, None), purge=purge, dry_run=dry_run), output)
+
+
+def doctor(
+    target: options.TargetOpt = None,
+    data: options.DataOpt = None,
+    storage: options.StorageOpt = None,
+    mlflow_uri: options.MlflowOpt = None,
+    profile: options.ProfileOpt = None,
+    namespace: options.NamespaceOpt = None,
+    output: options.OutputOpt = OutputFormat.table,
+) -> None:
+    """Run the troubleshooting checklist: pass or fail, with the fix for each failure (exit 1 if any)."""
+    if _is_local(target, profile):
+        from sentinel_cli import local_platform
+
+        _reject_kube_flags(namespace=namespace)
+        _finish(_report("local", local_platform.doctor(data, storage, mlflow_uri)), output)
+        return
+    from sentinel_cli import kube_platform
+
+    _finish(kube_platform.doctor(_settings(profile, namespace, storage)), output)
+
+
+def _is_local(target, profile: str | None) -> bool:
+    from sentinel_cli.targets import target_name
+
+    return target_name(target, profile) == "local"
+
+
+def _settings(profile: str | None, namespace: str | None, storage: str | None):
+    from sentinel_cli import settings
+    from sentinel_cli.kube_request import Overrides
+
+    return settings.load(Overrides(profile=profile, namespace=namespace, storage=storage))
+
+
+def _reject_kube_flags(**flags: Any) -> None:
+    from sentinel_ml.errors import ConfigError
+
+    given = ["--" + name.replace("_", "-") for name, value in flags.items() if value]
+    if given:
+        raise ConfigError(f"{', '.join(given)} only apply to --target k8s",
+                          hint="add --target k8s (or set target: k8s in the profile), or drop them")
+
+
+def _report(target: str, items) -> dict[str, Any]:
+    from sentinel_cli.checks import report
+
+    return report(target, items)
+
+
+def _finish(result: dict[str, Any], output: OutputFormat) -> None:
+    from sentinel_cli.checks import table
+
+    emit(result, output, table)
+    if not result["ok"]:
+        raise typer.Exit(1)
