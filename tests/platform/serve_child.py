@@ -1,0 +1,36 @@
+"""A separate Ray (own process, own ports) running our Serve application, for the monitoring test.
+
+    python -m tests.platform.serve_child CHECKPOINT DATA HTTP_PORT METRICS_PORT
+
+Prints ``ready`` once the application answers, then runs until stdin closes.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+
+def main() -> None:
+    checkpoint, data, http_port, metrics_port = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    import ray
+    from ray import serve
+
+    from sentinel_ml.serve import ServeArgs, app_builder
+    from sentinel_ml.serve_config import APP_NAME, ROUTE_PREFIX
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             logging_level=logging.WARNING, _metrics_export_port=metrics_port)
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": http_port})
+        args = ServeArgs(checkpoint=checkpoint, data=data, min_replicas=1, max_replicas=1, num_cpus=0.5)
+        serve.run(app_builder(args), name=APP_NAME, route_prefix=ROUTE_PREFIX)
+        print("ready", flush=True)
+        sys.stdin.read()
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()
