@@ -1,0 +1,108 @@
+"""The ``/recommend`` API's contract: request/response models, limits and input checks.
+
+Pure pydantic, no torch and no Ray, so the contract is testable on its own and shared by the Serve
+deployment (``sentinel_ml.serve``) and the benchmark's plain FastAPI baseline.
+
+Policy for bad input (every case is a 4xx with a JSON body ``{"detail": "<message>"}``):
+
+- malformed JSON, wrong types (strict: ``"42"`` or ``42.0`` is not an id), missing or extra fields,
+  ids below 1, an empty ``movie_ids`` or more than ``MAX_MOVIE_IDS`` of them → 422;
+- a movie id beyond the model's item table → 422 naming the unknown ids;
+- a user id beyond the model's user table → 404 (no cold-start fallback: an id the model has never
+  seen is almost always a caller's bug, and a silent global-mean answer would hide it).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_MOVIE_IDS = 1000
+MAX_TOP_K = 100
+DEFAULT_TOP_K = 10
+
+Id = Annotated[int, Field(strict=True, ge=1, description="A MovieLens id (1-based).")]
+
+
+class ApiError(Exception):
+    """A client error the API answers with ``status_code`` and ``{"detail": message}``."""
+
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"user_id": 42, "movie_ids": [1, 2, 3]}]})
+
+    user_id: Id
+    movie_ids: list[Id] = Field(min_length=1, max_length=MAX_MOVIE_IDS,
+                                description=f"1 to {MAX_MOVIE_IDS} MovieLens movie ids.")
+
+
+class PredictResponse(BaseModel):
+    user_id: int
+    predictions: list[float] = Field(description="Predicted ratings (1-5), one per movie id, "
+                                                 "in request order.")
+
+
+class ScoredMovie(BaseModel):
+    movie_id: int
+    title: str | None
+    score: float
+
+
+class TopResponse(BaseModel):
+    user_id: int
+    k: int
+    movies: list[ScoredMovie] = Field(description="Highest-scored movies the user has not rated.")
+
+
+class Health(BaseModel):
+    status: str
+
+
+class ModelInfo(BaseModel):
+    checkpoint_uri: str
+    run_id: str | None
+    metrics: dict[str, float]
+    num_users: int
+    num_items: int
+    embedding_dim: int
+    max_movie_ids: int = MAX_MOVIE_IDS
+
+
+class ErrorBody(BaseModel):
+    detail: str
+
+
+ERROR_RESPONSES = {
+    404: {"model": ErrorBody, "description": "Unknown user."},
+    422: {"model": ErrorBody, "description": "Invalid request."},
+}
+
+
+def check_user(user_id: int, num_users: int) -> None:
+    """Row 0 of the tables is unused; ids 1..num_users-1 are the users the model knows."""
+    if user_id >= num_users:
+        raise ApiError(404, f"unknown user {user_id}: this model knows users 1-{num_users - 1}")
+
+
+def check_movies(movie_ids: list[int], num_items: int) -> None:
+    unknown = [m for m in movie_ids if m >= num_items]
+    if unknown:
+        shown = ", ".join(str(m) for m in unknown[:10]) + (", …" if len(unknown) > 10 else "")
+        raise ApiError(422, f"unknown movie ids: {shown} (this model knows movies 1-{num_items - 1})")
+
+
+def validation_message(errors: list[dict]) -> str:
+    """One line from pydantic/FastAPI validation errors: ``body.movie_ids.0: Input should be …``."""
+    parts = []
+    for error in errors[:5]:
+        location = ".".join(str(p) for p in error.get("loc", ()))
+        parts.append(f"{location}: {error.get('msg', 'invalid')}" if location else error.get("msg", "invalid"))
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return "; ".join(parts) + more or "invalid request"
