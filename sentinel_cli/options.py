@@ -42,3 +42,43 @@ MlflowOpt = Annotated[
                  envvar="SENTINEL_MLFLOW_URI", show_default=False),
 ]
 SeedOpt = Annotated[int, typer.Option(help="Random seed for splits, initialisation and shuffling.")]
+
+# Kubernetes target options (--target k8s). No envvar= here: sentinel_cli.settings reads the
+# environment itself, so a set variable never counts as a flag given on the command line.
+KUBE_PANEL = "Kubernetes (--target k8s)"
+ProfileOpt = Annotated[
+    str | None,
+    typer.Option("--profile", help="Profile file (YAML). Default: $SENTINEL_PROFILE, else "
+                 "$SENTINEL_HOME/config.yaml if it exists.", show_default=False, rich_help_panel=KUBE_PANEL),
+]
+NamespaceOpt = Annotated[
+    str | None,
+    typer.Option("--namespace", "-n", help="Kubernetes namespace. Default: $SENTINEL_NAMESPACE, else the "
+                 "profile's, else default.", show_default=False, rich_help_panel=KUBE_PANEL),
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", metavar="KEY=VALUE", help="Override a Kubernetes setting by its dotted key, e.g. "
+                 "workers=8, images.train=repo/train:1, rayjob.backoff_limit=1 (repeatable).",
+                 show_default=False, rich_help_panel=KUBE_PANEL),
+]
+NameOpt = Annotated[
+    str | None,
+    typer.Option("--name", help="Name of the RayJob / RayService / RayCluster. Default: the run id for "
+                 "jobs, the profile's serve.name for serving.", show_default=False, rich_help_panel=KUBE_PANEL),
+]
+WaitOpt = Annotated[
+    bool,
+    typer.Option("--wait/--no-wait", help="Follow to the end (exit 0 done, 1 failed, 3 no progress "
+                 "within --timeout), or return once applied.", rich_help_panel=KUBE_PANEL),
+]
+DryRunOpt = Annotated[
+    bool,
+    typer.Option("--dry-run", help="Send the objects to the API server as a server-side dry run; "
+                 "nothing changes.", rich_help_panel=KUBE_PANEL),
+]
+TimeoutOpt = Annotated[
+    float | None,
+    typer.Option("--timeout", min=1, help="Give up (exit 3) after this many seconds without progress. "
+                 "Default: the profile's wait_timeout_s (600).", show_default=False, rich_help_panel=KUBE_PANEL),
+]

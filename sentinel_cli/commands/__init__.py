@@ -10,6 +10,11 @@ def register(app: typer.Typer) -> None:
 
     app.command("train")(train.train)
     app.command("status")(status.status)
+    from sentinel_cli.commands import delete, logs, render  # the Kubernetes target
+
+    app.add_typer(render.app({"train": train.train}), name="render")
+    app.command("logs")(logs.logs)
+    app.command("delete")(delete.delete)
     from sentinel_cli.commands import platform  # up, down, doctor, build, cluster
 
     platform.register(app)

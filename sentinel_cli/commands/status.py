@@ -8,7 +8,8 @@ import typer
 
 from sentinel_cli import options
 from sentinel_cli.output import OutputFormat, emit, records_table
-from sentinel_cli.targets import resolve_target
+from sentinel_cli.kube_request import kube_request
+from sentinel_cli.targets import call
 
 RUN_COLUMNS = [
     ("run id", "run_id"), ("kind", "kind"), ("created", "created_at"), ("val RMSE", "val_rmse"),
@@ -21,16 +22,40 @@ def status(
     storage: options.StorageOpt = None,
     target: options.TargetOpt = None,
     output: options.OutputOpt = OutputFormat.table,
+    profile: options.ProfileOpt = None,
+    namespace: options.NamespaceOpt = None,
+    all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A", help="Every namespace.",
+                                                 rich_help_panel=options.KUBE_PANEL)] = False,
 ) -> None:
-    """List recent training and tuning runs from the checkpoint index."""
-    report = resolve_target(target).status(storage=storage, limit=limit)
+    """List recent training and tuning runs from the checkpoint index; on k8s, what Sentinel manages."""
+    deploy = kube_request(profile=profile, namespace=namespace, all_namespaces=all_namespaces)
+    report = call(target, deploy, "status", storage=storage, limit=limit)
     emit(report, output, _table)
 
 
 def _table(report: dict):
+    if report.get("target") == "k8s":
+        return _kube_table(report)
     rows = [
         {**run, "val_rmse": run["metrics"].get("val_rmse"), "test_rmse": run["metrics"].get("test_rmse"),
          "epochs": run["metrics"].get("epochs"), "checkpoint": run["checkpoints"].get("best")}
         for run in report["runs"]
     ]
     return records_table(rows, RUN_COLUMNS, title="runs", empty="no runs yet: run `sentinel train`")
+
+
+KUBE_COLUMNS = [
+    ("name", "name"), ("kind", "kind"), ("namespace", "namespace"), ("state", "state"), ("age", "age"),
+    ("run id", "run_id"), ("checkpoint", "checkpoint"),
+]
+
+
+def _kube_table(report: dict):
+    counts = report["counts"]
+    hidden = counts["RayJob"] - report["shown_jobs"]
+    title = f"managed by Sentinel in namespace {report['namespace']}" + (
+        f" ({hidden} older RayJobs not shown: --limit)" if hidden else "")
+    columns = KUBE_COLUMNS if report["namespace"] == "*" else [c for c in KUBE_COLUMNS if c[1] != "namespace"]
+    return records_table(report["objects"], columns, title=title,
+                         empty=f"nothing managed by Sentinel in namespace {report['namespace']}: "
+                               "run `sentinel train --target k8s`")

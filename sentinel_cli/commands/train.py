@@ -8,13 +8,16 @@ import typer
 
 from sentinel_cli import options
 from sentinel_cli.output import OutputFormat, emit, key_value_table
-from sentinel_cli.targets import resolve_target
+from sentinel_cli.kube_request import kube_request
+from sentinel_cli.targets import call
 
 
 def train(
     epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 5,
-    workers: Annotated[int, typer.Option(min=1, help="Ray Train workers. 1 runs in-process (Ray Train "
-                                         "local mode); 2 or more start a DDP worker group.")] = 1,
+    workers: Annotated[int | None, typer.Option(min=1, show_default=False, help="Ray Train workers. 1 runs "
+                                                "in-process (Ray Train local mode); 2 or more start a DDP "
+                                                "worker group. Default: 1; on k8s the profile's workers (4), "
+                                                "one pod each.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Global batch size (split across workers).")] = 512,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-2,
     embedding_dim: Annotated[int, typer.Option(min=1, help="Latent factors per user and movie.")] = 32,
@@ -28,6 +31,13 @@ def train(
     mlflow_uri: options.MlflowOpt = None,
     target: options.TargetOpt = None,
     output: options.OutputOpt = OutputFormat.table,
+    profile: options.ProfileOpt = None,
+    namespace: options.NamespaceOpt = None,
+    name: options.NameOpt = None,
+    sets: options.SetOpt = None,
+    wait: options.WaitOpt = True,
+    dry_run: options.DryRunOpt = False,
+    timeout: options.TimeoutOpt = None,
 ) -> None:
     """Train the matrix-factorization recommender with Ray Train + Lightning on MovieLens 100k."""
     from sentinel_ml.config import Hyperparameters, TrainConfig
@@ -37,12 +47,17 @@ def train(
         raise ConfigError(f"unknown split {split!r}", hint="use --split u1 or --split random")
     hp = Hyperparameters(epochs=epochs, batch_size=batch_size, lr=lr, embedding_dim=embedding_dim,
                          regularization=regularization, lr_decay=lr_decay, seed=seed, split=split)
-    config = TrainConfig(hp=hp, workers=workers, data=data, storage=storage, mlflow_uri=mlflow_uri)
-    summary = resolve_target(target).train(config)
+    config = TrainConfig(hp=hp, workers=workers or 1, data=data, storage=storage, mlflow_uri=mlflow_uri)
+    deploy = kube_request(profile=profile, namespace=namespace, sets=sets, name=name, wait=wait,
+                          dry_run=dry_run, timeout=timeout, storage=storage, mlflow_uri=mlflow_uri,
+                          extra={"workers": workers} if workers else None)
+    summary = call(target, deploy, "train", config)
     emit(summary, output, _summary_table)
 
 
 def _summary_table(summary: dict):
+    if "metrics" not in summary:  # k8s: applied, dry run, or no index record to show
+        return key_value_table([(k, v) for k, v in summary.items() if k != "objects"])
     metrics = summary["metrics"]
     return key_value_table([
         ("run id", summary["run_id"]),

@@ -1,0 +1,28 @@
+"""``sentinel logs NAME [-f]``: the driver log of a RayJob, or the head's log of a RayService."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from sentinel_cli import options
+from sentinel_cli.kube_request import kube_request, require_k8s
+
+
+def logs(
+    name: Annotated[str, typer.Argument(help="A RayJob (e.g. a run id), RayService or RayCluster name.")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the job ends "
+                                         "(then exit 0 succeeded / 1 failed); Ctrl-C detaches.")] = False,
+    target: Annotated[options.Target | None, typer.Option(help="Only k8s (accepted for symmetry with the "
+                                                          "other commands).", show_default=False)] = None,
+    profile: options.ProfileOpt = None,
+    namespace: options.NamespaceOpt = None,
+    timeout: options.TimeoutOpt = None,
+) -> None:
+    """Print the logs of a RayJob's driver (its submitter pod) or of a RayService's head, on stderr."""
+    from sentinel_cli.backends import kubernetes
+
+    require_k8s(target, "logs")
+    kubernetes.logs(name, follow=follow, deploy=kube_request(profile=profile, namespace=namespace,
+                                                             timeout=timeout))

@@ -1,0 +1,486 @@
+"""The Kubernetes target against the real test environment (tests/k8s): kube-apiserver with the
+KubeRay CRDs, the KubeRay operator, a scheduler, kwok nodes, and the stand-in Ray dashboard that
+decides how Ray jobs end. Checkpoint records live on a real S3-compatible server (moto) on loopback.
+
+Each test runs in its own namespace; every wait is bounded (``wait_for``), never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import pytest
+import yaml
+from kubernetes import client
+from typer.testing import CliRunner
+
+from sentinel_cli.app import app
+from sentinel_cli.backends import kubernetes as backend
+from sentinel_cli.kube_request import kube_request
+from sentinel_ml import checkpoints
+from sentinel_ml.config import StudyConfig
+from tests.k8s.dashboard import Outcome
+from tests.k8s.process import wait_for
+from tests.kubernetes.proxy import DroppingProxy
+
+pytestmark = pytest.mark.k8s
+
+TIMEOUT_S = 60
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def cluster(k8s_env, k8s_api, k8s_namespace, kube_env, s3_bucket, tmp_path, monkeypatch):
+    """The environment, one namespace, one bucket, and a profile pointing at them."""
+    profile = tmp_path / "profile.yaml"
+    profile.write_text(yaml.safe_dump({"target": "k8s", "kubernetes": {
+        "namespace": k8s_namespace, "storage": s3_bucket, "workers": 2,
+        # small pods, so that namespaces still being deleted leave room on the three kwok nodes
+        "head": {"cpu": "100m", "memory": "256Mi"}, "worker": {"cpu": "100m", "memory": "256Mi"},
+        "serve_worker": {"cpu": "100m", "memory": "256Mi"},
+        "env": {"AWS_REGION": "us-east-1"},
+        "service_account": {"name": "sentinel", "role_arn": "arn:aws:iam::123456789012:role/sentinel"},
+        "images": {"train": "registry.example/sentinel-train:0.1.0",
+                   "serve": "registry.example/sentinel-serve:0.1.0"},
+    }}))
+    monkeypatch.setenv("KUBECONFIG", str(k8s_env.kubeconfig))
+    monkeypatch.setenv("SENTINEL_PROFILE", str(profile))
+    return _Cluster(k8s_env, k8s_api, k8s_namespace, s3_bucket, profile, tmp_path)
+
+
+class _Cluster:
+    def __init__(self, env, api, namespace: str, storage: str, profile: Path, tmp: Path) -> None:
+        self.env, self.api, self.namespace, self.storage, self.profile, self.tmp = (
+            env, api, namespace, storage, profile, tmp)
+        self.core = client.CoreV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+
+    def get(self, plural: str, name: str) -> dict[str, Any]:
+        return self.custom.get_namespaced_custom_object("ray.io", "v1", self.namespace, plural, name)
+
+    def items(self, plural: str) -> list[dict[str, Any]]:
+        return self.custom.list_namespaced_custom_object("ray.io", "v1", self.namespace, plural)["items"]
+
+    def pods(self, selector: str) -> list[client.V1Pod]:
+        return self.core.list_namespaced_pod(self.namespace, label_selector=selector).items
+
+    def outcome(self, status: str, message: str = "") -> None:
+        self.env.dashboard.set_outcome(self.namespace, Outcome(status=status, message=message))
+
+    def write_record(self, run_id: str, val_rmse: float, created_at: str) -> checkpoints.RunRecord:
+        """The index record a job writes when it ends (no container runs here)."""
+        record = checkpoints.RunRecord(
+            run_id=run_id, kind="train", created_at=created_at, config={"epochs": 2},
+            metrics={"val_rmse": val_rmse, "test_rmse": val_rmse + 0.01, "best_epoch": 2},
+            checkpoints={"best": checkpoints.checkpoint_uri(self.storage, run_id, "best"),
+                         "last": checkpoints.checkpoint_uri(self.storage, run_id, "last")})
+        checkpoints.write_record(self.storage, record)
+        return record
+
+    def append_log(self, text: str) -> None:
+        """What every kwok container 'prints' next (kwok serves one shared CRI log file)."""
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
+        with open(self.env.paths.container_log, "a") as log:
+            log.write(f"{stamp} stdout F {text}\n")
+
+    def cli_env(self, kubeconfig: Path | None = None) -> dict[str, str]:
+        return {**os.environ, "KUBECONFIG": str(kubeconfig or self.env.kubeconfig),
+                "SENTINEL_PROFILE": str(self.profile), "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
+
+
+def cli(*args: str):
+    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+
+def flat(text: str) -> str:
+    """Output with the console's line wrapping undone."""
+    return " ".join(text.split())
+
+
+def _job_name(prefix: str = "train") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+# -- apply -------------------------------------------------------------------------------------
+
+
+def test_every_template_applies_and_the_operator_makes_the_pods_we_expect(cluster) -> None:
+    ns = cluster.namespace
+    job = _job_name()
+    assert cli("train", "--target", "k8s", "--name", job, "--no-wait").exit_code == 0
+    tune = backend.tune(StudyConfig(samples=4), deploy=kube_request(name=_job_name("tune"), wait=False))
+    serve = backend.serve("s3://bucket/artifacts/runs/train-x/best.pt",
+                          deploy=kube_request(wait=False))
+    backend.cluster(deploy=kube_request(name="interactive"))
+
+    rayjob = cluster.get("rayjobs", job)
+    assert rayjob["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "sentinel"
+    assert rayjob["metadata"]["labels"]["sentinel.io/run-id"] == job
+    assert cluster.get("rayjobs", tune["rayjob"])["spec"]["entrypoint"].startswith("python -m sentinel_ml.tune")
+    assert cluster.get("rayservices", serve["rayservice"])["metadata"]["annotations"][
+        "sentinel.io/checkpoint"] == "s3://bucket/artifacts/runs/train-x/best.pt"
+    account = cluster.core.read_namespaced_service_account("sentinel", ns)
+    assert account.metadata.annotations["eks.amazonaws.com/role-arn"] == "arn:aws:iam::123456789012:role/sentinel"
+
+    def pods_reason() -> str | None:
+        pods = cluster.pods("ray.io/cluster=interactive")
+        running = [p for p in pods if p.status.phase == "Running"]
+        return None if len(running) == 3 else f"{len(running)} of 3 pods Running"
+
+    wait_for("the standalone RayCluster's pods", pods_reason, TIMEOUT_S)
+    pods = {p.metadata.labels["ray.io/node-type"]: p for p in cluster.pods("ray.io/cluster=interactive")}
+    head, worker = pods["head"], pods["worker"]
+    for pod in (head, worker):
+        container = pod.spec.containers[0]
+        assert container.image == "registry.example/sentinel-train:0.1.0"
+        assert pod.spec.service_account_name == "sentinel"
+        assert {"name": "AWS_REGION", "value": "us-east-1"} in [{"name": e.name, "value": e.value}
+                                                                 for e in container.env]
+        assert container.resources.limits == {"cpu": "100m", "memory": "256Mi"}
+    assert head.spec.node_selector == {"lifecycle": "OnDemand"} and head.spec.node_name == "kwok-ondemand-0"
+    assert worker.spec.node_selector == {"intention": "training", "lifecycle": "Ec2Spot"}
+    assert worker.spec.node_name in ("kwok-spot-0", "kwok-spot-1")
+    assert [(t.key, t.value, t.effect) for t in worker.spec.tolerations
+            if t.key == "lifecycle"] == [("lifecycle", "Ec2Spot", "NoSchedule")]
+
+    status = cli("status", "--target", "k8s", "-o", "json")
+    assert status.exit_code == 0, status.output
+    rows = {(r["kind"], r["name"]) for r in json.loads(status.stdout)["objects"]}
+    assert rows == {("RayJob", job), ("RayJob", tune["rayjob"]), ("RayService", "recommender"),
+                    ("RayCluster", "interactive")}  # the clusters KubeRay made for them are not listed
+    table = cli("status", "--target", "k8s")
+    assert job in table.stdout and "interactive" in table.stdout
+
+
+def test_reapplying_changes_nothing_and_dry_run_creates_nothing(cluster) -> None:
+    job = _job_name()
+    args = ("train", "--target", "k8s", "--name", job, "--no-wait")
+    assert cli(*args).exit_code == 0
+    backend.serve("s3://bucket/artifacts/runs/train-x/best.pt", deploy=kube_request(wait=False))
+    backend.cluster(deploy=kube_request(name="interactive"))
+    objects = [("rayjobs", job), ("rayservices", "recommender"), ("rayclusters", "interactive")]
+
+    def settled_reason() -> str | None:  # the operator has made its own first writes
+        pending = [name for plural, name in objects if not cluster.get(plural, name).get("status")]
+        return f"no status yet on {pending}" if pending else None
+
+    wait_for("the operator to pick the objects up", settled_reason, TIMEOUT_S)
+    before = {name: cluster.get(plural, name)["metadata"] for plural, name in objects}
+    again = cli(*args)
+    assert again.exit_code == 0, again.output
+    backend.serve("s3://bucket/artifacts/runs/train-x/best.pt", deploy=kube_request(wait=False))
+    backend.cluster(deploy=kube_request(name="interactive"))
+    for plural, name in objects:
+        after = cluster.get(plural, name)["metadata"]
+        assert after["generation"] == before[name]["generation"], (plural, name)
+        assert [m["manager"] for m in after["managedFields"] if m["operation"] == "Apply"] == ["sentinel"]
+
+    dry = cli("train", "--target", "k8s", "--name", "dry-run-only", "--dry-run", "-o", "json")
+    assert dry.exit_code == 0, dry.output
+    assert json.loads(dry.stdout)["dry_run"] is True
+    assert "validated (server-side dry run)" in dry.stderr
+    assert [j["metadata"]["name"] for j in cluster.items("rayjobs")] == [job]  # nothing new
+
+
+# -- outcomes ----------------------------------------------------------------------------------
+
+
+def test_a_succeeded_rayjob_exits_0_and_prints_the_index_record_from_s3(cluster) -> None:
+    job = _job_name()
+    record = cluster.write_record(job, 0.93, "2026-01-01T00:00:00+00:00")
+    result = cli("train", "--target", "k8s", "--name", job, "-o", "json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["state"], summary["job_status"]) == ("Complete", "SUCCEEDED")
+    assert summary["record"]["metrics"] == record.metrics
+    assert summary["index_uri"] == f"{cluster.storage}/index/{job}.json"
+    assert summary["checkpoints"]["best"] == record.checkpoints["best"]
+    assert "no container runs" in flat(result.stderr)  # the driver's log, from the submitter pod
+    assert f"RayJob {job} succeeded" in flat(result.stderr)
+    table = cli("logs", job)
+    assert table.exit_code == 0 and "no container runs" in table.stderr
+
+
+def test_a_failed_rayjob_exits_1_with_the_reason(cluster) -> None:
+    cluster.outcome("FAILED", "Traceback: ValueError: bad split")
+    job = _job_name()
+    result = cli("train", "--target", "k8s", "--name", job)
+    assert result.exit_code == 1, result.output
+    assert f"RayJob {job} failed" in flat(result.stderr) and "AppFailed" in flat(result.stderr)
+    assert f"sentinel logs {job}" in flat(result.stderr)
+
+
+@pytest.mark.parametrize(("sets", "cause", "hint"), [
+    (["head.cpu=64"], "Insufficient cpu", "kubernetes.head.cpu"),
+    (["spot.node_selector.intention=gpu"], "didn't match Pod's node affinity/selector", "spot.node_selector"),
+], ids=["insufficient-cpu", "node-selector-mismatch"])
+def test_an_unschedulable_rayjob_says_why_and_times_out_with_3(cluster, sets, cause: str, hint: str) -> None:
+    job = _job_name()
+    args = ["train", "--target", "k8s", "--name", job, "--timeout", "8"]
+    for item in sets:
+        args += ["--set", item]
+    result = cli(*args)
+    assert result.exit_code == 3, result.output
+    assert "FailedScheduling" in flat(result.stderr) or "Unschedulable" in flat(result.stderr)
+    assert cause in flat(result.stderr)
+    assert hint in flat(result.stderr)
+    assert "made no progress for 8s" in flat(result.stderr)
+    assert f"sentinel logs {job} -n {cluster.namespace} -f" in flat(result.stderr)
+    assert cluster.get("rayjobs", job)  # a timeout leaves the job alone
+
+
+def test_image_pull_failures_are_reported_while_waiting(cluster) -> None:
+    cluster.outcome("RUNNING")
+    job = _job_name()
+    assert cli("train", "--target", "k8s", "--name", job, "--no-wait").exit_code == 0
+
+    def head_reason() -> str | None:
+        name = cluster.get("rayjobs", job).get("status", {}).get("rayClusterName")
+        heads = [p for p in cluster.pods(f"ray.io/cluster={name},ray.io/node-type=head")
+                 if p.status.phase == "Running"] if name else []
+        return None if heads else "no running head pod yet"
+
+    wait_for("the head pod", head_reason, TIMEOUT_S)
+    name = cluster.get("rayjobs", job)["status"]["rayClusterName"]
+    head = cluster.pods(f"ray.io/cluster={name},ray.io/node-type=head")[0]
+    cluster.core.patch_namespaced_pod_status(head.metadata.name, cluster.namespace, {"status": {
+        "containerStatuses": [{"name": "ray-head", "image": "registry.example/sentinel-train:0.1.0",
+                               "imageID": "", "ready": False, "restartCount": 0,
+                               "state": {"waiting": {"reason": "ImagePullBackOff",
+                                                     "message": "Back-off pulling image"}}}]}})
+    result = cli("logs", job, "-f", "--timeout", "6")
+    assert result.exit_code == 3, result.output
+    assert f"Pod {head.metadata.name}: ImagePullBackOff (ray-head)" in flat(result.stderr)
+    assert "kubernetes.images" in flat(result.stderr)
+
+
+# -- following ---------------------------------------------------------------------------------
+
+
+class _Reader:
+    """Collects a subprocess's stderr lines in a thread, for bounded waits on what it printed."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.lines: list[str] = []
+        self.process = process
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.process.stderr:
+            self.lines.append(line.rstrip("\n"))
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for(self, what: str, needle: str) -> None:
+        wait_for(what, lambda: None if needle in self.text() else f"stderr so far:\n{self.text()}", TIMEOUT_S)
+
+
+def _sentinel(*args: str, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "sentinel_cli", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_following_survives_a_dropped_stream_and_the_rayjob_decides(cluster) -> None:
+    cluster.outcome("RUNNING")  # the Ray job runs until the test says otherwise
+    job = _job_name()
+    assert cli("train", "--target", "k8s", "--name", job, "--no-wait").exit_code == 0
+    proxy = DroppingProxy(cluster.env.ports.apiserver).start()
+    try:
+        kubeconfig = proxy.kubeconfig(cluster.env.kubeconfig, cluster.tmp / "proxied-kubeconfig")
+        follower = _sentinel("logs", job, "-f", "--timeout", "60", env=cluster.cli_env(kubeconfig))
+        reader = _Reader(follower)
+        first, second = f"epoch 1 {uuid.uuid4().hex}", f"epoch 2 {uuid.uuid4().hex}"
+        reader.wait_for("the follower to print the driver's log", "no container runs")
+        cluster.append_log(first)
+        reader.wait_for("the first line", first)
+        assert proxy.drop() >= 1  # the log stream (and any other connection) goes down
+        cluster.append_log(second)
+        reader.wait_for("the line written after the drop", second)
+        cluster.outcome("SUCCEEDED")
+        assert follower.wait(TIMEOUT_S) == 0, reader.text()
+    finally:
+        proxy.stop()
+        if follower.poll() is None:
+            follower.kill()
+    text = reader.text()
+    assert text.count(first) == 1 and text.count(second) == 1, text
+    assert f"RayJob {job} succeeded" in text
+
+
+def test_ctrl_c_detaches_and_says_how_to_reattach(cluster) -> None:
+    cluster.outcome("RUNNING")
+    job = _job_name()
+    process = _sentinel("train", "--target", "k8s", "--name", job, env=cluster.cli_env())
+    reader = _Reader(process)
+    reader.wait_for("the job to be followed", "waiting:")
+    process.send_signal(signal.SIGINT)
+    assert process.wait(TIMEOUT_S) == 130, reader.text()
+    assert f"detached from RayJob {job}" in flat(reader.text())
+    assert f"sentinel logs {job} -n {cluster.namespace} -f" in flat(reader.text())
+    assert cluster.get("rayjobs", job)["metadata"]["name"] == job  # still there, still running
+
+
+# -- serving -----------------------------------------------------------------------------------
+
+
+def test_serve_resolves_through_s3_upgrades_in_place_and_waits_for_ready(cluster) -> None:
+    older = cluster.write_record("train-20260101-000000-aaaa", 0.90, "2026-01-01T00:00:00+00:00")
+    newer = cluster.write_record("train-20260102-000000-bbbb", 0.95, "2026-01-02T00:00:00+00:00")
+    latest = backend.serve("latest", deploy=kube_request(wait=False))
+    assert latest["checkpoint"] == newer.best_checkpoint and latest["run_id"] == newer.run_id
+    service = cluster.get("rayservices", "recommender")
+    assert newer.best_checkpoint in service["spec"]["serveConfigV2"]
+    assert service["metadata"]["labels"]["sentinel.io/run-id"] == newer.run_id
+
+    def cluster_reason() -> str | None:
+        status = cluster.get("rayservices", "recommender").get("status", {})
+        name = (status.get("pendingServiceStatus") or {}).get("rayClusterName") or \
+            (status.get("activeServiceStatus") or {}).get("rayClusterName")
+        heads = cluster.pods(f"ray.io/cluster={name},ray.io/node-type=head") if name else []
+        return None if heads and heads[0].status.phase == "Running" else f"RayService status: {status}"
+
+    wait_for("the RayService's cluster", cluster_reason, TIMEOUT_S)
+    clusters_before = {c["metadata"]["name"] for c in cluster.items("rayclusters")}
+
+    best = backend.serve("best", deploy=kube_request(wait=False))  # the other checkpoint: an upgrade
+    assert best["checkpoint"] == older.best_checkpoint
+    assert best["previous_checkpoint"] == newer.best_checkpoint
+    service = cluster.get("rayservices", "recommender")
+    assert older.best_checkpoint in service["spec"]["serveConfigV2"]
+    assert service["metadata"]["generation"] == 2
+    assert {c["metadata"]["name"] for c in cluster.items("rayclusters")} == clusters_before  # in place
+
+    # No Serve application runs here, so the operator cannot report readiness: say it for it.
+    not_ready = cli("status", "--target", "k8s", "-o", "json")
+    row = next(r for r in json.loads(not_ready.stdout)["objects"] if r["kind"] == "RayService")
+    assert row["checkpoint"] == older.best_checkpoint and row["state"].startswith("NotReady")
+    cluster.custom.patch_namespaced_custom_object_status("ray.io", "v1", cluster.namespace, "rayservices",
+                                                         "recommender", {"status": {
+        "observedGeneration": 2,
+        "conditions": [{"type": "Ready", "status": "True", "reason": "NonZeroServeEndpoints",
+                        "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}},
+        _content_type="application/merge-patch+json")
+    ready = backend.serve("best", deploy=kube_request(timeout=20))
+    assert ready["state"] == "Ready"
+    assert ready["endpoint"] == f"http://recommender-serve-svc.{cluster.namespace}.svc.cluster.local:8000/recommend"
+
+
+def test_serve_that_never_gets_ready_times_out_with_3(cluster) -> None:
+    cluster.write_record("train-20260101-000000-cccc", 0.9, "2026-01-01T00:00:00+00:00")
+    with pytest.raises(Exception) as raised:
+        backend.serve("latest", deploy=kube_request(name="slow", timeout=6))
+    assert raised.value.exit_code == 3
+    assert "RayService slow made no progress for 6s" in raised.value.message
+
+
+def test_serve_with_an_empty_index_says_to_train_first(cluster) -> None:
+    with pytest.raises(Exception) as raised:
+        backend.serve("latest", deploy=kube_request(wait=False))
+    assert raised.value.exit_code == 2 and "checkpoint index is empty" in raised.value.message
+    assert cluster.items("rayservices") == []
+
+
+# -- status at scale ---------------------------------------------------------------------------
+
+
+def test_status_of_200_rayjobs_makes_one_list_call_per_kind(cluster, monkeypatch) -> None:
+    from kubernetes.client import rest
+
+    from sentinel_cli import kube, manifests, render, settings
+    from sentinel_ml.config import TrainConfig
+
+    kube_settings = settings.load()
+    with kube.connect(namespace=cluster.namespace) as api:
+        for i in range(200):
+            objects = render.render("train", manifests.train_values(kube_settings, TrainConfig(), f"queued-{i:03d}"))
+            job = objects[1]
+            job["spec"]["suspend"] = True  # queued: the operator makes no cluster for it
+            api.apply(job)
+    requests: list[tuple[str, str]] = []
+    original = rest.RESTClientObject.request
+
+    def counting(self, method, url, *args, **kwargs):
+        requests.append((method, url))
+        return original(self, method, url, *args, **kwargs)
+
+    monkeypatch.setattr(rest.RESTClientObject, "request", counting)
+    result = cli("status", "--target", "k8s", "--limit", "500", "-o", "json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["counts"]["RayJob"] == 200 and len(report["objects"]) == 200
+    paths = sorted(url.split("?")[0].rsplit("/", 1)[-1] for _, url in requests)
+    assert paths == ["rayclusters", "rayjobs", "rayservices"], requests
+    selectors = {unquote(url.split("labelSelector=", 1)[-1]) for _, url in requests}
+    assert {method for method, _ in requests} == {"GET"} and selectors == {"app.kubernetes.io/managed-by=sentinel"}
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+def test_delete_removes_what_sentinel_manages_only(cluster) -> None:
+    job = _job_name()
+    assert cli("train", "--target", "k8s", "--name", job, "--no-wait").exit_code == 0
+    cluster.custom.create_namespaced_custom_object("ray.io", "v1", cluster.namespace, "rayclusters", {
+        "apiVersion": "ray.io/v1", "kind": "RayCluster", "metadata": {"name": "not-ours"},
+        "spec": {"headGroupSpec": {"rayStartParams": {}, "template": {"spec": {"containers": [
+            {"name": "ray-head", "image": "rayproject/ray:2.52.0"}]}}}}})
+    refused = cli("delete", "not-ours")
+    assert refused.exit_code == 2 and "not managed by Sentinel" in refused.output
+    deleted = cli("delete", job, "-o", "json")
+    assert deleted.exit_code == 0, deleted.output
+    assert json.loads(deleted.stdout) == {"kind": "RayJob", "name": job, "namespace": cluster.namespace,
+                                          "deleted": True}
+    wait_for("the RayJob to go", lambda: None if not [j for j in cluster.items("rayjobs")
+                                                      if j["metadata"]["name"] == job] else "still there",
+             TIMEOUT_S)
+    missing = cli("delete", job)
+    assert missing.exit_code == 2 and "no RayJob, RayService or RayCluster named" in missing.output
+
+
+def test_forbidden_names_the_missing_permission(cluster, monkeypatch) -> None:
+    ns = cluster.namespace
+    cluster.core.create_namespaced_service_account(ns, {"metadata": {"name": "nobody"}})
+    token = cluster.core.create_namespaced_service_account_token(
+        "nobody", ns, {"spec": {"expirationSeconds": 600}}).status.token
+    config = yaml.safe_load(cluster.env.kubeconfig.read_text())
+    for user in config["users"]:
+        user["user"] = {"token": token}
+    kubeconfig = cluster.tmp / "nobody-kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    result = cli("status", "--target", "k8s")
+    assert result.exit_code == 2, result.output
+    assert "forbidden to list rayjobs" in flat(result.output)
+    assert f"kubectl auth can-i list rayjobs -n {ns}" in flat(result.output)
+
+
+def test_unreachable_cluster_and_missing_kubeconfig_say_what_to_check(cluster, tmp_path, monkeypatch) -> None:
+    config = yaml.safe_load(cluster.env.kubeconfig.read_text())
+    import socket
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    for entry in config["clusters"]:
+        entry["cluster"]["server"] = f"https://127.0.0.1:{port}"
+    (tmp_path / "dead").write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "dead"))
+    result = cli("status", "--target", "k8s")
+    assert result.exit_code == 2, result.output
+    assert f"cannot reach the Kubernetes API server at https://127.0.0.1:{port}" in flat(result.output)
+    assert "kubectl cluster-info" in flat(result.output)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    result = cli("status", "--target", "k8s")
+    assert result.exit_code == 2 and "no kubeconfig found" in flat(result.output)

@@ -1,0 +1,314 @@
+"""Rendering is pure: checked-in expected outputs, injection attempts, names, schemas.
+
+The expected files in ``expected/`` are the templates' exact output for ``assets/profile.yaml``;
+after a deliberate template change, regenerate them with ``SENTINEL_REGENERATE=1 pytest <this file>``
+and review the diff.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from sentinel_cli import manifests, render, settings
+from sentinel_cli.app import app
+from sentinel_cli.kube_request import Overrides
+from sentinel_ml.config import Hyperparameters, StudyConfig, TrainConfig
+from sentinel_ml.errors import ConfigError
+from tests.kubernetes.conftest import EXPECTED, PROFILE
+
+RUN_ID = "train-20260101-000000-abcd"
+TUNE_ID = "tune-20260101-000000-abcd"
+CHECKPOINT = f"s3://sentinel-test/artifacts/runs/{RUN_ID}/best.pt"
+
+
+def _settings(**extra: Any) -> settings.KubeSettings:
+    return settings.load(Overrides(profile=str(PROFILE), extra=extra), environ={})
+
+
+def _values(what: str, kube: settings.KubeSettings | None = None) -> dict[str, Any]:
+    kube = kube or _settings()
+    if what == "train":
+        return manifests.train_values(kube, TrainConfig(hp=Hyperparameters(epochs=3)), RUN_ID)
+    if what == "tune":
+        return manifests.tune_values(kube, manifests.tune_args(StudyConfig(samples=8)), TUNE_ID)
+    if what == "serve":
+        return manifests.serve_values(kube, CHECKPOINT, RUN_ID)
+    return manifests.cluster_values(kube, "sentinel")
+
+
+@pytest.mark.parametrize("what", ["train", "tune", "serve", "cluster"])
+def test_templates_render_the_checked_in_expected_output(kube_env, what: str) -> None:
+    text = render.render_text(what, _values(what))
+    expected = EXPECTED / f"{what}.yaml"
+    if os.environ.get("SENTINEL_REGENERATE"):
+        expected.write_text(text)
+    assert text == expected.read_text(), f"{what}: regenerate with SENTINEL_REGENERATE=1 and review"
+    objects = render.render(what, _values(what))
+    assert [o["kind"] for o in objects] == ["ServiceAccount", _KINDS[what]]
+
+
+_KINDS = {"train": "RayJob", "tune": "RayJob", "serve": "RayService", "cluster": "RayCluster"}
+
+
+def test_rayjob_carries_the_profile_defaults_and_policy(kube_env) -> None:
+    account, job = render.render("train", _values("train"))
+    assert account["metadata"]["annotations"] == {
+        "eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/sentinel-checkpoints"}
+    meta, spec = job["metadata"], job["spec"]
+    assert meta["labels"]["app.kubernetes.io/managed-by"] == "sentinel"
+    assert meta["labels"]["sentinel.io/run-id"] == RUN_ID
+    assert (spec["shutdownAfterJobFinishes"], spec["ttlSecondsAfterFinished"],
+            spec["activeDeadlineSeconds"], spec["backoffLimit"]) == (True, 300, 7200, 0)
+    cluster = spec["rayClusterSpec"]
+    head = cluster["headGroupSpec"]["template"]["spec"]
+    workers = cluster["workerGroupSpecs"][0]
+    worker = workers["template"]["spec"]
+    assert cluster["rayVersion"] == "2.60.0"
+    assert head["nodeSelector"] == {"lifecycle": "OnDemand"}
+    assert head["containers"][0]["resources"]["limits"] == {"cpu": "1", "memory": "2Gi"}
+    assert worker["nodeSelector"] == {"intention": "training", "lifecycle": "Ec2Spot"}
+    assert worker["tolerations"] == [{"key": "lifecycle", "operator": "Equal", "value": "Ec2Spot",
+                                      "effect": "NoSchedule"}]
+    assert worker["containers"][0]["resources"]["requests"] == {"cpu": "1", "memory": "2Gi"}
+    assert workers["replicas"] == workers["minReplicas"] == workers["maxReplicas"] == 2
+    assert head["serviceAccountName"] == worker["serviceAccountName"] == "sentinel"
+    assert worker["containers"][0]["env"] == [{"name": "AWS_REGION", "value": "us-east-1"}]
+
+
+def test_entrypoint_is_what_the_training_module_parses(kube_env) -> None:
+    from sentinel_ml.train import build_parser, config_from_args
+
+    job = render.render("train", _values("train"))[1]
+    argv = shlex.split(job["spec"]["entrypoint"])
+    assert argv[:3] == ["python", "-m", "sentinel_ml.train"]
+    config = config_from_args(build_parser().parse_args(argv[3:]))
+    assert config.hp == Hyperparameters(epochs=3)
+    assert (config.workers, config.storage, config.run_id) == (2, "s3://sentinel-test/artifacts", RUN_ID)
+    assert config.mlflow_uri == "http://mlflow.ml.svc.cluster.local:5000"
+
+
+def test_tune_entrypoint_is_what_the_tuning_module_parses(kube_env) -> None:
+    from sentinel_ml.tune import build_parser, config_from_args
+
+    job = render.render("tune", _values("tune"))[1]
+    argv = shlex.split(job["spec"]["entrypoint"])
+    assert argv[:3] == ["python", "-m", "sentinel_ml.tune"]
+    config = config_from_args(build_parser().parse_args(argv[3:]))
+    assert (config.samples, config.scheduler, config.run_id) == (8, "asha", TUNE_ID)
+
+
+def test_serve_config_is_a_valid_serve_application_with_the_checkpoint(kube_env) -> None:
+    from ray.serve.schema import ServeDeploySchema
+
+    from sentinel_ml import serve_config
+    from sentinel_ml.serve import ServeArgs
+
+    service = render.render("serve", _values("serve"))[1]
+    config = yaml.safe_load(service["spec"]["serveConfigV2"])
+    ServeDeploySchema.model_validate(config)  # Ray 2.60's own schema of a Serve config file
+    app_config = config["applications"][0]
+    assert app_config["import_path"] == manifests.SERVE_IMPORT_PATH
+    assert (app_config["name"], app_config["route_prefix"]) == (serve_config.APP_NAME, serve_config.ROUTE_PREFIX)
+    args = ServeArgs.model_validate(app_config["args"])  # the builder's typed args accept them
+    assert (args.checkpoint, args.run_id) == (CHECKPOINT, RUN_ID)
+    deployment = app_config["deployments"][0]
+    assert deployment["name"] == serve_config.DEPLOYMENT_NAME
+    assert deployment["autoscaling_config"] == {
+        "min_replicas": 1, "max_replicas": 5, "target_ongoing_requests": 5.0,
+        "upscale_delay_s": 1.0, "downscale_delay_s": 30.0}
+    assert service["metadata"]["annotations"]["sentinel.io/checkpoint"] == CHECKPOINT
+    workers = service["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]
+    assert workers["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"] == "500m"
+
+
+def test_another_checkpoint_changes_only_the_serve_config(kube_env) -> None:
+    """So that KubeRay upgrades the Serve application in place instead of building a new cluster."""
+    kube = _settings()
+    one = render.render("serve", manifests.serve_values(kube, CHECKPOINT, RUN_ID))[1]
+    two = render.render("serve", manifests.serve_values(kube, "s3://b/other/best.pt", "train-other"))[1]
+    assert one["spec"]["rayClusterConfig"] == two["spec"]["rayClusterConfig"]
+    assert one["spec"]["serveConfigV2"] != two["spec"]["serveConfigV2"]
+
+
+HOSTILE = [
+    'quote " and \\ backslash',
+    "line one\nline two: injected\n- item",
+    "{{ 7 * 7 }} {% if true %}x{% endif %}",
+    "key: value",
+    "# not a comment",
+    "- leading dash",
+    "* leading star",
+    "&anchor *alias",
+    "!!python/object/apply:os.system ['true']",
+    "'single' quotes",
+    "tab\there",
+    "null",
+    "true",
+    "1e-05",
+    "",
+    "~",
+    "é 😀 \u2028 \x85 \x00",
+    "$(touch /tmp/pwned); `id` && echo",
+]
+
+
+@pytest.mark.parametrize("value", HOSTILE, ids=range(len(HOSTILE)))
+def test_values_never_inject_yaml_or_shell(kube_env, value: str) -> None:
+    kube = _settings(**{"env.HOSTILE": value, "mlflow_uri": value, "service_account.role_arn": "arn:" + value})
+    objects = render.render("train", manifests.train_values(kube, TrainConfig(), RUN_ID))
+    assert [o["kind"] for o in objects] == ["ServiceAccount", "RayJob"]
+    assert objects[0]["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": "arn:" + value}
+    job = objects[1]
+    assert set(job) == {"apiVersion", "kind", "metadata", "spec"}
+    worker = job["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
+    assert worker["env"] == [{"name": "AWS_REGION", "value": "us-east-1"}, {"name": "HOSTILE", "value": value}]
+    argv = shlex.split(job["spec"]["entrypoint"])
+    assert argv[argv.index("--mlflow-uri") + 1] == (value or "off")  # empty: tracking off
+
+    service = render.render("serve", manifests.serve_values(kube, f"s3://b/{value}", RUN_ID))[1]
+    args = yaml.safe_load(service["spec"]["serveConfigV2"])["applications"][0]["args"]
+    assert args["checkpoint"] == f"s3://b/{value}"
+    assert service["metadata"]["annotations"]["sentinel.io/checkpoint"] == f"s3://b/{value}"
+
+
+def test_non_plain_values_are_refused(kube_env) -> None:
+    from markupsafe import Markup
+
+    values = _values("cluster")
+    values["name"] = Markup("looks-trusted\nkind: Secret")
+    with pytest.raises(TypeError, match="not a plain string|not plain data"):
+        render.render("cluster", values)
+
+
+def test_yaml_value_round_trips() -> None:
+    for value in [None, True, False, 0, -3, 0.5, 1e-05, 1e20, 2.0, "x", "", [1, "a", None],
+                  {"a": {"b": [1.5, "c: d"]}}, "é😀\u2028"]:
+        assert yaml.safe_load(render.yaml_value(value)) == value, value
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("Train-1", "RFC 1123"),
+    ("train_1", "RFC 1123"),
+    ("train-", "RFC 1123"),
+    ("1train", "start with a letter"),
+    ("t" * 48, "at most 47"),
+    ("", "RFC 1123"),
+])
+def test_bad_job_names_are_refused_with_a_clear_message(kube_env, name: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as raised:
+        manifests.train_values(_settings(), TrainConfig(), name)
+    assert "RayJob name" in raised.value.message and raised.value.hint
+
+
+def test_a_cluster_name_may_be_longer_than_a_job_name(kube_env) -> None:
+    manifests.cluster_values(_settings(), "c" * 53)
+    with pytest.raises(ConfigError, match="at most 53"):
+        manifests.cluster_values(_settings(), "c" * 54)
+
+
+def test_templates_are_found_through_the_environment(kube_env, tmp_path: Path, monkeypatch) -> None:
+    import shutil
+
+    copy = tmp_path / "templates"
+    shutil.copytree(render.templates_dir(), copy)
+    (copy / "raycluster.yaml.j2").write_text((copy / "raycluster.yaml.j2").read_text().replace(
+        "kind: RayCluster", "kind: RayCluster\n# from the copy"))
+    monkeypatch.setenv(render.TEMPLATES_ENV, str(copy))
+    render._environment.cache_clear()
+    assert "# from the copy" in render.render_text("cluster", _values("cluster"))
+    monkeypatch.setenv(render.TEMPLATES_ENV, str(tmp_path / "nowhere"))
+    render._environment.cache_clear()
+    # an explicit folder without templates falls back to the source tree's
+    assert render.templates_dir() == Path(render.__file__).resolve().parents[1] / "templates"
+
+
+@pytest.fixture(scope="module")
+def crd_schemas() -> dict[str, dict[str, Any]]:
+    """The v1 openAPIV3Schema of each KubeRay CRD the test environment's operator installs."""
+    from tests.k8s import build
+
+    try:
+        crds = build.locate().crds
+    except build.AssetsMissing as error:
+        pytest.skip(f"KubeRay CRDs not built: {error}")
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the CRDs are about 1 MB each
+    schemas = {}
+    for path in crds:
+        crd = yaml.load(Path(path).read_text(), Loader=loader)
+        version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
+        schemas[crd["spec"]["names"]["kind"]] = version["schema"]["openAPIV3Schema"]
+    return schemas
+
+
+def _unknown_fields(obj: Any, schema: dict[str, Any], path: str = "") -> list[str]:
+    """Fields the structural schema does not declare (what fieldValidation=Strict rejects)."""
+    if schema.get("x-kubernetes-preserve-unknown-fields"):
+        return []
+    if isinstance(obj, dict):
+        properties = schema.get("properties")
+        extra = schema.get("additionalProperties")
+        found = []
+        for key, value in obj.items():
+            if properties is not None and key in properties:
+                found += _unknown_fields(value, properties[key], f"{path}.{key}")
+            elif isinstance(extra, dict):
+                found += _unknown_fields(value, extra, f"{path}.{key}")
+            elif properties is not None and key not in ("apiVersion", "kind", "metadata"):
+                found.append(f"{path}.{key}")
+        return found
+    if isinstance(obj, list) and isinstance(schema.get("items"), dict):
+        return [f for i, item in enumerate(obj) for f in _unknown_fields(item, schema["items"], f"{path}[{i}]")]
+    return []
+
+
+@pytest.mark.parametrize("what", ["train", "tune", "serve", "cluster"])
+def test_rendered_objects_match_the_kuberay_crd_schemas(kube_env, crd_schemas, what: str) -> None:
+    import jsonschema
+
+    for obj in render.render(what, _values(what)):
+        if obj["kind"] == "ServiceAccount":
+            continue
+        schema = crd_schemas[obj["kind"]]
+        jsonschema.Draft7Validator(schema).validate(obj)
+        assert _unknown_fields(obj, schema) == []
+    typo = render.render(what, _values(what))[1]
+    typo["spec"]["rayStartParam"] = {}  # the check itself finds what Strict validation rejects
+    assert _unknown_fields(typo, crd_schemas[typo["kind"]]) == [".spec.rayStartParam"]
+
+
+def test_cli_render_prints_a_list_kubectl_takes(kube_env) -> None:
+    result = CliRunner().invoke(app, ["render", "train", "--profile", str(PROFILE), "--name", RUN_ID,
+                                      "--epochs", "3", "-o", "json"])
+    assert result.exit_code == 0, result.output
+    listing = json.loads(result.stdout)
+    assert listing["kind"] == "List"
+    assert listing["items"] == render.render("train", _values("train"))
+
+
+def test_cli_render_serve_and_cluster(kube_env) -> None:
+    runner = CliRunner()
+    serve = runner.invoke(app, ["render", "serve", "--profile", str(PROFILE), "--checkpoint", CHECKPOINT])
+    assert serve.exit_code == 0, serve.output
+    items = yaml.safe_load(serve.stdout)["items"]
+    assert items[1]["kind"] == "RayService"
+    assert CHECKPOINT in items[1]["spec"]["serveConfigV2"]
+    cluster = runner.invoke(app, ["render", "cluster", "--profile", str(PROFILE), "--set", "workers=3",
+                                  "-n", "team-a"])
+    assert cluster.exit_code == 0, cluster.output
+    ray = yaml.safe_load(cluster.stdout)["items"][1]
+    assert ray["metadata"]["namespace"] == "team-a"
+    assert ray["spec"]["workerGroupSpecs"][0]["replicas"] == 3
+
+
+def test_cli_render_without_storage_says_what_to_set(kube_env) -> None:
+    result = CliRunner().invoke(app, ["render", "train"])
+    assert result.exit_code == 2
+    assert "no checkpoint storage" in result.output and "--storage s3://" in result.output
