@@ -354,9 +354,10 @@ def _related_events(kube: Kube, names: set[str]) -> list[dict[str, Any]]:
 def follow_rayjob(kube: Kube, name: str, *, timeout_s: float, on_line: Callable[[str], None] | None,
                   on_wait: Callable[[Waiting], None], poll_s: float = POLL_S) -> JobState:
     """Wait for the RayJob to finish, printing the driver's log (``on_line``) as it comes."""
-    stall = Stall(timeout_s)
+    watch = _Watch(kube, f"RayJob {name}", timeout_s, on_wait,
+                   f"it keeps running: `sentinel logs {name} -n {kube.namespace} -f` reattaches, "
+                   f"`sentinel delete {name} -n {kube.namespace}` stops it")
     cursor = LogCursor()
-    last_key = None
     while True:
         obj = kube.get(RAYJOB, name)
         if obj is None:
@@ -368,22 +369,11 @@ def follow_rayjob(kube: Kube, name: str, *, timeout_s: float, on_line: Callable[
             if on_line and _started(submitter):
                 _log_round(kube, submitter, cursor, on_line, follow=False, poll_s=poll_s)
             return state
-        names = {name, state.cluster or "", *(p["metadata"]["name"] for p in pods)}
-        waiting = explain(state.describe(), pods, _related_events(kube, names))
-        if waiting.key != last_key:
-            on_wait(waiting)
-            last_key = waiting.key
-            stall.progress()
-        if stall.expired():
-            raise _timeout(f"RayJob {name}", kube.namespace, timeout_s, waiting,
-                           f"it keeps running: `sentinel logs {name} -n {kube.namespace} -f` reattaches, "
-                           f"`sentinel delete {name} -n {kube.namespace}` stops it")
+        watch.observe(state.describe(), pods, {name, state.cluster or ""})
         started = time.monotonic()
-        printed = 0
         if on_line and _started(submitter):
-            printed = _log_round(kube, submitter, cursor, on_line, follow=True, poll_s=poll_s)
-        if printed:
-            stall.progress()
+            if _log_round(kube, submitter, cursor, on_line, follow=True, poll_s=poll_s):
+                watch.stall.progress()
         _sleep_rest(started, poll_s)
 
 
@@ -405,8 +395,9 @@ def _sleep_rest(started: float, period: float) -> None:
 def wait_rayservice(kube: Kube, name: str, *, timeout_s: float, on_wait: Callable[[Waiting], None],
                     poll_s: float = POLL_S) -> ServiceState:
     """Wait until the RayService is Ready for its latest spec, its applications RUNNING."""
-    stall = Stall(timeout_s)
-    last_key = None
+    watch = _Watch(kube, f"RayService {name}", timeout_s, on_wait,
+                   f"it keeps trying: `sentinel status --target k8s -n {kube.namespace}` shows it, "
+                   f"`sentinel delete {name} -n {kube.namespace}` removes it")
     while True:
         obj = kube.get(RAYSERVICE, name)
         if obj is None:
@@ -419,22 +410,31 @@ def wait_rayservice(kube: Kube, name: str, *, timeout_s: float, on_wait: Callabl
         if state.done:
             return state
         pods = [p for cluster in state.clusters for p in kube.pods(f"ray.io/cluster={cluster}")]
-        names = {name, *state.clusters, *(p["metadata"]["name"] for p in pods)}
-        waiting = explain(state.describe(), pods, _related_events(kube, names))
-        if waiting.key != last_key:
-            on_wait(waiting)
-            last_key = waiting.key
-            stall.progress()
-        if stall.expired():
-            raise _timeout(f"RayService {name}", kube.namespace, timeout_s, waiting,
-                           f"it keeps trying: `sentinel status --target k8s -n {kube.namespace}` shows it, "
-                           f"`sentinel delete {name} -n {kube.namespace}` removes it")
+        watch.observe(state.describe(), pods, {name, *state.clusters})
         time.sleep(poll_s)
 
 
-def _timeout(what: str, namespace: str, timeout_s: float, waiting: Waiting, rest: str) -> WaitTimeout:
-    hint = f"{waiting.hint}; {rest}" if waiting.hint else rest
-    return WaitTimeout(f"{what} made no progress for {timeout_s:g}s: {waiting.text()}", hint=hint)
+class _Watch:
+    """One bounded wait: says why it waits whenever that changes, gives up after ``timeout_s``
+    without any change (``WaitTimeout``, with the cause's next step and ``rest``)."""
+
+    def __init__(self, kube: Kube, what: str, timeout_s: float, on_wait: Callable[[Waiting], None],
+                 rest: str) -> None:
+        self.kube, self.what, self.timeout_s, self.on_wait, self.rest = kube, what, timeout_s, on_wait, rest
+        self.stall = Stall(timeout_s)
+        self.last_key: tuple | None = None
+
+    def observe(self, status: str, pods: list[dict[str, Any]], names: set[str]) -> None:
+        names = names | {p["metadata"]["name"] for p in pods}
+        waiting = explain(status, pods, _related_events(self.kube, names))
+        if waiting.key != self.last_key:
+            self.on_wait(waiting)
+            self.last_key = waiting.key
+            self.stall.progress()
+        if self.stall.expired():
+            hint = f"{waiting.hint}; {self.rest}" if waiting.hint else self.rest
+            raise WaitTimeout(f"{self.what} made no progress for {self.timeout_s:g}s: {waiting.text()}",
+                              hint=hint)
 
 
 def follow_pod(kube: Kube, pod: str, container: str | None, on_line: Callable[[str], None], *,

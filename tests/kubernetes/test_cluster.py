@@ -484,3 +484,50 @@ def test_unreachable_cluster_and_missing_kubeconfig_say_what_to_check(cluster, t
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
     result = cli("status", "--target", "k8s")
     assert result.exit_code == 2 and "no kubeconfig found" in flat(result.output)
+
+
+def test_a_missing_namespace_is_named(cluster) -> None:
+    result = cli("train", "--target", "k8s", "-n", "no-such-namespace", "--no-wait")
+    assert result.exit_code == 2, result.output
+    assert "namespace no-such-namespace does not exist" in flat(result.output)
+    assert "kubectl create namespace no-such-namespace" in flat(result.output)
+
+
+@pytest.fixture(scope="module")
+def bare_apiserver(tmp_path_factory) -> Path:
+    """A real kube-apiserver (and its etcd) without the KubeRay CRDs: a cluster before `sentinel up`."""
+    from tests.k8s import build, commands, pki, probes
+    from tests.k8s.process import start, stop
+
+    try:
+        assets = build.locate()
+    except build.AssetsMissing as error:
+        pytest.skip(f"Kubernetes test environment not built: {error}")
+    paths, ports = commands.Paths(tmp_path_factory.mktemp("bare")), commands.Ports.pick()
+    paths.logs.mkdir()
+    paths.etcd_data.mkdir()
+    certs = pki.create(paths.pki)
+    url = f"https://127.0.0.1:{ports.apiserver}"
+    pki.write_kubeconfig(paths.kubeconfig, url, certs)
+    environ = {**os.environ, "NO_PROXY": "127.0.0.1,localhost"}
+    processes = [start("etcd", commands.etcd(assets, paths, ports), paths.logs, environ)]
+    try:
+        wait_for("etcd", probes.http(f"http://127.0.0.1:{ports.etcd_client}/health"), TIMEOUT_S, processes)
+        processes.append(start("kube-apiserver", commands.kube_apiserver(assets, paths, ports, certs),
+                               paths.logs, environ))
+        wait_for("kube-apiserver", probes.http(f"{url}/readyz", probes.trusted(certs, client_cert=True)),
+                 TIMEOUT_S, processes)
+        yield paths.kubeconfig
+    finally:
+        for process in reversed(processes):
+            stop(process)
+
+
+def test_missing_kuberay_crds_say_to_run_sentinel_up(bare_apiserver, kube_env, monkeypatch) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(bare_apiserver))
+    status = cli("status", "--target", "k8s")
+    assert status.exit_code == 2, status.output
+    assert "the KubeRay CRDs are not installed" in flat(status.output)
+    assert "run `sentinel up`" in flat(status.output)
+    train = cli("train", "--target", "k8s", "--storage", "s3://bucket/prefix", "--no-wait")
+    assert train.exit_code == 2 and "no rayjobs.ray.io/v1" in flat(train.output)
