@@ -22,11 +22,25 @@ def emit(data: Any, fmt: OutputFormat, table: Callable[[Any], Table | str] | Non
     if fmt is OutputFormat.json:
         print(json.dumps(data, indent=2, default=str))
     elif fmt is OutputFormat.yaml:
-        import yaml
-
-        print(yaml.safe_dump(json.loads(json.dumps(data, default=str)), sort_keys=False), end="")
+        print(to_yaml(json.loads(json.dumps(data, default=str))), end="")
     else:
         console.out().print(table(data) if table else data)
+
+
+def to_yaml(data: Any) -> str:
+    """Block YAML; a multi-line string (a RayService's serveConfigV2) as a literal block, no folding."""
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+        plain = all(c == "\n" or (c.isprintable() and c not in "\x85\u2028\u2029") for c in value)
+        style = "|" if "\n" in value and plain else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+    Dumper.add_representer(str, text)
+    return yaml.dump(data, Dumper=Dumper, sort_keys=False, width=10_000)
 
 
 def key_value_table(rows: Sequence[tuple[str, Any]], title: str | None = None) -> Table:

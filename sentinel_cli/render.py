@@ -171,9 +171,3 @@ def _check_plain(value: Any, where: str) -> None:
         return
     raise TypeError(f"{where}: {type(value).__name__} is not plain data (str, number, bool, list, dict)")
 
-
-def to_yaml(objects: list[dict[str, Any]]) -> str:
-    """Objects as a multi-document YAML stream, as ``kubectl apply -f`` takes them."""
-    import yaml
-
-    return yaml.safe_dump_all(objects, sort_keys=False, explicit_start=True, width=100)

@@ -297,6 +297,7 @@ def test_cli_render_serve_and_cluster(kube_env) -> None:
     runner = CliRunner()
     serve = runner.invoke(app, ["render", "serve", "--profile", str(PROFILE), "--checkpoint", CHECKPOINT])
     assert serve.exit_code == 0, serve.output
+    assert "    serveConfigV2: |\n      applications:\n" in serve.stdout  # readable: a literal block
     items = yaml.safe_load(serve.stdout)["items"]
     assert items[1]["kind"] == "RayService"
     assert CHECKPOINT in items[1]["spec"]["serveConfigV2"]
