@@ -171,3 +171,10 @@ def _check_plain(value: Any, where: str) -> None:
         return
     raise TypeError(f"{where}: {type(value).__name__} is not plain data (str, number, bool, list, dict)")
 
+
+
+def to_yaml(objects: list[dict[str, Any]]) -> str:
+    """Objects as a multi-document YAML stream, as ``kubectl apply -f`` takes them."""
+    from sentinel_cli.output import to_yaml as document
+
+    return "".join("---\n" + document(obj) for obj in objects)
