@@ -29,7 +29,7 @@ def train(config, deploy: KubeRequest | None = None) -> dict[str, Any]:
     from sentinel_ml.checkpoints import new_run_id
 
     config.validate()
-    deploy = deploy or KubeRequest()
+    deploy = _from_config(deploy, config)
     settings = _settings(deploy)
     name = deploy.name or config.run_id or new_run_id("train")
     return _run_job("train", manifests.train_values(settings, config, name), settings, name, deploy)
@@ -41,7 +41,7 @@ def tune(config, deploy: KubeRequest | None = None) -> dict[str, Any]:
     from sentinel_ml.checkpoints import new_run_id
 
     config.validate()
-    deploy = deploy or KubeRequest()
+    deploy = _from_config(deploy, config)
     settings = _settings(deploy)
     name = deploy.name or config.run_id or new_run_id("tune")
     values = manifests.tune_values(settings, manifests.tune_args(config), name)
@@ -110,6 +110,8 @@ def render_objects(what: str, deploy: KubeRequest, request=None) -> list[dict]:
     from sentinel_cli.render import render
     from sentinel_ml.checkpoints import new_run_id
 
+    if what in ("train", "tune"):
+        deploy = _from_config(deploy, request)
     settings = _settings(deploy)
     if what in ("train", "tune"):
         name = deploy.name or request.run_id or new_run_id(what)
@@ -273,6 +275,16 @@ def read_record(storage: str, run_id: str) -> dict[str, Any] | None:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+def _from_config(deploy: KubeRequest | None, config) -> KubeRequest:
+    """The job's own --storage / --mlflow-uri count as flags when the request does not name them."""
+    from dataclasses import replace
+
+    deploy = deploy or KubeRequest()
+    given = {key: getattr(config, key, None) for key in ("storage", "mlflow_uri")}
+    missing = {k: v for k, v in given.items() if v is not None and getattr(deploy.overrides, k) is None}
+    return replace(deploy, overrides=replace(deploy.overrides, **missing)) if missing else deploy
 
 
 def _settings(deploy: KubeRequest):
