@@ -161,6 +161,9 @@ def test_every_template_applies_and_the_operator_makes_the_pods_we_expect(cluste
                     ("RayCluster", "interactive")}  # the clusters KubeRay made for them are not listed
     table = cli("status", "--target", "k8s")
     assert job in table.stdout and "interactive" in table.stdout
+    everywhere = cli("status", "--target", "k8s", "-A", "-o", "json")
+    assert everywhere.exit_code == 0, everywhere.output
+    assert (ns, job) in {(r["namespace"], r["name"]) for r in json.loads(everywhere.stdout)["objects"]}
 
 
 def test_reapplying_changes_nothing_and_dry_run_creates_nothing(cluster) -> None:
