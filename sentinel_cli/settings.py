@@ -18,6 +18,7 @@ Validation errors name the source and the key and become a ``ConfigError`` (exit
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 from collections.abc import Mapping
@@ -259,13 +260,6 @@ def _check_labels(value: dict[str, str]) -> dict[str, str]:
     return {k: str(v) for k, v in value.items()}
 
 
-class Profile(_Model):
-    """A whole profile file."""
-
-    target: Literal["local", "k8s"] | None = None
-    kubernetes: KubeSettings = Field(default_factory=KubeSettings)
-
-
 def profile_path(explicit: str | None = None) -> Path | None:
     """The profile file in use, or None when there is none."""
     chosen = explicit or os.environ.get(PROFILE_ENV)
@@ -315,7 +309,7 @@ def load(overrides: Overrides | None = None, environ: Mapping[str, str] | None =
     if unknown:
         raise ConfigError(f"profile {path}: unknown keys {', '.join(sorted(unknown))}",
                           hint="a profile has `target` and a `kubernetes` section")
-    merged = _deep_copy(section)
+    merged = copy.deepcopy(section)
     sources: dict[str, str] = {}
     for name, key in ENV_VARS.items():
         if environ.get(name):
@@ -372,10 +366,3 @@ def _default_of(dotted: str) -> dict[str, Any]:
         value = value[part]
     return dict(value)
 
-
-def _deep_copy(data: Any) -> Any:
-    if isinstance(data, dict):
-        return {k: _deep_copy(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_deep_copy(v) for v in data]
-    return data
