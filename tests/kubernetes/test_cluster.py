@@ -335,6 +335,26 @@ def test_ctrl_c_detaches_and_says_how_to_reattach(cluster) -> None:
     assert cluster.get("rayjobs", job)["metadata"]["name"] == job  # still there, still running
 
 
+def test_following_a_cluster_head_until_ctrl_c(cluster) -> None:
+    backend.cluster(deploy=kube_request(name="interactive"))
+
+    def head_reason() -> str | None:
+        heads = [p for p in cluster.pods("ray.io/cluster=interactive,ray.io/node-type=head")
+                 if p.status.phase == "Running"]
+        return None if heads else "no running head pod yet"
+
+    wait_for("the head pod", head_reason, TIMEOUT_S)
+    follower = _sentinel("logs", "interactive", "-f", env=cluster.cli_env())
+    reader = _Reader(follower)
+    reader.wait_for("the head's log", "no container runs")
+    line = f"head says {uuid.uuid4().hex}"
+    cluster.append_log(line)
+    reader.wait_for("a new line of the head's log", line)
+    follower.send_signal(signal.SIGINT)
+    assert follower.wait(TIMEOUT_S) == 130, reader.text()
+    assert reader.text().count(line) == 1
+
+
 # -- serving -----------------------------------------------------------------------------------
 
 
