@@ -82,3 +82,8 @@ TimeoutOpt = Annotated[
     typer.Option("--timeout", min=1, help="Give up (exit 3) after this many seconds without progress. "
                  "Default: the profile's wait_timeout_s (600).", show_default=False, rich_help_panel=KUBE_PANEL),
 ]
+UrlOpt = Annotated[
+    str,
+    typer.Option("--url", help="Base URL of the serving API (the /recommend prefix is added).",
+                 envvar="SENTINEL_URL"),
+]

@@ -20,3 +20,9 @@ def train_progress(event: dict[str, Any]) -> None:
             f"train_loss {event['train_loss']:.4f}  "
             f"val_rmse {event['val_rmse']:.4f}  val_mae {event['val_mae']:.4f}"
         )
+
+
+def serve_progress(message: str) -> None:
+    from rich.markup import escape
+
+    console.err().print(f"[dim]{escape(message)}[/]", highlight=False)

@@ -17,6 +17,7 @@ import torch
 
 from sentinel_ml.checkpoints import load_network
 from sentinel_ml.data import read_ratings, read_titles
+from sentinel_ml.errors import ConfigError, SentinelError
 from sentinel_ml.network import BiasedMF
 
 _RUN_ID_IN_URI = re.compile(r"/runs/([^/]+)/[^/]+\.pt$")
@@ -34,7 +35,7 @@ class Recommender:
 
     @classmethod
     def load(cls, checkpoint_uri: str, dataset_dir: Path, run_id: str | None = None) -> Recommender:
-        network, saved = load_network(checkpoint_uri)
+        network, saved = load_checked(checkpoint_uri)
         num_users, num_items = network.user_bias.num_embeddings, network.item_bias.num_embeddings
         ratings = read_ratings(dataset_dir / "u.data")
         known = (ratings.users < num_users) & (ratings.items < num_items)
@@ -83,6 +84,18 @@ class Recommender:
         k = min(k, int(torch.isfinite(scores).sum()))
         best = torch.topk(scores, k)
         return [(int(i), self.titles.get(int(i)), float(s)) for s, i in zip(best.values, best.indices)]
+
+
+def load_checked(uri: str) -> tuple[BiasedMF, dict]:
+    """``load_network`` with one clear error for a file that is not a Sentinel checkpoint."""
+    try:
+        return load_network(uri)
+    except SentinelError:
+        raise
+    except Exception as e:  # noqa: BLE001 - torch raises many kinds for a damaged or foreign file
+        raise ConfigError(f"checkpoint {uri} cannot be loaded: not a Sentinel checkpoint, or damaged "
+                          f"({type(e).__name__})",
+                          hint="serve a checkpoint written by `sentinel train` (see `sentinel status`)") from None
 
 
 def run_id_from_uri(uri: str) -> str | None:

@@ -22,10 +22,12 @@ from ray import serve
 from ray.serve import Application
 
 from sentinel_ml.serve_api import (
+    BODY_ERROR_RESPONSES,
     DEFAULT_TOP_K,
     ERROR_RESPONSES,
     MAX_TOP_K,
     ApiError,
+    BatchingInfo,
     Health,
     ModelInfo,
     PredictRequest,
@@ -136,19 +138,23 @@ class MovieRecommender:
         from sentinel_ml.recommender import Recommender
 
         settings = ServeArgs.model_validate(args)
+        self.reconfigure({"max_batch_size": settings.max_batch_size,
+                          "batch_wait_timeout_s": settings.batch_wait_timeout_s})
         torch.set_num_threads(settings.torch_threads)
         self.model = Recommender.load(settings.checkpoint, ensure_dataset(settings.data), settings.run_id)
         log.info("serving %s (%d users, %d movies)", settings.checkpoint, self.model.num_users,
                  self.model.num_items)
 
     def reconfigure(self, config: dict[str, Any]) -> None:
-        self._predict_batch.set_max_batch_size(int(config["max_batch_size"]))
-        self._predict_batch.set_batch_wait_timeout_s(float(config["batch_wait_timeout_s"]))
+        self.batching = BatchingInfo(max_batch_size=int(config["max_batch_size"]),
+                                     batch_wait_timeout_s=float(config["batch_wait_timeout_s"]))
+        self._predict_batch.set_max_batch_size(self.batching.max_batch_size)
+        self._predict_batch.set_batch_wait_timeout_s(self.batching.batch_wait_timeout_s)
 
     def check_health(self) -> None:
         self.model.predict(1, [1])  # raises if the model is broken
 
-    @api.post("/", response_model=PredictResponse, responses=ERROR_RESPONSES,
+    @api.post("/", response_model=PredictResponse, responses=BODY_ERROR_RESPONSES,
               summary="Predict ratings of movies for a user")
     async def predict(self, request: PredictRequest) -> dict:
         check_user(request.user_id, self.model.num_users)
@@ -158,6 +164,10 @@ class MovieRecommender:
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0)
     async def _predict_batch(self, requests: list[tuple[int, list[int]]]) -> list[list[float]]:
+        stats = self.batching
+        stats.batches += 1
+        stats.requests += len(requests)
+        stats.largest_batch = max(stats.largest_batch, len(requests))
         return self.model.predict_many(requests)
 
     @api.get("/{user_id}/top", response_model=TopResponse, responses=ERROR_RESPONSES,
@@ -176,7 +186,8 @@ class MovieRecommender:
     async def model_info(self) -> dict:
         m = self.model
         return {"checkpoint_uri": m.checkpoint_uri, "run_id": m.run_id, "metrics": m.metrics,
-                "num_users": m.num_users, "num_items": m.num_items, "embedding_dim": m.embedding_dim}
+                "num_users": m.num_users, "num_items": m.num_items, "embedding_dim": m.embedding_dim,
+                "batching": self.batching}
 
 
 def app_builder(args: ServeArgs) -> Application:

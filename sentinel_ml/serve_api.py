@@ -5,24 +5,33 @@ deployment (``sentinel_ml.serve``) and the benchmark's plain FastAPI baseline.
 
 Policy for bad input (every case is a 4xx with a JSON body ``{"detail": "<message>"}``):
 
-- malformed JSON, wrong types (strict: ``"42"`` or ``42.0`` is not an id), missing or extra fields,
-  ids below 1, an empty ``movie_ids`` or more than ``MAX_MOVIE_IDS`` of them → 422;
-- a movie id beyond the model's item table → 422 naming the unknown ids;
-- a user id beyond the model's user table → 404 (no cold-start fallback: an id the model has never
-  seen is almost always a caller's bug, and a silent global-mean answer would hide it).
+- malformed requests → 422: bad JSON, wrong types (``"42"``, ``true`` and ``42.5`` are not ids;
+  ``42.0`` is the JSON integer 42), missing or extra fields, ids below 1, an empty ``movie_ids`` or
+  more than ``MAX_MOVIE_IDS`` of them (a body that is not even UTF-8 → 400, FastAPI's answer);
+- well-formed ids the model does not know (beyond its user or movie table) → 404 naming them. No
+  cold-start fallback for unknown users: an id the model has never seen is almost always a caller's
+  bug, and a silent global-mean answer would hide it.
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 MAX_MOVIE_IDS = 1000
 MAX_TOP_K = 100
 DEFAULT_TOP_K = 10
 
-Id = Annotated[int, Field(strict=True, ge=1, description="A MovieLens id (1-based).")]
+
+def _json_integer(value: object) -> object:
+    """JSON integers only: ``42`` and ``42.0`` (the same JSON Schema integer), not ``"42"`` or ``true``."""
+    if isinstance(value, str | bool):
+        raise ValueError("must be a JSON integer, not a string or a boolean")
+    return value
+
+
+Id = Annotated[int, Field(ge=1, description="A MovieLens id (1-based)."), BeforeValidator(_json_integer)]
 
 
 class ApiError(Exception):
@@ -65,6 +74,16 @@ class Health(BaseModel):
     status: str
 
 
+class BatchingInfo(BaseModel):
+    """This replica's ``@serve.batch`` settings and what it has done since it started."""
+
+    max_batch_size: int
+    batch_wait_timeout_s: float
+    batches: int = 0
+    requests: int = 0
+    largest_batch: int = 0
+
+
 class ModelInfo(BaseModel):
     checkpoint_uri: str
     run_id: str | None
@@ -73,6 +92,7 @@ class ModelInfo(BaseModel):
     num_items: int
     embedding_dim: int
     max_movie_ids: int = MAX_MOVIE_IDS
+    batching: BatchingInfo
 
 
 class ErrorBody(BaseModel):
@@ -80,8 +100,12 @@ class ErrorBody(BaseModel):
 
 
 ERROR_RESPONSES = {
-    404: {"model": ErrorBody, "description": "Unknown user."},
+    404: {"model": ErrorBody, "description": "Unknown user or movie ids."},
     422: {"model": ErrorBody, "description": "Invalid request."},
+}
+BODY_ERROR_RESPONSES = {
+    400: {"model": ErrorBody, "description": "The body cannot be decoded (not UTF-8)."},
+    **ERROR_RESPONSES,
 }
 
 
@@ -95,7 +119,7 @@ def check_movies(movie_ids: list[int], num_items: int) -> None:
     unknown = [m for m in movie_ids if m >= num_items]
     if unknown:
         shown = ", ".join(str(m) for m in unknown[:10]) + (", …" if len(unknown) > 10 else "")
-        raise ApiError(422, f"unknown movie ids: {shown} (this model knows movies 1-{num_items - 1})")
+        raise ApiError(404, f"unknown movie ids: {shown} (this model knows movies 1-{num_items - 1})")
 
 
 def validation_message(errors: list[dict]) -> str:

@@ -21,4 +21,20 @@ def status(storage: str | None, limit: int) -> dict[str, Any]:
 
     root = storage_root(storage)
     records = checkpoints.read_records(root)
-    return {"target": "local", "storage": root, "runs": [asdict(r) for r in records[:limit]]}
+    from sentinel_cli.backends import local_serve
+
+    return {"target": "local", "storage": root, "runs": [asdict(r) for r in records[:limit]],
+            "serving": local_serve.describe()}
+
+
+def serve(request) -> dict[str, Any]:
+    from sentinel_cli.backends import local_serve
+    from sentinel_cli.progress import serve_progress
+
+    return local_serve.start(request, on_progress=serve_progress)
+
+
+def serve_stop() -> dict[str, Any]:
+    from sentinel_cli.backends import local_serve
+
+    return local_serve.stop()

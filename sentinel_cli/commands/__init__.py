@@ -18,3 +18,8 @@ def register(app: typer.Typer) -> None:
     from sentinel_cli.commands import platform  # up, down, doctor, build, cluster
 
     platform.register(app)
+    from sentinel_cli.commands import predict, serve  # the serving API
+
+    app.add_typer(serve.app, name="serve")
+    app.command("predict")(predict.predict)
+    app.command("recommend")(predict.recommend)

@@ -41,7 +41,18 @@ def _table(report: dict):
          "epochs": run["metrics"].get("epochs"), "checkpoint": run["checkpoints"].get("best")}
         for run in report["runs"]
     ]
-    return records_table(rows, RUN_COLUMNS, title="runs", empty="no runs yet: run `sentinel train`")
+    runs = records_table(rows, RUN_COLUMNS, title="runs", empty="no runs yet: run `sentinel train`")
+    return _with_serving(runs, report.get("serving"))
+
+
+def _with_serving(runs, serving: dict | None):
+    from rich.console import Group
+
+    from sentinel_cli.commands.serve import SUMMARY_ROWS, summary_table
+
+    if not serving:
+        return Group(runs, "serving: nothing (start it with `sentinel serve --checkpoint latest`)")
+    return Group(runs, "", "[bold]serving[/]", summary_table({k: serving.get(k) for _, k in SUMMARY_ROWS}))
 
 
 KUBE_COLUMNS = [

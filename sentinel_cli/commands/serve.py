@@ -1,0 +1,95 @@
+"""``sentinel serve``: the MovieRecommender API from a checkpoint; ``sentinel serve stop`` ends it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from sentinel_cli import options
+from sentinel_cli.kube_request import kube_request
+from sentinel_cli.output import OutputFormat, emit, key_value_table
+from sentinel_cli.targets import call, target_name
+
+app = typer.Typer(help="Serve the recommender with Ray Serve; `sentinel serve stop` tears it down.")
+
+SUMMARY_ROWS = [
+    ("application", "application"), ("status", "status"), ("url", "url"), ("checkpoint", "checkpoint"),
+    ("run id", "run_id"), ("replicas", "replicas"), ("Ray cluster", "ray_address"),
+    ("RayService", "rayservice"), ("namespace", "namespace"), ("endpoint", "endpoint"), ("state", "state"),
+]
+
+
+@app.callback(invoke_without_command=True)
+def serve(
+    ctx: typer.Context,
+    checkpoint: Annotated[str, typer.Option("--checkpoint", "-c", help="latest, best, a run id (or a unique "
+                                            "prefix of one), or a checkpoint URI (path or s3://).")] = "latest",
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="HTTP port of the API. Default: 8000 "
+                                             "(k8s: the profile's serve.port).", show_default=False)] = None,
+    host: Annotated[str | None, typer.Option(help="Local target: the address the API listens on. "
+                                             "Default: 127.0.0.1.", show_default=False)] = None,
+    min_replicas: Annotated[int | None, typer.Option(min=0, help="Autoscaling floor. Default: 1.",
+                                                     show_default=False)] = None,
+    max_replicas: Annotated[int | None, typer.Option(min=1, help="Autoscaling ceiling. Default: 5; on the "
+                                                     "local target at most one per CPU core.",
+                                                     show_default=False)] = None,
+    data: options.DataOpt = None,
+    storage: options.StorageOpt = None,
+    target: options.TargetOpt = None,
+    output: options.OutputOpt = OutputFormat.table,
+    profile: options.ProfileOpt = None,
+    namespace: options.NamespaceOpt = None,
+    sets: options.SetOpt = None,
+    name: options.NameOpt = None,
+    wait: options.WaitOpt = True,
+    dry_run: options.DryRunOpt = False,
+    timeout: Annotated[float | None, typer.Option("--timeout", min=1, help="Give up (exit 3) when the API "
+                                                  "is not healthy after this many seconds. Default: 180 "
+                                                  "(k8s: the profile's wait_timeout_s).",
+                                                  show_default=False)] = None,
+) -> None:
+    """Serve MovieRecommender at /recommend from a checkpoint; returns once it passes its health check."""
+    if ctx.invoked_subcommand:
+        return  # `sentinel serve stop`
+    from sentinel_ml.errors import ConfigError
+    from sentinel_ml.serve_config import ServeRequest
+
+    scaling = {k: v for k, v in (("min_replicas", min_replicas), ("max_replicas", max_replicas)) if v is not None}
+    kube = target_name(target, profile) == "k8s"
+    if kube and host is not None:
+        raise ConfigError("--host only applies to the local target",
+                          hint="on k8s the RayService's Service exposes the port")
+    extra = {f"serve.{k}": v for k, v in {**scaling, "port": port}.items() if v is not None}
+    deploy = kube_request(profile=profile, namespace=namespace, sets=sets, name=name, wait=wait,
+                          dry_run=dry_run, timeout=timeout if kube else None, storage=storage,
+                          extra=extra if kube else None)
+    request = ServeRequest(checkpoint=checkpoint, storage=storage, data=data, host=host or "127.0.0.1",
+                           port=port or 8000, timeout_s=timeout or 180.0, app_args=scaling)
+    summary = call(target, deploy, "serve", request)
+    emit(summary, output, summary_table)
+
+
+@app.command("stop")
+def stop(
+    target: options.TargetOpt = None,
+    output: options.OutputOpt = OutputFormat.table,
+) -> None:
+    """Remove the application and stop the local Ray cluster `sentinel serve` started."""
+    from sentinel_ml.errors import ConfigError
+
+    if target_name(target) != "local":
+        raise ConfigError("`sentinel serve stop` stops the local application",
+                          hint="on k8s use `sentinel delete <rayservice name> --target k8s`")
+    emit(call(target, None, "serve_stop"), output, lambda r: r["message"])
+
+
+def summary_table(summary: dict):
+    rows = [(label, summary[key]) for label, key in SUMMARY_ROWS if summary.get(key) is not None]
+    return key_value_table([(label, _replicas(v) if label == "replicas" else v) for label, v in rows])
+
+
+def _replicas(states) -> str:
+    if isinstance(states, dict):
+        return ", ".join(f"{n} {state.lower()}" for state, n in states.items()) or "none"
+    return str(states)

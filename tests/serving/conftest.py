@@ -1,0 +1,34 @@
+"""The MovieRecommender application on the session's real local Ray, from the session's short real
+training run, once for every serving test module (Serve's HTTP port is one per Ray cluster)."""
+
+from __future__ import annotations
+
+import socket
+from types import SimpleNamespace
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="package")
+def served_app(ray_session, trained_run, dataset_dir):
+    """The application behind Serve's own HTTP proxy, one replica, on a free loopback port."""
+    from ray import serve
+
+    from sentinel_ml.serve import ServeArgs, app_builder
+    from sentinel_ml.serve_config import APP_NAME, ROUTE_PREFIX
+
+    port = free_port()
+    checkpoint = trained_run.checkpoints["best"]
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    args = ServeArgs(checkpoint=checkpoint, run_id=trained_run.run_id, data=str(dataset_dir),
+                     min_replicas=1, max_replicas=1)
+    serve.run(app_builder(args), name=APP_NAME, route_prefix=ROUTE_PREFIX)
+    yield SimpleNamespace(url=f"http://127.0.0.1:{port}{ROUTE_PREFIX}", checkpoint=checkpoint,
+                          run_id=trained_run.run_id, dataset_dir=dataset_dir)
+    serve.shutdown()

@@ -1,0 +1,91 @@
+"""`sentinel serve` as a user runs it, in separate processes: a detached local Ray with the
+throughput settings (HAProxy straight to the replicas), status, predict, recommend, an idempotent
+second serve, bad input through HAProxy, and `serve stop` leaving no process behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from tests.serving.conftest import free_port
+
+pytestmark = pytest.mark.slow
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_serve_status_predict_recommend_stop(tmp_path, trained_run, dataset_dir):
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "SENTINEL_TARGET")}
+    env.update(SENTINEL_HOME=str(home), SENTINEL_STORAGE=trained_run.storage_root, SENTINEL_DATA=str(dataset_dir))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    best = trained_run.checkpoints["best"]
+
+    def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "sentinel_cli", *args], env=env, capture_output=True,
+                              text=True, timeout=timeout)
+
+    leader = None
+    try:
+        served = cli("serve", "--checkpoint", "latest", "--port", str(port), "--timeout", "240", "-o", "json",
+                     timeout=300)
+        assert served.returncode == 0, served.stderr
+        summary = json.loads(served.stdout)
+        assert summary["checkpoint"] == best and summary["run_id"] == trained_run.run_id
+        assert f"checkpoint: {best}" in served.stderr  # the exact URI it resolved
+        assert summary["status"] == "RUNNING" and summary["replicas"].get("RUNNING", 0) >= 1
+        leader = json.loads((home / "ray" / "cluster.json").read_text())["pid"]
+
+        serving = json.loads(cli("status", "-o", "json").stdout)["serving"]
+        assert serving["status"] == "RUNNING" and serving["replicas"].get("RUNNING", 0) >= 1
+        assert serving["checkpoint"] == best and serving["url"] == f"{url}/recommend"
+        assert "serving" in cli("status").stdout
+
+        predicted = cli("predict", "--user", "42", "--movies", "1,2,3", "--url", url, "-o", "json")
+        assert predicted.returncode == 0, predicted.stderr
+        body = json.loads(predicted.stdout)
+        assert body["user_id"] == 42 and len(body["predictions"]) == 3
+        assert all(1.0 <= p <= 5.0 for p in body["predictions"])
+        assert "predicted rating" in cli("predict", "--user", "42", "--movies", "1,2,3", "--url", url).stdout
+
+        top = json.loads(cli("recommend", "--user", "42", "-k", "5", "--url", url, "-o", "json").stdout)
+        assert len(top["movies"]) == 5 and all(m["title"] for m in top["movies"])
+
+        refused = cli("predict", "--user", "944", "--movies", "1", "--url", url)
+        assert refused.returncode == 2 and "unknown user 944" in refused.stderr
+
+        with httpx.Client(base_url=f"{url}/recommend", timeout=30) as client:  # through HAProxy
+            assert client.post("", content=b"{oops", headers={"content-type": "application/json"}).status_code == 422
+            assert client.post("", json={"user_id": 1, "movie_ids": [1] * 1001}).status_code == 422
+            assert client.get("/0/top").status_code == 422
+
+        again = cli("serve", "--checkpoint", trained_run.run_id, "--port", str(port), "-o", "json")
+        assert again.returncode == 0, again.stderr
+        assert "already serving" in again.stderr
+        assert json.loads(again.stdout)["ray_address"] == summary["ray_address"]
+
+        other_port = cli("serve", "--port", str(free_port()))
+        assert other_port.returncode == 2 and f"already serves on port {port}" in other_port.stderr
+    finally:
+        stopped = cli("serve", "stop", "-o", "json", timeout=120)
+    assert stopped.returncode == 0, stopped.stderr
+    assert json.loads(stopped.stdout)["stopped"] is True
+    assert leader is not None
+    deadline = time.monotonic() + 30
+    while _group_alive(leader) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not _group_alive(leader), "processes of the local Ray cluster are still running"
+    assert json.loads(cli("status", "-o", "json").stdout)["serving"] is None

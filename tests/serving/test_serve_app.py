@@ -1,0 +1,163 @@
+"""The Serve application over real HTTP: answers, batching, and every kind of bad input (4xx JSON,
+never a 5xx)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def client(served_app):
+    with httpx.Client(base_url=served_app.url, timeout=30) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def model(served_app):
+    """The same checkpoint loaded in the test process: the reference for the API's answers."""
+    from sentinel_ml.recommender import Recommender
+
+    return Recommender.load(served_app.checkpoint, served_app.dataset_dir)
+
+
+@pytest.mark.parametrize("path", ["", "/"])
+def test_predict_gives_one_clipped_rating_per_movie_in_request_order(client, model, path):
+    movie_ids = [50, 1, 1682, 1, 181]
+    response = client.post(path, json={"user_id": 42, "movie_ids": movie_ids})
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["user_id"] == 42
+    assert body["predictions"] == pytest.approx(model.predict(42, movie_ids), abs=1e-5)
+    assert all(1.0 <= p <= 5.0 for p in body["predictions"])
+    assert body["predictions"][1] == body["predictions"][3]  # the same movie twice, the same answer
+
+
+def test_the_documented_cap_of_movie_ids_is_accepted(client):
+    response = client.post("", json={"user_id": 1, "movie_ids": list(range(1, 1001))})
+
+    assert response.status_code == 200, response.text
+    assert len(response.json()["predictions"]) == 1000
+
+
+def test_top_k_are_unrated_movies_with_titles_best_first(client, model, served_app):
+    from sentinel_ml.data import read_ratings
+
+    response = client.get("/42/top", params={"k": 7})
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    movies = body["movies"]
+    assert body["user_id"] == 42 and body["k"] == 7 and len(movies) == 7
+    ratings = read_ratings(served_app.dataset_dir / "u.data")
+    rated = set(ratings.items[ratings.users == 42].tolist())
+    assert not rated & {m["movie_id"] for m in movies}
+    scores = [m["score"] for m in movies]
+    assert scores == sorted(scores, reverse=True)
+    assert all(m["title"] for m in movies)
+    assert scores[0] == pytest.approx(max(
+        s for i, s in enumerate(model.predict(42, list(range(1, 1683))), 1) if i not in rated), abs=1e-5)
+
+
+def test_top_k_defaults_to_ten(client):
+    assert len(client.get("/1/top").json()["movies"]) == 10
+
+
+def test_health_and_model_report_the_checkpoint_served(client, served_app):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    info = client.get("/model").json()
+    assert info["checkpoint_uri"] == served_app.checkpoint
+    assert info["run_id"] == served_app.run_id
+    assert info["metrics"]["val_rmse"] > 0
+    assert (info["num_users"], info["num_items"], info["max_movie_ids"]) == (944, 1683, 1000)
+
+
+def test_openapi_spec_and_docs_are_served(client):
+    spec = client.get("/openapi.json").json()
+    assert {"/", "/{user_id}/top", "/healthz", "/model"} <= set(spec["paths"])
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+def test_concurrent_callers_share_forward_passes(client, served_app, model):
+    """64 callers at once: each gets its own answers, and the replica ran them in batches."""
+    rng = np.random.default_rng(7)
+    requests = [{"user_id": int(rng.integers(1, 944)), "movie_ids": rng.integers(1, 1683, 10).tolist()}
+                for _ in range(64)]
+
+    async def call_all():
+        async with httpx.AsyncClient(base_url=served_app.url, timeout=60) as c:
+            return await asyncio.gather(*(c.post("", json=r) for r in requests))
+
+    before = client.get("/model").json()["batching"]
+    responses = asyncio.run(call_all())
+    after = client.get("/model").json()["batching"]
+
+    for request, response in zip(requests, responses):
+        assert response.status_code == 200, response.text
+        assert response.json()["predictions"] == pytest.approx(
+            model.predict(request["user_id"], request["movie_ids"]), abs=1e-5)
+    assert after["requests"] - before["requests"] == 64
+    assert after["batches"] - before["batches"] < 64  # some forward passes served several callers
+    assert after["largest_batch"] > 1
+
+
+JSON = {"content-type": "application/json"}
+BAD_REQUESTS = [
+    # (id, method, path, request kwargs, status)
+    ("malformed json", "POST", "", {"content": b'{"user_id": 42, "movie_ids": [1,', "headers": JSON}, 422),
+    ("empty body", "POST", "", {"content": b"", "headers": JSON}, 422),
+    ("not an object", "POST", "", {"json": [42, [1, 2]]}, 422),
+    ("plain text", "POST", "", {"content": b"user 42", "headers": {"content-type": "text/plain"}}, 422),
+    ("missing user", "POST", "", {"json": {"movie_ids": [1]}}, 422),
+    ("missing movies", "POST", "", {"json": {"user_id": 1}}, 422),
+    ("user as string", "POST", "", {"json": {"user_id": "42", "movie_ids": [1]}}, 422),
+    ("user as fraction", "POST", "", {"json": {"user_id": 42.5, "movie_ids": [1]}}, 422),
+    ("user as bool", "POST", "", {"json": {"user_id": True, "movie_ids": [1]}}, 422),
+    ("user null", "POST", "", {"json": {"user_id": None, "movie_ids": [1]}}, 422),
+    ("movies not a list", "POST", "", {"json": {"user_id": 1, "movie_ids": "1,2"}}, 422),
+    ("movie as string", "POST", "", {"json": {"user_id": 1, "movie_ids": [1, "2"]}}, 422),
+    ("nested movies", "POST", "", {"json": {"user_id": 1, "movie_ids": [[1]]}}, 422),
+    ("negative user", "POST", "", {"json": {"user_id": -1, "movie_ids": [1]}}, 422),
+    ("user zero", "POST", "", {"json": {"user_id": 0, "movie_ids": [1]}}, 422),
+    ("negative movie", "POST", "", {"json": {"user_id": 1, "movie_ids": [1, -5]}}, 422),
+    ("movie zero", "POST", "", {"json": {"user_id": 1, "movie_ids": [0]}}, 422),
+    ("unknown user", "POST", "", {"json": {"user_id": 944, "movie_ids": [1]}}, 404),
+    ("huge user", "POST", "", {"json": {"user_id": 10**30, "movie_ids": [1]}}, 404),
+    ("unknown movie", "POST", "", {"json": {"user_id": 1, "movie_ids": [1, 1683]}}, 404),
+    ("huge movie", "POST", "", {"json": {"user_id": 1, "movie_ids": [2**70]}}, 404),
+    ("empty movies", "POST", "", {"json": {"user_id": 1, "movie_ids": []}}, 422),
+    ("oversized movies", "POST", "", {"json": {"user_id": 1, "movie_ids": [1] * 1001}}, 422),
+    ("extra field", "POST", "", {"json": {"user_id": 1, "movie_ids": [1], "k": 3}}, 422),
+    ("top: unknown user", "GET", "/944/top", {}, 404),
+    ("top: negative user", "GET", "/-3/top", {}, 422),
+    ("top: user not a number", "GET", "/abc/top", {}, 422),
+    ("top: k zero", "GET", "/1/top", {"params": {"k": 0}}, 422),
+    ("top: k too large", "GET", "/1/top", {"params": {"k": 101}}, 422),
+    ("top: k not a number", "GET", "/1/top", {"params": {"k": "ten"}}, 422),
+    ("wrong method", "GET", "", {}, 405),
+    ("unknown path", "GET", "/nothing/here", {}, 404),
+]
+
+
+@pytest.mark.parametrize("method, path, kwargs, status", [r[1:] for r in BAD_REQUESTS],
+                         ids=[r[0] for r in BAD_REQUESTS])
+def test_bad_input_is_a_4xx_with_a_json_message(client, method, path, kwargs, status):
+    response = client.request(method, path, **kwargs)
+
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    detail = json.loads(response.text)["detail"]
+    assert isinstance(detail, str) and detail
+
+
+def test_unknown_user_message_names_the_known_range(client):
+    assert client.post("", json={"user_id": 944, "movie_ids": [1]}).json() == {
+        "detail": "unknown user 944: this model knows users 1-943"}

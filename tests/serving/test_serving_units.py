@@ -1,0 +1,213 @@
+"""Serving pieces that need no Ray: the API contract, the app's arguments, checkpoint resolution,
+and the CLI's answers when there is nothing to serve or nothing answering."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pydantic import ValidationError
+from typer.testing import CliRunner
+
+from sentinel_cli.app import app
+from sentinel_ml import checkpoints
+from sentinel_ml.checkpoints import RunRecord
+from sentinel_ml.errors import CheckpointNotFound
+from sentinel_ml.serve_api import ApiError, PredictRequest, check_movies, check_user, validation_message
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+# -- the API contract ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("body", [
+    {"user_id": 42, "movie_ids": [1, 2, 3]},
+    {"user_id": 42.0, "movie_ids": [1.0]},  # the JSON Schema integer 42
+    {"user_id": 1, "movie_ids": [1] * 1000},
+])
+def test_valid_requests(body):
+    request = PredictRequest.model_validate_json(json.dumps(body))
+    assert request.user_id == int(body["user_id"])
+
+
+@pytest.mark.parametrize("body", [
+    {"user_id": "42", "movie_ids": [1]}, {"user_id": True, "movie_ids": [1]}, {"user_id": 4.5, "movie_ids": [1]},
+    {"user_id": 0, "movie_ids": [1]}, {"user_id": 1, "movie_ids": [-1]}, {"user_id": 1, "movie_ids": []},
+    {"user_id": 1, "movie_ids": [1] * 1001}, {"user_id": 1, "movie_ids": [1], "extra": 1}, {"movie_ids": [1]},
+])
+def test_invalid_requests(body):
+    with pytest.raises(ValidationError):
+        PredictRequest.model_validate_json(json.dumps(body))
+
+
+def test_unknown_ids_are_404_naming_them():
+    check_user(943, 944)
+    check_movies([1, 1682], 1683)
+    with pytest.raises(ApiError) as user:
+        check_user(944, 944)
+    assert user.value.status_code == 404 and "944" in user.value.message
+    with pytest.raises(ApiError) as movies:
+        check_movies([5, *range(2000, 2012)], 1683)
+    assert movies.value.status_code == 404
+    assert "2000, 2001" in movies.value.message and "…" in movies.value.message
+
+
+def test_validation_message_is_one_readable_line():
+    errors = [{"loc": ("body", "user_id"), "msg": "Input should be a valid integer"}] * 7
+    message = validation_message(errors)
+    assert message.startswith("body.user_id: Input should be a valid integer")
+    assert message.endswith("(and 2 more)") and "\n" not in message
+
+
+# -- the application's arguments (what a RayService passes) ---------------------------------------
+
+
+def test_app_args_defaults_follow_the_design():
+    from ray.serve.config import AutoscalingConfig
+
+    from sentinel_ml.serve import ServeArgs
+
+    options = ServeArgs(checkpoint="/x/runs/r/best.pt").deployment_options()
+    autoscaling = options["autoscaling_config"]
+    assert (autoscaling["min_replicas"], autoscaling["max_replicas"]) == (1, 5)
+    assert autoscaling["target_ongoing_requests"] == 5
+    assert (autoscaling["upscale_delay_s"], autoscaling["downscale_delay_s"]) == (1, 30)
+    assert options["ray_actor_options"] == {"num_cpus": 0.5}
+    AutoscalingConfig(**autoscaling)  # the key names of the installed Ray
+
+
+def test_app_builder_takes_a_rayservice_args_dict():
+    """Serve converts serveConfigV2 ``args`` through the builder's annotation, as a RayService does."""
+    from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
+    from ray.serve.deployment import Application
+
+    from sentinel_ml.serve import app_builder
+
+    args = {"checkpoint": "s3://bucket/runs/r/best.pt", "run_id": "r", "min_replicas": 2, "max_replicas": 3}
+    built = call_user_app_builder_with_args_if_necessary(app_builder, args)
+    assert isinstance(built, Application)
+    with pytest.raises(ValidationError):
+        call_user_app_builder_with_args_if_necessary(app_builder, {"checkpoint": "x", "min_replicas": 4,
+                                                                   "max_replicas": 2})
+    with pytest.raises(ValidationError):
+        call_user_app_builder_with_args_if_necessary(app_builder, {"checkpoint": "x", "replicas": 2})
+
+
+# -- checkpoint resolution (latest / best / run id / URI) -----------------------------------------
+
+
+def _record(run_id: str, created: str, val_rmse: float, root: str = "/ckpt") -> RunRecord:
+    return RunRecord(run_id=run_id, kind="train", created_at=created, config={}, metrics={"val_rmse": val_rmse},
+                     checkpoints={"best": f"{root}/runs/{run_id}/best.pt", "last": f"{root}/runs/{run_id}/last.pt"})
+
+
+RECORDS = [_record("train-20261127-100000-aaaa", "2026-11-27T10:00:00+00:00", 0.95),
+           _record("train-20261127-110000-bbbb", "2026-11-27T11:00:00+00:00", 0.91),
+           _record("tune-20261127-120000-cccc", "2026-11-27T12:00:00+00:00", 0.93)]
+
+
+@pytest.mark.parametrize("reference, run_id", [
+    ("latest", "tune-20261127-120000-cccc"),
+    ("best", "train-20261127-110000-bbbb"),
+    ("train-20261127-100000-aaaa", "train-20261127-100000-aaaa"),
+    ("train-20261127-10", "train-20261127-100000-aaaa"),  # a unique prefix
+])
+def test_references_resolve_to_the_best_checkpoint_of_a_run(reference, run_id):
+    uri, record = checkpoints.resolve(reference, RECORDS)
+    assert record.run_id == run_id and uri == f"/ckpt/runs/{run_id}/best.pt"
+
+
+def test_a_uri_is_taken_as_given():
+    assert checkpoints.resolve("/elsewhere/model.pt", RECORDS) == ("/elsewhere/model.pt", None)
+    uri, record = checkpoints.resolve("/ckpt/runs/train-20261127-110000-bbbb/last.pt", RECORDS)
+    assert record.run_id == "train-20261127-110000-bbbb"
+
+
+@pytest.mark.parametrize("reference", ["train-2026", "nope"])
+def test_ambiguous_or_unknown_run_ids_are_not_found(reference):
+    with pytest.raises(CheckpointNotFound):
+        checkpoints.resolve(reference, RECORDS)
+
+
+def _index(root, records):
+    for record in records:
+        checkpoints.write_record(str(root), record)
+        for uri in record.checkpoints.values():
+            (root / uri.split("/ckpt/", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
+            (root / uri.split("/ckpt/", 1)[1]).write_bytes(b"model")
+
+
+def test_resolve_against_a_storage_root_checks_the_file_exists(tmp_path):
+    from sentinel_cli.backends.local_serve import resolve_checkpoint
+
+    root = tmp_path / "ckpt"
+    records = [_record(r.run_id, r.created_at, r.metrics["val_rmse"], str(root)) for r in RECORDS]
+    _index(root, records)
+    assert resolve_checkpoint("best", str(root)) == (str(root / "runs/train-20261127-110000-bbbb/best.pt"),
+                                                     "train-20261127-110000-bbbb")
+    uri = str(root / "runs/tune-20261127-120000-cccc/last.pt")
+    assert resolve_checkpoint(uri, str(root)) == (uri, "tune-20261127-120000-cccc")
+    with pytest.raises(CheckpointNotFound, match="does not exist"):
+        resolve_checkpoint(str(root / "runs/gone/best.pt"), str(root))
+
+
+# -- the CLI with nothing to serve or nothing answering -------------------------------------------
+
+
+def test_serve_with_an_empty_index_says_to_train_first(sentinel_home):
+    result = invoke("serve", "--checkpoint", "latest")
+    assert result.exit_code == 2, result.output
+    assert "no checkpoints yet" in result.stderr and "sentinel train" in result.stderr
+    assert result.stdout == "" and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["serve", "--port", "0"], "--port"),
+    (["serve", "--host", "0.0.0.0", "--target", "k8s"], "--host only applies"),
+    (["serve", "--timeout", "5", "--checkpoint", "latest", "--target", "local"], "no checkpoints yet"),
+    (["predict", "--user", "1", "--movies", "1,x"], "not a list of movie ids"),
+    (["predict", "--user", "0", "--movies", "1"], "--user"),
+    (["recommend", "--user", "1", "-k", "0"], "-k"),
+])
+def test_bad_serving_flags_exit_2(sentinel_home, args, message):
+    result = invoke(*args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+def test_serve_stop_with_nothing_running_is_a_no_op(sentinel_home):
+    result = invoke("serve", "stop", "-o", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["stopped"] is False
+
+
+def test_predict_with_nothing_answering_names_the_next_step(sentinel_home):
+    from tests.serving.conftest import free_port
+
+    result = invoke("predict", "--user", "1", "--movies", "1", "--url", f"http://127.0.0.1:{free_port()}")
+    assert result.exit_code == 2
+    assert "nothing answers" in result.stderr and "sentinel serve" in result.stderr
+
+
+def test_status_without_serving_says_so(sentinel_home):
+    result = invoke("status", "-o", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["serving"] is None
+    assert "serving: nothing" in invoke("status").stdout
+
+
+def test_api_client_endpoint_and_local_replica_cap():
+    from sentinel_cli.api_client import endpoint
+    from sentinel_cli.backends.local_serve import local_max_replicas
+    from sentinel_ml.recommender import run_id_from_uri
+
+    assert endpoint("http://h:1") == endpoint("http://h:1/recommend/") + "" == "http://h:1/recommend"
+    assert endpoint("http://h:1/", "/7/top?k=3") == "http://h:1/recommend/7/top?k=3"
+    assert 1 <= local_max_replicas() <= 5
+    assert run_id_from_uri("s3://b/p/runs/train-1/best.pt") == "train-1"
+    assert run_id_from_uri("/tmp/model.pt") is None
