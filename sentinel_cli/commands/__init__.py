@@ -10,9 +10,9 @@ def register(app: typer.Typer) -> None:
 
     app.command("train")(train.train)
     app.command("status")(status.status)
-    from sentinel_cli.commands import delete, logs, render  # the Kubernetes target
+    from sentinel_cli.commands import delete, logs, render, serve  # the Kubernetes target
 
-    app.add_typer(render.app({"train": train.train}), name="render")
+    app.add_typer(render.app({"train": train.train, "serve": serve.serve}), name="render")
     app.command("logs")(logs.logs)
     app.command("delete")(delete.delete)
     from sentinel_cli.commands import platform  # up, down, doctor, build, cluster

@@ -1,9 +1,9 @@
 """``sentinel render train|tune|serve|cluster``: print exactly the objects a command would apply.
 
-``render train`` and ``render tune`` take the very options of ``sentinel train`` / ``sentinel tune``:
-they run that command with ``targets.rendering()`` on, so its options are parsed and its request is
-built as always, and the Kubernetes backend renders the request instead of applying it. The output
-is a ``v1 List`` (``kubectl apply -f`` takes it as well).
+``render train|tune|serve`` take the very options of ``sentinel train|tune|serve``: they run that
+command with ``targets.rendering()`` on, so its options are parsed and its request is built as
+always, and the Kubernetes backend renders the request instead of applying it (a named checkpoint is
+resolved through the index in S3). The output is a ``v1 List`` (``kubectl apply -f`` takes it too).
 """
 
 from __future__ import annotations
@@ -59,22 +59,6 @@ def mirror(command: Callable[..., Any], what: str) -> Callable[..., None]:
     return render_command
 
 
-def serve(
-    checkpoint: Annotated[str, typer.Option(help="latest, best, a run id (resolved through the index "
-                                            "in S3), or an s3:// checkpoint URI.")] = "latest",
-    profile: options.ProfileOpt = None,
-    namespace: options.NamespaceOpt = None,
-    name: options.NameOpt = None,
-    sets: options.SetOpt = None,
-    storage: options.StorageOpt = None,
-    output: ManifestOpt = ManifestFormat.yaml,
-) -> None:
-    """Print the RayService `sentinel serve --target k8s` would apply (the checkpoint resolved)."""
-    deploy = kube_request(profile=profile, namespace=namespace, sets=sets, name=name, storage=storage)
-    with rendering():
-        emit(call(options.Target.k8s, deploy, "serve", checkpoint), OutputFormat(output.value))
-
-
 def cluster(
     profile: options.ProfileOpt = None,
     namespace: options.NamespaceOpt = None,
@@ -89,11 +73,10 @@ def cluster(
 
 
 def app(commands: dict[str, Callable[..., Any]]) -> typer.Typer:
-    """The ``render`` group: a mirror of each job command in ``commands``, plus serve and cluster."""
+    """The ``render`` group: a mirror of each command in ``commands``, plus a standalone cluster."""
     group = typer.Typer(help="Print the Kubernetes objects a command would apply (no cluster needed).",
                         no_args_is_help=True)
     for what, command in commands.items():
         group.command(what)(mirror(command, what))
-    group.command("serve")(serve)
     group.command("cluster")(cluster)
     return group

@@ -295,12 +295,15 @@ def test_cli_render_prints_a_list_kubectl_takes(kube_env) -> None:
 
 def test_cli_render_serve_and_cluster(kube_env) -> None:
     runner = CliRunner()
-    serve = runner.invoke(app, ["render", "serve", "--profile", str(PROFILE), "--checkpoint", CHECKPOINT])
+    serve = runner.invoke(app, ["render", "serve", "--profile", str(PROFILE), "--checkpoint", CHECKPOINT,
+                                "--max-replicas", "3"])  # the options of `sentinel serve`
     assert serve.exit_code == 0, serve.output
     assert "    serveConfigV2: |\n      applications:\n" in serve.stdout  # readable: a literal block
     items = yaml.safe_load(serve.stdout)["items"]
     assert items[1]["kind"] == "RayService"
-    assert CHECKPOINT in items[1]["spec"]["serveConfigV2"]
+    serve_config = yaml.safe_load(items[1]["spec"]["serveConfigV2"])["applications"][0]
+    assert (serve_config["args"]["checkpoint"], serve_config["args"]["max_replicas"]) == (CHECKPOINT, 3)
+    assert serve_config["deployments"][0]["autoscaling_config"]["max_replicas"] == 3
     cluster = runner.invoke(app, ["render", "cluster", "--profile", str(PROFILE), "--set", "workers=3",
                                   "-n", "team-a"])
     assert cluster.exit_code == 0, cluster.output
