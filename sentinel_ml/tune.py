@@ -46,6 +46,7 @@ ProgressHook = Callable[[dict[str, Any]], None]
 METRIC = "val_rmse"
 COMPLETED, STOPPED, FAILED, RUNNING = "completed", "stopped early", "failed", "running"
 BEST_FILE, LAST_FILE = "best.pt", "last.pt"
+PLACEMENT_GROUP = "placement_group"  # reported by multi-worker trials
 
 
 @dataclass
@@ -57,7 +58,6 @@ class TrialSummary:
     val_rmse: float | None = None  # best epoch's
     best_epoch: int | None = None
     error: str | None = None
-    checkpoint_path: str | None = None  # multi-worker trials: Ray Train's latest checkpoint
 
 
 @dataclass
@@ -66,6 +66,7 @@ class TuneResult:
     scheduler: str
     samples: int
     max_epochs: int
+    split: str
     best: dict[str, Any]
     trials: list[dict[str, Any]]
     counts: dict[str, int]
@@ -124,7 +125,7 @@ def tune(config: StudyConfig, on_progress: ProgressHook | None = None) -> TuneRe
         grid = _run_tuner(config, study, split, callback, run_id)
         trials = callback.finished(grid)
         best = _best_trial(trials)
-        saved = _save_best(root, run_id, best, grid, split, study)
+        saved = _save_best(root, run_id, best, _trial_checkpoint(best, grid, callback, study), split)
         status = "FINISHED"
     finally:
         if status != "FINISHED":
@@ -157,6 +158,7 @@ def tune(config: StudyConfig, on_progress: ProgressHook | None = None) -> TuneRe
         scheduler=config.scheduler,
         samples=config.samples,
         max_epochs=config.max_epochs,
+        split=config.split,
         best={**asdict(best), "test_rmse": metrics["test_rmse"]},
         trials=[asdict(t) for t in _ranked(trials)],
         counts=counts,
@@ -233,8 +235,8 @@ def _run_tuner(config: StudyConfig, study: _Study, split, callback, run_id: str)
     else:
         scheduler = FIFOScheduler()
     if study.workers_per_trial > 1:
-        # The trial only drives a TorchTrainer; its workers hold the CPUs.
-        trainable = tune.with_resources(_trial, {"cpu": 0})
+        # The trial only drives a TorchTrainer (Tune refuses 0 CPUs); its workers hold the CPUs.
+        trainable = tune.with_resources(_trial, {"cpu": 0.01})
     else:
         trainable = tune.with_resources(_trial, {"cpu": study.cpus_per_trial})
     tuner = tune.Tuner(
@@ -287,15 +289,16 @@ def _trial(config: dict[str, Any], *, study: _Study, split) -> None:
     run_loop(hp, Path(study.dataset_dir), split=split, on_state=on_state)
 
 
-def _report_epoch(state, report, checkpoint_cls, *, write: bool) -> None:
+def _report_epoch(state, report, checkpoint_cls, *, write: bool, extra: dict | None = None) -> None:
     """Report the epoch's metrics; with a checkpoint when val RMSE improved or at the final epoch.
 
     ``write`` is False on Ray Train ranks other than 0: they report metrics only.
     """
     from sentinel_ml.checkpoints import save_checkpoint
 
-    metrics = {k: float(v) for k, v in state.row.items()}
+    metrics: dict[str, Any] = {k: float(v) for k, v in state.row.items()}
     metrics["epoch"] = int(state.row["epoch"])
+    metrics.update(extra or {})
     if not (write and (state.improved or state.final)):
         report(metrics)
         return
@@ -339,9 +342,13 @@ def _distributed_worker(loop_config: dict[str, Any]) -> None:
     study: _Study = loop_config["study"]
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
+    # Named in each report so the driver can release the workers' placement group if Tune stops
+    # the trial (ASHA, or its last epoch) before Ray Train has shut the group down itself.
+    group = ray.util.get_current_placement_group()
+    extra = {PLACEMENT_GROUP: group.id.hex()} if group else {}
 
     def on_state(state) -> None:
-        _report_epoch(state, ray.train.report, ray.train.Checkpoint, write=rank == 0)
+        _report_epoch(state, ray.train.report, ray.train.Checkpoint, write=rank == 0, extra=extra)
 
     trainer_kwargs = {"devices": "auto", "strategy": RayDDPStrategy(), "plugins": [RayLightningEnvironment()]}
     run_loop(hp, ensure_dataset(study.dataset_dir), rank=rank, world_size=world_size,
@@ -361,6 +368,9 @@ def _make_callback_class():
             self.notify = notify
             self.max_epochs = max_epochs
             self.trials: dict[str, TrialSummary] = {}
+            # Multi-worker trials: their Ray Train workers' placement group and latest checkpoint.
+            self.groups: dict[str, str] = {}
+            self.checkpoint_paths: dict[str, str] = {}
 
         def __getstate__(self) -> dict[str, Any]:
             # Tune pickles its run config to save experiment state; the live callback stays here.
@@ -380,10 +390,13 @@ def _make_callback_class():
             if summary.val_rmse is None or result[METRIC] < summary.val_rmse:
                 summary.val_rmse, summary.best_epoch = float(result[METRIC]), epoch
             if result.get("checkpoint_path"):
-                summary.checkpoint_path = result["checkpoint_path"]
+                self.checkpoint_paths[trial.trial_id] = result["checkpoint_path"]
+            if result.get(PLACEMENT_GROUP):
+                self.groups[trial.trial_id] = result[PLACEMENT_GROUP]
             self.tracker.log_metrics(trial.trial_id, {k: result[k] for k in ("train_loss", METRIC, "val_mae")},
                                      epoch)
-            self._emit("trial_epoch", trial.trial_id, epoch=epoch, val_rmse=float(result[METRIC]))
+            self._emit("trial_epoch", trial.trial_id, epoch=epoch, max_epochs=self.max_epochs,
+                       val_rmse=float(result[METRIC]))
 
         def on_trial_complete(self, iteration, trials, trial, **info) -> None:
             summary = self.trials[trial.trial_id]
@@ -405,6 +418,7 @@ def _make_callback_class():
             return list(self.trials.values())
 
         def _end(self, summary: TrialSummary) -> None:
+            _release_placement_group(self.groups.pop(summary.trial_id, None))
             status = "FAILED" if summary.state == FAILED else "FINISHED"
             tags = {"sentinel.state": summary.state, "epochs": summary.epochs}
             if summary.error:
@@ -425,6 +439,26 @@ def _make_callback_class():
 
 def _StudyCallback(tracker: Tracker, notify: ProgressHook, max_epochs: int):  # noqa: N802 - a factory
     return _make_callback_class()(tracker, notify, max_epochs)
+
+
+def _release_placement_group(group_id: str | None) -> None:
+    """Remove a stopped multi-worker trial's Ray Train placement group.
+
+    Tune ends a trial by killing its actor, and with it the Ray Train controller it owns, before the
+    controller can remove its workers' placement group; Ray's detached cleaner needs the State API
+    (the dashboard), which the embedded Ray runs without. Left alone, each stopped trial would hold
+    its CPUs until the driver exits and the next trials would wait forever. Removing a group that
+    Ray Train already removed is harmless.
+    """
+    if not group_id:
+        return
+    from ray import PlacementGroupID
+    from ray.util.placement_group import PlacementGroup, remove_placement_group
+
+    try:
+        remove_placement_group(PlacementGroup(PlacementGroupID.from_hex(group_id)))
+    except Exception as e:  # noqa: BLE001 - best effort: a leak must not fail the study
+        log.debug("placement group %s: %s", group_id, e)
 
 
 def _error_text(trial) -> str:
@@ -467,12 +501,12 @@ def _best_trial(trials: list[TrialSummary]) -> TrialSummary:
     return _ranked(scored)[0]
 
 
-def _save_best(root: str, run_id: str, best: TrialSummary, grid, split, study: _Study) -> dict[str, Any]:
+def _save_best(root: str, run_id: str, best: TrialSummary, checkpoint, split) -> dict[str, Any]:
     """Score the best trial's best weights on the test split and write them under the storage root."""
     from sentinel_ml.loop import rmse
     from sentinel_ml.network import ModelConfig, build_network
 
-    with _trial_checkpoint(best, grid, study).as_directory() as directory:
+    with checkpoint.as_directory() as directory:
         saved = {name: checkpoints.load_checkpoint(str(Path(directory, name)))
                  for name in (BEST_FILE, LAST_FILE) if Path(directory, name).is_file()}
     if BEST_FILE not in saved:
@@ -496,15 +530,15 @@ def _save_best(root: str, run_id: str, best: TrialSummary, grid, split, study: _
     return {"metrics": {k: v for k, v in metrics.items() if v is not None}, "checkpoints": uris}
 
 
-def _trial_checkpoint(best: TrialSummary, grid, study: _Study):
+def _trial_checkpoint(best: TrialSummary, grid, callback, study: _Study):
     """The best trial's latest checkpoint: Tune's own, or the path Ray Train reported."""
     import ray.train
 
     for result in grid:
         if result.metrics.get("trial_id") == best.trial_id and result.checkpoint is not None:
             return result.checkpoint
-    if best.checkpoint_path:
-        path = best.checkpoint_path
+    path = callback.checkpoint_paths.get(best.trial_id)
+    if path:
         if storage.is_s3(study.scratch) and not path.startswith("s3://"):
             path = f"s3://{path}"
         return ray.train.Checkpoint(path)
