@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
+
 from sentinel_cli import console
 
 
@@ -20,6 +22,33 @@ def train_progress(event: dict[str, Any]) -> None:
             f"train_loss {event['train_loss']:.4f}  "
             f"val_rmse {event['val_rmse']:.4f}  val_mae {event['val_mae']:.4f}"
         )
+
+
+def tune_progress(event: dict[str, Any]) -> None:
+    """A line per trial start, epoch and end; epochs and ends carry the study's counts and best val RMSE."""
+    kind = event.get("event")
+    if kind not in ("trial", "trial_epoch"):
+        train_progress(event)  # data, start
+        return
+    trial = f"trial {event['trial']}"
+    if kind == "trial" and event["state"] == "running":
+        config = "  ".join(f"{_SHORT.get(k, k)} {v:.3g}" if isinstance(v, float) else f"{_SHORT.get(k, k)} {v}"
+                           for k, v in event.get("config", {}).items())
+        console.err().print(f"{trial} started  [dim]{config}[/]", highlight=False)
+        return
+    if kind == "trial_epoch":
+        line = f"{trial} epoch {event['epoch']:>3}/{event['max_epochs']}  val_rmse {event['val_rmse']:.4f}"
+    elif event["state"] == "failed":
+        line = f"{trial} [red]failed[/]: {escape(str(event.get('error')))}"
+    else:
+        line = f"{trial} {event['state']}"
+    counts, best = event["counts"], event["best_val_rmse"]
+    status = (f"{counts['running']} running · {counts['stopped early']} stopped · {counts['completed']} done · "
+              f"{counts['failed']} failed · best {'-' if best is None else f'{best:.4f}'}")
+    console.err().print(f"{line}  [dim]\\[{status}][/]", highlight=False)
+
+
+_SHORT = {"regularization": "reg", "embedding_dim": "dim", "batch_size": "batch", "lr_decay": "decay"}
 
 
 def serve_progress(message: str) -> None:

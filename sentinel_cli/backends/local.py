@@ -13,6 +13,13 @@ def train(config) -> dict[str, Any]:
     return run_training(config, on_progress=train_progress).summary()
 
 
+def tune(config) -> dict[str, Any]:
+    from sentinel_cli.progress import tune_progress
+    from sentinel_ml.tune import tune as run_study
+
+    return run_study(config, on_progress=tune_progress).summary()
+
+
 def status(storage: str | None, limit: int) -> dict[str, Any]:
     from dataclasses import asdict
 

@@ -6,10 +6,11 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    from sentinel_cli.commands import status, train
+    from sentinel_cli.commands import status, train, tune
 
     app.command("train")(train.train)
     app.command("status")(status.status)
+    app.command("tune")(tune.tune)
     from sentinel_cli.commands import delete, logs, render, serve  # the Kubernetes target
 
     app.add_typer(render.app({"train": train.train, "serve": serve.serve}), name="render")

@@ -1,0 +1,113 @@
+"""``sentinel tune``: a hyperparameter study with Ray Tune, ASHA early stopping by default."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sentinel_cli import options
+from sentinel_cli.kube_request import kube_request
+from sentinel_cli.output import OutputFormat, emit, key_value_table, records_table
+from sentinel_cli.targets import call
+
+
+class Scheduler(str, Enum):
+    asha = "asha"
+    fifo = "fifo"
+
+
+TRIAL_COLUMNS = [
+    ("trial", "trial_id"), ("state", "state"), ("lr", "lr"), ("reg", "regularization"),
+    ("dim", "embedding_dim"), ("batch", "batch_size"), ("epochs", "epochs"), ("best epoch", "best_epoch"),
+    ("val RMSE", "val_rmse"),
+]
+
+
+def tune(
+    samples: Annotated[int, typer.Option(min=1, help="Trials to sample from the search space.")] = 20,
+    max_epochs: Annotated[int, typer.Option(min=1, help="Epochs of a trial that is never stopped.")] = 20,
+    scheduler: Annotated[Scheduler, typer.Option(
+        help="asha stops weak trials at rungs; fifo runs every trial to --max-epochs (no early stopping).",
+        case_sensitive=False)] = Scheduler.asha,
+    grace_period: Annotated[int, typer.Option(min=1, help="ASHA: epochs before a trial can be stopped.")] = 1,
+    reduction_factor: Annotated[int, typer.Option(
+        min=2, help="ASHA: keep the best 1/N of trials at each rung.")] = 3,
+    concurrency: Annotated[int, typer.Option(min=1, help="Trials running at the same time.")] = 4,
+    space: Annotated[Path | None, typer.Option(
+        help="YAML or TOML file overriding search-space dimensions (lr, regularization, embedding_dim, "
+             "batch_size, lr_decay); see docs/tuning.md.", show_default=False)] = None,
+    workers_per_trial: Annotated[int, typer.Option(
+        min=1, help="1 runs the Lightning loop in the trial; 2 or more start a DDP TorchTrainer per trial.")] = 1,
+    cpus_per_trial: Annotated[float | None, typer.Option(
+        min=0.01, help="CPUs per trial (per worker with --workers-per-trial > 1). "
+                       "Default: Ray's CPUs shared by --concurrency, at most 1.", show_default=False)] = None,
+    seed: options.SeedOpt = 42,
+    split: Annotated[str, typer.Option(help="u1 (canonical u1.base/u1.test) or random (seeded 80/20).")] = "u1",
+    top: Annotated[int, typer.Option(min=1, help="Trials shown in the table (JSON/YAML list them all).")] = 10,
+    data: options.DataOpt = None,
+    storage: options.StorageOpt = None,
+    mlflow_uri: options.MlflowOpt = None,
+    target: options.TargetOpt = None,
+    output: options.OutputOpt = OutputFormat.table,
+    profile: options.ProfileOpt = None,
+    namespace: options.NamespaceOpt = None,
+    name: options.NameOpt = None,
+    sets: options.SetOpt = None,
+    wait: options.WaitOpt = True,
+    dry_run: options.DryRunOpt = False,
+    timeout: options.TimeoutOpt = None,
+) -> None:
+    """Tune the recommender's hyperparameters with Ray Tune; the best trial's checkpoint becomes `best`."""
+    from sentinel_ml.config import StudyConfig
+    from sentinel_ml.errors import ConfigError
+    from sentinel_ml.search_space import load_space
+
+    if split not in ("u1", "random"):
+        raise ConfigError(f"unknown split {split!r}", hint="use --split u1 or --split random")
+    config = StudyConfig(
+        space=load_space(space), samples=samples, max_epochs=max_epochs, grace_period=grace_period,
+        reduction_factor=reduction_factor, scheduler=scheduler.value, concurrency=concurrency,
+        workers_per_trial=workers_per_trial, cpus_per_trial=cpus_per_trial, seed=seed, split=split,
+        data=data, storage=storage, mlflow_uri=mlflow_uri,
+    )
+    config.validate()  # every flag and the space file are checked before Ray starts
+    deploy = kube_request(profile=profile, namespace=namespace, sets=sets, name=name, wait=wait,
+                          dry_run=dry_run, timeout=timeout, storage=storage, mlflow_uri=mlflow_uri)
+    summary = call(target, deploy, "tune", config)
+    emit(summary, output, lambda s: _tables(s, top))
+
+
+def _tables(summary: dict, top: int):
+    from rich.console import Group
+
+    if "trials" not in summary:  # k8s: applied, dry run, or no index record to show
+        return key_value_table([(k, v) for k, v in summary.items() if k != "objects"])
+
+    rows = [{**t, **{k: _short(v) for k, v in t["config"].items()}} for t in summary["trials"][:top]]
+    shown = f"top {len(rows)} of {len(summary['trials'])} trials" if len(rows) < len(summary["trials"]) \
+        else "trials"
+    counts = summary["counts"]
+    best, metrics = summary["best"], summary["metrics"]
+    return Group(
+        records_table(rows, TRIAL_COLUMNS, title=shown),
+        key_value_table([
+            ("study", f"{summary['run_id']} ({summary['scheduler']}, {summary['samples']} samples, "
+                      f"up to {summary['max_epochs']} epochs)"),
+            ("trials", ", ".join(f"{n} {state}" for state, n in counts.items())),
+            ("trial-epochs run", summary["trial_epochs"]),
+            ("best trial", f"{best['trial_id']}  " + "  ".join(f"{k}={_short(v)}" for k, v in best["config"].items())),
+            ("best val RMSE", f"{metrics['val_rmse']:.4f} (epoch {metrics['best_epoch']})"),
+            (f"{summary['split']} test RMSE", f"{metrics['test_rmse']:.4f}"),
+            ("checkpoint", summary["checkpoints"]["best"]),
+            ("index record", summary["index_uri"]),
+            ("MLflow run", summary["mlflow_run_id"] or f"not recorded ({summary['mlflow_error']})"),
+            ("wall time", f"{summary['wall_s']:.1f}s"),
+        ]),
+    )
+
+
+def _short(value):
+    return f"{value:.3g}" if isinstance(value, float) else value
