@@ -361,8 +361,11 @@ def test_following_a_cluster_head_until_ctrl_c(cluster) -> None:
 def test_serve_resolves_through_s3_upgrades_in_place_and_waits_for_ready(cluster) -> None:
     older = cluster.write_record("train-20260101-000000-aaaa", 0.90, "2026-01-01T00:00:00+00:00")
     newer = cluster.write_record("train-20260102-000000-bbbb", 0.95, "2026-01-02T00:00:00+00:00")
-    latest = backend.serve("latest", deploy=kube_request(wait=False))
+    applied = cli("serve", "--target", "k8s", "--checkpoint", "latest", "--no-wait", "-o", "json")
+    assert applied.exit_code == 0, applied.output
+    latest = json.loads(applied.stdout)
     assert latest["checkpoint"] == newer.best_checkpoint and latest["run_id"] == newer.run_id
+    assert f"checkpoint: {newer.best_checkpoint}" in flat(applied.stderr)  # the exact URI, always
     service = cluster.get("rayservices", "recommender")
     assert newer.best_checkpoint in service["spec"]["serveConfigV2"]
     assert service["metadata"]["labels"]["sentinel.io/run-id"] == newer.run_id
@@ -395,9 +398,11 @@ def test_serve_resolves_through_s3_upgrades_in_place_and_waits_for_ready(cluster
         "conditions": [{"type": "Ready", "status": "True", "reason": "NonZeroServeEndpoints",
                         "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}},
         _content_type="application/merge-patch+json")
-    ready = backend.serve("best", deploy=kube_request(timeout=20))
-    assert ready["state"] == "Ready"
-    assert ready["endpoint"] == f"http://recommender-serve-svc.{cluster.namespace}.svc.cluster.local:8000/recommend"
+    waited = cli("serve", "--target", "k8s", "--checkpoint", "best", "--timeout", "20", "-o", "json")
+    assert waited.exit_code == 0, waited.output
+    assert "RayService recommender is Ready" in flat(waited.stderr)
+    assert json.loads(waited.stdout)["endpoint"] == \
+        f"http://recommender-serve-svc.{cluster.namespace}.svc.cluster.local:8000/recommend"
 
 
 def test_serve_that_never_gets_ready_times_out_with_3(cluster) -> None:
