@@ -76,8 +76,9 @@ def operator(ns: str, node_selector: dict[str, str]) -> list[dict[str, Any]]:
     """The KubeRay operator from our own objects (when helm is absent); its CRDs are applied apart."""
     import yaml
 
-    role = yaml.safe_load((Path(__file__).resolve().parents[1] / "templates" / "platform"
-                           / "kuberay-operator-role.yaml").read_text())
+    from sentinel_cli.render import templates_dir
+
+    role = yaml.safe_load((templates_dir() / "platform" / "kuberay-operator-role.yaml").read_text())
     name = "kuberay-operator"
     container = {"name": name, "image": f"quay.io/kuberay/operator:v{KUBERAY_VERSION}",
                  "command": ["/manager"], "args": ["--feature-gates=RayClusterStatusConditions=true"],
