@@ -14,7 +14,7 @@ def report(error: SentinelError) -> int:
     from sentinel_cli import console
 
     stderr = console.err()
-    stderr.print(f"[bold red]error:[/] {error.message}", markup=True, highlight=False)
+    stderr.print(f"[bold red]error:[/] {error.message}", markup=True, highlight=False, soft_wrap=True)
     if error.hint:
-        stderr.print(f"[dim]next:[/] {error.hint}", markup=True, highlight=False)
+        stderr.print(f"[dim]next:[/] {error.hint}", markup=True, highlight=False, soft_wrap=True)
     return error.exit_code
