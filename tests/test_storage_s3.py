@@ -9,33 +9,8 @@ from sentinel_ml import checkpoints, storage
 from sentinel_ml.errors import StorageError
 
 
-@pytest.fixture(scope="module")
-def s3_server():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def s3_env(s3_server, monkeypatch):
-    import boto3
-
-    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    storage._s3_client.cache_clear()
-    boto3.client("s3").create_bucket(Bucket="sentinel-test")
-    yield "s3://sentinel-test/artifacts"
-    storage._s3_client.cache_clear()
-
-
-def test_write_read_list_on_s3(s3_env) -> None:
-    root = s3_env
+def test_write_read_list_on_s3(s3_bucket) -> None:
+    root = s3_bucket
     storage.write_bytes(storage.join(root, "index", "a.json"), b"{}")
     storage.write_bytes(storage.join(root, "index", "b.txt"), b"x")
     storage.write_bytes(storage.join(root, "index", "nested", "c.json"), b"{}")
@@ -44,8 +19,8 @@ def test_write_read_list_on_s3(s3_env) -> None:
     assert storage.exists(f"{root}/index/a.json") and not storage.exists(f"{root}/index/zzz.json")
 
 
-def test_checkpoint_index_on_s3_resolves(s3_env) -> None:
-    root = s3_env
+def test_checkpoint_index_on_s3_resolves(s3_bucket) -> None:
+    root = s3_bucket
     record = checkpoints.RunRecord(
         run_id="train-20261127-000000-abcd", kind="train", created_at="2026-11-27T00:00:00+00:00",
         config={}, metrics={"val_rmse": 0.92},
@@ -57,21 +32,21 @@ def test_checkpoint_index_on_s3_resolves(s3_env) -> None:
     assert uri == f"{root}/runs/train-20261127-000000-abcd/best.pt" and found.run_id == record.run_id
 
 
-def test_missing_object_and_bucket_are_clear_errors(s3_env) -> None:
+def test_missing_object_and_bucket_are_clear_errors(s3_bucket) -> None:
     with pytest.raises(StorageError, match="does not exist"):
-        storage.read_bytes(f"{s3_env}/nothing.json")
+        storage.read_bytes(f"{s3_bucket}/nothing.json")
     with pytest.raises(StorageError, match="bucket .* does not exist") as info:
         storage.write_bytes("s3://no-such-bucket-here/x.json", b"{}")
     assert "sentinel up" in info.value.hint
 
 
-def test_checkpoint_save_and_load_on_s3(s3_env) -> None:
+def test_checkpoint_save_and_load_on_s3(s3_bucket) -> None:
     import torch
 
     from sentinel_ml.network import BiasedMF
 
     net = BiasedMF(5, 7, 3, 3.5)
-    uri = checkpoints.checkpoint_uri(s3_env, "train-x", "best")
+    uri = checkpoints.checkpoint_uri(s3_bucket, "train-x", "best")
     config = {"num_users": 5, "num_items": 7, "global_mean": 3.5, "embedding_dim": 3,
               "lr": 0.01, "regularization": 0.0, "lr_decay": 1.0}
     checkpoints.save_checkpoint(uri, net.state_dict(), config, {"val_rmse": 1.0})
