@@ -12,7 +12,6 @@ Also runnable as ``python -m sentinel_ml.train …``: that is what the RayJob's 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import queue
@@ -26,6 +25,7 @@ from typing import Any
 
 from sentinel_ml import checkpoints, storage
 from sentinel_ml.config import Hyperparameters, TrainConfig, storage_root
+from sentinel_ml.entrypoint import add_job_args, run_job
 from sentinel_ml.errors import JobFailed
 from sentinel_ml.logs import follow_root_level
 from sentinel_ml.loop import LoopResult, run_loop
@@ -187,24 +187,13 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
 
 def _run_ray(run: _WorkerRun, on_epoch) -> dict[str, Any]:
     """A real worker group: ``workers`` Ray Train workers with DDP, progress through a Ray queue."""
-    import ray
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
     from ray.util.queue import Queue
 
-    if not ray.is_initialized():
-        if not os.environ.get("RAY_ADDRESS"):
-            # A single machine has no spot nodes to be preempted; the watcher actor costs ~115 MB.
-            os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
-        ray.init(
-            address=os.environ.get("RAY_ADDRESS"),
-            include_dashboard=False,
-            # Worker output (Lightning banners, Ray Train reports) only with -v or on request.
-            log_to_driver=logging.getLogger().level <= logging.INFO
-            or os.environ.get("SENTINEL_WORKER_LOGS") == "1",
-            logging_level=logging.WARNING if logging.getLogger().level <= logging.INFO else logging.ERROR,
-            configure_logging=True,
-        )
+    from sentinel_ml.ray_runtime import ensure_ray
+
+    ensure_ray()
     progress = Queue()
     trainer = TorchTrainer(
         _worker_loop,
@@ -275,12 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--embedding-dim", type=int, default=defaults.embedding_dim)
     p.add_argument("--regularization", type=float, default=defaults.regularization)
     p.add_argument("--lr-decay", type=float, default=defaults.lr_decay)
-    p.add_argument("--seed", type=int, default=defaults.seed)
-    p.add_argument("--split", choices=("u1", "random"), default=defaults.split)
-    p.add_argument("--data", default=None)
-    p.add_argument("--storage", default=None)
-    p.add_argument("--mlflow-uri", default=None)
-    p.add_argument("--run-id", default=None)
+    add_job_args(p, seed=defaults.seed, split=defaults.split)
     return p
 
 
@@ -294,17 +278,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def main(argv: list[str] | None = None) -> int:
     """The container entrypoint: progress as JSON lines on stderr, the summary as JSON on stdout."""
-    from sentinel_ml.errors import SentinelError
-
-    logging.basicConfig(level=logging.WARNING)
-    config = config_from_args(build_parser().parse_args(argv))
-    try:
-        result = train(config, on_progress=lambda e: print(json.dumps(e), file=sys.stderr, flush=True))
-    except SentinelError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
-    print(json.dumps(result.summary(), indent=2))
-    return 0
+    return run_job(train, lambda: config_from_args(build_parser().parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import re
@@ -36,6 +35,7 @@ from typing import Any
 
 from sentinel_ml import checkpoints, storage
 from sentinel_ml.config import Hyperparameters, StudyConfig, storage_root
+from sentinel_ml.entrypoint import add_job_args, run_job
 from sentinel_ml.errors import JobFailed
 from sentinel_ml.logs import follow_root_level
 from sentinel_ml.tracking import Tracker, resolve_tracking_uri
@@ -198,14 +198,9 @@ def _ensure_ray(config: StudyConfig) -> float:
     """Join the running Ray (tests, a RayJob), else start the embedded one; return CPUs per worker."""
     import ray
 
-    if not ray.is_initialized():
-        ray.init(
-            address=os.environ.get("RAY_ADDRESS"),
-            include_dashboard=False,
-            log_to_driver=logging.getLogger().level <= logging.DEBUG,
-            logging_level=logging.WARNING,
-            configure_logging=True,
-        )
+    from sentinel_ml.ray_runtime import ensure_ray
+
+    ensure_ray()
     follow_root_level()
     if config.cpus_per_trial:
         return config.cpus_per_trial
@@ -230,7 +225,7 @@ def _run_tuner(config: StudyConfig, study: _Study, split, callback, run_id: str)
 
     if config.scheduler == "asha":
         scheduler = ASHAScheduler(time_attr="epoch", max_t=config.max_epochs,
-                                  grace_period=config.grace_period,
+                                  grace_period=min(config.grace_period, config.max_epochs),
                                   reduction_factor=config.reduction_factor)
     else:
         scheduler = FIFOScheduler()
@@ -560,12 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers-per-trial", type=int, default=defaults.workers_per_trial)
     p.add_argument("--cpus-per-trial", type=float, default=defaults.cpus_per_trial)
     p.add_argument("--space", default=None, help="YAML or TOML file overriding search-space dimensions")
-    p.add_argument("--seed", type=int, default=defaults.seed)
-    p.add_argument("--split", choices=("u1", "random"), default=defaults.split)
-    p.add_argument("--data", default=None)
-    p.add_argument("--storage", default=None)
-    p.add_argument("--mlflow-uri", default=None)
-    p.add_argument("--run-id", default=None)
+    add_job_args(p, seed=defaults.seed, split=defaults.split)
     return p
 
 
@@ -578,18 +568,7 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
 
 def main(argv: list[str] | None = None) -> int:
     """The container entrypoint: progress as JSON lines on stderr, the summary as JSON on stdout."""
-    from sentinel_ml.errors import SentinelError
-
-    logging.basicConfig(level=logging.WARNING)
-    try:
-        config = config_from_args(build_parser().parse_args(argv))
-        result = tune(config, on_progress=lambda e: print(json.dumps(e, default=str), file=sys.stderr,
-                                                          flush=True))
-    except SentinelError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
-    print(json.dumps(result.summary(), indent=2, default=str))
-    return 0
+    return run_job(tune, lambda: config_from_args(build_parser().parse_args(argv)))
 
 
 if __name__ == "__main__":
