@@ -109,12 +109,14 @@ class SearchSpace:
         return space
 
 
+# Measured on u1 (docs/tuning.md): the good region is a small lr (~0.0005-0.002) with a slow decay,
+# 64-256 factors and a moderate regularization; the defaults reach beyond it on every side.
 DEFAULTS: dict[str, Any] = {
-    "lr": {"lower": 1e-3, "upper": 3e-2},
+    "lr": {"lower": 3e-4, "upper": 1e-2},
     "embedding_dim": [32, 64, 128, 256],
-    "batch_size": [256, 512, 1024],
-    "regularization": {"lower": 0.02, "upper": 0.3},
-    "lr_decay": 0.6,
+    "batch_size": [128, 256, 512, 1024],
+    "regularization": {"lower": 0.01, "upper": 0.2},
+    "lr_decay": [0.8, 0.9, 0.95],
 }
 
 

@@ -189,7 +189,8 @@ def test_cli_study_where_every_trial_fails_exits_1(ray_session, sentinel_home, t
     "args, message",
     [
         (["--space", "{bad}"], "search space"),
-        (["--grace-period", "5", "--max-epochs", "2"], "--grace-period must be between 1 and --max-epochs"),
+        (["--grace-period", "0"], "--grace-period"),
+        (["--cpus-per-trial", "0"], "--cpus-per-trial"),
         (["--scheduler", "hyperband"], "--scheduler"),
         (["--samples", "0"], "--samples"),
     ],

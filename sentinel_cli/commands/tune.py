@@ -32,7 +32,7 @@ def tune(
     scheduler: Annotated[Scheduler, typer.Option(
         help="asha stops weak trials at rungs; fifo runs every trial to --max-epochs (no early stopping).",
         case_sensitive=False)] = Scheduler.asha,
-    grace_period: Annotated[int, typer.Option(min=1, help="ASHA: epochs before a trial can be stopped.")] = 1,
+    grace_period: Annotated[int, typer.Option(min=1, help="ASHA: epochs before a trial can be stopped.")] = 2,
     reduction_factor: Annotated[int, typer.Option(
         min=2, help="ASHA: keep the best 1/N of trials at each rung.")] = 3,
     concurrency: Annotated[int, typer.Option(min=1, help="Trials running at the same time.")] = 4,
