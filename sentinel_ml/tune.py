@@ -218,7 +218,9 @@ def _run_tuner(config: StudyConfig, study: Study, split, callback, run_id: str):
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if logging.getLogger().level > logging.DEBUG:
-        os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")  # a failed trial: one line, below
+        # A failed trial gets one line from our callback, not Tune's traceback and summary (-v shows them).
+        os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
+        logging.getLogger("ray.tune.tune").setLevel(logging.CRITICAL)  # "Trials did not complete: …"
     with contextlib.redirect_stdout(sys.stderr):
         return tuner.fit()
 

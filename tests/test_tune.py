@@ -181,7 +181,8 @@ def test_cli_study_where_every_trial_fails_exits_1(ray_session, sentinel_home, t
     result = invoke("tune", "--samples", "1", "--max-epochs", "1", "--space", str(space))
     assert result.exit_code == 1, result.output
     assert "all 1 trials failed; first error: JobFailed: training diverged" in result.stderr
-    assert "narrow the search space" in result.stderr and "Traceback" not in result.output
+    assert "narrow the search space" in result.stderr, result.stderr
+    assert "Traceback" not in result.output, result.output
     assert result.stdout == ""
 
 
