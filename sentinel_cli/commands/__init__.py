@@ -13,7 +13,7 @@ def register(app: typer.Typer) -> None:
     app.command("tune")(tune.tune)
     from sentinel_cli.commands import delete, logs, render, serve  # the Kubernetes target
 
-    app.add_typer(render.app({"train": train.train, "serve": serve.serve}), name="render")
+    app.add_typer(render.app({"train": train.train, "tune": tune.tune, "serve": serve.serve}), name="render")
     app.command("logs")(logs.logs)
     app.command("delete")(delete.delete)
     from sentinel_cli.commands import platform  # up, down, doctor, build, cluster
