@@ -43,6 +43,17 @@ MlflowOpt = Annotated[
 ]
 SeedOpt = Annotated[int, typer.Option(help="Random seed for splits, initialisation and shuffling.")]
 
+
+class Split(str, Enum):
+    u1 = "u1"
+    random = "random"
+
+
+SplitOpt = Annotated[
+    Split,
+    typer.Option(help="u1 (canonical u1.base/u1.test) or random (seeded 80/20 of u.data).", case_sensitive=False),
+]
+
 # Kubernetes target options (--target k8s). No envvar= here: sentinel_cli.settings reads the
 # environment itself, so a set variable never counts as a flag given on the command line.
 KUBE_PANEL = "Kubernetes (--target k8s)"

@@ -40,7 +40,7 @@ def test_help_does_not_import_the_ml_stack() -> None:
     [
         (["train", "--epochs", "0"], "--epochs"),
         (["train", "--workers", "zero"], "--workers"),
-        (["train", "--split", "u9"], "unknown split"),
+        (["train", "--split", "u9"], "--split"),
         (["train", "--lr", "-1"], "--lr must be positive"),
         (["status", "-o", "xml"], "--output"),
     ],

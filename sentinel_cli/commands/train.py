@@ -25,7 +25,7 @@ def train(
     lr_decay: Annotated[float, typer.Option(
                                             help="Learning-rate decay per epoch.")] = 0.6,
     seed: options.SeedOpt = 42,
-    split: Annotated[str, typer.Option(help="u1 (canonical u1.base/u1.test) or random (seeded 80/20).")] = "u1",
+    split: options.SplitOpt = options.Split.u1,
     data: options.DataOpt = None,
     storage: options.StorageOpt = None,
     mlflow_uri: options.MlflowOpt = None,
@@ -41,12 +41,9 @@ def train(
 ) -> None:
     """Train the matrix-factorization recommender with Ray Train + Lightning on MovieLens 100k."""
     from sentinel_ml.config import Hyperparameters, TrainConfig
-    from sentinel_ml.errors import ConfigError
 
-    if split not in ("u1", "random"):
-        raise ConfigError(f"unknown split {split!r}", hint="use --split u1 or --split random")
     hp = Hyperparameters(epochs=epochs, batch_size=batch_size, lr=lr, embedding_dim=embedding_dim,
-                         regularization=regularization, lr_decay=lr_decay, seed=seed, split=split)
+                         regularization=regularization, lr_decay=lr_decay, seed=seed, split=split.value)
     config = TrainConfig(hp=hp, workers=workers or 1, data=data, storage=storage, mlflow_uri=mlflow_uri)
     deploy = kube_request(profile=profile, namespace=namespace, sets=sets, name=name, wait=wait,
                           dry_run=dry_run, timeout=timeout, storage=storage, mlflow_uri=mlflow_uri,

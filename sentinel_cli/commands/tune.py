@@ -45,7 +45,7 @@ def tune(
         min=0.01, help="CPUs per trial (per worker with --workers-per-trial > 1). "
                        "Default: Ray's CPUs shared by --concurrency, at most 1.", show_default=False)] = None,
     seed: options.SeedOpt = 42,
-    split: Annotated[str, typer.Option(help="u1 (canonical u1.base/u1.test) or random (seeded 80/20).")] = "u1",
+    split: options.SplitOpt = options.Split.u1,
     top: Annotated[int, typer.Option(min=1, help="Trials shown in the table (JSON/YAML list them all).")] = 10,
     data: options.DataOpt = None,
     storage: options.StorageOpt = None,
@@ -62,15 +62,12 @@ def tune(
 ) -> None:
     """Tune the recommender's hyperparameters with Ray Tune; the best trial's checkpoint becomes `best`."""
     from sentinel_ml.config import StudyConfig
-    from sentinel_ml.errors import ConfigError
     from sentinel_ml.search_space import load_space
 
-    if split not in ("u1", "random"):
-        raise ConfigError(f"unknown split {split!r}", hint="use --split u1 or --split random")
     config = StudyConfig(
         space=load_space(space), samples=samples, max_epochs=max_epochs, grace_period=grace_period,
         reduction_factor=reduction_factor, scheduler=scheduler.value, concurrency=concurrency,
-        workers_per_trial=workers_per_trial, cpus_per_trial=cpus_per_trial, seed=seed, split=split,
+        workers_per_trial=workers_per_trial, cpus_per_trial=cpus_per_trial, seed=seed, split=split.value,
         data=data, storage=storage, mlflow_uri=mlflow_uri,
     )
     config.validate()  # every flag and the space file are checked before Ray starts
