@@ -22,14 +22,16 @@ def _children_map() -> dict[int, list[int]]:
     return children
 
 
-def tree_rss_bytes(root: int) -> int:
+def tree_pss_bytes(root: int) -> tuple[int, int]:
+    """(the tree's total PSS, the largest single process's PSS)."""
     children = _children_map()
-    total, stack = 0, [root]
+    total, largest, stack = 0, 0, [root]
     while stack:
         pid = stack.pop()
-        total += _pss_bytes(pid)
+        pss = _pss_bytes(pid)
+        total, largest = total + pss, max(largest, pss)
         stack.extend(children.get(pid, []))
-    return total
+    return total, largest
 
 
 def _pss_bytes(pid: int) -> int:
@@ -46,7 +48,7 @@ class PeakMemory:
     """Samples the tree's total RSS every ``interval`` seconds until stopped."""
 
     def __init__(self, pid: int, interval: float = 0.2) -> None:
-        self.pid, self.interval, self.peak = pid, interval, 0
+        self.pid, self.interval, self.peak, self.peak_process = pid, interval, 0, 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -60,5 +62,6 @@ class PeakMemory:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, tree_rss_bytes(self.pid))
+            total, largest = tree_pss_bytes(self.pid)
+            self.peak, self.peak_process = max(self.peak, total), max(self.peak_process, largest)
             self._stop.wait(self.interval)
