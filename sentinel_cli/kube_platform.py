@@ -34,6 +34,8 @@ _KINDS = {
     "Job": ("BatchV1Api", "job", True),
     "ClusterRole": ("RbacAuthorizationV1Api", "cluster_role", False),
     "ClusterRoleBinding": ("RbacAuthorizationV1Api", "cluster_role_binding", False),
+    "RoleBinding": ("RbacAuthorizationV1Api", "role_binding", True),
+    "APIService": ("ApiregistrationV1Api", "api_service", False),
     "CustomResourceDefinition": ("ApiextensionsV1Api", "custom_resource_definition", False),
 }
 
@@ -248,14 +250,18 @@ def _monitoring(kube: PlatformKube, ns: str, request: UpRequest) -> list[Item]:
 
 
 def _metrics_server(kube: PlatformKube, request: UpRequest) -> Item:
-    present = bool(kube.deployments("k8s-app=metrics-server"))
-    if present:
-        return Item("metrics-server", "unchanged", "already installed")
-    if not request.metrics_server:
+    """Opt-in: install metrics-server when the cluster has none (never touch someone else's)."""
+    installed = kube.deployments("k8s-app=metrics-server")
+    ours = [d for d in installed if _managed_by_sentinel(d)]
+    if installed and not ours:
+        return Item("metrics-server", "unchanged", "already installed (not by Sentinel)")
+    if not installed and not request.metrics_server:
         return Item("metrics-server", SKIP, "absent; pass --metrics-server to install it")
-    return Item("metrics-server", SKIP, "absent; not installed by this version",
-                "kubectl apply -f https://github.com/kubernetes-sigs/metrics-server/releases/download/"
-                "v0.8.0/components.yaml")
+    return _apply_all(kube, "metrics-server", po.metrics_server(), request)
+
+
+def _managed_by_sentinel(obj: dict[str, Any]) -> bool:
+    return (obj.get("metadata", {}).get("labels") or {}).get("app.kubernetes.io/managed-by") == "sentinel"
 
 
 def _s3(settings, dry_run: bool) -> list[Item]:
@@ -314,6 +320,8 @@ def down(settings, purge: bool = False, dry_run: bool = False) -> dict[str, Any]
     items = []
     with connect(settings) as kube:
         has_monitors = kube.crd_exists(po.PROMETHEUS_CRD)
+        if any(_managed_by_sentinel(d) for d in kube.deployments("k8s-app=metrics-server")):
+            groups.insert(0, ("metrics-server", po.metrics_server()))  # only the one `up` installed
         for name, objects in groups:
             if name == "pod monitors" and not has_monitors:
                 continue

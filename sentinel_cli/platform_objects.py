@@ -146,3 +146,79 @@ def service_account(ns: str, name: str, role_arn: str | None) -> dict[str, Any]:
     if role_arn:
         obj["metadata"]["annotations"] = {"eks.amazonaws.com/role-arn": role_arn}
     return obj
+
+
+METRICS_SERVER_IMAGE = "registry.k8s.io/metrics-server/metrics-server:v0.7.2"
+METRICS_SERVER_NS = "kube-system"
+
+
+def metrics_server() -> list[dict[str, Any]]:
+    """metrics-server v0.7.2 (upstream components.yaml, as objects), labelled as Sentinel's so that
+    `down` removes only a metrics-server that `up` installed."""
+    name, ns, component = "metrics-server", METRICS_SERVER_NS, "metrics-server"
+
+    def meta(object_name: str, namespaced: bool = False, **labels: str) -> dict[str, Any]:
+        m = _meta(object_name, component, ns if namespaced else None)
+        # Some names (system:metrics-server) are not valid label values: label them all as the app.
+        m["labels"].update({"app.kubernetes.io/name": name, "k8s-app": name, **labels})
+        return m
+
+    read = ["get", "list", "watch"]
+    pod_labels = {"k8s-app": name}
+    container = {
+        "name": name, "image": METRICS_SERVER_IMAGE, "imagePullPolicy": "IfNotPresent",
+        "args": ["--cert-dir=/tmp", "--secure-port=10250",
+                 "--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
+                 "--kubelet-use-node-status-port", "--metric-resolution=15s"],
+        "ports": [{"name": "https", "containerPort": 10250, "protocol": "TCP"}],
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "https", "scheme": "HTTPS"},
+                           "initialDelaySeconds": 20, "periodSeconds": 10, "failureThreshold": 3},
+        "livenessProbe": {"httpGet": {"path": "/livez", "port": "https", "scheme": "HTTPS"},
+                          "periodSeconds": 10, "failureThreshold": 3},
+        "resources": {"requests": {"cpu": "100m", "memory": "200Mi"}},
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                            "runAsNonRoot": True, "runAsUser": 1000,
+                            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}},
+        "volumeMounts": [{"name": "tmp-dir", "mountPath": "/tmp"}],
+    }
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(name, namespaced=True)},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+         "metadata": meta("system:aggregated-metrics-reader", **{
+             "rbac.authorization.k8s.io/aggregate-to-admin": "true",
+             "rbac.authorization.k8s.io/aggregate-to-edit": "true",
+             "rbac.authorization.k8s.io/aggregate-to-view": "true"}),
+         "rules": [{"apiGroups": ["metrics.k8s.io"], "resources": ["pods", "nodes"], "verbs": read}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": meta("system:metrics-server"),
+         "rules": [{"apiGroups": [""], "resources": ["nodes/metrics"], "verbs": ["get"]},
+                   {"apiGroups": [""], "resources": ["pods", "nodes"], "verbs": read}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": meta("metrics-server-auth-reader", namespaced=True),
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                     "name": "extension-apiserver-authentication-reader"},
+         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+         "metadata": meta("metrics-server:system:auth-delegator"),
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:auth-delegator"},
+         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+         "metadata": meta("system:metrics-server"),
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:metrics-server"},
+         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}]},
+        {"apiVersion": "v1", "kind": "Service", "metadata": meta(name, namespaced=True),
+         "spec": {"selector": pod_labels,
+                  "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": "https"}]}},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta(name, namespaced=True),
+         "spec": {"selector": {"matchLabels": pod_labels},
+                  "strategy": {"rollingUpdate": {"maxUnavailable": 0}},
+                  "template": {"metadata": {"labels": pod_labels},
+                               "spec": {"serviceAccountName": name, "priorityClassName": "system-cluster-critical",
+                                        "nodeSelector": {"kubernetes.io/os": "linux"},
+                                        "containers": [container],
+                                        "volumes": [{"name": "tmp-dir", "emptyDir": {}}]}}}},
+        {"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+         "metadata": meta("v1beta1.metrics.k8s.io"),
+         "spec": {"group": "metrics.k8s.io", "version": "v1beta1", "groupPriorityMinimum": 100,
+                  "versionPriority": 100, "insecureSkipTLSVerify": True,
+                  "service": {"name": name, "namespace": ns}}},
+    ]

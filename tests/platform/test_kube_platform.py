@@ -106,3 +106,33 @@ def test_doctor_names_a_missing_crd(kube_cli) -> None:
     report = kube_platform.doctor(settings_module.load(), crds=("rayclusters.ray.io", "raynothings.ray.io"))
     crds = {i["name"]: i for i in report["items"]}["kuberay crds"]
     assert crds["state"] == "fail" and "raynothings.ray.io" in crds["detail"] and "sentinel up" in crds["fix"]
+
+
+def test_metrics_server_is_opt_in_installed_once_and_removed_by_down(kube_cli, k8s_api) -> None:
+    from kubernetes import client
+
+    from sentinel_cli import platform_objects
+
+    apps = client.AppsV1Api(k8s_api)
+    try:
+        _, report = kube_cli("up", "--dry-run")
+        assert _states(report)["metrics-server"] == "skip"
+
+        first, report = kube_cli("up", "--metrics-server")
+        assert first.exit_code == 0, first.output
+        assert _states(report)["metrics-server"] == "created", report["items"]
+        deployment = apps.read_namespaced_deployment("metrics-server", "kube-system")
+        assert deployment.spec.template.spec.containers[0].image == platform_objects.METRICS_SERVER_IMAGE
+        service = client.ApiregistrationV1Api(k8s_api).read_api_service("v1beta1.metrics.k8s.io")
+        assert service.spec.service.name == "metrics-server"
+
+        _, report = kube_cli("up")  # ours is kept up to date even without the flag
+        assert _states(report)["metrics-server"] == "unchanged", report["items"]
+
+        gone, report = kube_cli("down")
+        assert gone.exit_code == 0 and _states(report)["metrics-server"] == "deleted", report["items"]
+        assert apps.list_namespaced_deployment("kube-system", label_selector="k8s-app=metrics-server").items == []
+    finally:  # an APIService with no backend would block namespace deletion for the rest of the session
+        kube = kube_platform.PlatformKube(k8s_api, "kube-system")  # not closed: k8s_api is the session's
+        for obj in platform_objects.metrics_server():
+            kube.delete_object(obj)
