@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sentinel_ml import storage
-from sentinel_ml.errors import CheckpointNotFound, StorageError
+from sentinel_ml.errors import CheckpointNotFound, ObjectNotFound, StorageError
 
 INDEX_DIR = "index"
 RUNS_DIR = "runs"
@@ -137,12 +137,10 @@ def load_checkpoint(uri: str) -> dict:
 
     try:
         data = storage.read_bytes(uri)
-    except StorageError as e:
-        if "does not exist" in e.message:
-            raise CheckpointNotFound(
-                f"checkpoint {uri} does not exist", hint="check `sentinel status` for valid runs"
-            ) from None
-        raise
+    except ObjectNotFound:
+        raise CheckpointNotFound(
+            f"checkpoint {uri} does not exist", hint="check `sentinel status` for valid runs"
+        ) from None
     return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
 

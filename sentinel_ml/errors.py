@@ -33,6 +33,10 @@ class StorageError(SentinelError):
     """Local or S3 storage failed (permissions, missing bucket, network)."""
 
 
+class ObjectNotFound(StorageError):
+    """The addressed file or S3 object does not exist."""
+
+
 class JobFailed(SentinelError):
     """A training, tuning or serving job ran and failed."""
 

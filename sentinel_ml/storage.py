@@ -14,7 +14,7 @@ import urllib.parse
 from functools import lru_cache
 from pathlib import Path
 
-from sentinel_ml.errors import StorageError
+from sentinel_ml.errors import ObjectNotFound, StorageError
 
 
 def is_s3(uri: str) -> bool:
@@ -67,7 +67,7 @@ def read_bytes(uri: str) -> bytes:
     try:
         return local_path(uri).read_bytes()
     except FileNotFoundError:
-        raise StorageError(f"{uri} does not exist") from None
+        raise ObjectNotFound(f"{uri} does not exist") from None
     except OSError as e:
         raise StorageError(f"cannot read {uri}: {e.strerror or e}") from None
 
@@ -97,10 +97,8 @@ def exists(uri: str) -> bool:
         bucket, key = split_s3(uri)
         try:
             _s3_call("read", uri, lambda s3: s3.head_object(Bucket=bucket, Key=key))
-        except StorageError as e:
-            if "does not exist" in e.message:
-                return False
-            raise
+        except ObjectNotFound:
+            return False
         return True
     return local_path(uri).exists()
 
@@ -125,7 +123,7 @@ def _s3_call(action: str, uri: str, call):
     except ClientError as e:
         code = e.response.get("Error", {}).get("Code", "")
         if code in ("NoSuchKey", "404", "NotFound"):
-            raise StorageError(f"{uri} does not exist") from None
+            raise ObjectNotFound(f"{uri} does not exist") from None
         if code == "NoSuchBucket":
             raise StorageError(
                 f"bucket of {uri} does not exist", hint="create it, or run `sentinel up`"
