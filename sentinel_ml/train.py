@@ -167,8 +167,9 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
     progress = loop_config["progress"]
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
+
     def on_epoch(row: dict[str, float]) -> None:
-        ray.train.report({k.replace("/", "_"): v for k, v in row.items()})
+        ray.train.report(dict(row))
         if rank == 0:
             progress.put(row)
 
