@@ -7,6 +7,7 @@ name, and every name must also be a DNS-1035 label: it starts with a letter).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sentinel_cli.settings import KubeSettings, Resources, check_label
@@ -57,7 +58,7 @@ def train_values(settings: KubeSettings, config, name: str) -> dict[str, Any]:
     storage = settings.require_storage()
     hp = config.hp
     argv = [
-        "python", "-m", "sentinel_ml.train",
+        "python", "-m", "sentinel_ml.train", "--model", hp.model,
         "--epochs", hp.epochs, "--workers", settings.workers, "--batch-size", hp.batch_size,
         "--lr", hp.lr, "--embedding-dim", hp.embedding_dim, "--regularization", hp.regularization,
         "--lr-decay", hp.lr_decay, "--seed", hp.seed, "--split", hp.split,
@@ -78,18 +79,17 @@ def tune_args(config) -> list[Any]:
     """The tuning flags of ``python -m sentinel_ml.tune`` for ``config`` (a StudyConfig)."""
     from sentinel_ml.search_space import default_space
 
-    if config.space != default_space():
-        raise ConfigError("a custom --space is not yet supported with --target k8s "
-                          "(the file is on this machine, the study runs in the cluster)",
-                          hint="drop --space to tune over the default space")
     args: list[Any] = [
-        "--samples", config.samples, "--max-epochs", config.max_epochs,
+        "--model", config.model, "--samples", config.samples, "--max-epochs", config.max_epochs,
         "--grace-period", config.grace_period, "--reduction-factor", config.reduction_factor,
         "--scheduler", config.scheduler, "--concurrency", config.concurrency,
         "--workers-per-trial", config.workers_per_trial, "--seed", config.seed, "--split", config.split,
     ]
     if config.cpus_per_trial is not None:
         args += ["--cpus-per-trial", config.cpus_per_trial]
+    if config.space != default_space(config.model):
+        # The file is on this machine and the study runs in the cluster: ship its (validated) content.
+        args += ["--space-json", json.dumps(config.space.as_dict(), sort_keys=True)]
     return args
 
 

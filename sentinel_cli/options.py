@@ -54,6 +54,16 @@ SplitOpt = Annotated[
     typer.Option(help="u1 (canonical u1.base/u1.test) or random (seeded 80/20 of u.data).", case_sensitive=False),
 ]
 
+class Model(str, Enum):
+    """sentinel_ml.models: both are served as the same factorization checkpoint."""
+
+    mf = "mf"
+    autorec = "autorec"
+
+
+MODEL_HELP = ("mf: biased matrix factorization (fast, u1 test RMSE ~0.927 at its defaults); autorec: "
+              "item-based AutoRec exported as a factorization (~0.90). Each has its own defaults.")
+
 # Kubernetes target options (--target k8s). No envvar= here: sentinel_cli.settings reads the
 # environment itself, so a set variable never counts as a flag given on the command line.
 KUBE_PANEL = "Kubernetes (--target k8s)"

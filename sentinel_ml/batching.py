@@ -8,32 +8,22 @@ import torch
 
 from sentinel_ml.data import Ratings
 
-Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+Batch = tuple[torch.Tensor, ...]
 
 
-class TensorBatches:
-    """Iterates (users, items, ratings) batches over a whole split held as three tensors.
+class _IndexBatches:
+    """Iterates batches of rows of some equally long tensors, held whole in memory.
 
     Shuffling uses a fresh permutation each epoch from a seeded generator. Under data parallelism
     each rank takes a disjoint, equally long shard of the permutation (``rank``/``world_size``), so
     every rank runs the same number of steps.
     """
 
-    def __init__(
-        self,
-        ratings: Ratings,
-        batch_size: int,
-        *,
-        shuffle: bool = False,
-        seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-    ) -> None:
+    def __init__(self, tensors: tuple[torch.Tensor, ...], batch_size: int, *, shuffle: bool = False,
+                 seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
-        self.users = torch.from_numpy(ratings.users).long()
-        self.items = torch.from_numpy(ratings.items).long()
-        self.ratings = torch.from_numpy(ratings.ratings).float()
+        self.tensors = tensors
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
@@ -41,8 +31,12 @@ class TensorBatches:
         self.world_size = world_size
         self._epoch = 0
 
+    @property
+    def rows(self) -> int:
+        return len(self.tensors[0])
+
     def _indices(self) -> torch.Tensor:
-        n = len(self.ratings)
+        n = self.rows
         if self.shuffle:
             generator = torch.Generator().manual_seed(self.seed + self._epoch)
             order = torch.randperm(n, generator=generator)
@@ -54,7 +48,7 @@ class TensorBatches:
         return order
 
     def __len__(self) -> int:
-        n = len(self.ratings) // self.world_size if self.world_size > 1 else len(self.ratings)
+        n = self.rows // self.world_size if self.world_size > 1 else self.rows
         return -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[Batch]:
@@ -62,4 +56,21 @@ class TensorBatches:
         self._epoch += 1
         for start in range(0, len(order), self.batch_size):
             index = order[start : start + self.batch_size]
-            yield self.users[index], self.items[index], self.ratings[index]
+            yield tuple(t[index] for t in self.tensors)
+
+
+class TensorBatches(_IndexBatches):
+    """(users, items, ratings) batches over a whole split: what biased MF trains and validates on."""
+
+    def __init__(self, ratings: Ratings, batch_size: int, **kwargs) -> None:
+        self.users = torch.from_numpy(ratings.users).long()
+        self.items = torch.from_numpy(ratings.items).long()
+        self.ratings = torch.from_numpy(ratings.ratings).float()
+        super().__init__((self.users, self.items, self.ratings), batch_size, **kwargs)
+
+
+class ItemBatches(_IndexBatches):
+    """(movie ids,) batches over every row of the item table: what AutoRec trains on."""
+
+    def __init__(self, num_items: int, batch_size: int, **kwargs) -> None:
+        super().__init__((torch.arange(num_items),), batch_size, **kwargs)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 from sentinel_ml.errors import ConfigError
+from sentinel_ml.models import AUTOREC, MAX_EPOCHS, MF, check_model, training_defaults
 from sentinel_ml.paths import artifacts_dir
 from sentinel_ml.search_space import SearchSpace, default_space
 
@@ -20,6 +22,13 @@ class Hyperparameters:
     lr_decay: float = 0.6
     seed: int = 42
     split: str = "u1"
+    model: str = MF  # sentinel_ml.models; the defaults above are mf's
+
+    @classmethod
+    def for_model(cls, model: str, **values: Any) -> Hyperparameters:
+        """``model``'s training defaults (sentinel_ml.models) under ``values``; ``None`` keeps a default."""
+        given = {k: v for k, v in values.items() if v is not None}
+        return cls(**{**training_defaults(model), **given, "model": model})
 
 
 @dataclass(frozen=True)
@@ -33,6 +42,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         hp = self.hp
+        check_model(hp.model)
         checks = [
             (hp.epochs >= 1, "--epochs must be at least 1"),
             (self.workers >= 1, "--workers must be at least 1"),
@@ -57,11 +67,15 @@ SCHEDULERS = ("asha", "fifo")
 
 @dataclass(frozen=True)
 class StudyConfig:
-    """A tuning study: the search space plus how trials run and which of them stop early."""
+    """A tuning study: the model and its search space, how trials run and which of them stop early.
 
-    space: SearchSpace = field(default_factory=default_space)
+    ``space`` and ``max_epochs`` left ``None`` take the model's defaults.
+    """
+
+    model: str = AUTOREC  # the most accurate on u1; "mf" tunes plain biased MF
+    space: SearchSpace | None = None
     samples: int = 20
-    max_epochs: int = 20
+    max_epochs: int | None = None
     grace_period: int = 2  # at epoch 1 a small lr looks worst; it is often best by epoch 5 (capped at max_epochs)
     reduction_factor: int = 3
     scheduler: str = "asha"  # "fifo": every trial runs max_epochs (no early stopping)
@@ -74,6 +88,13 @@ class StudyConfig:
     storage: str | None = None
     mlflow_uri: str | None = None
     run_id: str | None = None
+
+    def __post_init__(self) -> None:
+        check_model(self.model)
+        if self.space is None:
+            object.__setattr__(self, "space", default_space(self.model))
+        if self.max_epochs is None:
+            object.__setattr__(self, "max_epochs", MAX_EPOCHS[self.model])
 
     def validate(self) -> None:
         checks = [

@@ -3,7 +3,6 @@ each Ray Tune trial. It knows nothing of Ray; callers pass rank, world size and 
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,12 +11,13 @@ from typing import Any
 
 import torch
 
-from sentinel_ml.batching import TensorBatches
+from sentinel_ml.batching import ItemBatches, TensorBatches
 from sentinel_ml.config import Hyperparameters
 from sentinel_ml.data import Ratings, Split, load_split
 from sentinel_ml.errors import JobFailed
 from sentinel_ml.logs import follow_root_level
-from sentinel_ml.network import BiasedMF, ModelConfig
+from sentinel_ml.models import AUTOREC
+from sentinel_ml.network import BiasedMF, ModelConfig, build_network
 
 EpochHook = Callable[[dict[str, float]], None]
 VAL_BATCH_SIZE = 8192
@@ -30,8 +30,8 @@ class EpochState:
     row: dict[str, float]
     improved: bool  # this epoch's val RMSE is the best so far
     final: bool  # the run's last epoch
-    best_state_dict: dict[str, torch.Tensor]
-    net: BiasedMF  # the live network: its weights are this epoch's (the "last" weights)
+    best_state_dict: dict[str, torch.Tensor]  # a served BiasedMF's, whichever model trains
+    net: torch.nn.Module  # the live network: ``net.serving_state_dict()`` gives this epoch's ("last") weights
     model_config: ModelConfig
 
 
@@ -74,6 +74,8 @@ def run_loop(
 ) -> LoopResult:
     """Train with Lightning and return the history, the best and last weights and u1 test RMSE.
 
+    Weights are always those of the served ``BiasedMF`` (an AutoRec run exports its factorization).
+
     ``trainer_kwargs`` and ``prepare`` let a distributed caller add its strategy and plugins. The global batch
     size stays ``hp.batch_size`` whatever the world size, so results do not depend on it.
     ``on_state`` is for callers that save weights as they go (a Tune trial may be stopped from the
@@ -97,12 +99,15 @@ def run_loop(
         lr=hp.lr,
         regularization=hp.regularization,
         lr_decay=hp.lr_decay,
+        model=hp.model,
     )
-    module = MFModule(model_config)
+    module = MFModule(model_config, split.train)
     per_rank_batch = max(1, hp.batch_size // world_size)
-    train_batches = TensorBatches(
-        split.train, per_rank_batch, shuffle=True, seed=hp.seed, rank=rank, world_size=world_size
-    )
+    sharding = {"shuffle": True, "seed": hp.seed, "rank": rank, "world_size": world_size}
+    if hp.model == AUTOREC:
+        train_batches = ItemBatches(split.num_items, per_rank_batch, **sharding)
+    else:
+        train_batches = TensorBatches(split.train, per_rank_batch, **sharding)
     val_batches = TensorBatches(split.val, VAL_BATCH_SIZE)
     recorder = _EpochRecorder(on_epoch, on_state, model_config)
     trainer = pl.Trainer(
@@ -122,7 +127,7 @@ def run_loop(
     if recorder.best is None:
         raise RuntimeError("training finished without a validation epoch")
 
-    best_net = copy.deepcopy(module.net)
+    best_net = build_network(model_config)
     best_net.load_state_dict(recorder.best["state_dict"])
     test_rmse = rmse(best_net.eval(), split.test)
     metrics = {
@@ -136,7 +141,7 @@ def run_loop(
     return LoopResult(
         history=recorder.history,
         best=recorder.best,
-        last_state_dict={k: v.detach().clone() for k, v in module.net.state_dict().items()},
+        last_state_dict=module.net.serving_state_dict(),
         model_config=model_config,
         test_rmse=test_rmse,
         metrics=metrics,
@@ -187,8 +192,7 @@ class _EpochRecorder:
         self.history.append(row)
         improved = self.best is None or row["val_rmse"] < self.best["val_rmse"]
         if improved:
-            state = {k: v.detach().clone() for k, v in module.net.state_dict().items()}
-            self.best = {**row, "state_dict": state}
+            self.best = {**row, "state_dict": module.net.serving_state_dict()}
         if self.on_epoch is not None:
             self.on_epoch(row)
         if self.on_state is not None:

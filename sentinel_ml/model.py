@@ -1,4 +1,4 @@
-"""The LightningModule around the biased MF network: loss, metrics, optimizer."""
+"""The LightningModule around the trained network (biased MF or AutoRec): loss, metrics, optimizer."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import lightning.pytorch as pl
 import torch
 from torch import nn
 
-from sentinel_ml.data import RATING_MAX, RATING_MIN
-from sentinel_ml.network import ModelConfig, build_network
+from sentinel_ml.data import RATING_MAX, RATING_MIN, Ratings
+from sentinel_ml.network import ModelConfig, build_trainable
 
 
 class MFModule(pl.LightningModule):
@@ -19,11 +19,11 @@ class MFModule(pl.LightningModule):
     cross-rank reduction and are identical on all ranks.
     """
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, train: Ratings):
         super().__init__()
         self.config = config
         self.save_hyperparameters(config.as_dict())
-        self.net = build_network(config)
+        self.net: nn.Module = build_trainable(config, train)
         self._val_sums = [0.0, 0.0, 0]
 
     def model_step(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -31,11 +31,8 @@ class MFModule(pl.LightningModule):
         return self.net(users, items), ratings
 
     def training_step(self, batch, batch_idx):
-        users, items, _ = batch
-        predictions, ratings = self.model_step(batch)
-        loss = nn.functional.mse_loss(predictions, ratings)
-        loss = loss + self.config.regularization * self.net.penalty(users, items)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=len(ratings))
+        loss, shown = self.net.training_loss(batch, self.config.regularization)
+        self.log("train/loss", shown, on_step=False, on_epoch=True, sync_dist=True, batch_size=len(batch[0]))
         return loss
 
     def on_validation_epoch_start(self) -> None:

@@ -7,7 +7,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from sentinel_ml.data import RATING_MAX, RATING_MIN
+from sentinel_ml.data import RATING_MAX, RATING_MIN, Ratings
+from sentinel_ml.models import AUTOREC
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,7 @@ class ModelConfig:
     lr: float = 1e-2
     regularization: float = 0.08
     lr_decay: float = 0.6
+    model: str = "mf"  # how it was trained (sentinel_ml.models); the served network is always BiasedMF
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -49,6 +51,15 @@ class BiasedMF(nn.Module):
         """Predictions clipped to the rating range."""
         return self(users, items).clamp(RATING_MIN, RATING_MAX)
 
+    def training_loss(self, batch, regularization: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(objective, its value to log): the MSE plus ``regularization`` times ``penalty``."""
+        users, items, ratings = batch
+        loss = nn.functional.mse_loss(self(users, items), ratings) + regularization * self.penalty(users, items)
+        return loss, loss.detach()
+
+    def serving_state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.state_dict().items()}
+
     def penalty(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """L2 on the factors the batch touched, averaged over the batch (biases stay free)."""
         terms = self.user_factors(users).pow(2).sum(1) + self.item_factors(items).pow(2).sum(1)
@@ -56,4 +67,14 @@ class BiasedMF(nn.Module):
 
 
 def build_network(config: ModelConfig) -> BiasedMF:
+    """The served network (what every checkpoint holds, whichever model trained it)."""
     return BiasedMF(config.num_users, config.num_items, config.embedding_dim, config.global_mean)
+
+
+def build_trainable(config: ModelConfig, train: Ratings) -> nn.Module:
+    """The network a training run optimizes: ``BiasedMF`` itself, or an ``ItemAutoRec`` over ``train``."""
+    if config.model == AUTOREC:
+        from sentinel_ml.autorec import ItemAutoRec
+
+        return ItemAutoRec(train, config.num_users, config.num_items, config.embedding_dim)
+    return build_network(config)

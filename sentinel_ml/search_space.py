@@ -1,7 +1,8 @@
 """The tuning search space: its defaults, overrides from a small YAML or TOML file, and validation.
 
 Everything here is pure and cheap to import, so the CLI rejects a bad file before Ray or torch load.
-A file overrides any of the dimensions below; the others keep their defaults::
+Each model (``sentinel_ml.models``) has its own default space, since the same name means a different
+scale to each (``DEFAULTS``). A file overrides any of its dimensions; the others keep their defaults::
 
     lr: {lower: 0.001, upper: 0.05}   # a log-uniform range (lr, regularization)
     embedding_dim: [64, 128, 256]     # a choice (any dimension)
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sentinel_ml.errors import ConfigError
+from sentinel_ml.models import AUTOREC, MF, check_model
 
 LOGUNIFORM, CHOICE, FIXED = "loguniform", "choice", "fixed"
 FORMAT_HINT = "see docs/tuning.md: e.g. `lr: {lower: 0.001, upper: 0.05}` or `embedding_dim: [64, 128]`"
@@ -109,25 +111,36 @@ class SearchSpace:
         return space
 
 
-# Measured on u1 (docs/tuning.md): the good region is a small lr (~0.0005-0.002) with a slow decay,
-# 64-256 factors and a moderate regularization; the defaults reach beyond it on every side.
-DEFAULTS: dict[str, Any] = {
-    "lr": {"lower": 3e-4, "upper": 1e-2},
-    "embedding_dim": [32, 64, 128, 256],
-    "batch_size": [128, 256, 512, 1024],
-    "regularization": {"lower": 0.01, "upper": 0.2},
-    "lr_decay": [0.8, 0.9, 0.95],
+# Measured on u1 (docs/tuning.md). mf: the good region is a small lr (~0.0005-0.002) with a slow
+# decay, 64-256 factors and a moderate regularization. autorec: lr ~0.003-0.01 with a 0.85-0.9 decay,
+# 250-500 hidden units, 64-128 movies a batch, regularization ~50-150 (test RMSE 0.900-0.905 there).
+# Both reach beyond the good region on every side.
+DEFAULTS: dict[str, dict[str, Any]] = {
+    MF: {
+        "lr": {"lower": 3e-4, "upper": 1e-2},
+        "embedding_dim": [32, 64, 128, 256],
+        "batch_size": [128, 256, 512, 1024],
+        "regularization": {"lower": 0.01, "upper": 0.2},
+        "lr_decay": [0.8, 0.9, 0.95],
+    },
+    AUTOREC: {
+        "lr": {"lower": 1e-3, "upper": 3e-2},
+        "embedding_dim": [250, 500],
+        "batch_size": [64, 128, 256],
+        "regularization": {"lower": 20.0, "upper": 500.0},
+        "lr_decay": [0.8, 0.85, 0.9],
+    },
 }
 
 
-def default_space() -> SearchSpace:
-    return from_mapping({}, source="defaults")
+def default_space(model: str = AUTOREC) -> SearchSpace:
+    return from_mapping({}, source="defaults", model=model)
 
 
-def load_space(path: str | Path | None) -> SearchSpace:
-    """The default space with a file's overrides applied; ``None`` gives the defaults."""
+def load_space(path: str | Path | None, model: str = AUTOREC) -> SearchSpace:
+    """``model``'s default space with a file's overrides applied; ``None`` gives the defaults."""
     if path is None:
-        return default_space()
+        return default_space(model)
     file = Path(path).expanduser()
     suffix = file.suffix.lower()
     if suffix not in (".yaml", ".yml", ".toml"):
@@ -138,7 +151,8 @@ def load_space(path: str | Path | None) -> SearchSpace:
     except OSError as e:
         raise ConfigError(f"cannot read search space {file}: {e.strerror or e}",
                           hint="check the --space path") from None
-    return from_mapping(parse_text(text, "toml" if suffix == ".toml" else "yaml", str(file)), str(file))
+    raw = parse_text(text, "toml" if suffix == ".toml" else "yaml", str(file))
+    return from_mapping(raw, str(file), model=model)
 
 
 def parse_text(text: str, fmt: str, source: str) -> Any:
@@ -157,8 +171,8 @@ def parse_text(text: str, fmt: str, source: str) -> Any:
                           hint=FORMAT_HINT) from None
 
 
-def from_mapping(raw: Any, source: str) -> SearchSpace:
-    """Validate overrides and merge them over the defaults."""
+def from_mapping(raw: Any, source: str, model: str = AUTOREC) -> SearchSpace:
+    """Validate overrides and merge them over ``model``'s defaults."""
     if not isinstance(raw, Mapping):
         got = "an empty file" if raw is None else f"a {type(raw).__name__}"
         raise ConfigError(f"search space {source}: expected a mapping of dimension names, got {got}",
@@ -167,7 +181,7 @@ def from_mapping(raw: Any, source: str) -> SearchSpace:
     if unknown:
         raise ConfigError(f"search space {source}: unknown key {', '.join(map(repr, unknown))}",
                           hint=f"known dimensions: {', '.join(RULES)}")
-    merged = {**DEFAULTS, **raw}
+    merged = {**DEFAULTS[check_model(model)], **raw}
     return SearchSpace(tuple(_dimension(name, merged[name], RULES[name], source) for name in RULES))
 
 

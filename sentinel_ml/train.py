@@ -29,6 +29,7 @@ from sentinel_ml.entrypoint import add_job_args, run_job
 from sentinel_ml.errors import JobFailed
 from sentinel_ml.logs import follow_root_level
 from sentinel_ml.loop import LoopResult, run_loop
+from sentinel_ml.models import MODELS
 from sentinel_ml.tracking import Tracker, resolve_tracking_uri
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ ProgressHook = Callable[[dict[str, Any]], None]
 @dataclass
 class TrainResult:
     run_id: str
+    model: str
     metrics: dict[str, float]
     history: list[dict[str, float]]
     checkpoints: dict[str, str]
@@ -102,6 +104,7 @@ def train(config: TrainConfig, on_progress: ProgressHook | None = None) -> Train
     index_uri = checkpoints.write_record(root, record)
     return TrainResult(
         run_id=run_id,
+        model=config.hp.model,
         metrics=result["metrics"],
         history=result["history"],
         checkpoints=result["checkpoints"],
@@ -257,22 +260,24 @@ def _root_cause(error: BaseException) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     defaults = Hyperparameters()
-    p = argparse.ArgumentParser(prog="python -m sentinel_ml.train", description=__doc__.splitlines()[0])
-    p.add_argument("--epochs", type=int, default=defaults.epochs)
+    p = argparse.ArgumentParser(prog="python -m sentinel_ml.train", description=__doc__.splitlines()[0],
+                                epilog="Hyperparameters left out take the model's defaults (sentinel_ml.models).")
+    p.add_argument("--model", choices=MODELS, default=defaults.model)
+    p.add_argument("--epochs", type=int)
     p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    p.add_argument("--lr", type=float, default=defaults.lr)
-    p.add_argument("--embedding-dim", type=int, default=defaults.embedding_dim)
-    p.add_argument("--regularization", type=float, default=defaults.regularization)
-    p.add_argument("--lr-decay", type=float, default=defaults.lr_decay)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--embedding-dim", type=int)
+    p.add_argument("--regularization", type=float)
+    p.add_argument("--lr-decay", type=float)
     add_job_args(p, seed=defaults.seed, split=defaults.split)
     return p
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    hp = Hyperparameters(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                         embedding_dim=args.embedding_dim, regularization=args.regularization,
-                         lr_decay=args.lr_decay, seed=args.seed, split=args.split)
+    hp = Hyperparameters.for_model(args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                                   embedding_dim=args.embedding_dim, regularization=args.regularization,
+                                   lr_decay=args.lr_decay, seed=args.seed, split=args.split)
     return TrainConfig(hp=hp, workers=args.workers, data=args.data, storage=args.storage,
                        mlflow_uri=args.mlflow_uri, run_id=args.run_id)
 

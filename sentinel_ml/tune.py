@@ -15,21 +15,23 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import os
 import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from sentinel_ml import checkpoints, storage
 from sentinel_ml.config import StudyConfig, storage_root
 from sentinel_ml.entrypoint import add_job_args, run_job
-from sentinel_ml.errors import JobFailed
+from sentinel_ml.errors import ConfigError, JobFailed
 from sentinel_ml.logs import follow_root_level
+from sentinel_ml.models import MODELS
 from sentinel_ml.tracking import Tracker, resolve_tracking_uri
 from sentinel_ml.tune_callback import (
     COMPLETED,
@@ -48,6 +50,7 @@ from sentinel_ml.tune_trial import BEST_FILE, LAST_FILE, Study, hyperparameters,
 @dataclass
 class TuneResult:
     run_id: str
+    model: str
     scheduler: str
     samples: int
     max_epochs: int
@@ -88,9 +91,9 @@ def tune(config: StudyConfig, on_progress: ProgressHook | None = None) -> TuneRe
         notify({"event": "data", "path": str(dataset_dir)})
         split = load_split(dataset_dir, config.split, seed=config.seed)
         cpus = _ensure_ray(config)
-        study = Study(config.max_epochs, config.seed, config.split, str(dataset_dir),
+        study = Study(config.model, config.max_epochs, config.seed, config.split, str(dataset_dir),
                        config.workers_per_trial, cpus, scratch)
-        notify({"event": "start", "message": f"study {run_id}: {config.samples} trials, "
+        notify({"event": "start", "message": f"study {run_id}: {config.model}, {config.samples} trials, "
                 f"{config.scheduler}, up to {config.max_epochs} epochs, {config.concurrency} at a time, "
                 f"{cpus:g} CPU per {'worker' if config.workers_per_trial > 1 else 'trial'}"})
         callback = study_callback(tracker, notify, config.max_epochs)
@@ -116,8 +119,8 @@ def tune(config: StudyConfig, on_progress: ProgressHook | None = None) -> TuneRe
         config={**asdict(hyperparameters(study, best.config)), "workers": config.workers_per_trial},
         metrics=metrics,
         checkpoints=saved["checkpoints"],
-        extra={"scheduler": config.scheduler, "samples": config.samples, "best_trial": best.trial_id,
-               "trial_states": counts, "space": config.space.as_dict()},
+        extra={"model": config.model, "scheduler": config.scheduler, "samples": config.samples,
+               "best_trial": best.trial_id, "trial_states": counts, "space": config.space.as_dict()},
     )
     tracker.log_metrics("study", {"best_val_rmse": metrics["val_rmse"], "test_rmse": metrics["test_rmse"],
                                   "trial_epochs": trial_epochs}, 0)
@@ -127,6 +130,7 @@ def tune(config: StudyConfig, on_progress: ProgressHook | None = None) -> TuneRe
     index_uri = checkpoints.write_record(root, record)
     return TuneResult(
         run_id=run_id,
+        model=config.model,
         scheduler=config.scheduler,
         samples=config.samples,
         max_epochs=config.max_epochs,
@@ -288,24 +292,36 @@ def _trial_checkpoint(best: TrialSummary, grid, callback, study: Study):
 def build_parser() -> argparse.ArgumentParser:
     defaults = StudyConfig()
     p = argparse.ArgumentParser(prog="python -m sentinel_ml.tune", description=__doc__.splitlines()[0])
+    p.add_argument("--model", choices=MODELS, default=defaults.model)
     p.add_argument("--samples", type=int, default=defaults.samples)
-    p.add_argument("--max-epochs", type=int, default=defaults.max_epochs)
+    p.add_argument("--max-epochs", type=int, default=None, help="default: the model's (mf 20, autorec 30)")
     p.add_argument("--grace-period", type=int, default=defaults.grace_period)
     p.add_argument("--reduction-factor", type=int, default=defaults.reduction_factor)
     p.add_argument("--scheduler", choices=("asha", "fifo"), default=defaults.scheduler)
     p.add_argument("--concurrency", type=int, default=defaults.concurrency)
     p.add_argument("--workers-per-trial", type=int, default=defaults.workers_per_trial)
     p.add_argument("--cpus-per-trial", type=float, default=defaults.cpus_per_trial)
-    p.add_argument("--space", default=None, help="YAML or TOML file overriding search-space dimensions")
+    space = p.add_mutually_exclusive_group()
+    space.add_argument("--space", default=None, help="YAML or TOML file overriding search-space dimensions")
+    space.add_argument("--space-json", default=None,
+                       help="the same overrides as JSON (how `sentinel tune --target k8s --space` ships a file)")
     add_job_args(p, seed=defaults.seed, split=defaults.split)
     return p
 
 
 def config_from_args(args: argparse.Namespace) -> StudyConfig:
-    from sentinel_ml.search_space import load_space
+    from sentinel_ml.search_space import from_mapping, load_space
 
-    values = {k: v for k, v in vars(args).items() if k != "space"}
-    return replace(StudyConfig(), space=load_space(args.space), **values)
+    values = {k: v for k, v in vars(args).items() if k not in ("space", "space_json")}
+    if args.space_json is not None:
+        try:
+            raw = json.loads(args.space_json)
+        except ValueError as e:
+            raise ConfigError(f"--space-json is not valid JSON: {e}") from None
+        space = from_mapping(raw, "--space-json", model=args.model)
+    else:
+        space = load_space(args.space, model=args.model)
+    return StudyConfig(space=space, **values)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,6 +25,7 @@ PLACEMENT_GROUP = "placement_group"  # reported by multi-worker trials
 class Study:
     """What each trial needs to know: plain data, cheap to pickle."""
 
+    model: str
     max_epochs: int
     seed: int
     split: str
@@ -44,6 +45,7 @@ def hyperparameters(study: Study, sampled: dict[str, Any]) -> Hyperparameters:
         lr_decay=float(sampled["lr_decay"]),
         seed=study.seed,
         split=study.split,
+        model=study.model,
     )
 
 
@@ -82,8 +84,7 @@ def _report_epoch(state, report, checkpoint_cls, *, write: bool, extra: dict | N
         best_metrics = metrics if state.improved else {}
         save_checkpoint(str(Path(tmp, BEST_FILE)), state.best_state_dict, model_config, best_metrics)
         if state.final:
-            last = {k: v.detach().clone() for k, v in state.net.state_dict().items()}
-            save_checkpoint(str(Path(tmp, LAST_FILE)), last, model_config, metrics)
+            save_checkpoint(str(Path(tmp, LAST_FILE)), state.net.serving_state_dict(), model_config, metrics)
         report(metrics, checkpoint=checkpoint_cls.from_directory(tmp))
 
 

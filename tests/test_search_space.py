@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sentinel_ml.errors import ConfigError
+from sentinel_ml.models import AUTOREC, MF, MODELS
 from sentinel_ml.search_space import (
     CHOICE,
     DEFAULTS,
@@ -22,11 +23,21 @@ def write(tmp_path, name: str, text: str):
     return path
 
 
-def test_default_space_covers_the_issue_dimensions() -> None:
-    space = default_space()
+@pytest.mark.parametrize("model", MODELS)
+def test_default_space_covers_the_issue_dimensions(model: str) -> None:
+    space = default_space(model)
     assert space["lr"].kind == LOGUNIFORM and space["regularization"].kind == LOGUNIFORM
     assert space["embedding_dim"].kind == CHOICE and space["batch_size"].kind == CHOICE
-    assert space.as_dict() == DEFAULTS  # the defaults read back in the file's own shape
+    assert space.as_dict() == DEFAULTS[model]  # the defaults read back in the file's own shape
+
+
+def test_each_model_has_its_own_scale_and_autorec_is_the_default() -> None:
+    assert default_space() == default_space(AUTOREC)
+    assert default_space(MF)["regularization"].values[1] < 1 < default_space(AUTOREC)["regularization"].values[0]
+    mf_space = from_mapping({"lr": 0.003}, "test", model=MF)
+    assert mf_space["lr"].values == (0.003,) and mf_space["embedding_dim"] == default_space(MF)["embedding_dim"]
+    with pytest.raises(ConfigError, match="unknown model 'svd'"):
+        default_space("svd")
 
 
 def test_yaml_overrides_some_dimensions_and_keeps_the_rest(tmp_path) -> None:

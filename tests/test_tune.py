@@ -26,8 +26,9 @@ def invoke(*args: str):
 def run_study(root, dataset_dir, **overrides):
     from sentinel_ml.tune import tune
 
-    space = from_mapping(overrides.pop("space", {}), "test")
-    config = StudyConfig(space=space, data=str(dataset_dir), storage=str(root / "artifacts"),
+    model = overrides.pop("model", "mf")  # the study mechanics: mf, which is useful after one epoch
+    space = from_mapping(overrides.pop("space", {}), "test", model=model)
+    config = StudyConfig(model=model, space=space, data=str(dataset_dir), storage=str(root / "artifacts"),
                          mlflow_uri=f"sqlite:///{root / 'mlflow.db'}", **overrides)
     events: list[dict] = []
     result = tune(config, on_progress=events.append)
@@ -161,7 +162,8 @@ def test_two_workers_per_trial_run_a_torchtrainer_and_release_their_cpus(ray_ses
 
 @pytest.mark.slow
 def test_cli_tune_prints_json_and_status_lists_the_study(ray_session, sentinel_home) -> None:
-    result = invoke("tune", "--samples", "2", "--max-epochs", "1", "--scheduler", "fifo", "-o", "json")
+    result = invoke("tune", "--model", "mf", "--samples", "2", "--max-epochs", "1", "--scheduler", "fifo",
+                    "-o", "json")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)  # stdout holds only the JSON
     assert summary["run_id"].startswith("tune-") and summary["scheduler"] == "fifo"
@@ -178,7 +180,7 @@ def test_cli_tune_prints_json_and_status_lists_the_study(ray_session, sentinel_h
 def test_cli_study_where_every_trial_fails_exits_1(ray_session, sentinel_home, tmp_path) -> None:
     space = tmp_path / "diverge.yaml"
     space.write_text(f"lr: {DIVERGES:.1e}\n")
-    result = invoke("tune", "--samples", "1", "--max-epochs", "1", "--space", str(space))
+    result = invoke("tune", "--model", "mf", "--samples", "1", "--max-epochs", "1", "--space", str(space))
     assert result.exit_code == 1, result.output
     assert "all 1 trials failed; first error: JobFailed: training diverged" in result.stderr
     assert "narrow the search space" in result.stderr, result.stderr

@@ -13,17 +13,26 @@ from sentinel_cli.targets import call
 
 
 def train(
-    epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 5,
+    model: Annotated[options.Model, typer.Option(help=options.MODEL_HELP, case_sensitive=False)] = options.Model.mf,
+    epochs: Annotated[int | None, typer.Option(min=1, show_default=False,
+                                               help="Training epochs. Default: mf 5, autorec 30.")] = None,
     workers: Annotated[int | None, typer.Option(min=1, show_default=False, help="Ray Train workers. 1 runs "
                                                 "in-process (Ray Train local mode); 2 or more start a DDP "
                                                 "worker group. Default: 1; on k8s the profile's workers (4), "
                                                 "one pod each.")] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Global batch size (split across workers).")] = 512,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-2,
-    embedding_dim: Annotated[int, typer.Option(min=1, help="Latent factors per user and movie.")] = 32,
-    regularization: Annotated[float, typer.Option(min=0.0, help="L2 weight on the factors.")] = 0.08,
-    lr_decay: Annotated[float, typer.Option(
-                                            help="Learning-rate decay per epoch.")] = 0.6,
+    batch_size: Annotated[int | None, typer.Option(
+        min=1, show_default=False, help="Global batch size (split across workers): ratings (mf, default 512) "
+                                        "or movies (autorec, default 128).")] = None,
+    lr: Annotated[float | None, typer.Option(show_default=False,
+                                             help="Adam learning rate. Default: 0.01.")] = None,
+    embedding_dim: Annotated[int | None, typer.Option(
+        min=1, show_default=False, help="Latent factors per user and movie (autorec: its hidden units). "
+                                        "Default: mf 32, autorec 500.")] = None,
+    regularization: Annotated[float | None, typer.Option(
+        min=0.0, show_default=False, help="L2 weight: on the factors (mf, default 0.08) or on the network "
+                                          "weights (autorec, default 100).")] = None,
+    lr_decay: Annotated[float | None, typer.Option(
+        show_default=False, help="Learning-rate decay per epoch. Default: mf 0.6, autorec 0.85.")] = None,
     seed: options.SeedOpt = 42,
     split: options.SplitOpt = options.Split.u1,
     data: options.DataOpt = None,
@@ -39,11 +48,12 @@ def train(
     dry_run: options.DryRunOpt = False,
     timeout: options.TimeoutOpt = None,
 ) -> None:
-    """Train the matrix-factorization recommender with Ray Train + Lightning on MovieLens 100k."""
+    """Train the recommender (a matrix factorization) with Ray Train + Lightning on MovieLens 100k."""
     from sentinel_ml.config import Hyperparameters, TrainConfig
 
-    hp = Hyperparameters(epochs=epochs, batch_size=batch_size, lr=lr, embedding_dim=embedding_dim,
-                         regularization=regularization, lr_decay=lr_decay, seed=seed, split=split.value)
+    hp = Hyperparameters.for_model(model.value, epochs=epochs, batch_size=batch_size, lr=lr,
+                                   embedding_dim=embedding_dim, regularization=regularization,
+                                   lr_decay=lr_decay, seed=seed, split=split.value)
     config = TrainConfig(hp=hp, workers=workers or 1, data=data, storage=storage, mlflow_uri=mlflow_uri)
     deploy = kube_request(profile=profile, namespace=namespace, sets=sets, name=name, wait=wait,
                           dry_run=dry_run, timeout=timeout, storage=storage, mlflow_uri=mlflow_uri,
@@ -58,6 +68,7 @@ def _summary_table(summary: dict):
     metrics = summary["metrics"]
     return key_value_table([
         ("run id", summary["run_id"]),
+        ("model", summary.get("model", "mf")),
         ("best val RMSE", f"{metrics['val_rmse']:.4f} (epoch {metrics['best_epoch']})"),
         ("u1 test RMSE", f"{metrics['test_rmse']:.4f}"),
         ("checkpoint", summary["checkpoints"]["best"]),

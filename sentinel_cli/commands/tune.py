@@ -27,8 +27,12 @@ TRIAL_COLUMNS = [
 
 
 def tune(
+    model: Annotated[options.Model, typer.Option(
+        help="The model to tune; it picks the default search space (see docs/tuning.md).",
+        case_sensitive=False)] = options.Model.autorec,
     samples: Annotated[int, typer.Option(min=1, help="Trials to sample from the search space.")] = 20,
-    max_epochs: Annotated[int, typer.Option(min=1, help="Epochs of a trial that is never stopped.")] = 20,
+    max_epochs: Annotated[int | None, typer.Option(
+        min=1, show_default=False, help="Epochs of a trial that is never stopped. Default: mf 20, autorec 30.")] = None,
     scheduler: Annotated[Scheduler, typer.Option(
         help="asha stops weak trials at rungs; fifo runs every trial to --max-epochs (no early stopping).",
         case_sensitive=False)] = Scheduler.asha,
@@ -65,8 +69,8 @@ def tune(
     from sentinel_ml.search_space import load_space
 
     config = StudyConfig(
-        space=load_space(space), samples=samples, max_epochs=max_epochs, grace_period=grace_period,
-        reduction_factor=reduction_factor, scheduler=scheduler.value, concurrency=concurrency,
+        model=model.value, space=load_space(space, model.value), samples=samples, max_epochs=max_epochs,
+        grace_period=grace_period, reduction_factor=reduction_factor, scheduler=scheduler.value, concurrency=concurrency,
         workers_per_trial=workers_per_trial, cpus_per_trial=cpus_per_trial, seed=seed, split=split.value,
         data=data, storage=storage, mlflow_uri=mlflow_uri,
     )
@@ -91,7 +95,8 @@ def _tables(summary: dict, top: int):
     return Group(
         records_table(rows, TRIAL_COLUMNS, title=shown),
         key_value_table([
-            ("study", f"{summary['run_id']} ({summary['scheduler']}, {summary['samples']} samples, "
+            ("study", f"{summary['run_id']} ({summary.get('model', 'mf')}, {summary['scheduler']}, "
+                      f"{summary['samples']} samples, "
                       f"up to {summary['max_epochs']} epochs)"),
             ("trials", ", ".join(f"{n} {state}" for state, n in counts.items())),
             ("trial-epochs run", summary["trial_epochs"]),

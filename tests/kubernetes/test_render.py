@@ -103,6 +103,30 @@ def test_tune_entrypoint_is_what_the_tuning_module_parses(kube_env) -> None:
     assert argv[:3] == ["python", "-m", "sentinel_ml.tune"]
     config = config_from_args(build_parser().parse_args(argv[3:]))
     assert (config.samples, config.scheduler, config.run_id) == (8, "asha", TUNE_ID)
+    assert (config.model, config.max_epochs, config.space) == ("autorec", 30, StudyConfig().space)
+    assert "--space-json" not in argv  # the default space needs no shipping
+
+
+def test_a_custom_space_file_travels_inline_with_the_tuning_job(kube_env, tmp_path: Path) -> None:
+    from sentinel_ml.search_space import load_space
+    from sentinel_ml.tune import build_parser, config_from_args
+
+    file = tmp_path / "space.yaml"
+    file.write_text("lr: {lower: 2e-3, upper: 0.01}\nembedding_dim: [64, 128]\nbatch_size: 256\n")
+    study = StudyConfig(model="mf", space=load_space(file, "mf"), samples=4)
+    job = render.render("tune", manifests.tune_values(_settings(), manifests.tune_args(study), TUNE_ID))[1]
+    argv = shlex.split(job["spec"]["entrypoint"])
+    parsed = config_from_args(build_parser().parse_args(argv[3:]))
+    assert (parsed.model, parsed.space, parsed.max_epochs) == ("mf", study.space, 20)
+
+
+def test_train_entrypoint_carries_the_model_and_its_defaults(kube_env) -> None:
+    from sentinel_ml.train import build_parser, config_from_args
+
+    hp = Hyperparameters.for_model("autorec", epochs=4)
+    job = render.render("train", manifests.train_values(_settings(), TrainConfig(hp=hp), RUN_ID))[1]
+    parsed = config_from_args(build_parser().parse_args(shlex.split(job["spec"]["entrypoint"])[3:]))
+    assert parsed.hp == hp and (hp.embedding_dim, hp.regularization) == (500, 100.0)
 
 
 def test_serve_config_is_a_valid_serve_application_with_the_checkpoint(kube_env) -> None:
