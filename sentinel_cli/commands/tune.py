@@ -70,8 +70,9 @@ def tune(
 
     config = StudyConfig(
         model=model.value, space=load_space(space, model.value), samples=samples, max_epochs=max_epochs,
-        grace_period=grace_period, reduction_factor=reduction_factor, scheduler=scheduler.value, concurrency=concurrency,
-        workers_per_trial=workers_per_trial, cpus_per_trial=cpus_per_trial, seed=seed, split=split.value,
+        grace_period=grace_period, reduction_factor=reduction_factor, scheduler=scheduler.value,
+        concurrency=concurrency, workers_per_trial=workers_per_trial, cpus_per_trial=cpus_per_trial, seed=seed,
+        split=split.value,
         data=data, storage=storage, mlflow_uri=mlflow_uri,
     )
     config.validate()  # every flag and the space file are checked before Ray starts
