@@ -12,7 +12,7 @@ from sentinel_cli.kube_request import kube_request
 from sentinel_cli.targets import call
 
 RUN_COLUMNS = [
-    ("run id", "run_id"), ("kind", "kind"), ("created", "created_at"), ("val RMSE", "val_rmse"),
+    ("run id", "run_id"), ("kind", "kind"), ("model", "model"), ("created", "created_at"), ("val RMSE", "val_rmse"),
     ("test RMSE", "test_rmse"), ("epochs", "epochs"), ("checkpoint", "checkpoint"),
 ]
 
@@ -38,7 +38,8 @@ def _table(report: dict):
         return _kube_table(report)
     rows = [
         {**run, "val_rmse": run["metrics"].get("val_rmse"), "test_rmse": run["metrics"].get("test_rmse"),
-         "epochs": run["metrics"].get("epochs"), "checkpoint": run["checkpoints"].get("best")}
+         "epochs": run["metrics"].get("epochs"), "checkpoint": run["checkpoints"].get("best"),
+         "model": (run.get("config") or {}).get("model", "mf")}  # records before --model: mf
         for run in report["runs"]
     ]
     runs = records_table(rows, RUN_COLUMNS, title="runs", empty="no runs yet: run `sentinel train`")
