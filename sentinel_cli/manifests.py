@@ -82,9 +82,11 @@ def tune_args(config) -> list[Any]:
     args: list[Any] = [
         "--model", config.model, "--samples", config.samples, "--max-epochs", config.max_epochs,
         "--grace-period", config.grace_period, "--reduction-factor", config.reduction_factor,
-        "--scheduler", config.scheduler, "--concurrency", config.concurrency,
+        "--scheduler", config.scheduler,
         "--workers-per-trial", config.workers_per_trial, "--seed", config.seed, "--split", config.split,
     ]
+    if config.concurrency is not None:
+        args += ["--concurrency", config.concurrency]
     if config.cpus_per_trial is not None:
         args += ["--cpus-per-trial", config.cpus_per_trial]
     if config.space != default_space(config.model):

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sentinel_ml.errors import ConfigError
-from sentinel_ml.models import AUTOREC, MAX_EPOCHS, MF, check_model, training_defaults
+from sentinel_ml.models import AUTOREC, MF, STUDY_DEFAULTS, check_model, training_defaults
 from sentinel_ml.paths import artifacts_dir
 from sentinel_ml.search_space import SearchSpace, default_space
 
@@ -69,17 +69,18 @@ SCHEDULERS = ("asha", "fifo")
 class StudyConfig:
     """A tuning study: the model and its search space, how trials run and which of them stop early.
 
-    ``space`` and ``max_epochs`` left ``None`` take the model's defaults.
+    ``space``, ``max_epochs``, ``grace_period`` and ``reduction_factor`` left ``None`` take the model's
+    defaults (``sentinel_ml.models.STUDY_DEFAULTS``).
     """
 
     model: str = AUTOREC  # the most accurate on u1; "mf" tunes plain biased MF
     space: SearchSpace | None = None
     samples: int = 20
     max_epochs: int | None = None
-    grace_period: int = 2  # at epoch 1 a small lr looks worst; it is often best by epoch 5 (capped at max_epochs)
-    reduction_factor: int = 3
+    grace_period: int | None = None  # capped at max_epochs
+    reduction_factor: int | None = None
     scheduler: str = "asha"  # "fifo": every trial runs max_epochs (no early stopping)
-    concurrency: int = 4
+    concurrency: int | None = None  # None: one trial per CPU of the Ray cluster, at most 4
     workers_per_trial: int = 1
     cpus_per_trial: float | None = None  # per trial, or per worker; None: share the CPUs
     seed: int = 42
@@ -93,8 +94,9 @@ class StudyConfig:
         check_model(self.model)
         if self.space is None:
             object.__setattr__(self, "space", default_space(self.model))
-        if self.max_epochs is None:
-            object.__setattr__(self, "max_epochs", MAX_EPOCHS[self.model])
+        for name, value in STUDY_DEFAULTS[self.model].items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
 
     def validate(self) -> None:
         checks = [
@@ -103,7 +105,7 @@ class StudyConfig:
             (self.grace_period >= 1, "--grace-period must be at least 1"),
             (self.reduction_factor >= 2, "--reduction-factor must be at least 2"),
             (self.scheduler in SCHEDULERS, f"--scheduler must be one of: {', '.join(SCHEDULERS)}"),
-            (self.concurrency >= 1, "--concurrency must be at least 1"),
+            (self.concurrency is None or self.concurrency >= 1, "--concurrency must be at least 1"),
             (self.workers_per_trial >= 1, "--workers-per-trial must be at least 1"),
             (self.cpus_per_trial is None or self.cpus_per_trial > 0, "--cpus-per-trial must be positive"),
         ]

@@ -22,7 +22,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,9 @@ from sentinel_ml.tune_callback import (
     ranked,
     study_callback,
 )
-from sentinel_ml.tune_trial import BEST_FILE, LAST_FILE, Study, hyperparameters, trial
+from sentinel_ml.tune_trial import BEST_FILE, LAST_FILE, Study, decision_epochs, hyperparameters, trial
+
+MAX_DEFAULT_CONCURRENCY = 4
 
 
 
@@ -90,9 +92,11 @@ def tune(config: StudyConfig, on_progress: ProgressHook | None = None) -> TuneRe
         dataset_dir = ensure_dataset(config.data)
         notify({"event": "data", "path": str(dataset_dir)})
         split = load_split(dataset_dir, config.split, seed=config.seed)
-        cpus = _ensure_ray(config)
+        config, cpus = _ensure_ray(config)
         study = Study(config.model, config.max_epochs, config.seed, config.split, str(dataset_dir),
-                       config.workers_per_trial, cpus, scratch)
+                      config.workers_per_trial, cpus, scratch,
+                      decision_epochs(config.scheduler, config.max_epochs, config.grace_period,
+                                      config.reduction_factor))
         notify({"event": "start", "message": f"study {run_id}: {config.model}, {config.samples} trials, "
                 f"{config.scheduler}, up to {config.max_epochs} epochs, {config.concurrency} at a time, "
                 f"{cpus:g} CPU per {'worker' if config.workers_per_trial > 1 else 'trial'}"})
@@ -157,20 +161,31 @@ def _study_params(config: StudyConfig) -> dict[str, Any]:
 # --- Ray --------------------------------------------------------------------------------------
 
 
-def _ensure_ray(config: StudyConfig) -> float:
-    """Join the running Ray (tests, a RayJob), else start the embedded one; return CPUs per worker."""
+def _ensure_ray(config: StudyConfig) -> tuple[StudyConfig, float]:
+    """Join the running Ray (tests, a RayJob), else start the embedded one.
+
+    Returns the config with its concurrency settled and the CPUs each worker reserves.
+    """
     import ray
 
     from sentinel_ml.ray_runtime import ensure_ray
 
     ensure_ray()
     follow_root_level()
-    if config.cpus_per_trial:
-        return config.cpus_per_trial
-    # Share the CPUs between the concurrent trials (fractions are fine: a trial is one thread).
     total = float(ray.cluster_resources().get("CPU", 1.0))
+    config = replace(config, concurrency=config.concurrency or default_concurrency(total, config.workers_per_trial))
+    if config.cpus_per_trial:
+        return config, config.cpus_per_trial
+    # Share the CPUs between the concurrent trials (fractions are fine: a trial is one thread).
     per_worker = total / (config.concurrency * config.workers_per_trial)
-    return max(0.25, min(1.0, round(per_worker, 2)))
+    return config, max(0.25, min(1.0, round(per_worker, 2)))
+
+
+def default_concurrency(cpus: float, workers_per_trial: int) -> int:
+    """One single-threaded trial worker per CPU, at most 4 trials. Measured on 2 cores (bench/tune.py):
+    4 trials on 2 CPUs made each epoch ~20% slower than 2, and let more trials past ASHA's rungs
+    before it had seen enough of them to stop them."""
+    return max(1, min(MAX_DEFAULT_CONCURRENCY, int(cpus // workers_per_trial)))
 
 
 def _scratch_path(root: str, run_id: str) -> tuple[str, bool]:
@@ -183,6 +198,7 @@ def _scratch_path(root: str, run_id: str) -> tuple[str, bool]:
 
 def _run_tuner(config: StudyConfig, study: Study, split, callback, run_id: str):
     from ray import tune
+    from ray.tune.logger import JsonLoggerCallback
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
@@ -212,7 +228,7 @@ def _run_tuner(config: StudyConfig, study: Study, split, callback, run_id: str):
             name=run_id,
             storage_path=study.scratch,
             verbose=0,
-            callbacks=[callback],
+            callbacks=[callback, JsonLoggerCallback()],
             failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         ),
@@ -221,6 +237,9 @@ def _run_tuner(config: StudyConfig, study: Study, split, callback, run_id: str):
     # reports progress instead, and anything Tune still prints goes to stderr.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Of Tune's default loggers only the JSON one is needed (the result grid reads it back); the
+    # TensorBoard one imports torch in the driver, 2 s before the first trial starts.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     if logging.getLogger().level > logging.DEBUG:
         # A failed trial gets one line from our callback, not Tune's traceback and summary (-v shows them).
         os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
@@ -295,10 +314,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=MODELS, default=defaults.model)
     p.add_argument("--samples", type=int, default=defaults.samples)
     p.add_argument("--max-epochs", type=int, default=None, help="default: the model's (mf 20, autorec 30)")
-    p.add_argument("--grace-period", type=int, default=defaults.grace_period)
-    p.add_argument("--reduction-factor", type=int, default=defaults.reduction_factor)
+    p.add_argument("--grace-period", type=int, default=None, help="default: the model's (mf 2, autorec 1)")
+    p.add_argument("--reduction-factor", type=int, default=None, help="default: the model's (mf 3, autorec 4)")
     p.add_argument("--scheduler", choices=("asha", "fifo"), default=defaults.scheduler)
-    p.add_argument("--concurrency", type=int, default=defaults.concurrency)
+    p.add_argument("--concurrency", type=int, default=None, help="default: one trial per CPU, at most 4")
     p.add_argument("--workers-per-trial", type=int, default=defaults.workers_per_trial)
     p.add_argument("--cpus-per-trial", type=float, default=defaults.cpus_per_trial)
     space = p.add_mutually_exclusive_group()

@@ -216,3 +216,44 @@ def test_module_entrypoint_rejects_a_bad_space_file(sentinel_home, tmp_path) -> 
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert "unknown key 'learning_rate'" in proc.stderr and proc.stdout == ""
+
+
+@pytest.mark.parametrize("max_t, grace, factor", [(30, 1, 4), (30, 2, 3), (20, 2, 3), (18, 2, 3), (5, 10, 3),
+                                                  (27, 1, 3), (1, 1, 2)])
+def test_decision_epochs_are_ray_asha_rungs_and_the_last_epoch(max_t, grace, factor) -> None:
+    from ray.tune.schedulers import ASHAScheduler
+
+    from sentinel_ml.tune_trial import decision_epochs
+
+    scheduler = ASHAScheduler(time_attr="epoch", metric="val_rmse", mode="min", max_t=max_t,
+                              grace_period=min(grace, max_t), reduction_factor=factor)
+    rungs = {milestone for milestone, _ in scheduler._brackets[0]._rungs if milestone < max_t}
+    assert set(decision_epochs("asha", max_t, grace, factor)) == rungs | {max_t}
+    assert decision_epochs("fifo", max_t, grace, factor) == (max_t,)
+
+
+def test_trial_checkpoints_only_where_the_scheduler_may_stop_it() -> None:
+    from sentinel_ml.tune_trial import CheckpointPolicy
+
+    policy = CheckpointPolicy((1, 4, 10))
+    val = [1.2, 1.1, 1.0, 1.05, 0.9, 0.95, 0.97, 0.99, 0.98, 0.96]
+    saved, best = [], float("inf")
+    for epoch, rmse in enumerate(val, start=1):
+        improved, best = rmse < best, min(best, rmse)
+        state = SimpleNamespace(improved=improved, final=epoch == len(val))
+        if policy.due(state, {"epoch": epoch, "val_rmse": rmse}):
+            saved.append((epoch, policy.best_metrics["epoch"]))
+    # epoch 4 saves epoch 3's weights (its best so far); epoch 10 saves epoch 5's
+    assert saved == [(1, 1), (4, 3), (10, 5)]
+
+
+def test_study_defaults_follow_the_model() -> None:
+    from sentinel_ml.tune import default_concurrency
+
+    autorec, mf = StudyConfig(), StudyConfig(model="mf")
+    assert (autorec.model, autorec.max_epochs, autorec.grace_period, autorec.reduction_factor) == ("autorec", 30, 1, 4)
+    assert (mf.max_epochs, mf.grace_period, mf.reduction_factor) == (20, 2, 3)
+    assert StudyConfig(model="mf", grace_period=5).grace_period == 5
+    assert autorec.space != mf.space and autorec.concurrency is None
+    assert [default_concurrency(c, 1) for c in (1, 2, 3, 16)] == [1, 2, 3, 4]
+    assert default_concurrency(2, 4) == 1

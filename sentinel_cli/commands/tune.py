@@ -36,10 +36,14 @@ def tune(
     scheduler: Annotated[Scheduler, typer.Option(
         help="asha stops weak trials at rungs; fifo runs every trial to --max-epochs (no early stopping).",
         case_sensitive=False)] = Scheduler.asha,
-    grace_period: Annotated[int, typer.Option(min=1, help="ASHA: epochs before a trial can be stopped.")] = 2,
-    reduction_factor: Annotated[int, typer.Option(
-        min=2, help="ASHA: keep the best 1/N of trials at each rung.")] = 3,
-    concurrency: Annotated[int, typer.Option(min=1, help="Trials running at the same time.")] = 4,
+    grace_period: Annotated[int | None, typer.Option(
+        min=1, show_default=False,
+        help="ASHA: epochs before a trial can be stopped. Default: mf 2, autorec 1.")] = None,
+    reduction_factor: Annotated[int | None, typer.Option(
+        min=2, show_default=False, help="ASHA: keep the best 1/N of trials at each rung. "
+                                        "Default: mf 3, autorec 4.")] = None,
+    concurrency: Annotated[int | None, typer.Option(
+        min=1, show_default=False, help="Trials running at the same time. Default: one per CPU, at most 4.")] = None,
     space: Annotated[Path | None, typer.Option(
         help="YAML or TOML file overriding search-space dimensions (lr, regularization, embedding_dim, "
              "batch_size, lr_decay); see docs/tuning.md.", show_default=False)] = None,
