@@ -32,6 +32,7 @@ class Recommender:
     embedding_dim: int
     titles: dict[int, str]
     rated: np.ndarray  # bool [num_users, num_items]: rated in u.data (every rating we know of)
+    rating_counts: np.ndarray  # int [num_items]: ratings of each movie in u.data
 
     @classmethod
     def load(cls, checkpoint_uri: str, dataset_dir: Path, run_id: str | None = None) -> Recommender:
@@ -50,6 +51,7 @@ class Recommender:
             embedding_dim=int(saved["model_config"]["embedding_dim"]),
             titles=read_titles(dataset_dir),
             rated=rated,
+            rating_counts=np.bincount(ratings.items[known], minlength=num_items),
         )
 
     @property
@@ -75,12 +77,15 @@ class Recommender:
             start += n
         return out
 
-    def top_k(self, user_id: int, k: int) -> list[tuple[int, str | None, float]]:
-        """The k highest-scored movies ``user_id`` has not rated: (movie id, title, score)."""
+    def top_k(self, user_id: int, k: int, min_ratings: int = 0) -> list[tuple[int, str | None, float]]:
+        """The k highest-scored movies ``user_id`` has not rated, among those with at least
+        ``min_ratings`` ratings: (movie id, title, score)."""
         items = torch.arange(self.num_items)
         scores = self.network.predict(torch.full_like(items, user_id), items)
         scores[0] = -torch.inf  # row 0 is no movie
         scores[torch.from_numpy(self.rated[user_id])] = -torch.inf
+        if min_ratings > 0:
+            scores[torch.from_numpy(self.rating_counts < min_ratings)] = -torch.inf
         k = min(k, int(torch.isfinite(scores).sum()))
         best = torch.topk(scores, k)
         return [(int(i), self.titles.get(int(i)), float(s)) for s, i in zip(best.values, best.indices)]

@@ -23,6 +23,7 @@ from ray.serve import Application
 
 from sentinel_ml.serve_api import (
     BODY_ERROR_RESPONSES,
+    DEFAULT_MIN_RATINGS,
     DEFAULT_TOP_K,
     ERROR_RESPONSES,
     MAX_TOP_K,
@@ -173,10 +174,14 @@ class MovieRecommender:
     @api.get("/{user_id}/top", response_model=TopResponse, responses=ERROR_RESPONSES,
              summary="Top-k movies the user has not rated")
     async def top(self, user_id: Annotated[int, Path(ge=1)],
-                  k: Annotated[int, Query(ge=1, le=MAX_TOP_K)] = DEFAULT_TOP_K) -> dict:
+                  k: Annotated[int, Query(ge=1, le=MAX_TOP_K)] = DEFAULT_TOP_K,
+                  min_ratings: Annotated[int, Query(ge=0, le=1000, description=(
+                      "Skip movies with fewer ratings in u.data; 0 considers every movie."))] = DEFAULT_MIN_RATINGS,
+                  ) -> dict:
         check_user(user_id, self.model.num_users)
-        movies = [ScoredMovie(movie_id=m, title=t, score=s) for m, t, s in self.model.top_k(user_id, k)]
-        return {"user_id": user_id, "k": k, "movies": movies}
+        top = self.model.top_k(user_id, k, min_ratings=min_ratings)
+        movies = [ScoredMovie(movie_id=m, title=t, score=s) for m, t, s in top]
+        return {"user_id": user_id, "k": k, "min_ratings": min_ratings, "movies": movies}
 
     @api.get("/healthz", response_model=Health, summary="Liveness of this replica")
     async def healthz(self) -> dict:

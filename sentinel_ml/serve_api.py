@@ -22,6 +22,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 MAX_MOVIE_IDS = 1000
 MAX_TOP_K = 100
 DEFAULT_TOP_K = 10
+# Top-k skips movies with fewer ratings than this: a movie rated once or twice by enthusiasts gets a
+# confident, high score from either model, and a list of obscure titles is not a useful answer.
+DEFAULT_MIN_RATINGS = 20
 
 
 def _json_integer(value: object) -> object:
@@ -67,6 +70,7 @@ class ScoredMovie(BaseModel):
 class TopResponse(BaseModel):
     user_id: int
     k: int
+    min_ratings: int = Field(description="Only movies with at least this many ratings in u.data were considered.")
     movies: list[ScoredMovie] = Field(description="Highest-scored movies the user has not rated.")
 
 

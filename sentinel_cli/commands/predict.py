@@ -31,11 +31,15 @@ def predict(
 def recommend(
     user: UserOpt,
     k: Annotated[int, typer.Option("-k", "--top", min=1, max=100, help="How many movies.")] = 10,
+    min_ratings: Annotated[int | None, typer.Option(
+        min=0, max=1000, show_default=False,
+        help="Only movies with at least this many ratings; 0 for every movie. Default: the API's (20).")] = None,
     url: options.UrlOpt = DEFAULT_URL,
     output: options.OutputOpt = OutputFormat.table,
 ) -> None:
     """The k highest-scored movies a user has not rated yet."""
-    result = api_client.call("GET", api_client.endpoint(url, f"/{user}/top?k={k}"))
+    query = f"k={k}" + (f"&min_ratings={min_ratings}" if min_ratings is not None else "")
+    result = api_client.call("GET", api_client.endpoint(url, f"/{user}/top?{query}"))
     emit(result, output, _top_table)
 
 

@@ -62,7 +62,10 @@ def test_serve_status_predict_recommend_stop(tmp_path, trained_run, dataset_dir)
         assert "predicted rating" in cli("predict", "--user", "42", "--movies", "1,2,3", "--url", url).stdout
 
         top = json.loads(cli("recommend", "--user", "42", "-k", "5", "--url", url, "-o", "json").stdout)
-        assert len(top["movies"]) == 5 and all(m["title"] for m in top["movies"])
+        assert len(top["movies"]) == 5 and all(m["title"] for m in top["movies"]) and top["min_ratings"] == 20
+        everything = json.loads(cli("recommend", "--user", "42", "-k", "5", "--min-ratings", "0", "--url", url,
+                                    "-o", "json").stdout)
+        assert everything["min_ratings"] == 0 and len(everything["movies"]) == 5
 
         refused = cli("predict", "--user", "944", "--movies", "1", "--url", url)
         assert refused.returncode == 2 and "unknown user 944" in refused.stderr

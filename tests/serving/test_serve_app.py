@@ -50,12 +50,12 @@ def test_the_documented_cap_of_movie_ids_is_accepted(client):
 def test_top_k_are_unrated_movies_with_titles_best_first(client, model, served_app):
     from sentinel_ml.data import read_ratings
 
-    response = client.get("/42/top", params={"k": 7})
+    response = client.get("/42/top", params={"k": 7, "min_ratings": 0})
 
     assert response.status_code == 200, response.text
     body = response.json()
     movies = body["movies"]
-    assert body["user_id"] == 42 and body["k"] == 7 and len(movies) == 7
+    assert body["user_id"] == 42 and body["k"] == 7 and body["min_ratings"] == 0 and len(movies) == 7
     ratings = read_ratings(served_app.dataset_dir / "u.data")
     rated = set(ratings.items[ratings.users == 42].tolist())
     assert not rated & {m["movie_id"] for m in movies}
@@ -68,6 +68,16 @@ def test_top_k_are_unrated_movies_with_titles_best_first(client, model, served_a
 
 def test_top_k_defaults_to_ten(client):
     assert len(client.get("/1/top").json()["movies"]) == 10
+
+
+def test_top_k_skips_rarely_rated_movies_unless_asked(client, model):
+    default = client.get("/42/top", params={"k": 20}).json()
+    assert default["min_ratings"] == 20
+    assert all(model.rating_counts[m["movie_id"]] >= 20 for m in default["movies"])
+    stricter = client.get("/42/top", params={"k": 20, "min_ratings": 200}).json()["movies"]
+    assert stricter and all(model.rating_counts[m["movie_id"]] >= 200 for m in stricter)
+    everything = client.get("/42/top", params={"k": 20, "min_ratings": 0}).json()["movies"]
+    assert everything[0]["score"] >= default["movies"][0]["score"]
 
 
 def test_health_and_model_report_the_checkpoint_served(client, served_app):
@@ -142,6 +152,7 @@ BAD_REQUESTS = [
     ("top: k zero", "GET", "/1/top", {"params": {"k": 0}}, 422),
     ("top: k too large", "GET", "/1/top", {"params": {"k": 101}}, 422),
     ("top: k not a number", "GET", "/1/top", {"params": {"k": "ten"}}, 422),
+    ("top: min_ratings negative", "GET", "/1/top", {"params": {"min_ratings": -1}}, 422),
     ("wrong method", "GET", "", {}, 405),
     ("unknown path", "GET", "/nothing/here", {}, 404),
 ]
