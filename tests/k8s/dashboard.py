@@ -6,6 +6,12 @@ No container runs, so no Ray head answers the KubeRay operator. The operator run
 proxy requests that name the host they were meant for. The stand-in answers the Ray job API:
 every job it is asked about has the outcome a test set for it (SUCCEEDED unless told otherwise),
 so a RayJob can reach Complete or Failed the way it would on a real cluster.
+
+It also answers what a RayService needs: the Serve REST API (``PUT``/``GET /api/serve/applications/``:
+it keeps the config the operator submitted and reports its applications with the status a test set,
+RUNNING unless told otherwise) and the Serve proxy's health check (``GET http://<pod-ip>:8000/-/healthz``),
+so the operator itself labels the head pod, the serve Service gets an endpoint and the RayService
+becomes Ready.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 SUCCEEDED = "SUCCEEDED"
+RUNNING = "RUNNING"  # a Serve application status: DEPLOYING, RUNNING, DEPLOY_FAILED, ...
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,8 @@ class StandInDashboard:
         self.port = port
         self.requests: list[Request] = []
         self._outcomes: dict[tuple[str, str | None], Outcome] = {}
+        self._serve_configs: dict[str, dict] = {}  # by dashboard host: the last config submitted
+        self._serve_status: dict[str, str] = {}  # by namespace
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
         self._server.daemon_threads = True
@@ -65,6 +74,31 @@ class StandInDashboard:
             return (self._outcomes.get((namespace, job_id))
                     or self._outcomes.get((namespace, None))
                     or Outcome())
+
+    def set_serve_status(self, namespace: str, status: str) -> None:
+        """What every Serve application in ``namespace`` reports (RUNNING unless set)."""
+        with self._lock:
+            self._serve_status[namespace] = status
+
+    def submit_serve_config(self, host: str, config: dict) -> None:
+        with self._lock:
+            self._serve_configs[host] = config
+
+    def serve_details(self, host: str, namespace: str) -> dict[str, object]:
+        """The Serve REST API's ``GET /api/serve/applications/`` answer for the config on ``host``."""
+        with self._lock:
+            config = self._serve_configs.get(host, {})
+            status = self._serve_status.get(namespace, RUNNING)
+        deployment_status = "HEALTHY" if status == RUNNING else "UPDATING"
+        applications = {
+            app["name"]: {
+                "name": app["name"], "status": status, "message": "", "route_prefix": app.get("route_prefix"),
+                "deployments": {d["name"]: {"name": d["name"], "status": deployment_status, "message": ""}
+                                for d in app.get("deployments") or []},
+            }
+            for app in config.get("applications") or []
+        }
+        return {"deploy_mode": "MULTI_APP", "applications": applications}
 
     def record(self, request: Request) -> None:
         with self._lock:
@@ -102,11 +136,26 @@ def _handler(dashboard: StandInDashboard) -> type[BaseHTTPRequestHandler]:
         def do_DELETE(self) -> None:  # noqa: N802
             self._answer()
 
+        def do_PUT(self) -> None:  # noqa: N802
+            self._answer()
+
         def _answer(self) -> None:
             url = urlsplit(self.path)
-            namespace = _namespace(url.netloc or self.headers.get("Host", ""))
+            host = url.netloc or self.headers.get("Host", "")
+            namespace = _namespace(host)
             dashboard.record(Request(self.command, namespace, url.path))
             parts = [p for p in url.path.split("/") if p]
+            if parts == ["-", "healthz"]:  # the Serve proxy on a pod's serving port
+                self._send(200, "success")
+                return
+            if parts == ["api", "serve", "applications"]:
+                if self.command == "PUT":
+                    length = int(self.headers.get("Content-Length") or 0)
+                    dashboard.submit_serve_config(host, json.loads(self.rfile.read(length) or b"{}"))
+                    self._send(200, {})
+                else:
+                    self._send(200, dashboard.serve_details(host, namespace))
+                return
             if parts[:2] != ["api", "jobs"]:
                 self._send(404, {"error": f"the stand-in dashboard does not serve {url.path}"})
                 return

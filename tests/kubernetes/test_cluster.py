@@ -359,6 +359,7 @@ def test_following_a_cluster_head_until_ctrl_c(cluster) -> None:
 
 
 def test_serve_resolves_through_s3_upgrades_in_place_and_waits_for_ready(cluster) -> None:
+    cluster.env.dashboard.set_serve_status(cluster.namespace, "DEPLOYING")
     older = cluster.write_record("train-20260101-000000-aaaa", 0.90, "2026-01-01T00:00:00+00:00")
     newer = cluster.write_record("train-20260102-000000-bbbb", 0.95, "2026-01-02T00:00:00+00:00")
     applied = cli("serve", "--target", "k8s", "--checkpoint", "latest", "--no-wait", "-o", "json")
@@ -388,17 +389,13 @@ def test_serve_resolves_through_s3_upgrades_in_place_and_waits_for_ready(cluster
     assert service["metadata"]["generation"] == 2
     assert {c["metadata"]["name"] for c in cluster.items("rayclusters")} == clusters_before  # in place
 
-    # No Serve application runs here, so the operator cannot report readiness: say it for it.
+    # The stand-in dashboard holds the Serve application at DEPLOYING, then lets it run: the operator
+    # itself then labels the head pod, the serve Service gets its endpoint and the RayService is Ready.
     not_ready = cli("status", "--target", "k8s", "-o", "json")
     row = next(r for r in json.loads(not_ready.stdout)["objects"] if r["kind"] == "RayService")
     assert row["checkpoint"] == older.best_checkpoint and row["state"].startswith("NotReady")
-    cluster.custom.patch_namespaced_custom_object_status("ray.io", "v1", cluster.namespace, "rayservices",
-                                                         "recommender", {"status": {
-        "observedGeneration": 2,
-        "conditions": [{"type": "Ready", "status": "True", "reason": "NonZeroServeEndpoints",
-                        "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}},
-        _content_type="application/merge-patch+json")
-    waited = cli("serve", "--target", "k8s", "--checkpoint", "best", "--timeout", "20", "-o", "json")
+    cluster.env.dashboard.set_serve_status(cluster.namespace, "RUNNING")
+    waited = cli("serve", "--target", "k8s", "--checkpoint", "best", "--timeout", "60", "-o", "json")
     assert waited.exit_code == 0, waited.output
     assert "RayService recommender is Ready" in flat(waited.stderr)
     assert json.loads(waited.stdout)["endpoint"] == \
@@ -406,11 +403,21 @@ def test_serve_resolves_through_s3_upgrades_in_place_and_waits_for_ready(cluster
 
 
 def test_serve_that_never_gets_ready_times_out_with_3(cluster) -> None:
+    cluster.env.dashboard.set_serve_status(cluster.namespace, "DEPLOYING")  # and never gets further
     cluster.write_record("train-20260101-000000-cccc", 0.9, "2026-01-01T00:00:00+00:00")
     with pytest.raises(Exception) as raised:
         backend.serve("latest", deploy=kube_request(name="slow", timeout=6))
     assert raised.value.exit_code == 3
     assert "RayService slow made no progress for 6s" in raised.value.message
+
+
+def test_serve_whose_application_fails_to_deploy_exits_1_with_the_reason(cluster) -> None:
+    cluster.write_record("train-20260101-000000-dddd", 0.9, "2026-01-01T00:00:00+00:00")
+    cluster.env.dashboard.set_serve_status(cluster.namespace, "DEPLOY_FAILED")
+    with pytest.raises(Exception) as raised:
+        backend.serve("latest", deploy=kube_request(name="broken", timeout=60))
+    assert raised.value.exit_code == 1, raised.value
+    assert "RayService broken: the Serve application failed" in raised.value.message
 
 
 def test_serve_with_an_empty_index_says_to_train_first(cluster) -> None:
