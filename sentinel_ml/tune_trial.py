@@ -35,7 +35,7 @@ class Study:
     workers_per_trial: int
     cpus_per_trial: float
     scratch: str  # Tune's (and Ray Train's) storage path for this study
-    decision_epochs: tuple[int, ...] = ()  # epochs after which the scheduler may stop a trial
+    decision_epochs: tuple[int, ...]  # epochs after which the scheduler may stop a trial
 
 
 def decision_epochs(scheduler: str, max_epochs: int, grace_period: int, reduction_factor: int) -> tuple[int, ...]:
@@ -61,7 +61,7 @@ class CheckpointPolicy:
     def due(self, state, metrics: dict[str, Any]) -> bool:
         if state.improved:
             self.best_metrics, self._unsaved = metrics, True
-        if state.final or (self._unsaved and (not self.epochs or metrics["epoch"] in self.epochs)):
+        if state.final or (self._unsaved and metrics["epoch"] in self.epochs):
             self._unsaved = False
             return True
         return False

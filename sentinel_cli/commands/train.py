@@ -68,7 +68,7 @@ def _summary_table(summary: dict):
     metrics = summary["metrics"]
     return key_value_table([
         ("run id", summary["run_id"]),
-        ("model", summary.get("model", "mf")),
+        ("model", summary["model"]),
         ("best val RMSE", f"{metrics['val_rmse']:.4f} (epoch {metrics['best_epoch']})"),
         ("u1 test RMSE", f"{metrics['test_rmse']:.4f}"),
         ("checkpoint", summary["checkpoints"]["best"]),

@@ -100,7 +100,7 @@ def _tables(summary: dict, top: int):
     return Group(
         records_table(rows, TRIAL_COLUMNS, title=shown),
         key_value_table([
-            ("study", f"{summary['run_id']} ({summary.get('model', 'mf')}, {summary['scheduler']}, "
+            ("study", f"{summary['run_id']} ({summary['model']}, {summary['scheduler']}, "
                       f"{summary['samples']} samples, "
                       f"up to {summary['max_epochs']} epochs)"),
             ("trials", ", ".join(f"{n} {state}" for state, n in counts.items())),
