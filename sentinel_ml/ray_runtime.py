@@ -29,7 +29,8 @@ class WarmWorkers:
     """
 
     count: int
-    runtime_env: dict = field(default_factory=dict)
+    # The env, or a function that gives it once Ray is up (so deriving it can overlap Ray's start).
+    runtime_env: dict | Callable[[], dict] = field(default_factory=dict)
 
 
 # Set by ``ensure_ray`` when it prestarted workers: (raylet client, worker pids before, workers asked for).
@@ -117,6 +118,7 @@ def prestart_workers(warm: WarmWorkers) -> tuple[Any, set[int], int] | None:
         from ray.core.generated import common_pb2, node_manager_pb2, node_manager_pb2_grpc
         from ray.runtime_env import RuntimeEnv
 
+        env = warm.runtime_env() if callable(warm.runtime_env) else warm.runtime_env
         worker = ray._private.worker.global_worker
         node = worker.node
         client = RayletClient(ip_address=node.node_ip_address, port=node.node_manager_port)
@@ -124,7 +126,7 @@ def prestart_workers(warm: WarmWorkers) -> tuple[Any, set[int], int] | None:
         request = node_manager_pb2.PrestartWorkersRequest(
             language=common_pb2.PYTHON,
             job_id=worker.current_job_id.binary(),
-            runtime_env_info=get_runtime_env_info(RuntimeEnv(**warm.runtime_env), is_job_runtime_env=False),
+            runtime_env_info=get_runtime_env_info(RuntimeEnv(**env), is_job_runtime_env=False),
             keep_alive_duration_secs=WARM_KEEP_ALIVE_S,
             num_workers=warm.count,
         )

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import logging
 import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -93,7 +95,6 @@ def tune(config: StudyConfig, on_progress: ProgressHook | None = None) -> TuneRe
         notify({"event": "data", "path": str(dataset_dir)})
         split = load_split(dataset_dir, config.split, seed=config.seed)
         config, cpus = _ensure_ray(config)
-        _prefetch_torch()
         study = Study(config.model, config.max_epochs, config.seed, config.split, str(dataset_dir),
                       config.workers_per_trial, cpus, scratch,
                       decision_epochs(config.scheduler, config.max_epochs, config.grace_period,
@@ -101,7 +102,8 @@ def tune(config: StudyConfig, on_progress: ProgressHook | None = None) -> TuneRe
         notify({"event": "start", "message": f"study {run_id}: {config.model}, {config.samples} trials, "
                 f"{config.scheduler}, up to {config.max_epochs} epochs, {config.concurrency} at a time, "
                 f"{cpus:g} CPU per {'worker' if config.workers_per_trial > 1 else 'trial'}"})
-        callback = study_callback(tracker, notify, config.max_epochs)
+        callback = study_callback(tracker, _prefetch_torch_when_a_core_frees(notify, config.samples),
+                                  config.max_epochs)
         grid = _run_tuner(config, study, split, callback, run_id)
         trials = callback.finished(grid)
         best = _best_trial(trials)
@@ -154,13 +156,24 @@ def tune(config: StudyConfig, on_progress: ProgressHook | None = None) -> TuneRe
     )
 
 
-def _prefetch_torch() -> None:
-    """Import torch for scoring the best checkpoint while the first trials' workers import theirs,
-    rather than after the last trial (~1.5 s). Not before Ray starts: the import holds the GIL that
-    ``ray.init`` needs, and would delay the trial workers themselves."""
-    import threading
+def _prefetch_torch_when_a_core_frees(notify: ProgressHook, samples: int) -> ProgressHook:
+    """Pass progress on; the first time a trial ends after the last one has started, import torch
+    in a background thread for scoring the best checkpoint (~1.5 s of CPU). From then on a trial
+    slot stays free, so the import runs on an idle core instead of after the last trial (or, earlier,
+    against the trial workers' own imports and the GIL that Tune's driver loop needs)."""
+    started = False
 
-    threading.Thread(target=lambda: __import__("sentinel_ml.loop"), daemon=True, name="prefetch-torch").start()
+    def hook(event: dict[str, Any]) -> None:
+        nonlocal started
+        counts = event.get("counts") or {}
+        if (not started and event.get("event") == "trial" and event.get("state") in (COMPLETED, STOPPED, FAILED)
+                and sum(counts.values()) >= samples):
+            started = True
+            threading.Thread(target=importlib.import_module, args=("sentinel_ml.loop",), daemon=True,
+                             name="import-torch").start()
+        notify(event)
+
+    return hook
 
 
 def _study_params(config: StudyConfig) -> dict[str, Any]:
@@ -180,6 +193,8 @@ def _ensure_ray(config: StudyConfig) -> tuple[StudyConfig, float]:
 
     from sentinel_ml.ray_runtime import ensure_ray
 
+    # Tune's import (~0.8 s of driver CPU) overlaps ray.init, which mostly waits for Ray's processes.
+    threading.Thread(target=importlib.import_module, args=("ray.tune",), daemon=True, name="import-tune").start()
     ensure_ray(lambda: _warm_trial_workers(config))
     follow_root_level()
     total = float(ray.cluster_resources().get("CPU", 1.0))
@@ -195,15 +210,19 @@ def _warm_trial_workers(config: StudyConfig):
     """The trial actors Tune will start on the embedded Ray: one per concurrent single-worker trial
     (reused by the trials after them), in the runtime env Tune gives its trainables. Multi-worker
     trials start Ray Train controllers and workers of their own, which are left to start cold."""
-    from ray.tune.execution.class_cache import DEFAULT_ENV_VARS, ENV_VARS_TO_PROPAGATE
-
     from sentinel_ml.ray_runtime import WarmWorkers
 
     if config.workers_per_trial > 1:
         return None
-    env_vars = {**DEFAULT_ENV_VARS, **{k: os.environ[k] for k in ENV_VARS_TO_PROPAGATE if k in os.environ}}
     count = config.concurrency or default_concurrency(len(os.sched_getaffinity(0)), 1)
-    return WarmWorkers(min(count, config.samples), {"env_vars": env_vars})
+    return WarmWorkers(min(count, config.samples), _trial_runtime_env)
+
+
+def _trial_runtime_env() -> dict[str, Any]:
+    """What Tune's actor cache gives each trainable (``ray.tune.execution.class_cache``)."""
+    from ray.tune.execution.class_cache import DEFAULT_ENV_VARS, ENV_VARS_TO_PROPAGATE
+
+    return {"env_vars": {**DEFAULT_ENV_VARS, **{k: os.environ[k] for k in ENV_VARS_TO_PROPAGATE if k in os.environ}}}
 
 
 def default_concurrency(cpus: float, workers_per_trial: int) -> int:
