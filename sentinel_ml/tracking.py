@@ -124,22 +124,27 @@ def _serve(uri: str, experiment: str) -> int:
     pending: dict[str, list] = {}  # run key -> metrics not yet written
 
     def flush() -> None:
-        for key, metrics in pending.items():
-            for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
-                client.log_batch(runs[key], metrics=metrics[start:start + MAX_METRICS_PER_BATCH])
-        pending.clear()
+        try:
+            for key, metrics in pending.items():
+                for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
+                    client.log_batch(runs[key], metrics=metrics[start:start + MAX_METRICS_PER_BATCH])
+        except Exception as e:  # noqa: BLE001
+            answer({"error": f"MLflow metrics failed: {e}"})
+        finally:
+            pending.clear()
 
     for events in _arrived(sys.stdin.fileno()):
         for event in events:
             key = event["key"]
-            try:
-                if event["op"] == "metrics" and key in runs:
+            if event["op"] == "metrics":
+                if key in runs:
                     pending.setdefault(key, []).extend(
                         entities.Metric(k.replace("/", "_"), float(v), int(time.time() * 1000), event["step"])
                         for k, v in event["metrics"].items()
                     )
-                    continue
-                flush()
+                continue
+            flush()  # a run's metrics go in before it ends (or before the next run starts)
+            try:
                 if event["op"] == "start":
                     tags = {k: str(v) for k, v in event["tags"].items()}
                     if event.get("parent") in runs:
@@ -155,13 +160,8 @@ def _serve(uri: str, experiment: str) -> int:
                         client.log_batch(runs[key], tags=tags)
                     client.set_terminated(runs[key], status=event["status"])
             except Exception as e:  # noqa: BLE001
-                pending.clear()
                 answer({"error": f"MLflow {event['op']} failed: {e}"})
-        try:
-            flush()
-        except Exception as e:  # noqa: BLE001
-            pending.clear()
-            answer({"error": f"MLflow metrics failed: {e}"})
+        flush()
     return 0
 
 
