@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sentinel_ml.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 # What a tuning trial imports before its first epoch: ~4 CPU-s and ~0.5 GB per process (Lightning
@@ -37,14 +39,19 @@ class WarmWorkers:
 _warming: tuple[Any, set[int], int] | None = None
 
 
-def ensure_ray(warm: Callable[[], WarmWorkers | None] | None = None) -> None:
-    """``warm`` is called only when this starts the embedded Ray, once its environment is set (the
-    runtime env Tune gives trial actors carries some of the variables set here)."""
+def ensure_ray(warm: Callable[[], WarmWorkers | None] | None = None) -> str | None:
+    """Join the Ray that ``ray.init`` would join (``RAY_ADDRESS``, or one started with ``ray start`` on
+    this machine), else start the embedded one. Returns the joined cluster's address, or None for
+    the embedded Ray.
+
+    ``warm`` is called only when this starts the embedded Ray, once its environment is set (the
+    runtime env Tune gives trial actors carries some of the variables set here).
+    """
     import ray
 
     if ray.is_initialized():
-        return
-    address = os.environ.get("RAY_ADDRESS")
+        return None
+    address = running_cluster()
     if not address:
         # A single machine has no spot nodes to be preempted; the watcher actor costs ~115 MB.
         os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
@@ -52,21 +59,75 @@ def ensure_ray(warm: Callable[[], WarmWorkers | None] | None = None) -> None:
     warm = warm() if warm and not address else None
     warm = warm if warm and warm.count > 0 else None
     verbose = logging.getLogger().level <= logging.INFO
-    ray.init(
-        address=address,
-        include_dashboard=False,
-        # Worker output (Lightning banners, Ray Train reports) only with -v or on request.
-        log_to_driver=verbose or os.environ.get("SENTINEL_WORKER_LOGS") == "1",
-        logging_level=logging.WARNING if verbose else logging.ERROR,
-        configure_logging=True,
-        # Every worker this Ray starts imports WORKER_PRELOAD before it takes work, and Ray's own
-        # prestart (one worker per CPU, for the default runtime env that no trial uses) is off.
-        **({"_system_config": {"preload_python_modules": list(WORKER_PRELOAD),
-                               "prestart_worker_first_driver": False}} if warm else {}),
-    )
+    if address:
+        _check_reachable(address)
+    try:
+        ray.init(
+            address=_init_address(address),
+            include_dashboard=False,
+            # Worker output (Lightning banners, Ray Train reports) only with -v or on request.
+            log_to_driver=verbose or os.environ.get("SENTINEL_WORKER_LOGS") == "1",
+            logging_level=logging.WARNING if verbose else logging.ERROR,
+            configure_logging=True,
+            # Every worker this Ray starts imports WORKER_PRELOAD before it takes work, and Ray's own
+            # prestart (one worker per CPU, for the default runtime env that no trial uses) is off.
+            **({"_system_config": {"preload_python_modules": list(WORKER_PRELOAD),
+                                   "prestart_worker_first_driver": False}} if warm else {}),
+        )
+    except ConnectionError as e:
+        raise _unreachable(address, e) from None
     if warm:
         global _warming
         _warming = prestart_workers(warm)
+    return address
+
+
+def running_cluster() -> str | None:
+    """The cluster ``ray.init()`` would join, by Ray's own rule: ``RAY_ADDRESS``, else the last
+    cluster ``ray start`` started on this machine (``/tmp/ray/ray_current_cluster``). None when it
+    would start a new one."""
+    address = os.environ.get("RAY_ADDRESS")
+    if address:
+        return None if address == "local" else address
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+    except ImportError:  # a Ray that moved it: start the embedded Ray, as with no cluster
+        return None
+    return canonicalize_bootstrap_address(None)
+
+
+def _init_address(joining: str | None) -> str | None:
+    """What to pass ``ray.init``: RAY_ADDRESS as given; None for the cluster ``ray start`` recorded
+    (only then does Ray pick up that cluster's token, ~/.ray/auth_token, by itself); "local" for the
+    embedded Ray, even if a cluster has appeared since ``running_cluster`` looked."""
+    if not joining:
+        return "local"
+    return os.environ.get("RAY_ADDRESS") or None
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast when a host:port cluster address does not answer: ``ray.init`` itself retries an
+    absent GCS for minutes without a word. Other forms (``auto``, ``ray://``) are left to Ray."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if not host or "://" in address or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise _unreachable(address, e) from None
+
+
+def _unreachable(address: str | None, error: Exception) -> ConfigError:
+    if os.environ.get("RAY_ADDRESS"):
+        source = f"RAY_ADDRESS={os.environ['RAY_ADDRESS']}"
+        hint = "check that the cluster runs (`ray status --address ...`), or unset RAY_ADDRESS to use the embedded Ray"
+    else:
+        source = "the cluster `ray start` recorded on this machine"
+        hint = "restart it with `ray start --head`, or run `ray stop` so sentinel starts its embedded Ray"
+    reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return ConfigError(f"cannot connect to the Ray cluster at {address} ({source}): {reason}", hint=hint)
 
 
 def await_warm_workers(timeout_s: float = 5.0) -> set[int]:

@@ -79,7 +79,9 @@ def train(config: TrainConfig, on_progress: ProgressHook | None = None) -> Train
             notify({"event": "start", "message": f"run {run_id}: Ray Train local mode, in this process"})
             result = _run_local(run, dataset_dir, on_epoch)
         else:
-            where = os.environ.get("RAY_ADDRESS") or "the embedded local Ray"
+            from sentinel_ml.ray_runtime import running_cluster
+
+            where = running_cluster() or "the embedded local Ray"
             notify({"event": "start", "message": f"run {run_id}: starting {config.workers} Ray Train "
                     f"workers (DDP) on {where}"})
             result = _run_ray(run, on_epoch)

@@ -94,14 +94,14 @@ def tune(config: StudyConfig, on_progress: ProgressHook | None = None) -> TuneRe
         dataset_dir = ensure_dataset(config.data)
         notify({"event": "data", "path": str(dataset_dir)})
         split = load_split(dataset_dir, config.split, seed=config.seed)
-        config, cpus = _ensure_ray(config)
+        config, cpus, where = _ensure_ray(config)
         study = Study(config.model, config.max_epochs, config.seed, config.split, str(dataset_dir),
                       config.workers_per_trial, cpus, scratch,
                       decision_epochs(config.scheduler, config.max_epochs, config.grace_period,
                                       config.reduction_factor))
         notify({"event": "start", "message": f"study {run_id}: {config.model}, {config.samples} trials, "
                 f"{config.scheduler}, up to {config.max_epochs} epochs, {config.concurrency} at a time, "
-                f"{cpus:g} CPU per {'worker' if config.workers_per_trial > 1 else 'trial'}"})
+                f"{cpus:g} CPU per {'worker' if config.workers_per_trial > 1 else 'trial'}, on {where}"})
         callback = study_callback(tracker, _prefetch_torch_when_a_core_frees(notify, config.samples),
                                   config.max_epochs)
         grid = _run_tuner(config, study, split, callback, run_id)
@@ -184,10 +184,10 @@ def _study_params(config: StudyConfig) -> dict[str, Any]:
 # --- Ray --------------------------------------------------------------------------------------
 
 
-def _ensure_ray(config: StudyConfig) -> tuple[StudyConfig, float]:
-    """Join the running Ray (tests, a RayJob), else start the embedded one.
+def _ensure_ray(config: StudyConfig) -> tuple[StudyConfig, float, str]:
+    """Join the running Ray (tests, a RayJob, ``ray start``), else start the embedded one.
 
-    Returns the config with its concurrency settled and the CPUs each worker reserves.
+    Returns the config with its concurrency settled, the CPUs each worker reserves, and where it runs.
     """
     import ray
 
@@ -195,15 +195,16 @@ def _ensure_ray(config: StudyConfig) -> tuple[StudyConfig, float]:
 
     # Tune's import (~0.8 s of driver CPU) overlaps ray.init, which mostly waits for Ray's processes.
     threading.Thread(target=importlib.import_module, args=("ray.tune",), daemon=True, name="import-tune").start()
-    ensure_ray(lambda: _warm_trial_workers(config))
+    joined = ensure_ray(lambda: _warm_trial_workers(config))
     follow_root_level()
     total = float(ray.cluster_resources().get("CPU", 1.0))
     config = replace(config, concurrency=config.concurrency or default_concurrency(total, config.workers_per_trial))
+    where = f"the Ray cluster at {joined}" if joined else "the embedded local Ray"
     if config.cpus_per_trial:
-        return config, config.cpus_per_trial
+        return config, config.cpus_per_trial, where
     # Share the CPUs between the concurrent trials (fractions are fine: a trial is one thread).
     per_worker = total / (config.concurrency * config.workers_per_trial)
-    return config, max(0.25, min(1.0, round(per_worker, 2)))
+    return config, max(0.25, min(1.0, round(per_worker, 2))), where
 
 
 def _warm_trial_workers(config: StudyConfig):

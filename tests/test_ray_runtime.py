@@ -1,12 +1,19 @@
-"""The embedded Ray's warm workers: a tuning study's trial actors start on workers that were started
-(and imported torch and Lightning) while the driver was still setting up, not on cold ones."""
+"""Which Ray a job runs on, and how it starts: the embedded Ray's warm workers (a tuning study's trial
+actors start on workers that were started, and imported torch and Lightning, while the driver was
+still setting up), joining a cluster from RAY_ADDRESS or one started with ``ray start`` on this
+machine, and a clear, fast error when that cluster does not answer."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import time
 
 import pytest
 
@@ -60,9 +67,75 @@ def test_no_warm_workers_when_joining_a_running_ray(monkeypatch) -> None:
     from sentinel_ml import ray_runtime
 
     asked = []
-    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
-    monkeypatch.setattr("ray.is_initialized", lambda: False)
-    monkeypatch.setattr("ray.init", lambda **kwargs: asked.append(kwargs))
-    ray_runtime.ensure_ray(lambda: ray_runtime.WarmWorkers(2))
-    assert asked and "_system_config" not in asked[0]
+    with socket.create_server(("127.0.0.1", 0)) as gcs:  # something answers at the address
+        monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{gcs.getsockname()[1]}")
+        monkeypatch.setattr("ray.is_initialized", lambda: False)
+        monkeypatch.setattr("ray.init", lambda **kwargs: asked.append(kwargs))
+        joined = ray_runtime.ensure_ray(lambda: ray_runtime.WarmWorkers(2))
+    assert joined == os.environ["RAY_ADDRESS"] and asked[0]["address"] == joined
+    assert "_system_config" not in asked[0]
     assert ray_runtime.await_warm_workers(timeout_s=0.1) == set()
+
+
+def _closed_port() -> int:
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        return s.getsockname()[1]
+
+
+def test_an_unreachable_ray_address_fails_at_once_with_the_next_step(monkeypatch) -> None:
+    """Ray itself retries an absent GCS for minutes without a word."""
+    from sentinel_ml import ray_runtime
+    from sentinel_ml.errors import ConfigError
+
+    address = f"127.0.0.1:{_closed_port()}"
+    monkeypatch.setenv("RAY_ADDRESS", address)
+    monkeypatch.setattr("ray.is_initialized", lambda: False)
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as raised:
+        ray_runtime.ensure_ray()
+    assert time.monotonic() - started < 30
+    assert f"cannot connect to the Ray cluster at {address} (RAY_ADDRESS=" in raised.value.message
+    assert "unset RAY_ADDRESS" in raised.value.hint and raised.value.exit_code == 2
+
+
+def test_cli_exits_2_without_a_traceback_when_ray_address_does_not_answer(sentinel_home) -> None:
+    env = {**os.environ, "RAY_ADDRESS": f"127.0.0.1:{_closed_port()}"}
+    proc = subprocess.run([sys.executable, "-m", "sentinel_cli", "tune", "--samples", "1", "--max-epochs", "1"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "cannot connect to the Ray cluster" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stdout == ""
+
+
+@pytest.mark.slow
+def test_tune_joins_a_cluster_started_with_ray_start(sentinel_home, tmp_path) -> None:
+    """Like ``ray.init()``, a job joins the cluster ``ray start`` recorded on this machine (and its
+    token) instead of failing on the embedded Ray's system config. RAY_TMPDIR and HOME keep this
+    cluster, its address file and its token away from any other Ray on the machine."""
+    ray_tmp = tempfile.mkdtemp(prefix="rs-", dir="/tmp")  # short: Ray's socket paths are limited
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update({"RAY_TMPDIR": ray_tmp, "HOME": str(tmp_path), "RAY_USAGE_STATS_ENABLED": "0"})
+    head = subprocess.Popen([sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
+                             "--num-cpus=2", "--include-dashboard=false", f"--port={_closed_port()}"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        address_file = os.path.join(ray_tmp, "ray", "ray_current_cluster")
+        deadline = time.monotonic() + 120
+        while not os.path.exists(address_file):
+            assert head.poll() is None and time.monotonic() < deadline, "ray start did not come up"
+            time.sleep(0.25)
+        address = open(address_file).read().strip()
+        proc = subprocess.run([sys.executable, "-m", "sentinel_cli", "tune", "--samples", "2", "--max-epochs", "1",
+                               "-o", "json"], capture_output=True, text=True, env=env, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert f"on the Ray cluster at {address}" in " ".join(proc.stderr.split())  # rich wraps lines
+        result = json.loads(proc.stdout)
+        assert len(result["trials"]) == 2 and result["counts"]["failed"] == 0
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait()
+        shutil.rmtree(ray_tmp, ignore_errors=True)
