@@ -69,26 +69,31 @@ def main() -> None:
     sentinel = str(Path(sys.executable).with_name("sentinel"))
     load_before = os.getloadavg()[0]
     walls: dict[str, list[float]] = {"a: ASHA": [], "b: FIFO": []}
+    phases: dict[str, list[dict[str, float]]] = {"a: ASHA": [], "b: FIFO": []}
     try:
         for _ in range(args.repeat):
             results = {"a: ASHA": study(sentinel, "asha", args, env), "b: FIFO": study(sentinel, "fifo", args, env)}
             for name, r in results.items():
                 walls[name].append(r["bench_wall_s"])
+                phases[name].append(r["phases"])
     finally:
         shutil.rmtree(home, ignore_errors=True)
     for name, r in results.items():  # same seed: the same trials each time; the wall time varies
         r["bench_wall_s"] = statistics.median(walls[name])
+        r["phases"] = {k: statistics.median(p[k] for p in phases[name]) for k in r["phases"]}
 
     asha, fifo = results["a: ASHA"], results["b: FIFO"]
     print(f"model={args.model} samples={args.samples} max_epochs={asha['max_epochs']} seed={args.seed} "
           f"space={args.space or 'default'} repeat={args.repeat} cpus={os.cpu_count()} "
           f"load={load_before:.2f} (start) {os.getloadavg()[0]:.2f} (end)")
-    print(f"{'study':10} {'wall s':>8} {'trial-epochs':>13} {'stopped':>8} {'failed':>7} "
-          f"{'best val RMSE':>14} {'u1 test RMSE':>13}  best config")
+    print(f"{'study':10} {'wall s':>8} {'setup':>6} {'trials':>7} {'finish':>6} {'trial-epochs':>13} "
+          f"{'stopped':>8} {'failed':>7} {'best val RMSE':>14} {'u1 test RMSE':>13}  best config")
     for name, r in results.items():
         config = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
                           for k, v in r["best"]["config"].items())
-        print(f"{name:10} {r['bench_wall_s']:8.1f} {r['trial_epochs']:13d} {r['counts']['stopped early']:8d} "
+        ph = r["phases"]
+        print(f"{name:10} {r['bench_wall_s']:8.1f} {ph['setup_s']:6.1f} {ph['trials_s']:7.1f} {ph['finish_s']:6.1f} "
+              f"{r['trial_epochs']:13d} {r['counts']['stopped early']:8d} "
               f"{r['counts']['failed']:7d} {r['metrics']['val_rmse']:14.4f} {r['metrics']['test_rmse']:13.4f}"
               f"  {config}")
     ratio = asha["bench_wall_s"] / fifo["bench_wall_s"]
@@ -101,6 +106,9 @@ def main() -> None:
           f"best val RMSE a - b = {gap:+.4f} (target <= 0.005)   "
           f"u1 test RMSE of the best tuned model: ASHA {asha['metrics']['test_rmse']:.4f}, "
           f"FIFO {fifo['metrics']['test_rmse']:.4f} (target <= 0.91)")
+    fixed = {name: r["bench_wall_s"] - r["phases"]["trials_s"] for name, r in results.items()}
+    print(f"trials phase a/b = {asha['phases']['trials_s'] / fifo['phases']['trials_s']:.3f}   "
+          f"fixed cost (wall - trials phase): ASHA {fixed['a: ASHA']:.1f} s, FIFO {fixed['b: FIFO']:.1f} s")
 
 
 if __name__ == "__main__":

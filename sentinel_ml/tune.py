@@ -70,6 +70,10 @@ class TuneResult:
     mlflow_run_id: str | None
     mlflow_error: str | None
     wall_s: float
+    # Where the wall time went: "setup_s" until the first trial started (data, starting or joining
+    # Ray, the trial workers' imports), "trials_s" until the last trial ended, "finish_s" after it
+    # (scoring the best checkpoint on the test split, the index record, MLflow).
+    phases: dict[str, float]
 
     def summary(self) -> dict[str, Any]:
         return asdict(self)
@@ -153,7 +157,15 @@ def tune(config: StudyConfig, on_progress: ProgressHook | None = None) -> TuneRe
         mlflow_run_id=record.mlflow_run_id,
         mlflow_error=tracker.error,
         wall_s=round(time.monotonic() - started, 2),
+        phases=_phases(started, callback),
     )
+
+
+def _phases(started: float, callback) -> dict[str, float]:
+    now = time.monotonic()
+    first, last = callback.first_start or now, callback.last_end or now
+    return {"setup_s": round(first - started, 2), "trials_s": round(last - first, 2),
+            "finish_s": round(now - last, 2)}
 
 
 def _prefetch_torch_when_a_core_frees(notify: ProgressHook, samples: int) -> ProgressHook:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,9 @@ def _make_callback_class():
             # Multi-worker trials: their Ray Train workers' placement group and latest checkpoint.
             self.groups: dict[str, str] = {}
             self.checkpoint_paths: dict[str, str] = {}
+            # When the first trial started and the last one ended (time.monotonic()).
+            self.first_start: float | None = None
+            self.last_end: float | None = None
 
         def __getstate__(self) -> dict[str, Any]:
             # Tune pickles its run config to save experiment state; the live callback stays here.
@@ -51,6 +55,7 @@ def _make_callback_class():
 
         def on_trial_start(self, iteration, trials, trial, **info) -> None:
             config = dict(trial.config)
+            self.first_start = self.first_start or time.monotonic()
             self.trials[trial.trial_id] = TrialSummary(trial.trial_id, config)
             self.tracker.start(trial.trial_id, f"trial-{trial.trial_id}", config, parent="study",
                                tags={"sentinel.kind": "tune-trial", "sentinel.trial_id": trial.trial_id})
@@ -91,6 +96,7 @@ def _make_callback_class():
             return list(self.trials.values())
 
         def _end(self, summary: TrialSummary) -> None:
+            self.last_end = time.monotonic()
             _release_placement_group(self.groups.pop(summary.trial_id, None))
             status = "FAILED" if summary.state == FAILED else "FINISHED"
             tags = {"sentinel.state": summary.state, "epochs": summary.epochs}

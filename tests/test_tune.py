@@ -66,6 +66,11 @@ def test_asha_study_reports_every_epoch_and_stops_weak_trials(study) -> None:
     ended = [e for e in study.events if e["event"] == "trial" and e["state"] != "running"]
     assert sorted(e["trial"] for e in ended) == sorted(t["trial_id"] for t in result.trials)
 
+    # Where the wall time went: the three phases, in order, add up to it.
+    phases = result.phases
+    assert set(phases) == {"setup_s", "trials_s", "finish_s"} and min(phases.values()) >= 0
+    assert phases["trials_s"] > 0 and sum(phases.values()) == pytest.approx(result.wall_s, abs=0.05)
+
 
 @pytest.mark.slow
 def test_best_trial_checkpoint_is_indexed_and_resolves_as_best(study, dataset_dir) -> None:

@@ -111,9 +111,16 @@ def _tables(summary: dict, top: int):
             ("checkpoint", summary["checkpoints"]["best"]),
             ("index record", summary["index_uri"]),
             ("MLflow run", summary["mlflow_run_id"] or f"not recorded ({summary['mlflow_error']})"),
-            ("wall time", f"{summary['wall_s']:.1f}s"),
+            ("wall time", _wall(summary)),
         ]),
     )
+
+
+def _wall(summary: dict) -> str:
+    phases = summary.get("phases") or {}
+    split = ", ".join(f"{name.removesuffix('_s')} {phases[name]:.1f}s"
+                      for name in ("setup_s", "trials_s", "finish_s") if name in phases)
+    return f"{summary['wall_s']:.1f}s" + (f" ({split})" if split else "")
 
 
 def _short(value):
