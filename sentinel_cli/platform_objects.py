@@ -23,7 +23,9 @@ RAY_CRDS = ("rayclusters.ray.io", "rayjobs.ray.io", "rayservices.ray.io")
 PROMETHEUS_CRD = "podmonitors.monitoring.coreos.com"
 MINIO_IMAGE = "quay.io/minio/minio:RELEASE.2025-04-22T22-12-26Z"
 MC_IMAGE = "quay.io/minio/mc:RELEASE.2025-04-16T18-13-26Z"
-MLFLOW_IMAGE = "ghcr.io/mlflow/mlflow:v3.17.2"
+# The "-full" variant (MLflow >= 3.9): the plain image is core MLflow without boto3, so its server could
+# not write or list the S3 (MinIO) artifacts that `--artifacts-destination s3://…` points it at.
+MLFLOW_IMAGE = "ghcr.io/mlflow/mlflow:v3.17.2-full"
 COMPONENT = "sentinel.io/platform"
 SECRET = "sentinel-minio"
 MLFLOW_BUCKET = "mlflow"
