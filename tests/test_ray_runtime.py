@@ -113,16 +113,20 @@ def test_tune_joins_a_cluster_started_with_ray_start(sentinel_home, tmp_path) ->
     token) instead of failing on the embedded Ray's system config. RAY_TMPDIR and HOME keep this
     cluster, its address file and its token away from any other Ray on the machine."""
     ray_tmp = tempfile.mkdtemp(prefix="rs-", dir="/tmp")  # short: Ray's socket paths are limited
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    # Without RAY_AUTH_* (a Ray started earlier in this process sets RAY_AUTH_MODE), `ray start` makes
+    # its own token in $HOME/.ray, as on a user's machine.
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS" and not k.startswith("RAY_AUTH_")}
     env.update({"RAY_TMPDIR": ray_tmp, "HOME": str(tmp_path), "RAY_USAGE_STATS_ENABLED": "0"})
-    head = subprocess.Popen([sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
-                             "--num-cpus=2", "--include-dashboard=false", f"--port={_closed_port()}"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    log = tmp_path / "ray-start.log"
+    with log.open("wb") as out:
+        head = subprocess.Popen([sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
+                                 "--num-cpus=2", "--include-dashboard=false", f"--port={_closed_port()}"],
+                                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         address_file = os.path.join(ray_tmp, "ray", "ray_current_cluster")
         deadline = time.monotonic() + 120
         while not os.path.exists(address_file):
-            assert head.poll() is None and time.monotonic() < deadline, "ray start did not come up"
+            assert head.poll() is None and time.monotonic() < deadline, f"ray start failed:\n{log.read_text()[-3000:]}"
             time.sleep(0.25)
         address = open(address_file).read().strip()
         proc = subprocess.run([sys.executable, "-m", "sentinel_cli", "tune", "--samples", "2", "--max-epochs", "1",
@@ -132,10 +136,19 @@ def test_tune_joins_a_cluster_started_with_ray_start(sentinel_home, tmp_path) ->
         result = json.loads(proc.stdout)
         assert len(result["trials"]) == 2 and result["counts"]["failed"] == 0
     finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
-            head.wait()
+        _stop_group(head)
         shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def _stop_group(leader: subprocess.Popen) -> None:
+    """SIGTERM to the `ray start --block` group (the leader drains its node), SIGKILL if it lingers."""
+    for sig, wait_s in ((signal.SIGTERM, 60), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(leader.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            leader.wait(timeout=wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
