@@ -116,7 +116,8 @@ def test_tune_joins_a_cluster_started_with_ray_start(sentinel_home, tmp_path) ->
     # Without RAY_AUTH_* (a Ray started earlier in this process sets RAY_AUTH_MODE), `ray start` makes
     # its own token in $HOME/.ray, as on a user's machine.
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS" and not k.startswith("RAY_AUTH_")}
-    env.update({"RAY_TMPDIR": ray_tmp, "HOME": str(tmp_path), "RAY_USAGE_STATS_ENABLED": "0"})
+    env.update({"RAY_TMPDIR": ray_tmp, "HOME": str(tmp_path), "RAY_USAGE_STATS_ENABLED": "0",
+                "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"})  # SIGTERM stops it in seconds, not 30+
     log = tmp_path / "ray-start.log"
     with log.open("wb") as out:
         head = subprocess.Popen([sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
