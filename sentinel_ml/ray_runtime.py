@@ -1,5 +1,5 @@
-"""Join the Ray that is there (a test's, a RayJob's via RAY_ADDRESS) or start the embedded one, the
-same way for training and tuning."""
+"""Join the Ray that is there (a test's; a RayJob's or any cluster's via RAY_ADDRESS; one started with
+``ray start`` on this machine) or start the embedded one, the same way for training and tuning."""
 
 from __future__ import annotations
 
@@ -110,13 +110,23 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
     absent GCS for minutes without a word. Other forms (``auto``, ``ray://``) are left to Ray."""
     import socket
 
-    host, _, port = address.rpartition(":")
+    host, _, port = _as_ray_connects(address).rpartition(":")
     if not host or "://" in address or not port.isdigit():
         return
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
     except OSError as e:
         raise _unreachable(address, e) from None
+
+
+def _as_ray_connects(address: str) -> str:
+    """The host:port ``ray.init`` dials for ``address`` (it turns localhost into this node's IP)."""
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+
+        return canonicalize_bootstrap_address(address) or address
+    except Exception:  # noqa: BLE001 - a Ray that moved or changed it: probe what the user gave
+        return address
 
 
 def _unreachable(address: str | None, error: Exception) -> ConfigError:

@@ -67,8 +67,9 @@ def test_no_warm_workers_when_joining_a_running_ray(monkeypatch) -> None:
     from sentinel_ml import ray_runtime
 
     asked = []
-    with socket.create_server(("127.0.0.1", 0)) as gcs:  # something answers at the address
-        monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{gcs.getsockname()[1]}")
+    # Something answers at the address. Not 127.0.0.1: Ray (and our probe) dial this node's IP for that.
+    with socket.create_server(("127.0.0.2", 0)) as gcs:
+        monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.2:{gcs.getsockname()[1]}")
         monkeypatch.setattr("ray.is_initialized", lambda: False)
         monkeypatch.setattr("ray.init", lambda **kwargs: asked.append(kwargs))
         joined = ray_runtime.ensure_ray(lambda: ray_runtime.WarmWorkers(2))
