@@ -89,11 +89,18 @@ def running_cluster() -> str | None:
     address = os.environ.get("RAY_ADDRESS")
     if address:
         return None if address == "local" else address
+    return _resolved_as_ray_does(None)
+
+
+def _resolved_as_ray_does(address: str | None) -> str | None:
+    """``address`` as ``ray.init`` resolves it: None finds a ``ray start`` cluster (or None for a new
+    one); localhost becomes this node's IP. A Ray that moved or changed this gets ``address`` back."""
     try:
         from ray._private.services import canonicalize_bootstrap_address
-    except ImportError:  # a Ray that moved it: start the embedded Ray, as with no cluster
-        return None
-    return canonicalize_bootstrap_address(None)
+
+        return canonicalize_bootstrap_address(address)
+    except Exception:  # noqa: BLE001 - ImportError, or its ConnectionError for "auto" with nothing running
+        return address
 
 
 def _init_address(joining: str | None) -> str | None:
@@ -110,23 +117,13 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
     absent GCS for minutes without a word. Other forms (``auto``, ``ray://``) are left to Ray."""
     import socket
 
-    host, _, port = _as_ray_connects(address).rpartition(":")
+    host, _, port = (_resolved_as_ray_does(address) or address).rpartition(":")
     if not host or "://" in address or not port.isdigit():
         return
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
     except OSError as e:
         raise _unreachable(address, e) from None
-
-
-def _as_ray_connects(address: str) -> str:
-    """The host:port ``ray.init`` dials for ``address`` (it turns localhost into this node's IP)."""
-    try:
-        from ray._private.services import canonicalize_bootstrap_address
-
-        return canonicalize_bootstrap_address(address) or address
-    except Exception:  # noqa: BLE001 - a Ray that moved or changed it: probe what the user gave
-        return address
 
 
 def _unreachable(address: str | None, error: Exception) -> ConfigError:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +15,8 @@ import tempfile
 import time
 
 import pytest
+
+from sentinel_cli.backends import local_ray
 
 PROBE = r"""
 import json, os, sys
@@ -138,19 +139,6 @@ def test_tune_joins_a_cluster_started_with_ray_start(sentinel_home, tmp_path) ->
         result = json.loads(proc.stdout)
         assert len(result["trials"]) == 2 and result["counts"]["failed"] == 0
     finally:
-        _stop_group(head)
+        local_ray._stop_group(head.pid, grace_s=60)  # SIGTERM to the group, SIGKILL if it lingers
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
-
-def _stop_group(leader: subprocess.Popen) -> None:
-    """SIGTERM to the `ray start --block` group (the leader drains its node), SIGKILL if it lingers."""
-    for sig, wait_s in ((signal.SIGTERM, 60), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(leader.pid, sig)
-        except ProcessLookupError:
-            pass
-        try:
-            leader.wait(timeout=wait_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
