@@ -26,7 +26,7 @@ setup-dev: $(BIN)/python
 
 # Builds (first time: many minutes) or reuses the Kubernetes test binaries under ~/.cache/sentinel.
 testenv: setup-dev
-	$(BIN)/python -m tests.k8s.env build
+	$(BIN)/python -m tests.testenv.env build
 
 test: testenv
 	SENTINEL_TEST_DATA="$(abspath $(or $(DATA),../shared/data/ml-100k.zip))" $(BIN)/python -m pytest

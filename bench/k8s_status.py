@@ -1,9 +1,9 @@
-"""`sentinel status --target k8s` against the real test environment (tests/k8s): one LIST per kind
+"""`sentinel status --target k8s` against the real test environment (tests/testenv): one LIST per kind
 versus the obvious alternative, reading each RayJob on its own (one GET per object), both measured
 in this run on the same 200 queued RayJobs (the status side includes its own kubeconfig load and
 connection, as the command pays them). Also times a first apply against a no-op re-apply.
 
-    python -m bench.k8s_status [N]      # N RayJobs, default 200; needs `python -m tests.k8s.env build`
+    python -m bench.k8s_status [N]      # N RayJobs, default 200; needs `python -m tests.testenv.env build`
 
 Prints one line per measurement (medians) and the ratios, with the machine's load average.
 """
@@ -48,8 +48,8 @@ class _Counter:
 
 
 def main(n: int) -> None:
-    from tests.k8s import build
-    from tests.k8s.env import up
+    from tests.testenv import build
+    from tests.testenv.env import up
 
     env = up(build.locate())
     try:

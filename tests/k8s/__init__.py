@@ -1,1 +1,0 @@
-"""A real Kubernetes test environment: etcd, control plane, kwok nodes, KubeRay operator."""

@@ -1,163 +1,67 @@
-"""Fixtures for tests against the real Kubernetes test environment (marker ``k8s``).
+"""Fixtures for the Kubernetes target's tests.
 
-    k8s_env        session: the running Environment (.kubeconfig, .api_url, .api_client(), ...)
-    k8s_api        session: a kubernetes.client.ApiClient for it
-    k8s_namespace  function: a fresh namespace (its default ServiceAccount exists), deleted after
-
-Another test directory reuses them by importing them into its conftest.py, ``k8s_env`` included:
-``shared_environment`` makes every definition share the session's one environment.
-
-A failing test that used the environment gets the KubeRay operator's log lines written during
-the test, and its namespace's events, attached to its report.
+Pure tests need only ``kube_env`` (an isolated environment: no profile, no SENTINEL_* variables).
+Tests marked ``k8s`` run against the real test environment of tests/testenv: they reuse its
+fixtures, and its session environment when tests/testenv already started one in this session.
 """
 
 from __future__ import annotations
 
 import atexit
 import os
-import re
-import secrets
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from pathlib import Path
 
 import pytest
-from kubernetes import client
 
-from tests.k8s import build, cluster
-from tests.k8s.env import Environment, up
-from tests.k8s.process import sigterm_as_interrupt, wait_for
+from tests.testenv import conftest as k8s_conftest
+from tests.testenv.conftest import k8s_api, k8s_namespace, pytest_runtest_makereport, pytest_runtest_setup  # noqa: F401
 
-_OPERATOR_LOG_START = pytest.StashKey[int]()
-_ENVIRONMENT: list[Environment] = []  # the session's environment while one runs
-_USERS: list[None] = []  # one entry per fixture currently using it
-_CLEANUP: list[ExitStack] = []
-_ATTACHED_LINES = 200
+ASSETS = Path(__file__).parent / "assets"
+EXPECTED = Path(__file__).parent / "expected"
+PROFILE = ASSETS / "profile.yaml"
+ENV_NAMES = ("SENTINEL_PROFILE", "SENTINEL_TARGET", "SENTINEL_STORAGE", "SENTINEL_MLFLOW_URI",
+             "SENTINEL_NAMESPACE", "SENTINEL_TRAIN_IMAGE", "SENTINEL_SERVE_IMAGE",
+             "SENTINEL_SERVICE_ACCOUNT", "SENTINEL_IAM_ROLE_ARN", "SENTINEL_KUBE_CONTEXT",
+             "SENTINEL_TEMPLATES", "KUBECONFIG", "RAY_ADDRESS")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers",
-        "k8s: runs against the real Kubernetes test environment (tests/k8s/env.py); "
-        "needs its binaries: python -m tests.k8s.env build",
-    )
-
-
-@pytest.fixture(scope="session")
-def k8s_env() -> Iterator[Environment]:
-    with shared_environment() as env:
-        yield env
-
-
-@contextmanager
-def shared_environment() -> Iterator[Environment]:
-    """The process's one test environment: the first user starts it, the last one stops it.
-
-    Other test directories can define their own ``k8s_env`` with this and still share the
-    session's environment. While it runs, SIGTERM acts as Ctrl-C, so pytest tears down.
-    """
-    if not _ENVIRONMENT:
-        assets = _assets_or_skip()
-        with ExitStack() as stack:
-            stack.enter_context(sigterm_as_interrupt())
-            env = up(assets)
-            stack.callback(env.stop)
-            atexit.register(env.stop)
-            _ENVIRONMENT.append(env)
-            _CLEANUP.append(stack.pop_all())
-    _USERS.append(None)
-    try:
-        yield _ENVIRONMENT[0]
-    finally:
-        _USERS.pop()
-        if not _USERS and _CLEANUP:  # the last user of the environment this function started
-            _CLEANUP.pop().close()  # stops it and restores the SIGTERM handler
-            atexit.unregister(_ENVIRONMENT.pop().stop)
-
-
-def _assets_or_skip() -> build.Assets:
-    try:
-        return build.locate()
-    except build.AssetsMissing as error:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true and the Kubernetes test environment is missing: {error}",
-                        pytrace=False)
-        pytest.skip(f"Kubernetes test environment not built: {error}")
-
-
-@pytest.fixture(scope="session")
-def k8s_api(k8s_env: Environment) -> Iterator[client.ApiClient]:
-    api = k8s_env.api_client()
-    yield api
-    api.close()  # type: ignore[no-untyped-call]
+    k8s_conftest.pytest_configure(config)  # the `k8s` marker, also when tests/testenv is not collected
 
 
 @pytest.fixture
-def k8s_namespace(k8s_api: client.ApiClient, request: pytest.FixtureRequest) -> Iterator[str]:
-    name = _namespace_name(request.node.name)
-    core = client.CoreV1Api(k8s_api)
-    labels = {"app.kubernetes.io/created-by": "sentinel-tests"}
-    metadata = client.V1ObjectMeta(name=name, labels=labels)
-    core.create_namespace(client.V1Namespace(metadata=metadata))
-    wait_for(f"the default ServiceAccount of namespace {name}",
-             lambda: cluster.service_account_reason(k8s_api, name), timeout_s=30)
-    yield name
-    core.delete_namespace(name)  # the namespace controller finishes in the background
+def kube_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty $SENTINEL_HOME and no Sentinel or kube settings from the outer environment."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("SENTINEL_HOME", str(home))
+    for name in ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    return home
 
 
-def _namespace_name(test_name: str) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", test_name.lower()).strip("-")[:40].rstrip("-")
-    return f"t-{slug}-{secrets.token_hex(3)}"
-
-
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    if _ENVIRONMENT:
-        item.stash[_OPERATOR_LOG_START] = _size(_ENVIRONMENT[0].log_path("ray-operator"))
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
-    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
-    funcargs = getattr(item, "funcargs", {})
-    env = funcargs.get("k8s_env")
-    if not report.failed or not isinstance(env, Environment):
+@pytest.fixture(scope="session")
+def k8s_env() -> Iterator:
+    """The session's test environment: the one tests/testenv started, else a new one."""
+    if k8s_conftest._ENVIRONMENT:
+        yield k8s_conftest._ENVIRONMENT[0]
         return
-    start = item.stash.get(_OPERATOR_LOG_START, 0)
-    report.sections.append(
-        ("KubeRay operator log during this test", _read_from(env.log_path("ray-operator"), start))
-    )
-    namespace = funcargs.get("k8s_namespace")
-    if isinstance(namespace, str):
-        report.sections.append((f"events in namespace {namespace}", _events(env, namespace)))
+    from tests.testenv import build
+    from tests.testenv.env import up
 
-
-def _size(path: os.PathLike[str]) -> int:
     try:
-        return os.path.getsize(path)
-    except OSError:
-        return 0
-
-
-def _read_from(path: os.PathLike[str], offset: int) -> str:
+        assets = build.locate()
+    except build.AssetsMissing as error:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and the Kubernetes test environment is missing: {error}", pytrace=False)
+        pytest.skip(f"Kubernetes test environment not built: {error}")
+    env = up(assets)
+    k8s_conftest._ENVIRONMENT.append(env)
+    atexit.register(env.stop)
     try:
-        with open(path, errors="replace") as handle:
-            handle.seek(offset)
-            lines = handle.read().splitlines()
-    except OSError as error:
-        return f"(cannot read {path}: {error})"
-    skipped = max(0, len(lines) - _ATTACHED_LINES)
-    head = [f"({skipped} earlier lines in {path})"] if skipped else []
-    return "\n".join(head + lines[-_ATTACHED_LINES:])
-
-
-def _events(env: Environment, namespace: str) -> str:
-    try:
-        with env.api_client() as api:
-            events = client.CoreV1Api(api).list_namespaced_event(namespace).items
-    except Exception as error:  # noqa: BLE001 - a report must not fail on its attachments
-        return f"(cannot list events: {error})"
-    rows = [
-        f"{e.type} {e.reason} {e.involved_object.kind}/{e.involved_object.name}: {e.message}"
-        for e in events
-    ]
-    return "\n".join(rows) or "(none)"
+        yield env
+    finally:
+        env.stop()
+        atexit.unregister(env.stop)
+        k8s_conftest._ENVIRONMENT.clear()

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from sentinel_cli import monitoring
-from tests.k8s.process import wait_for
+from tests.testenv.process import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.k8s.dashboard import Outcome
-from tests.k8s.env import Environment
-from tests.k8s.process import wait_for
-from tests.k8s.test_smoke import TIMEOUT_S, raycluster
+from tests.testenv.dashboard import Outcome
+from tests.testenv.env import Environment
+from tests.testenv.process import wait_for
+from tests.testenv.test_smoke import TIMEOUT_S, raycluster
 
 pytestmark = pytest.mark.k8s
 

@@ -22,7 +22,7 @@ from sentinel_cli.app import app
 from sentinel_cli.kube_request import Overrides
 from sentinel_ml.config import Hyperparameters, StudyConfig, TrainConfig
 from sentinel_ml.errors import ConfigError
-from tests.kubernetes.conftest import EXPECTED, PROFILE
+from tests.k8s.conftest import EXPECTED, PROFILE
 
 RUN_ID = "train-20260101-000000-abcd"
 TUNE_ID = "tune-20260101-000000-abcd"
@@ -257,7 +257,7 @@ def test_templates_are_found_through_the_environment(kube_env, tmp_path: Path, m
 @pytest.fixture(scope="module")
 def crd_schemas() -> dict[str, dict[str, Any]]:
     """The v1 openAPIV3Schema of each KubeRay CRD the test environment's operator installs."""
-    from tests.k8s import build
+    from tests.testenv import build
 
     try:
         crds = build.locate().crds

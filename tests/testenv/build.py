@@ -1,6 +1,6 @@
 """Build the test environment's binaries from Go modules, or find them already built.
 
-Each component is built from a small wrapper module under ``tests/k8s/go/<component>/`` whose
+Each component is built from a small wrapper module under ``tests/testenv/go/<component>/`` whose
 go.mod pins the version and whose go.sum pins every hash. The result lands in one cache
 directory per component and version, created atomically (built in a temporary directory beside
 it, then renamed), so an interrupted build never leaves a half-filled directory behind:
@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from tests.k8s import versions
+from tests.testenv import versions
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ def locate() -> Assets:
         listed = "\n  ".join(str(p) for p in missing)
         raise AssetsMissing(
             f"test environment binaries missing:\n  {listed}\n"
-            "build them with: python -m tests.k8s.env build"
+            "build them with: python -m tests.testenv.env build"
         )
     paths = _candidates()
     return Assets(
@@ -260,7 +260,7 @@ def _check_pin(component: Component, gomod: Path) -> None:
     pinned = wrapper_requirement(gomod, component.module)
     if pinned != component.version:
         raise BuildFailed(
-            f"{gomod} requires {component.module} {pinned}, but tests/k8s/versions.py pins "
+            f"{gomod} requires {component.module} {pinned}, but tests/testenv/versions.py pins "
             f"{component.version}: update both together"
         )
 

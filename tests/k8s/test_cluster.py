@@ -1,4 +1,4 @@
-"""The Kubernetes target against the real test environment (tests/k8s): kube-apiserver with the
+"""The Kubernetes target against the real test environment (tests/testenv): kube-apiserver with the
 KubeRay CRDs, the KubeRay operator, a scheduler, kwok nodes, and the stand-in Ray dashboard that
 decides how Ray jobs end. Checkpoint records live on a real S3-compatible server (moto) on loopback.
 
@@ -30,9 +30,9 @@ from sentinel_cli.backends import kubernetes as backend
 from sentinel_cli.kube_request import kube_request
 from sentinel_ml import checkpoints
 from sentinel_ml.config import StudyConfig
-from tests.k8s.dashboard import Outcome
-from tests.k8s.process import wait_for
-from tests.kubernetes.proxy import DroppingProxy
+from tests.testenv.dashboard import Outcome
+from tests.testenv.process import wait_for
+from tests.k8s.proxy import DroppingProxy
 
 pytestmark = pytest.mark.k8s
 
@@ -531,8 +531,8 @@ def test_a_missing_namespace_is_named(cluster) -> None:
 @pytest.fixture(scope="module")
 def bare_apiserver(tmp_path_factory) -> Path:
     """A real kube-apiserver (and its etcd) without the KubeRay CRDs: a cluster before `sentinel up`."""
-    from tests.k8s import build, commands, pki, probes
-    from tests.k8s.process import start, stop
+    from tests.testenv import build, commands, pki, probes
+    from tests.testenv.process import start, stop
 
     try:
         assets = build.locate()

@@ -10,7 +10,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client import ApiException
 
-from tests.k8s.process import wait_for
+from tests.testenv.process import wait_for
 
 pytestmark = pytest.mark.k8s
 

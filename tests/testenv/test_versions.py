@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.k8s import build
+from tests.testenv import build
 
 
 @pytest.mark.parametrize("component", build.COMPONENTS, ids=lambda c: c.name)

@@ -1,8 +1,8 @@
 """Start and stop the whole environment; also its command line.
 
-    python -m tests.k8s.env build    build or reuse the binaries (see build.py)
-    python -m tests.k8s.env up       start everything, print the kubeconfig path, leave it running
-    python -m tests.k8s.env down     stop what `up` started and remove its files
+    python -m tests.testenv.env build    build or reuse the binaries (see build.py)
+    python -m tests.testenv.env up       start everything, print the kubeconfig path, leave it running
+    python -m tests.testenv.env down     stop what `up` started and remove its files
 
 Start order: etcd → kube-apiserver → (CRDs, fake nodes, kube-controller-manager, kube-scheduler,
 kwok) → KubeRay operator. Each step waits, bounded, for its component and names it when it is
@@ -24,11 +24,11 @@ from pathlib import Path
 
 from kubernetes import client, config
 
-from tests.k8s import build, cluster, commands, pki, probes
-from tests.k8s.build import Assets
-from tests.k8s.commands import Paths, Ports
-from tests.k8s.dashboard import StandInDashboard
-from tests.k8s.process import NotReady, Process, sigterm_as_interrupt, start, stop, wait_for
+from tests.testenv import build, cluster, commands, pki, probes
+from tests.testenv.build import Assets
+from tests.testenv.commands import Paths, Ports
+from tests.testenv.dashboard import StandInDashboard
+from tests.testenv.process import NotReady, Process, sigterm_as_interrupt, start, stop, wait_for
 
 log = logging.getLogger(__name__)
 
@@ -239,7 +239,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
     pointer = current_file()
     if pointer.exists() and Path(pointer.read_text().strip()).exists():
         print(f"an environment is already up ({pointer.read_text().strip()}); "
-              "run `python -m tests.k8s.env down` first", file=sys.stderr)
+              "run `python -m tests.testenv.env down` first", file=sys.stderr)
         return 2
     env = up(build.build(), detached=True, timeout_s=args.timeout)
     pointer.write_text(str(env.paths.root))
@@ -263,7 +263,7 @@ def _cmd_down(_: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.k8s.env", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m tests.testenv.env", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands_ = parser.add_subparsers(dest="command", required=True)
     commands_.add_parser("build", help="build or reuse the binaries").set_defaults(run=_cmd_build)

@@ -12,7 +12,7 @@ from sentinel_cli.app import app
 from sentinel_cli.kube_request import KubeRequest, Overrides, check_local, kube_request
 from sentinel_cli.targets import resolve_target, target_name
 from sentinel_ml.errors import ConfigError
-from tests.kubernetes.conftest import PROFILE
+from tests.k8s.conftest import PROFILE
 
 
 def test_defaults_follow_the_design(kube_env) -> None:

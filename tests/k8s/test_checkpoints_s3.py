@@ -18,7 +18,7 @@ from sentinel_cli.backends.kubernetes import resolve_checkpoint
 from sentinel_cli.kube_request import Overrides
 from sentinel_cli.settings import load
 from sentinel_ml import checkpoints, storage
-from tests.k8s.process import wait_for
+from tests.testenv.process import wait_for
 
 
 def _record(root: str, run_id: str, val_rmse: float, created_at: str) -> checkpoints.RunRecord:

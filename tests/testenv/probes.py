@@ -10,7 +10,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 
-from tests.k8s.pki import Pki
+from tests.testenv.pki import Pki
 
 Check = Callable[[], "str | None"]
 

@@ -1,6 +1,6 @@
 """The pinned versions of every component of the test environment, in one place.
 
-The wrapper modules under ``tests/k8s/go/`` pin the same Kubernetes and etcd versions;
+The wrapper modules under ``tests/testenv/go/`` pin the same Kubernetes and etcd versions;
 ``test_versions.py`` checks that they agree.
 """
 

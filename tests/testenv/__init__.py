@@ -1,0 +1,1 @@
+"""A real Kubernetes test environment: etcd, control plane, kwok nodes, KubeRay operator."""

@@ -1,0 +1,163 @@
+"""Fixtures for tests against the real Kubernetes test environment (marker ``k8s``).
+
+    k8s_env        session: the running Environment (.kubeconfig, .api_url, .api_client(), ...)
+    k8s_api        session: a kubernetes.client.ApiClient for it
+    k8s_namespace  function: a fresh namespace (its default ServiceAccount exists), deleted after
+
+Another test directory reuses them by importing them into its conftest.py, ``k8s_env`` included:
+``shared_environment`` makes every definition share the session's one environment.
+
+A failing test that used the environment gets the KubeRay operator's log lines written during
+the test, and its namespace's events, attached to its report.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import secrets
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+
+import pytest
+from kubernetes import client
+
+from tests.testenv import build, cluster
+from tests.testenv.env import Environment, up
+from tests.testenv.process import sigterm_as_interrupt, wait_for
+
+_OPERATOR_LOG_START = pytest.StashKey[int]()
+_ENVIRONMENT: list[Environment] = []  # the session's environment while one runs
+_USERS: list[None] = []  # one entry per fixture currently using it
+_CLEANUP: list[ExitStack] = []
+_ATTACHED_LINES = 200
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "k8s: runs against the real Kubernetes test environment (tests/testenv/env.py); "
+        "needs its binaries: python -m tests.testenv.env build",
+    )
+
+
+@pytest.fixture(scope="session")
+def k8s_env() -> Iterator[Environment]:
+    with shared_environment() as env:
+        yield env
+
+
+@contextmanager
+def shared_environment() -> Iterator[Environment]:
+    """The process's one test environment: the first user starts it, the last one stops it.
+
+    Other test directories can define their own ``k8s_env`` with this and still share the
+    session's environment. While it runs, SIGTERM acts as Ctrl-C, so pytest tears down.
+    """
+    if not _ENVIRONMENT:
+        assets = _assets_or_skip()
+        with ExitStack() as stack:
+            stack.enter_context(sigterm_as_interrupt())
+            env = up(assets)
+            stack.callback(env.stop)
+            atexit.register(env.stop)
+            _ENVIRONMENT.append(env)
+            _CLEANUP.append(stack.pop_all())
+    _USERS.append(None)
+    try:
+        yield _ENVIRONMENT[0]
+    finally:
+        _USERS.pop()
+        if not _USERS and _CLEANUP:  # the last user of the environment this function started
+            _CLEANUP.pop().close()  # stops it and restores the SIGTERM handler
+            atexit.unregister(_ENVIRONMENT.pop().stop)
+
+
+def _assets_or_skip() -> build.Assets:
+    try:
+        return build.locate()
+    except build.AssetsMissing as error:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and the Kubernetes test environment is missing: {error}",
+                        pytrace=False)
+        pytest.skip(f"Kubernetes test environment not built: {error}")
+
+
+@pytest.fixture(scope="session")
+def k8s_api(k8s_env: Environment) -> Iterator[client.ApiClient]:
+    api = k8s_env.api_client()
+    yield api
+    api.close()  # type: ignore[no-untyped-call]
+
+
+@pytest.fixture
+def k8s_namespace(k8s_api: client.ApiClient, request: pytest.FixtureRequest) -> Iterator[str]:
+    name = _namespace_name(request.node.name)
+    core = client.CoreV1Api(k8s_api)
+    labels = {"app.kubernetes.io/created-by": "sentinel-tests"}
+    metadata = client.V1ObjectMeta(name=name, labels=labels)
+    core.create_namespace(client.V1Namespace(metadata=metadata))
+    wait_for(f"the default ServiceAccount of namespace {name}",
+             lambda: cluster.service_account_reason(k8s_api, name), timeout_s=30)
+    yield name
+    core.delete_namespace(name)  # the namespace controller finishes in the background
+
+
+def _namespace_name(test_name: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", test_name.lower()).strip("-")[:40].rstrip("-")
+    return f"t-{slug}-{secrets.token_hex(3)}"
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if _ENVIRONMENT:
+        item.stash[_OPERATOR_LOG_START] = _size(_ENVIRONMENT[0].log_path("ray-operator"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    funcargs = getattr(item, "funcargs", {})
+    env = funcargs.get("k8s_env")
+    if not report.failed or not isinstance(env, Environment):
+        return
+    start = item.stash.get(_OPERATOR_LOG_START, 0)
+    report.sections.append(
+        ("KubeRay operator log during this test", _read_from(env.log_path("ray-operator"), start))
+    )
+    namespace = funcargs.get("k8s_namespace")
+    if isinstance(namespace, str):
+        report.sections.append((f"events in namespace {namespace}", _events(env, namespace)))
+
+
+def _size(path: os.PathLike[str]) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def _read_from(path: os.PathLike[str], offset: int) -> str:
+    try:
+        with open(path, errors="replace") as handle:
+            handle.seek(offset)
+            lines = handle.read().splitlines()
+    except OSError as error:
+        return f"(cannot read {path}: {error})"
+    skipped = max(0, len(lines) - _ATTACHED_LINES)
+    head = [f"({skipped} earlier lines in {path})"] if skipped else []
+    return "\n".join(head + lines[-_ATTACHED_LINES:])
+
+
+def _events(env: Environment, namespace: str) -> str:
+    try:
+        with env.api_client() as api:
+            events = client.CoreV1Api(api).list_namespaced_event(namespace).items
+    except Exception as error:  # noqa: BLE001 - a report must not fail on its attachments
+        return f"(cannot list events: {error})"
+    rows = [
+        f"{e.type} {e.reason} {e.involved_object.kind}/{e.involved_object.name}: {e.message}"
+        for e in events
+    ]
+    return "\n".join(rows) or "(none)"
