@@ -1,7 +1,7 @@
 """Load test of ``POST /recommend``: the Ray Serve application against a plain FastAPI baseline.
 
 Both serve the same checkpoint on loopback: (a) the MovieRecommender application started exactly as
-``sentinel serve`` starts it (detached local Ray, the settings in sentinel_cli/backends/local_serve.py),
+``sentinel serve`` starts it (detached local Ray, the settings in sentinel_cli/backends/local/serving.py),
 (b) one plain FastAPI + uvicorn process with one forward pass per request. The load generator is
 ``wrk`` (``apt-get install wrk``; not needed by the test suite), one connection per concurrent
 client, 10 random movie ids per request. Printed: requests/s, p50 and p99 latency, failed
@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from sentinel_ml.serve_api import PredictRequest, PredictResponse, check_movies, check_user
+from sentinel_ml.serving.api import PredictRequest, PredictResponse, check_movies, check_user
 
 WRK_SCRIPT = r"""
 math.randomseed(%(seed)d)
@@ -63,10 +63,12 @@ def main() -> int:
         return 2
     levels = [int(c) for c in args.concurrency.split(",")]
     print(f"load before: {_uptime()}")
-    from sentinel_cli.backends import local_serve
-    from sentinel_ml.download import ensure_dataset
+    from sentinel_cli.backends.local import serving as local_serve
+    from sentinel_ml.paths import storage_root
+    from sentinel_ml.store.index import resolve_checkpoint
+    from sentinel_ml.data.download import ensure_dataset
 
-    uri, run_id = local_serve.resolve_checkpoint(args.checkpoint, args.storage)
+    uri, run_id = resolve_checkpoint(args.checkpoint, storage_root(args.storage))
     data = str(ensure_dataset(args.data))
     print(f"checkpoint: {uri}")
     work = Path(tempfile.mkdtemp(prefix="sentinel-bench-"))
@@ -84,7 +86,7 @@ def main() -> int:
         started = time.monotonic()
         serve_env = dict(kv.split("=", 1) for kv in args.serve_env)
         app_args = {k: json.loads(v) for k, v in (kv.split("=", 1) for kv in args.app_arg)}
-        from sentinel_ml.serve_config import ServeRequest
+        from sentinel_ml.serving.config import ServeRequest
 
         summary = local_serve.start(
             ServeRequest(checkpoint=uri, data=data, port=args.port, app_args=app_args),
@@ -183,7 +185,7 @@ def _run_baseline_server(args: argparse.Namespace) -> int:
     import uvicorn
     from fastapi import FastAPI
 
-    from sentinel_ml.recommender import Recommender
+    from sentinel_ml.serving.recommender import Recommender
 
     torch.set_num_threads(1)
     model = Recommender.load(args.checkpoint, Path(args.data))

@@ -53,7 +53,7 @@ def main() -> None:
         env.pop(name, None)
     sentinel = str(Path(sys.executable).with_name("sentinel"))
     warm = (
-        "from sentinel_ml.download import ensure_dataset; ensure_dataset()\n"
+        "from sentinel_ml.data.download import ensure_dataset; ensure_dataset()\n"
         "from sentinel_ml.tracking import Tracker, resolve_tracking_uri\n"
         "t = Tracker(resolve_tracking_uri()); t.close()\n"
     )

@@ -61,7 +61,7 @@ def main() -> None:
     for name in ("SENTINEL_STORAGE", "SENTINEL_MLFLOW_URI", "RAY_ADDRESS"):
         env.pop(name, None)
     warm = (
-        "from sentinel_ml.download import ensure_dataset; ensure_dataset()\n"
+        "from sentinel_ml.data.download import ensure_dataset; ensure_dataset()\n"
         "from sentinel_ml.tracking import Tracker, resolve_tracking_uri\n"
         "t = Tracker(resolve_tracking_uri()); t.close()\n"
     )

@@ -10,7 +10,7 @@ import urllib.request
 from typing import Any
 
 from sentinel_ml.errors import ConfigError, JobFailed
-from sentinel_ml.serve_config import ROUTE_PREFIX
+from sentinel_ml.serving.config import ROUTE_PREFIX
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 

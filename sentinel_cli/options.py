@@ -55,7 +55,7 @@ SplitOpt = Annotated[
 ]
 
 class Model(str, Enum):
-    """sentinel_ml.models: both are served as the same factorization checkpoint."""
+    """sentinel_ml.models.registry: both are served as the same factorization checkpoint."""
 
     mf = "mf"
     autorec = "autorec"
@@ -64,7 +64,7 @@ class Model(str, Enum):
 MODEL_HELP = ("mf: biased matrix factorization (fast, u1 test RMSE ~0.927 at its defaults); autorec: "
               "item-based AutoRec exported as a factorization (~0.90). Each has its own defaults.")
 
-# Kubernetes target options (--target k8s). No envvar= here: sentinel_cli.settings reads the
+# Kubernetes target options (--target k8s). No envvar= here: sentinel_cli.k8s.settings reads the
 # environment itself, so a set variable never counts as a flag given on the command line.
 KUBE_PANEL = "Kubernetes (--target k8s)"
 ProfileOpt = Annotated[

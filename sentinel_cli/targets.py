@@ -23,7 +23,7 @@ _RENDERING: ContextVar[bool] = ContextVar("sentinel_rendering", default=False)
 def target_name(target, profile: str | None = None) -> str:
     name = getattr(target, "value", target)
     if not name:
-        from sentinel_cli.settings import profile_target
+        from sentinel_cli.k8s.settings import profile_target
 
         name = profile_target(profile)
     return name or "local"
@@ -34,11 +34,11 @@ def resolve_target(target, profile: str | None = None) -> ModuleType | _Renderer
         return _Renderer(None)
     name = target_name(target, profile)
     if name == "local":
-        from sentinel_cli.backends import local
+        from sentinel_cli.backends.local import backend as local
 
         return local
     if name == "k8s":
-        from sentinel_cli.backends import kubernetes
+        from sentinel_cli.backends.kubernetes import backend as kubernetes
 
         return kubernetes
     raise ConfigError(f"unknown target {name!r}", hint="use --target local or --target k8s")
@@ -49,7 +49,7 @@ def call(target, deploy, method: str, *args: Any, **kwargs: Any) -> Any:
 
     Kubernetes-only flags are rejected before a local run starts.
     """
-    from sentinel_cli.kube_request import check_local
+    from sentinel_cli.k8s.request import check_local
 
     if _RENDERING.get():
         return getattr(_Renderer(deploy), method)(*args, **kwargs)
@@ -78,8 +78,8 @@ class _Renderer:
         self.deploy = deploy
 
     def __getattr__(self, method: str):
-        from sentinel_cli.backends import kubernetes
-        from sentinel_cli.kube_request import KubeRequest
+        from sentinel_cli.backends.kubernetes import backend as kubernetes
+        from sentinel_cli.k8s.request import KubeRequest
 
         def render(request=None, **_ignored: Any) -> dict[str, Any]:
             objects = kubernetes.render_objects(method, self.deploy or KubeRequest(), request)

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from sentinel_ml.data import SPLITS
+from sentinel_ml.data.movielens import SPLITS
 
 
 def add_job_args(parser: argparse.ArgumentParser, *, seed: int, split: str) -> None:

@@ -24,3 +24,8 @@ def artifacts_dir() -> Path:
 
 def default_mlflow_uri() -> str:
     return f"sqlite:///{sentinel_home() / 'mlflow.db'}"
+
+
+def storage_root(explicit: str | None = None) -> str:
+    """Checkpoint root: the flag, then $SENTINEL_STORAGE, then $SENTINEL_HOME/artifacts."""
+    return explicit or os.environ.get("SENTINEL_STORAGE") or str(artifacts_dir())

@@ -29,7 +29,7 @@ def movielens_zip() -> Path:
 @pytest.fixture(scope="session")
 def dataset_dir(tmp_path_factory, movielens_zip) -> Path:
     """The extracted dataset, made once per session through the real downloader."""
-    from sentinel_ml.download import ensure_dataset
+    from sentinel_ml.data.download import ensure_dataset
 
     return ensure_dataset(str(movielens_zip), cache_dir=tmp_path_factory.mktemp("data-cache"))
 
@@ -63,8 +63,8 @@ def trained_run(tmp_path_factory, dataset_dir):
 
     Returns the TrainResult; its record is in ``<root>/index``. Tests must not modify it.
     """
-    from sentinel_ml.config import Hyperparameters, TrainConfig
-    from sentinel_ml.train import train
+    from sentinel_ml.training.config import Hyperparameters, TrainConfig
+    from sentinel_ml.training.run import train
 
     root = tmp_path_factory.mktemp("trained")
     config = TrainConfig(
@@ -97,7 +97,7 @@ def s3_bucket(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
     import boto3
 
-    from sentinel_ml import storage
+    from sentinel_ml.store import uri as storage
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")

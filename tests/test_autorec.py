@@ -11,12 +11,13 @@ import torch
 from typer.testing import CliRunner
 
 from sentinel_cli.app import app
-from sentinel_ml import checkpoints
-from sentinel_ml.autorec import ItemAutoRec
-from sentinel_ml.batching import ItemBatches
-from sentinel_ml.config import Hyperparameters, TrainConfig
-from sentinel_ml.data import Ratings
-from sentinel_ml.network import BiasedMF
+from sentinel_ml.store import index as checkpoints
+from sentinel_ml.store.checkpoint import load_network
+from sentinel_ml.models.autorec import ItemAutoRec
+from sentinel_ml.data.batching import ItemBatches
+from sentinel_ml.training.config import Hyperparameters, TrainConfig
+from sentinel_ml.data.movielens import Ratings
+from sentinel_ml.models.biased_mf import BiasedMF
 
 runner = CliRunner()
 
@@ -79,10 +80,10 @@ def test_model_defaults_and_unknown_models() -> None:
 
 @pytest.mark.slow
 def test_autorec_training_learns_and_serves_as_a_factorization(dataset_dir, tmp_path) -> None:
-    from sentinel_ml.data import load_split
-    from sentinel_ml.loop import rmse
-    from sentinel_ml.recommender import Recommender
-    from sentinel_ml.train import train
+    from sentinel_ml.data.movielens import load_split
+    from sentinel_ml.training.loop import rmse
+    from sentinel_ml.serving.recommender import Recommender
+    from sentinel_ml.training.run import train
 
     hp = Hyperparameters.for_model("autorec", epochs=4, embedding_dim=64)
     config = TrainConfig(hp=hp, data=str(dataset_dir), storage=str(tmp_path / "artifacts"), mlflow_uri="off")
@@ -93,7 +94,7 @@ def test_autorec_training_learns_and_serves_as_a_factorization(dataset_dir, tmp_
     record = checkpoints.read_records(str(tmp_path / "artifacts"))[0]
     assert record.config["model"] == "autorec" and record.config["embedding_dim"] == 64
 
-    net, saved = checkpoints.load_network(result.checkpoints["best"])
+    net, saved = load_network(result.checkpoints["best"])
     assert saved["model_config"]["model"] == "autorec" and net.user_factors.weight.shape[1] == 64
     split = load_split(dataset_dir, "u1", seed=42)
     assert rmse(net, split.test) == pytest.approx(result.metrics["test_rmse"], abs=1e-6)
@@ -104,13 +105,13 @@ def test_autorec_training_learns_and_serves_as_a_factorization(dataset_dir, tmp_
 
 @pytest.mark.slow
 def test_autorec_trains_on_a_ddp_worker_group(ray_session, dataset_dir, tmp_path) -> None:
-    from sentinel_ml.train import train
+    from sentinel_ml.training.run import train
 
     hp = Hyperparameters.for_model("autorec", epochs=2, embedding_dim=32)
     result = train(TrainConfig(hp=hp, workers=2, data=str(dataset_dir), storage=str(tmp_path / "a"),
                                mlflow_uri="off"))
     assert [row["epoch"] for row in result.history] == [1, 2] and result.metrics["val_rmse"] < 1.2
-    net, _ = checkpoints.load_network(result.checkpoints["last"])
+    net, _ = load_network(result.checkpoints["last"])
     assert net.user_factors.weight.shape == (944, 32)
 
 
@@ -127,9 +128,9 @@ def test_cli_trains_autorec_and_rejects_an_unknown_model(sentinel_home) -> None:
 
 @pytest.mark.slow
 def test_a_tuning_study_of_autorec_indexes_its_best_factorization(ray_session, dataset_dir, tmp_path) -> None:
-    from sentinel_ml.config import StudyConfig
-    from sentinel_ml.search_space import from_mapping
-    from sentinel_ml.tune import tune
+    from sentinel_ml.tuning.config import StudyConfig
+    from sentinel_ml.tuning.search_space import from_mapping
+    from sentinel_ml.tuning.study import tune
 
     space = from_mapping({"embedding_dim": 32, "lr": [0.01, 0.02]}, "test", model="autorec")
     config = StudyConfig(model="autorec", space=space, samples=2, max_epochs=3, scheduler="fifo", concurrency=2,
@@ -139,5 +140,5 @@ def test_a_tuning_study_of_autorec_indexes_its_best_factorization(ray_session, d
     uri, record = checkpoints.resolve("best", checkpoints.read_records(str(tmp_path / "artifacts")))
     assert uri == result.checkpoints["best"] and record.config["model"] == "autorec"
     assert record.extra["model"] == "autorec"
-    net, _ = checkpoints.load_network(uri)
+    net, _ = load_network(uri)
     assert net.item_factors.weight.shape == (1683, 32)

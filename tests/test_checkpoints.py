@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sentinel_ml import checkpoints
-from sentinel_ml.checkpoints import RunRecord, resolve
+from sentinel_ml.store import index as checkpoints
+from sentinel_ml.store.index import RunRecord, resolve
 from sentinel_ml.errors import CheckpointNotFound
 
 

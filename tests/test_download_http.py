@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sentinel_ml import download
+from sentinel_ml.data import download
 from sentinel_ml.errors import DataError
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sentinel_ml.batching import TensorBatches
-from sentinel_ml.data import Ratings
-from sentinel_ml.network import BiasedMF
+from sentinel_ml.data.batching import TensorBatches
+from sentinel_ml.data.movielens import Ratings
+from sentinel_ml.models.biased_mf import BiasedMF
 
 
 def ratings(n: int) -> Ratings:

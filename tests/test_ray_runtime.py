@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from sentinel_cli.backends import local_ray
+from sentinel_cli.backends.local import ray_cluster as local_ray
 
 PROBE = r"""
 import json, os, sys
@@ -26,8 +26,8 @@ from ray.util.placement_group import placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from sentinel_ml import ray_runtime
-from sentinel_ml.config import StudyConfig
-from sentinel_ml.tune import _warm_trial_workers
+from sentinel_ml.tuning.config import StudyConfig
+from sentinel_ml.tuning.study import _warm_trial_workers
 
 config = StudyConfig(samples=4, concurrency=int(sys.argv[1]))
 ray_runtime.ensure_ray(lambda: _warm_trial_workers(config))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from sentinel_ml.errors import ConfigError
-from sentinel_ml.models import AUTOREC, MF, MODELS
-from sentinel_ml.search_space import (
+from sentinel_ml.models.registry import AUTOREC, MF, MODELS
+from sentinel_ml.tuning.search_space import (
     CHOICE,
     DEFAULTS,
     FIXED,

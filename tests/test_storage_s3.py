@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from sentinel_ml import checkpoints, storage
+from sentinel_ml.store import index as checkpoints
+from sentinel_ml.store.checkpoint import checkpoint_uri, load_network, save_checkpoint
+from sentinel_ml.store import uri as storage
 from sentinel_ml.errors import StorageError
 
 
@@ -24,8 +26,8 @@ def test_checkpoint_index_on_s3_resolves(s3_bucket) -> None:
     record = checkpoints.RunRecord(
         run_id="train-20261127-000000-abcd", kind="train", created_at="2026-11-27T00:00:00+00:00",
         config={}, metrics={"val_rmse": 0.92},
-        checkpoints={"best": checkpoints.checkpoint_uri(root, "train-20261127-000000-abcd", "best"),
-                     "last": checkpoints.checkpoint_uri(root, "train-20261127-000000-abcd", "last")},
+        checkpoints={"best": checkpoint_uri(root, "train-20261127-000000-abcd", "best"),
+                     "last": checkpoint_uri(root, "train-20261127-000000-abcd", "last")},
     )
     checkpoints.write_record(root, record)
     uri, found = checkpoints.resolve("latest", checkpoints.read_records(root))
@@ -43,14 +45,14 @@ def test_missing_object_and_bucket_are_clear_errors(s3_bucket) -> None:
 def test_checkpoint_save_and_load_on_s3(s3_bucket) -> None:
     import torch
 
-    from sentinel_ml.network import BiasedMF
+    from sentinel_ml.models.biased_mf import BiasedMF
 
     net = BiasedMF(5, 7, 3, 3.5)
-    uri = checkpoints.checkpoint_uri(s3_bucket, "train-x", "best")
+    uri = checkpoint_uri(s3_bucket, "train-x", "best")
     config = {"num_users": 5, "num_items": 7, "global_mean": 3.5, "embedding_dim": 3,
               "lr": 0.01, "regularization": 0.0, "lr_decay": 1.0}
-    checkpoints.save_checkpoint(uri, net.state_dict(), config, {"val_rmse": 1.0})
-    loaded, saved = checkpoints.load_network(uri)
+    save_checkpoint(uri, net.state_dict(), config, {"val_rmse": 1.0})
+    loaded, saved = load_network(uri)
     users, items = torch.tensor([1, 2]), torch.tensor([3, 4])
     assert torch.equal(loaded.predict(users, items), net.predict(users, items))
     assert saved["metrics"] == {"val_rmse": 1.0}

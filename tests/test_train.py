@@ -9,8 +9,9 @@ import sys
 import pytest
 import torch
 
-from sentinel_ml import checkpoints
-from sentinel_ml.config import Hyperparameters, TrainConfig
+from sentinel_ml.store import index as checkpoints
+from sentinel_ml.store.checkpoint import load_network
+from sentinel_ml.training.config import Hyperparameters, TrainConfig
 from sentinel_ml.errors import ConfigError
 
 pytestmark = pytest.mark.slow
@@ -30,16 +31,16 @@ def test_short_training_learns_and_writes_checkpoints_and_index(trained_run) -> 
 
 
 def test_checkpoint_loads_and_predicts(trained_run, dataset_dir) -> None:
-    from sentinel_ml.data import load_split
-    from sentinel_ml.loop import rmse
+    from sentinel_ml.data.movielens import load_split
+    from sentinel_ml.training.loop import rmse
 
-    net, saved = checkpoints.load_network(trained_run.checkpoints["best"])
+    net, saved = load_network(trained_run.checkpoints["best"])
     predictions = net.predict(torch.tensor([1, 1, 42]), torch.tensor([1, 2, 3]))
     assert predictions.shape == (3,) and torch.all((predictions >= 1) & (predictions <= 5))
     split = load_split(dataset_dir, "u1", seed=42)
     assert rmse(net, split.test) == pytest.approx(trained_run.metrics["test_rmse"], abs=1e-6)
     assert saved["metrics"]["val_rmse"] == pytest.approx(trained_run.metrics["val_rmse"])
-    last, _ = checkpoints.load_network(trained_run.checkpoints["last"])
+    last, _ = load_network(trained_run.checkpoints["last"])
     assert last.user_factors.weight.shape == net.user_factors.weight.shape
 
 
@@ -57,7 +58,7 @@ def test_mlflow_has_params_per_epoch_metrics_and_checkpoint(trained_run) -> None
 
 
 def test_two_workers_run_a_real_ddp_worker_group(ray_session, dataset_dir, tmp_path) -> None:
-    from sentinel_ml.train import train
+    from sentinel_ml.training.run import train
 
     events = []
     config = TrainConfig(hp=Hyperparameters(epochs=1), workers=2, data=str(dataset_dir),
@@ -66,13 +67,13 @@ def test_two_workers_run_a_real_ddp_worker_group(ray_session, dataset_dir, tmp_p
     assert [e["epoch"] for e in events if e["event"] == "epoch"] == [1]
     assert result.metrics["val_rmse"] < 1.1
     assert result.mlflow_run_id is None and result.mlflow_error is None
-    net, _ = checkpoints.load_network(result.checkpoints["best"])
+    net, _ = load_network(result.checkpoints["best"])
     assert net.predict(torch.tensor([1]), torch.tensor([1])).item() > 0
     assert (tmp_path / "artifacts" / "index" / f"{result.run_id}.json").is_file()
 
 
 def test_invalid_config_is_rejected_before_anything_starts(tmp_path) -> None:
-    from sentinel_ml.train import train
+    from sentinel_ml.training.run import train
 
     with pytest.raises(ConfigError, match="--lr must be positive"):
         train(TrainConfig(hp=Hyperparameters(lr=0.0), storage=str(tmp_path)))

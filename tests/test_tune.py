@@ -12,8 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from sentinel_cli.app import app
-from sentinel_ml.config import StudyConfig
-from sentinel_ml.search_space import from_mapping
+from sentinel_ml.tuning.config import StudyConfig
+from sentinel_ml.tuning.search_space import from_mapping
 
 runner = CliRunner()
 DIVERGES = 1e12  # a learning rate at which Adam overflows the factors in the first steps
@@ -24,7 +24,7 @@ def invoke(*args: str):
 
 
 def run_study(root, dataset_dir, **overrides):
-    from sentinel_ml.tune import tune
+    from sentinel_ml.tuning.study import tune
 
     model = overrides.pop("model", "mf")  # the study mechanics: mf, which is useful after one epoch
     space = from_mapping(overrides.pop("space", {}), "test", model=model)
@@ -74,9 +74,10 @@ def test_asha_study_reports_every_epoch_and_stops_weak_trials(study) -> None:
 
 @pytest.mark.slow
 def test_best_trial_checkpoint_is_indexed_and_resolves_as_best(study, dataset_dir) -> None:
-    from sentinel_ml import checkpoints
-    from sentinel_ml.data import load_split
-    from sentinel_ml.loop import rmse
+    from sentinel_ml.store import index as checkpoints
+    from sentinel_ml.store.checkpoint import load_checkpoint, load_network
+    from sentinel_ml.data.movielens import load_split
+    from sentinel_ml.training.loop import rmse
 
     result = study.result
     # A worse training run in the same index: `best` must still pick the study's checkpoint.
@@ -91,12 +92,12 @@ def test_best_trial_checkpoint_is_indexed_and_resolves_as_best(study, dataset_di
     assert record.metrics["val_rmse"] == pytest.approx(result.best["val_rmse"])
     assert record.extra["best_trial"] == result.best["trial_id"]
 
-    net, saved = checkpoints.load_network(uri)
+    net, saved = load_network(uri)
     split = load_split(dataset_dir, "u1", seed=study.config.seed)
     assert rmse(net, split.test) == pytest.approx(record.metrics["test_rmse"], abs=1e-6)
     assert saved["metrics"]["epoch"] == result.best["best_epoch"]
     if result.best["state"] == "completed":
-        assert checkpoints.load_checkpoint(result.checkpoints["last"])["metrics"]["epoch"] == 2
+        assert load_checkpoint(result.checkpoints["last"])["metrics"]["epoch"] == 2
 
 
 @pytest.mark.slow
@@ -150,13 +151,13 @@ def test_two_workers_per_trial_run_a_torchtrainer_and_release_their_cpus(ray_ses
                                                                           tmp_path) -> None:
     import time
 
-    from sentinel_ml import checkpoints
+    from sentinel_ml.store import index as checkpoints
 
     study = run_study(tmp_path, dataset_dir, samples=1, max_epochs=1, concurrency=1, workers_per_trial=2,
                       cpus_per_trial=0.5, space={"embedding_dim": 16, "batch_size": 1024})
     result = study.result
     assert result.counts == {"completed": 1, "stopped early": 0, "failed": 0}, result.trials
-    assert checkpoints.load_checkpoint(result.checkpoints["best"])["metrics"]["epoch"] == 1
+    assert load_checkpoint(result.checkpoints["best"])["metrics"]["epoch"] == 1
     # Tune ends each trial by killing it; the Ray Train workers' placement groups must not outlive it.
     total = ray_session.cluster_resources()["CPU"]
     deadline = time.monotonic() + 60
@@ -228,7 +229,7 @@ def test_module_entrypoint_rejects_a_bad_space_file(sentinel_home, tmp_path) -> 
 def test_decision_epochs_are_ray_asha_rungs_and_the_last_epoch(max_t, grace, factor) -> None:
     from ray.tune.schedulers import ASHAScheduler
 
-    from sentinel_ml.tune_trial import decision_epochs
+    from sentinel_ml.tuning.trial import decision_epochs
 
     scheduler = ASHAScheduler(time_attr="epoch", metric="val_rmse", mode="min", max_t=max_t,
                               grace_period=min(grace, max_t), reduction_factor=factor)
@@ -238,7 +239,7 @@ def test_decision_epochs_are_ray_asha_rungs_and_the_last_epoch(max_t, grace, fac
 
 
 def test_trial_checkpoints_only_where_the_scheduler_may_stop_it() -> None:
-    from sentinel_ml.tune_trial import CheckpointPolicy
+    from sentinel_ml.tuning.trial import CheckpointPolicy
 
     policy = CheckpointPolicy((1, 4, 10))
     val = [1.2, 1.1, 1.0, 1.05, 0.9, 0.95, 0.97, 0.99, 0.98, 0.96]
@@ -253,7 +254,7 @@ def test_trial_checkpoints_only_where_the_scheduler_may_stop_it() -> None:
 
 
 def test_study_defaults_follow_the_model() -> None:
-    from sentinel_ml.tune import default_concurrency
+    from sentinel_ml.tuning.study import default_concurrency
 
     autorec, mf = StudyConfig(), StudyConfig(model="mf")
     assert (autorec.model, autorec.max_epochs, autorec.grace_period, autorec.reduction_factor) == ("autorec", 30, 1, 4)

@@ -25,8 +25,9 @@ def build(
     output: options.OutputOpt = OutputFormat.table,
 ) -> None:
     """Build Dockerfile.train and Dockerfile.serve (FROM the official Ray image of our Ray version)."""
-    from sentinel_cli import console, images, settings
-    from sentinel_cli.kube_request import Overrides
+    from sentinel_cli import console, images
+    from sentinel_cli.k8s import settings
+    from sentinel_cli.k8s.request import Overrides
 
     config = settings.load(Overrides(profile=profile))
     refs = images.image_refs(registry, tag, {"train": config.images.train, "serve": config.images.serve})

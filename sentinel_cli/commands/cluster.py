@@ -33,10 +33,12 @@ def render(
 ) -> None:
     """Print an eksctl ClusterConfig (on-demand heads, spot workers, IRSA, autoscaler tags) and the
     cluster-autoscaler manifest. Nothing is sent anywhere."""
-    from sentinel_cli import console, eks, settings
-    from sentinel_cli.kube_request import Overrides
-    from sentinel_cli.render import to_yaml
-    from sentinel_ml.storage import split_s3
+    from sentinel_cli import console
+    from sentinel_cli.aws import eks
+    from sentinel_cli.k8s import settings
+    from sentinel_cli.k8s.request import Overrides
+    from sentinel_cli.k8s.render import to_yaml
+    from sentinel_ml.store.uri import split_s3
 
     config = settings.load(Overrides(profile=profile, namespace=namespace, storage=storage))
     bucket, prefix = split_s3(config.storage) if config.storage else (None, "")

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from sentinel_cli import options
-from sentinel_cli.kube_request import kube_request, require_k8s
+from sentinel_cli.k8s.request import kube_request, require_k8s
 from sentinel_cli.output import OutputFormat, emit, key_value_table
 
 
@@ -21,7 +21,7 @@ def delete(
     output: options.OutputOpt = OutputFormat.table,
 ) -> None:
     """Delete a Sentinel-managed object on Kubernetes; KubeRay removes its clusters and pods."""
-    from sentinel_cli.backends import kubernetes
+    from sentinel_cli.backends.kubernetes import backend as kubernetes
 
     require_k8s(target, "delete")
 

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from sentinel_cli import options
-from sentinel_cli.kube_request import kube_request, require_k8s
+from sentinel_cli.k8s.request import kube_request, require_k8s
 
 
 def logs(
@@ -21,7 +21,7 @@ def logs(
     timeout: options.TimeoutOpt = None,
 ) -> None:
     """Print the logs of a RayJob's driver (its submitter pod) or of a RayService's head, on stderr."""
-    from sentinel_cli.backends import kubernetes
+    from sentinel_cli.backends.kubernetes import backend as kubernetes
 
     require_k8s(target, "logs")
     kubernetes.logs(name, follow=follow, deploy=kube_request(profile=profile, namespace=namespace,

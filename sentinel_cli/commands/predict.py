@@ -10,7 +10,7 @@ import typer
 from sentinel_cli import api_client, options
 from sentinel_cli.output import OutputFormat, emit, records_table
 from sentinel_ml.errors import ConfigError
-from sentinel_ml.serve_config import DEFAULT_URL
+from sentinel_ml.serving.config import DEFAULT_URL
 
 UserOpt = Annotated[int, typer.Option("--user", "-u", min=1, help="MovieLens user id (1-943).")]
 

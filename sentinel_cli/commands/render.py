@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from sentinel_cli import options
-from sentinel_cli.kube_request import kube_request
+from sentinel_cli.k8s.request import kube_request
 from sentinel_cli.output import OutputFormat, emit
 from sentinel_cli.targets import call, rendering
 

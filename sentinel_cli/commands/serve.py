@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from sentinel_cli import options
-from sentinel_cli.kube_request import kube_request
+from sentinel_cli.k8s.request import kube_request
 from sentinel_cli.output import OutputFormat, emit, key_value_table
 from sentinel_cli.targets import call, target_name
 
@@ -53,7 +53,7 @@ def serve(
     if ctx.invoked_subcommand:
         return  # `sentinel serve stop`
     from sentinel_ml.errors import ConfigError
-    from sentinel_ml.serve_config import ServeRequest
+    from sentinel_ml.serving.config import ServeRequest
 
     scaling = {k: v for k, v in (("min_replicas", min_replicas), ("max_replicas", max_replicas)) if v is not None}
     kube = target_name(target, profile) == "k8s"

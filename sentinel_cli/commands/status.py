@@ -8,7 +8,7 @@ import typer
 
 from sentinel_cli import options
 from sentinel_cli.output import OutputFormat, emit, records_table
-from sentinel_cli.kube_request import kube_request
+from sentinel_cli.k8s.request import kube_request
 from sentinel_cli.targets import call
 
 RUN_COLUMNS = [

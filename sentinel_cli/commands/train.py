@@ -8,7 +8,7 @@ import typer
 
 from sentinel_cli import options
 from sentinel_cli.output import OutputFormat, emit, key_value_table
-from sentinel_cli.kube_request import kube_request
+from sentinel_cli.k8s.request import kube_request
 from sentinel_cli.targets import call
 
 
@@ -49,7 +49,7 @@ def train(
     timeout: options.TimeoutOpt = None,
 ) -> None:
     """Train the recommender (a matrix factorization) with Ray Train + Lightning on MovieLens 100k."""
-    from sentinel_ml.config import Hyperparameters, TrainConfig
+    from sentinel_ml.training.config import Hyperparameters, TrainConfig
 
     hp = Hyperparameters.for_model(model.value, epochs=epochs, batch_size=batch_size, lr=lr,
                                    embedding_dim=embedding_dim, regularization=regularization,

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from sentinel_cli import options
-from sentinel_cli.kube_request import kube_request
+from sentinel_cli.k8s.request import kube_request
 from sentinel_cli.output import OutputFormat, emit, key_value_table, records_table
 from sentinel_cli.targets import call
 
@@ -69,8 +69,8 @@ def tune(
     timeout: options.TimeoutOpt = None,
 ) -> None:
     """Tune the recommender's hyperparameters with Ray Tune; the best trial's checkpoint becomes `best`."""
-    from sentinel_ml.config import StudyConfig
-    from sentinel_ml.search_space import load_space
+    from sentinel_ml.tuning.config import StudyConfig
+    from sentinel_ml.tuning.search_space import load_space
 
     config = StudyConfig(
         model=model.value, space=load_space(space, model.value), samples=samples, max_epochs=max_epochs,

@@ -1,7 +1,7 @@
 """``sentinel up`` / ``down`` / ``doctor``: bring the platform up, take it down, check it.
 
 Locally there is nothing to install: ``up`` checks the prerequisites. On Kubernetes ``up`` installs
-the KubeRay operator, MLflow with MinIO, and monitoring objects (``sentinel_cli.kube_platform``).
+the KubeRay operator, MLflow with MinIO, and monitoring objects (``sentinel_cli.backends.kubernetes.platform``).
 Each prints one row per component or check; a failed one makes the exit code 1.
 """
 
@@ -40,13 +40,13 @@ def up(
 ) -> None:
     """Bring the platform up (idempotent) and print each component and its state."""
     if _is_local(target, profile):
-        from sentinel_cli import local_platform
+        from sentinel_cli.backends.local import platform as local_platform
 
         _reject_kube_flags(namespace=namespace, crds=crds, metrics_server=metrics_server, role_arn=role_arn,
                            dry_run=dry_run)
         _finish(_report("local", local_platform.prerequisites(data, storage, mlflow_uri)), output)
         return
-    from sentinel_cli import kube_platform
+    from sentinel_cli.backends.kubernetes import platform as kube_platform
 
     request = kube_platform.UpRequest(crds=crds, metrics_server=metrics_server, role_arn=role_arn,
                                       dry_run=dry_run)
@@ -71,7 +71,7 @@ def down(
         item = Item("platform", SKIP, "nothing installed on the local target; data stays in $SENTINEL_HOME")
         _finish(_report("local", [item]), output)
         return
-    from sentinel_cli import kube_platform
+    from sentinel_cli.backends.kubernetes import platform as kube_platform
 
     _finish(kube_platform.down(_settings(profile, namespace, None), purge=purge, dry_run=dry_run), output)
 
@@ -87,12 +87,12 @@ def doctor(
 ) -> None:
     """Run the troubleshooting checklist: pass or fail, with the fix for each failure (exit 1 if any)."""
     if _is_local(target, profile):
-        from sentinel_cli import local_platform
+        from sentinel_cli.backends.local import platform as local_platform
 
         _reject_kube_flags(namespace=namespace)
         _finish(_report("local", local_platform.doctor(data, storage, mlflow_uri)), output)
         return
-    from sentinel_cli import kube_platform
+    from sentinel_cli.backends.kubernetes import platform as kube_platform
 
     _finish(kube_platform.doctor(_settings(profile, namespace, storage)), output)
 
@@ -104,8 +104,8 @@ def _is_local(target, profile: str | None) -> bool:
 
 
 def _settings(profile: str | None, namespace: str | None, storage: str | None):
-    from sentinel_cli import settings
-    from sentinel_cli.kube_request import Overrides
+    from sentinel_cli.k8s import settings
+    from sentinel_cli.k8s.request import Overrides
 
     return settings.load(Overrides(profile=profile, namespace=namespace, storage=storage))
 

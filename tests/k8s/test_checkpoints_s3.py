@@ -14,18 +14,20 @@ import pytest
 from typer.testing import CliRunner
 
 from sentinel_cli.app import app
-from sentinel_cli.backends.kubernetes import resolve_checkpoint
-from sentinel_cli.kube_request import Overrides
-from sentinel_cli.settings import load
-from sentinel_ml import checkpoints, storage
+from sentinel_cli.backends.kubernetes.backend import resolve_checkpoint
+from sentinel_cli.k8s.request import Overrides
+from sentinel_cli.k8s.settings import load
+from sentinel_ml.store import index as checkpoints
+from sentinel_ml.store.checkpoint import checkpoint_uri
+from sentinel_ml.store import uri as storage
 from tests.testenv.process import wait_for
 
 
 def _record(root: str, run_id: str, val_rmse: float, created_at: str) -> checkpoints.RunRecord:
     record = checkpoints.RunRecord(
         run_id=run_id, kind="train", created_at=created_at, config={}, metrics={"val_rmse": val_rmse},
-        checkpoints={"best": checkpoints.checkpoint_uri(root, run_id, "best"),
-                     "last": checkpoints.checkpoint_uri(root, run_id, "last")})
+        checkpoints={"best": checkpoint_uri(root, run_id, "best"),
+                     "last": checkpoint_uri(root, run_id, "last")})
     checkpoints.write_record(root, record)
     return record
 

@@ -26,10 +26,11 @@ from kubernetes import client
 from typer.testing import CliRunner
 
 from sentinel_cli.app import app
-from sentinel_cli.backends import kubernetes as backend
-from sentinel_cli.kube_request import kube_request
-from sentinel_ml import checkpoints
-from sentinel_ml.config import StudyConfig
+from sentinel_cli.backends.kubernetes import backend
+from sentinel_cli.k8s.request import kube_request
+from sentinel_ml.store import index as checkpoints
+from sentinel_ml.store.checkpoint import checkpoint_uri
+from sentinel_ml.tuning.config import StudyConfig
 from tests.testenv.dashboard import Outcome
 from tests.testenv.process import wait_for
 from tests.k8s.proxy import DroppingProxy
@@ -83,8 +84,8 @@ class _Cluster:
         record = checkpoints.RunRecord(
             run_id=run_id, kind="train", created_at=created_at, config={"epochs": 2},
             metrics={"val_rmse": val_rmse, "test_rmse": val_rmse + 0.01, "best_epoch": 2},
-            checkpoints={"best": checkpoints.checkpoint_uri(self.storage, run_id, "best"),
-                         "last": checkpoints.checkpoint_uri(self.storage, run_id, "last")})
+            checkpoints={"best": checkpoint_uri(self.storage, run_id, "best"),
+                         "last": checkpoint_uri(self.storage, run_id, "last")})
         checkpoints.write_record(self.storage, record)
         return record
 
@@ -433,8 +434,11 @@ def test_serve_with_an_empty_index_says_to_train_first(cluster) -> None:
 def test_status_of_200_rayjobs_makes_one_list_call_per_kind(cluster, monkeypatch) -> None:
     from kubernetes.client import rest
 
-    from sentinel_cli import kube, manifests, render, settings
-    from sentinel_ml.config import TrainConfig
+    from sentinel_cli.k8s import client as kube
+    from sentinel_cli.k8s import manifests
+    from sentinel_cli.k8s import render
+    from sentinel_cli.k8s import settings
+    from sentinel_ml.training.config import TrainConfig
 
     kube_settings = settings.load()
     with kube.connect(namespace=cluster.namespace) as api:

@@ -17,10 +17,13 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from sentinel_cli import manifests, render, settings
+from sentinel_cli.k8s import manifests
+from sentinel_cli.k8s import render
+from sentinel_cli.k8s import settings
 from sentinel_cli.app import app
-from sentinel_cli.kube_request import Overrides
-from sentinel_ml.config import Hyperparameters, StudyConfig, TrainConfig
+from sentinel_cli.k8s.request import Overrides
+from sentinel_ml.training.config import Hyperparameters, TrainConfig
+from sentinel_ml.tuning.config import StudyConfig
 from sentinel_ml.errors import ConfigError
 from tests.k8s.conftest import EXPECTED, PROFILE
 
@@ -108,7 +111,7 @@ def test_tune_entrypoint_is_what_the_tuning_module_parses(kube_env) -> None:
 
 
 def test_a_custom_space_file_travels_inline_with_the_tuning_job(kube_env, tmp_path: Path) -> None:
-    from sentinel_ml.search_space import load_space
+    from sentinel_ml.tuning.search_space import load_space
     from sentinel_ml.tune import build_parser, config_from_args
 
     file = tmp_path / "space.yaml"
@@ -132,8 +135,8 @@ def test_train_entrypoint_carries_the_model_and_its_defaults(kube_env) -> None:
 def test_serve_config_is_a_valid_serve_application_with_the_checkpoint(kube_env) -> None:
     from ray.serve.schema import ServeDeploySchema
 
-    from sentinel_ml import serve_config
-    from sentinel_ml.serve import ServeArgs
+    from sentinel_ml.serving import config as serve_config
+    from sentinel_ml.serving.app import ServeArgs
 
     service = render.render("serve", _values("serve"))[1]
     config = yaml.safe_load(service["spec"]["serveConfigV2"])
@@ -251,7 +254,7 @@ def test_templates_are_found_through_the_environment(kube_env, tmp_path: Path, m
     monkeypatch.setenv(render.TEMPLATES_ENV, str(tmp_path / "nowhere"))
     render._environment.cache_clear()
     # an explicit folder without templates falls back to the source tree's
-    assert render.templates_dir() == Path(render.__file__).resolve().parents[1] / "templates"
+    assert render.templates_dir() == Path(render.__file__).resolve().parents[2] / "templates"
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from sentinel_cli import settings
+from sentinel_cli.k8s import settings
 from sentinel_cli.app import app
-from sentinel_cli.kube_request import KubeRequest, Overrides, check_local, kube_request
+from sentinel_cli.k8s.request import KubeRequest, Overrides, check_local, kube_request
 from sentinel_cli.targets import resolve_target, target_name
 from sentinel_ml.errors import ConfigError
 from tests.k8s.conftest import PROFILE
@@ -54,7 +54,7 @@ def test_the_default_profile_is_found_in_sentinel_home(kube_env) -> None:
     (kube_env / "config.yaml").write_text("target: k8s\nkubernetes:\n  namespace: home-ns\n")
     assert settings.load(environ={}).namespace == "home-ns"
     assert target_name(None) == "k8s"
-    assert resolve_target(None).__name__ == "sentinel_cli.backends.kubernetes"
+    assert resolve_target(None).__name__ == "sentinel_cli.backends.kubernetes.backend"
     assert target_name("local") == "local"  # the flag wins
 
 

@@ -16,8 +16,8 @@ def main() -> None:
     import ray
     from ray import serve
 
-    from sentinel_ml.serve import ServeArgs, app_builder
-    from sentinel_ml.serve_config import APP_NAME, ROUTE_PREFIX
+    from sentinel_ml.serving.app import ServeArgs, app_builder
+    from sentinel_ml.serving.config import APP_NAME, ROUTE_PREFIX
 
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              logging_level=logging.WARNING, _metrics_export_port=metrics_port)

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from sentinel_cli import eks
+from sentinel_cli.aws import eks
 from sentinel_cli.app import app
 
 
@@ -49,7 +49,7 @@ def test_cluster_config_node_groups_irsa_and_discovery_tags(sentinel_home) -> No
 
 def test_labels_match_what_the_kubernetes_target_selects(sentinel_home) -> None:
     """The spot group's labels and taint are exactly the training workers' selector and toleration."""
-    from sentinel_cli.settings import KubeSettings
+    from sentinel_cli.k8s.settings import KubeSettings
 
     settings = KubeSettings()
     config = eks.cluster_config(eks.EksCluster())

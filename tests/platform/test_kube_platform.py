@@ -9,7 +9,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from sentinel_cli import kube_platform
+from sentinel_cli.backends.kubernetes import platform as kube_platform
 from sentinel_cli.app import app
 
 pytestmark = pytest.mark.k8s
@@ -88,8 +88,8 @@ def test_doctor_names_a_missing_label_and_an_unschedulable_size(kube_cli, monkey
     monkeypatch.setenv("SENTINEL_PROFILE", "")
     result = CliRunner().invoke(app, ["doctor", "--target", "k8s", "-o", "json"])
     assert result.exit_code == 0 or result.exit_code == 1
-    from sentinel_cli import settings as settings_module
-    from sentinel_cli.kube_request import Overrides
+    from sentinel_cli.k8s import settings as settings_module
+    from sentinel_cli.k8s.request import Overrides
 
     settings = settings_module.load(Overrides(sets=("spot.node_selector.intention=gpu", "worker.cpu=64")))
     report = kube_platform.doctor(settings)
@@ -101,7 +101,7 @@ def test_doctor_names_a_missing_label_and_an_unschedulable_size(kube_cli, monkey
 
 
 def test_doctor_names_a_missing_crd(kube_cli) -> None:
-    from sentinel_cli import settings as settings_module
+    from sentinel_cli.k8s import settings as settings_module
 
     report = kube_platform.doctor(settings_module.load(), crds=("rayclusters.ray.io", "raynothings.ray.io"))
     crds = {i["name"]: i for i in report["items"]}["kuberay crds"]
@@ -111,7 +111,7 @@ def test_doctor_names_a_missing_crd(kube_cli) -> None:
 def test_metrics_server_is_opt_in_installed_once_and_removed_by_down(kube_cli, k8s_api) -> None:
     from kubernetes import client
 
-    from sentinel_cli import platform_objects
+    from sentinel_cli.k8s import platform_objects
 
     apps = client.AppsV1Api(k8s_api)
     try:

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import yaml
 
-from sentinel_cli import monitoring
+from sentinel_cli.k8s import monitoring
 from tests.testenv.process import wait_for
 
 REPO = Path(__file__).resolve().parents[2]

@@ -20,8 +20,8 @@ def served_app(ray_session, trained_run, dataset_dir):
     """The application behind Serve's own HTTP proxy, one replica, on a free loopback port."""
     from ray import serve
 
-    from sentinel_ml.serve import ServeArgs, app_builder
-    from sentinel_ml.serve_config import APP_NAME, ROUTE_PREFIX
+    from sentinel_ml.serving.app import ServeArgs, app_builder
+    from sentinel_ml.serving.config import APP_NAME, ROUTE_PREFIX
 
     port = free_port()
     checkpoint = trained_run.checkpoints["best"]

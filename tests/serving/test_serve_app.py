@@ -22,7 +22,7 @@ def client(served_app):
 @pytest.fixture(scope="module")
 def model(served_app):
     """The same checkpoint loaded in the test process: the reference for the API's answers."""
-    from sentinel_ml.recommender import Recommender
+    from sentinel_ml.serving.recommender import Recommender
 
     return Recommender.load(served_app.checkpoint, served_app.dataset_dir)
 
@@ -48,7 +48,7 @@ def test_the_documented_cap_of_movie_ids_is_accepted(client):
 
 
 def test_top_k_are_unrated_movies_with_titles_best_first(client, model, served_app):
-    from sentinel_ml.data import read_ratings
+    from sentinel_ml.data.movielens import read_ratings
 
     response = client.get("/42/top", params={"k": 7, "min_ratings": 0})
 

@@ -10,10 +10,10 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from sentinel_cli.app import app
-from sentinel_ml import checkpoints
-from sentinel_ml.checkpoints import RunRecord
+from sentinel_ml.store import index as checkpoints
+from sentinel_ml.store.index import RunRecord
 from sentinel_ml.errors import CheckpointNotFound
-from sentinel_ml.serve_api import ApiError, PredictRequest, check_movies, check_user, validation_message
+from sentinel_ml.serving.api import ApiError, PredictRequest, check_movies, check_user, validation_message
 
 runner = CliRunner()
 
@@ -70,7 +70,7 @@ def test_validation_message_is_one_readable_line():
 def test_app_args_defaults_follow_the_design():
     from ray.serve.config import AutoscalingConfig
 
-    from sentinel_ml.serve import ServeArgs
+    from sentinel_ml.serving.app import ServeArgs
 
     options = ServeArgs(checkpoint="/x/runs/r/best.pt").deployment_options()
     autoscaling = options["autoscaling_config"]
@@ -86,7 +86,7 @@ def test_app_builder_takes_a_rayservice_args_dict():
     from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
     from ray.serve.deployment import Application
 
-    from sentinel_ml.serve import app_builder
+    from sentinel_ml.serving.app import app_builder
 
     args = {"checkpoint": "s3://bucket/runs/r/best.pt", "run_id": "r", "min_replicas": 2, "max_replicas": 3}
     built = call_user_app_builder_with_args_if_necessary(app_builder, args)
@@ -143,7 +143,7 @@ def _index(root, records):
 
 
 def test_resolve_against_a_storage_root_checks_the_file_exists(tmp_path):
-    from sentinel_cli.backends.local_serve import resolve_checkpoint
+    from sentinel_ml.store.index import resolve_checkpoint
 
     root = tmp_path / "ckpt"
     records = [_record(r.run_id, r.created_at, r.metrics["val_rmse"], str(root)) for r in RECORDS]
@@ -203,8 +203,8 @@ def test_status_without_serving_says_so(sentinel_home):
 
 def test_api_client_endpoint_and_local_replica_cap():
     from sentinel_cli.api_client import endpoint
-    from sentinel_cli.backends.local_serve import local_max_replicas
-    from sentinel_ml.recommender import run_id_from_uri
+    from sentinel_cli.backends.local.serving import local_max_replicas
+    from sentinel_ml.serving.recommender import run_id_from_uri
 
     assert endpoint("http://h:1") == endpoint("http://h:1/recommend/") + "" == "http://h:1/recommend"
     assert endpoint("http://h:1/", "/7/top?k=3") == "http://h:1/recommend/7/top?k=3"

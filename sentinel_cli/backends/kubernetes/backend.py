@@ -1,0 +1,434 @@
+"""The Kubernetes target: KubeRay RayJobs (train, tune), a RayService (serve), RayClusters.
+
+Every function renders the objects (``render``), applies them with server-side apply
+(``kube.Kube.apply``) and, unless told not to wait, follows them to an outcome (``watch``). The
+RayJob's status decides the exit code: JobFailed (1), WaitTimeout (3); Ctrl-C while following
+raises ``Detached`` with the command that reattaches. Progress goes to stderr, results are returned.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from datetime import datetime, timezone
+from typing import Any
+
+from sentinel_cli import console
+from sentinel_cli.k8s.request import KubeRequest
+from sentinel_ml.errors import ConfigError, JobFailed, StorageError
+
+NAME = "k8s"
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+def train(config, deploy: KubeRequest | None = None) -> dict[str, Any]:
+    """A RayJob running ``python -m sentinel_ml.train`` for ``config`` (a TrainConfig)."""
+    from sentinel_cli.k8s import manifests
+    from sentinel_ml.store.index import new_run_id
+
+    config.validate()
+    deploy = _from_config(deploy, config)
+    settings = _settings(deploy)
+    name = deploy.name or config.run_id or new_run_id("train")
+    return _run_job("train", manifests.train_values(settings, config, name), settings, name, deploy)
+
+
+def tune(config, deploy: KubeRequest | None = None) -> dict[str, Any]:
+    """A RayJob running ``python -m sentinel_ml.tune`` for ``config`` (a StudyConfig)."""
+    from sentinel_cli.k8s import manifests
+    from sentinel_ml.store.index import new_run_id
+
+    config.validate()
+    deploy = _from_config(deploy, config)
+    settings = _settings(deploy)
+    name = deploy.name or config.run_id or new_run_id("tune")
+    values = manifests.tune_values(settings, manifests.tune_args(config), name)
+    return _run_job("tune", values, settings, name, deploy)
+
+
+def serve(request, deploy: KubeRequest | None = None) -> dict[str, Any]:
+    """Resolve the checkpoint through the index in S3, apply the RayService, wait until Ready.
+
+    ``request``: a checkpoint reference (latest, best, run id, s3:// URI) or an object with one in
+    ``.checkpoint`` (the serve command's request).
+    """
+    from sentinel_cli.k8s import manifests
+    from sentinel_cli.k8s.client import RAYSERVICE
+    from sentinel_cli.k8s.render import render
+    from sentinel_cli.k8s.watch import wait_rayservice
+
+    deploy = deploy or KubeRequest()
+    settings = _settings(deploy)
+    uri, run_id = resolve_checkpoint(_checkpoint_reference(request), settings)
+    _say(f"checkpoint: {uri}" + (f" (run {run_id})" if run_id else ""))
+    values = manifests.serve_values(settings, uri, run_id, deploy.name)
+    objects = render("serve", values)
+    name = values["name"]
+    with _connect(settings) as kube:
+        previous = kube.get(RAYSERVICE, name) if not deploy.dry_run else None
+        applied = _apply(kube, objects, deploy.dry_run)
+        result = {"target": NAME, "namespace": kube.namespace, "rayservice": name, "checkpoint": uri,
+                  "run_id": run_id, "endpoint": endpoint(name, kube.namespace, settings.serve.port)}
+        if deploy.dry_run:
+            return {**result, "dry_run": True, "objects": applied}
+        before = _annotation(previous, manifests.CHECKPOINT)
+        if previous is not None and before != uri:
+            _say(f"upgrading RayService {name} in place: {before} -> {uri}")
+        result["previous_checkpoint"] = before
+        if not deploy.wait:
+            return {**result, "state": "applied"}
+        try:
+            state = wait_rayservice(kube, name, timeout_s=_timeout(deploy, settings), on_wait=_waiting)
+        except KeyboardInterrupt:
+            raise _detached("RayService", name, kube.namespace, follow=False) from None
+        _say(f"RayService {name} is Ready")
+        return {**result, "state": "Ready", "applications": {k: v[0] for k, v in state.applications.items()}}
+
+
+def cluster(deploy: KubeRequest | None = None) -> dict[str, Any]:
+    """A standalone RayCluster (for interactive work); returns once applied."""
+    from sentinel_cli.k8s import manifests
+    from sentinel_cli.k8s.render import render
+
+    deploy = deploy or KubeRequest()
+    settings = _settings(deploy)
+    objects = render("cluster", manifests.cluster_values(settings, deploy.name or "sentinel"))
+    with _connect(settings) as kube:
+        applied = _apply(kube, objects, deploy.dry_run)
+        return {"target": NAME, "namespace": kube.namespace, "objects": applied}
+
+
+def render_objects(what: str, deploy: KubeRequest, request=None) -> list[dict]:
+    """Exactly what ``what`` would apply for ``request``, without a cluster.
+
+    ``request``: the TrainConfig (train), StudyConfig (tune) or checkpoint reference (serve; a named
+    one is resolved through the index in S3).
+    """
+    from sentinel_cli.k8s import manifests
+    from sentinel_cli.k8s.render import render
+    from sentinel_ml.store.index import new_run_id
+
+    if what in ("train", "tune"):
+        deploy = _from_config(deploy, request)
+    settings = _settings(deploy)
+    if what in ("train", "tune"):
+        name = deploy.name or request.run_id or new_run_id(what)
+        if what == "train":
+            return render("train", manifests.train_values(settings, request, name))
+        return render("tune", manifests.tune_values(settings, manifests.tune_args(request), name))
+    if what == "serve":
+        uri, run_id = resolve_checkpoint(_checkpoint_reference(request), settings)
+        return render("serve", manifests.serve_values(settings, uri, run_id, deploy.name))
+    if what == "cluster":
+        return render("cluster", manifests.cluster_values(settings, deploy.name or "sentinel"))
+    raise ConfigError(f"nothing to render for {what!r}", hint="use train, tune, serve or cluster")
+
+
+def _checkpoint_reference(request) -> str:
+    """A checkpoint reference from a string or a request object that has one (``.checkpoint``)."""
+    return getattr(request, "checkpoint", request) or "latest"
+
+
+def status(storage: str | None = None, limit: int = 20, deploy: KubeRequest | None = None) -> dict[str, Any]:
+    """What Sentinel manages: one LIST call per kind, filtered by label on the server."""
+    from sentinel_cli.k8s import manifests
+    from sentinel_cli.k8s.client import RAYCLUSTER, RAYJOB, RAYSERVICE
+
+    deploy = deploy or KubeRequest()
+    settings = _settings(deploy)
+    now = datetime.now(timezone.utc)
+    with _connect(settings) as kube:
+        everywhere = deploy.all_namespaces
+        jobs = kube.list(RAYJOB, manifests.SELECTOR, everywhere)
+        services = kube.list(RAYSERVICE, manifests.SELECTOR, everywhere)
+        clusters = kube.list(RAYCLUSTER, manifests.SELECTOR, everywhere)
+        namespace = "*" if everywhere else kube.namespace
+    jobs.sort(key=_created, reverse=True)
+    standalone = [c for c in clusters if "ray.io/originated-from-crd" not in _labels(c)]
+    rows = ([_job_row(j, now) for j in jobs[:limit]] + [_service_row(s, now) for s in services]
+            + [_cluster_row(c, now) for c in standalone])
+    return {"target": NAME, "namespace": namespace, "objects": rows,
+            "counts": {"RayJob": len(jobs), "RayService": len(services), "RayCluster": len(standalone)},
+            "shown_jobs": min(limit, len(jobs))}
+
+
+def logs(name: str, follow: bool = False, deploy: KubeRequest | None = None) -> dict[str, Any]:
+    """Print the driver log of a RayJob (its submitter pod) or the head log of a RayService."""
+    from sentinel_cli.k8s.client import RAYCLUSTER, RAYJOB, RAYSERVICE, NotFound
+    from sentinel_cli.k8s.watch import (HEAD_CONTAINER, SUBMITTER_CONTAINER, follow_pod, follow_rayjob,
+                                    rayjob_pods, rayjob_state, rayservice_state)
+
+    deploy = deploy or KubeRequest()
+    settings = _settings(deploy)
+    with _connect(settings) as kube:
+        job = kube.get(RAYJOB, name)
+        if job is not None:
+            state = rayjob_state(job)
+            if follow and not state.terminal:
+                try:
+                    state = follow_rayjob(kube, name, timeout_s=_timeout(deploy, settings),
+                                          on_line=_driver_line, on_wait=_waiting)
+                except KeyboardInterrupt:
+                    raise _detached("RayJob", name, kube.namespace, follow=True) from None
+                return _finish_job(state, kube.namespace, settings, with_record=False)
+            _, submitter = rayjob_pods(kube, name, None)
+            if submitter is None:
+                raise NotFound(f"RayJob {name} has no submitter pod yet ({state.describe()})",
+                               hint=f"follow it until it starts: sentinel logs {name} -n {kube.namespace} -f")
+            follow_pod(kube, submitter["metadata"]["name"], SUBMITTER_CONTAINER, _driver_line, follow=False)
+            return {"kind": "RayJob", "name": name, "state": state.describe()}
+        service = kube.get(RAYSERVICE, name)
+        clusters: tuple[str, ...] = ()
+        kind = "RayService"
+        if service is not None:
+            clusters = rayservice_state(service).clusters
+        elif kube.get(RAYCLUSTER, name) is not None:
+            kind, clusters = "RayCluster", (name,)
+        else:
+            raise NotFound(f"no RayJob, RayService or RayCluster named {name} in namespace {kube.namespace}",
+                           hint="list them: sentinel status --target k8s")
+        heads = [p for c in clusters for p in kube.pods(f"ray.io/cluster={c},ray.io/node-type=head")]
+        if not heads:
+            raise NotFound(f"{kind} {name} has no head pod yet",
+                           hint="wait for its cluster: sentinel status --target k8s")
+        follow_pod(kube, heads[-1]["metadata"]["name"], HEAD_CONTAINER, _driver_line, follow=follow)
+        return {"kind": kind, "name": name}
+
+
+def delete(name: str, deploy: KubeRequest | None = None) -> dict[str, Any]:
+    """Delete what Sentinel made under ``name`` (its pods and clusters follow); others are refused."""
+    from sentinel_cli.k8s import manifests
+    from sentinel_cli.k8s.client import RAY_KINDS, NotFound
+
+    deploy = deploy or KubeRequest()
+    settings = _settings(deploy)
+    with _connect(settings) as kube:
+        for kind in RAY_KINDS:
+            obj = kube.get(kind, name)
+            if obj is None:
+                continue
+            if _labels(obj).get(manifests.MANAGED_BY) != manifests.MANAGER:
+                raise ConfigError(f"{kind.kind} {name} is not managed by Sentinel; not deleting it",
+                                  hint=f"delete it with kubectl if you mean to: kubectl delete "
+                                       f"{kind.plural} {name} -n {kube.namespace}")
+            if deploy.dry_run:
+                return {"kind": kind.kind, "name": name, "namespace": kube.namespace, "deleted": False,
+                        "dry_run": True}
+            kube.delete(kind, name)
+            _say(f"deleted {kind.kind} {name} in namespace {kube.namespace}")
+            return {"kind": kind.kind, "name": name, "namespace": kube.namespace, "deleted": True}
+    raise NotFound(f"no RayJob, RayService or RayCluster named {name} in namespace {kube.namespace}",
+                   hint="list them: sentinel status --target k8s")
+
+
+# -- checkpoints -------------------------------------------------------------------------------
+
+
+def resolve_checkpoint(reference: str, settings) -> tuple[str, str | None]:
+    """``latest`` / ``best`` / run id through the index in S3; an s3:// URI as given (pods cannot
+    read this machine's files). The run id is kept only when it is a valid label value."""
+    from sentinel_cli.k8s.settings import check_label
+    from sentinel_ml.store import index
+
+    if index.looks_like_uri(reference) and not reference.startswith("s3://"):
+        raise ConfigError(f"checkpoint {reference} is not in S3; pods cannot read this machine's files",
+                          hint="use latest, best, a run id, or an s3:// URI")
+    root = None if index.looks_like_uri(reference) else settings.require_storage()
+    uri, run_id = index.resolve_checkpoint(reference, root, must_exist=False)
+    try:
+        return uri, check_label(run_id, "run id") if run_id else None
+    except ConfigError:
+        return uri, None
+
+
+def read_record(storage: str, run_id: str) -> dict[str, Any] | None:
+    """The index record a finished job wrote, or None (with a warning) if it cannot be read."""
+    import json
+
+    from sentinel_ml.store import index as checkpoints
+    from sentinel_ml.store import uri as store
+
+    uri = store.join(storage, checkpoints.INDEX_DIR, f"{run_id}.json")
+    try:
+        record = checkpoints.RunRecord.from_dict(json.loads(store.read_bytes(uri)))
+    except StorageError as e:
+        _warn(f"the job succeeded but its index record {uri} cannot be read: {e.message}"
+              + (f" ({e.hint})" if e.hint else ""))
+        return None
+    except (ValueError, TypeError) as e:
+        _warn(f"the index record {uri} is damaged: {e}")
+        return None
+    return {**asdict(record), "index_uri": uri}
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _from_config(deploy: KubeRequest | None, config) -> KubeRequest:
+    """The job's own --storage / --mlflow-uri count as flags when the request does not name them."""
+    from dataclasses import replace
+
+    deploy = deploy or KubeRequest()
+    given = {key: getattr(config, key, None) for key in ("storage", "mlflow_uri")}
+    missing = {k: v for k, v in given.items() if v is not None and getattr(deploy.overrides, k) is None}
+    return replace(deploy, overrides=replace(deploy.overrides, **missing)) if missing else deploy
+
+
+def _settings(deploy: KubeRequest):
+    from sentinel_cli.k8s import settings
+
+    return settings.load(deploy.overrides)
+
+
+def _connect(settings):
+    from sentinel_cli.k8s import client as kube
+
+    return kube.connect(settings.kubeconfig, settings.context, settings.namespace)
+
+
+def _timeout(deploy: KubeRequest, settings) -> float:
+    return deploy.timeout_s if deploy.timeout_s is not None else settings.wait_timeout_s
+
+
+def _apply(kube, objects: list[dict[str, Any]], dry_run: bool) -> list[dict[str, Any]]:
+    applied = [kube.apply(obj, dry_run=dry_run) for obj in objects]
+    names = ", ".join(f"{o['kind']}/{o['metadata']['name']}" for o in objects)
+    verb = "validated (server-side dry run)" if dry_run else "applied"
+    _say(f"{verb} {names} in namespace {kube.namespace}")
+    return applied
+
+
+def _run_job(what: str, values: dict[str, Any], settings, name: str, deploy: KubeRequest) -> dict[str, Any]:
+    from sentinel_cli.k8s.render import render
+    from sentinel_cli.k8s.watch import follow_rayjob
+
+    objects = render(what, values)
+    started = time.monotonic()
+    with _connect(settings) as kube:
+        applied = _apply(kube, objects, deploy.dry_run)
+        result: dict[str, Any] = {"target": NAME, "namespace": kube.namespace, "rayjob": name, "run_id": name}
+        if deploy.dry_run:
+            return {**result, "dry_run": True, "objects": applied}
+        if not deploy.wait:
+            _say(f"follow it: sentinel logs {name} -n {kube.namespace} -f")
+            return {**result, "state": "applied"}
+        try:
+            state = follow_rayjob(kube, name, timeout_s=_timeout(deploy, settings),
+                                  on_line=_driver_line, on_wait=_waiting)
+        except KeyboardInterrupt:
+            raise _detached("RayJob", name, kube.namespace, follow=True) from None
+        outcome = _finish_job(state, kube.namespace, settings, with_record=True)
+    return {**result, **outcome, "wall_s": round(time.monotonic() - started, 2)}
+
+
+def _finish_job(state, namespace: str, settings, with_record: bool) -> dict[str, Any]:
+    if not state.succeeded:
+        raise JobFailed(f"RayJob {state.name} failed: {state.describe()}",
+                        hint=f"read the driver log: sentinel logs {state.name} -n {namespace}")
+    _say(f"RayJob {state.name} succeeded")
+    outcome: dict[str, Any] = {"state": state.deployment, "job_status": state.job_status}
+    if with_record and settings.storage:
+        record = read_record(settings.storage, state.name)
+        if record:
+            outcome.update(metrics=record["metrics"], checkpoints=record["checkpoints"],
+                           index_uri=record["index_uri"], mlflow_run_id=record["mlflow_run_id"],
+                           mlflow_error=None, record=record)
+    return outcome
+
+
+def _detached(kind: str, name: str, namespace: str, follow: bool):
+    from sentinel_cli.k8s.client import Detached
+
+    command = f"sentinel logs {name} -n {namespace} -f" if follow else \
+        f"sentinel status --target k8s -n {namespace}"
+    return Detached(f"detached from {kind} {name}; it keeps running in namespace {namespace}",
+                    hint=f"reattach: {command}")
+
+
+def endpoint(name: str, namespace: str, port: int) -> str:
+    return f"http://{name}-serve-svc.{namespace}.svc.cluster.local:{port}/recommend"
+
+
+def _annotation(obj: dict[str, Any] | None, key: str) -> str | None:
+    if obj is None:
+        return None
+    return (obj["metadata"].get("annotations") or {}).get(key)
+
+
+def _labels(obj: dict[str, Any]) -> dict[str, str]:
+    return obj["metadata"].get("labels") or {}
+
+
+def _created(obj: dict[str, Any]) -> str:
+    return obj["metadata"].get("creationTimestamp") or ""
+
+
+def age(created: str, now: datetime) -> str:
+    if not created:
+        return "-"
+    seconds = int((now - datetime.fromisoformat(created.replace("Z", "+00:00"))).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{max(seconds, 0)}s"
+
+
+def _row(obj: dict[str, Any], kind: str, state: str, now: datetime, checkpoint: str | None) -> dict[str, Any]:
+    from sentinel_cli.k8s import manifests
+
+    meta = obj["metadata"]
+    return {"kind": kind, "name": meta["name"], "namespace": meta.get("namespace"), "state": state,
+            "age": age(meta.get("creationTimestamp") or "", now), "created": meta.get("creationTimestamp"),
+            "run_id": _labels(obj).get(manifests.RUN_ID), "checkpoint": checkpoint}
+
+
+def _job_row(obj: dict[str, Any], now: datetime) -> dict[str, Any]:
+    from sentinel_cli.k8s import manifests
+    from sentinel_cli.k8s.watch import rayjob_state
+
+    state = rayjob_state(obj)
+    text = state.deployment + (f" ({state.job_status})" if state.job_status else "")
+    return _row(obj, "RayJob", text, now, _annotation(obj, manifests.CHECKPOINT))
+
+
+def _service_row(obj: dict[str, Any], now: datetime) -> dict[str, Any]:
+    from sentinel_cli.k8s import manifests
+    from sentinel_cli.k8s.watch import rayservice_state
+
+    state = rayservice_state(obj)
+    text = "Ready" if state.ready else f"NotReady ({state.reason or 'starting'})"
+    if state.upgrading:
+        text += ", upgrading"
+    return _row(obj, "RayService", text, now, _annotation(obj, manifests.CHECKPOINT))
+
+
+def _cluster_row(obj: dict[str, Any], now: datetime) -> dict[str, Any]:
+    status = obj.get("status") or {}
+    return _row(obj, "RayCluster", status.get("state") or "pending", now, None)
+
+
+def _say(message: str) -> None:
+    console.err().print(message, markup=False, highlight=False)
+
+
+def _warn(message: str) -> None:
+    console.err().print(f"[yellow]warning:[/] {_escape(message)}", highlight=False)
+
+
+def _waiting(waiting) -> None:
+    stderr = console.err()
+    stderr.print(f"[dim]waiting:[/] {_escape(waiting.text())}", highlight=False)
+    if waiting.hint:
+        stderr.print(f"[dim]  hint:[/] {_escape(waiting.hint)}", highlight=False)
+
+
+def _driver_line(line: str) -> None:
+    console.err().print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)

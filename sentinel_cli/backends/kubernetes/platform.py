@@ -1,0 +1,458 @@
+"""The platform on Kubernetes: ``up`` (server-side apply, idempotent), ``down`` and ``doctor``.
+
+Objects come from ``platform_objects`` (pure); every API call goes through ``kube.Kube``'s funnel,
+which names the cause and the next step of any failure. ``PlatformKube`` adds the kinds the
+platform needs (core, apps, batch, RBAC, CRDs, PodMonitors) to that funnel.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import shlex
+import shutil
+import subprocess
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sentinel_cli.k8s import platform_objects as po
+from sentinel_cli.checks import FAIL, SKIP, Item, report, run_check
+from sentinel_cli.k8s.client import APPLY_PATCH, FIELD_MANAGER, Kube, NotFound
+from sentinel_ml.errors import ConfigError
+
+# kind -> (typed API class, method suffix, namespaced); PodMonitor goes through CustomObjectsApi.
+_KINDS = {
+    "ServiceAccount": ("CoreV1Api", "service_account", True),
+    "Secret": ("CoreV1Api", "secret", True),
+    "Service": ("CoreV1Api", "service", True),
+    "ConfigMap": ("CoreV1Api", "config_map", True),
+    "PersistentVolumeClaim": ("CoreV1Api", "persistent_volume_claim", True),
+    "Deployment": ("AppsV1Api", "deployment", True),
+    "Job": ("BatchV1Api", "job", True),
+    "ClusterRole": ("RbacAuthorizationV1Api", "cluster_role", False),
+    "ClusterRoleBinding": ("RbacAuthorizationV1Api", "cluster_role_binding", False),
+    "RoleBinding": ("RbacAuthorizationV1Api", "role_binding", True),
+    "APIService": ("ApiregistrationV1Api", "api_service", False),
+    "CustomResourceDefinition": ("ApiextensionsV1Api", "custom_resource_definition", False),
+}
+
+
+class PlatformKube(Kube):
+    """``Kube`` plus get / apply / delete for any kind in ``_KINDS`` and PodMonitors."""
+
+    def _method(self, verb: str, obj_kind: str):
+        from kubernetes import client
+
+        api_name, suffix, namespaced = _KINDS[obj_kind]
+        api = getattr(client, api_name)(self.api)
+        return getattr(api, f"{verb}_{'namespaced_' if namespaced else ''}{suffix}"), namespaced
+
+    def _args(self, obj: dict[str, Any]) -> tuple[Any, list[Any]]:
+        kind, name = obj["kind"], obj["metadata"]["name"]
+        if kind == "PodMonitor":
+            from kubernetes import client
+
+            api = client.CustomObjectsApi(self.api)
+            return api, ["monitoring.coreos.com", "v1", obj["metadata"].get("namespace", self.namespace),
+                         "podmonitors", name]
+        return None, [name] + ([obj["metadata"].get("namespace", self.namespace)]
+                               if _KINDS[kind][2] else [])
+
+    def get_object(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        custom, args = self._args(obj)
+        method = custom.get_namespaced_custom_object if custom else self._method("read", obj["kind"])[0]
+        try:
+            return self._call(f"read {obj['kind']} {obj['metadata']['name']}", None, method, *args)
+        except NotFound:
+            return None
+
+    def apply_object(self, obj: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
+        custom, args = self._args(obj)
+        method = custom.patch_namespaced_custom_object if custom else self._method("patch", obj["kind"])[0]
+        extra = {"field_manager": FIELD_MANAGER, "force": True, "_content_type": APPLY_PATCH}
+        if dry_run:
+            extra["dry_run"] = "All"
+        return self._call(f"apply {obj['kind']} {obj['metadata']['name']}", None, method, *args, obj, **extra)
+
+    def delete_object(self, obj: dict[str, Any]) -> bool:
+        custom, args = self._args(obj)
+        method = custom.delete_namespaced_custom_object if custom else self._method("delete", obj["kind"])[0]
+        try:
+            self._call(f"delete {obj['kind']} {obj['metadata']['name']}", None, method, *args,
+                       propagation_policy="Background")
+        except NotFound:
+            return False
+        return True
+
+    def crd_exists(self, name: str) -> bool:
+        return self.get_object({"kind": "CustomResourceDefinition", "metadata": {"name": name}}) is not None
+
+    def version(self) -> str:
+        from kubernetes import client
+
+        return self._call("read the server version", None, client.VersionApi(self.api).get_code)["gitVersion"]
+
+    def nodes(self) -> list[dict[str, Any]]:
+        from kubernetes import client
+
+        return self._call("list nodes", None, client.CoreV1Api(self.api).list_node).get("items", [])
+
+    def deployments(self, selector: str) -> list[dict[str, Any]]:
+        from kubernetes import client
+
+        return self._call("list deployments", None, client.AppsV1Api(self.api).list_deployment_for_all_namespaces,
+                          label_selector=selector).get("items", [])
+
+
+def connect(settings) -> PlatformKube:
+    from sentinel_cli.k8s import client as kube
+
+    base = kube.connect(settings.kubeconfig, settings.context, settings.namespace)
+    return PlatformKube(base.api, base.namespace)
+
+
+# -- up --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UpRequest:
+    crds: str | None = None  # directory or URL of the KubeRay CRDs (helm absent)
+    metrics_server: bool = False
+    role_arn: str | None = None
+    dry_run: bool = False
+
+
+def up(settings, request: UpRequest) -> dict[str, Any]:
+    items: list[Item] = []
+    ns, heads = settings.namespace, dict(settings.head_node_selector)
+    with connect(settings) as kube:
+        items.append(run_check("cluster", lambda: f"{kube.server} ({kube.version()})"))
+        if items[-1].failed:
+            return report("k8s", items, namespace=ns, dry_run=request.dry_run)
+        items += _operator(kube, settings, request)
+        items.append(_apply_all(kube, "service account", [po.service_account(
+            ns, settings.service_account.name, request.role_arn or settings.service_account.role_arn)], request))
+        items.append(_credentials(kube, ns, request.dry_run))
+        items.append(_apply_all(kube, "minio", po.minio(ns, heads), request))
+        items.append(_apply_all(kube, "mlflow", po.mlflow(ns, heads), request))
+        items += _monitoring(kube, ns, request)
+        items.append(_metrics_server(kube, request))
+    items += _s3(settings, request.dry_run)
+    policy = _policy(settings)
+    return report("k8s", items, namespace=ns, dry_run=request.dry_run, iam_policy=policy)
+
+
+def _apply_all(kube: PlatformKube, name: str, objects: list[dict[str, Any]], request: UpRequest) -> Item:
+    def apply() -> Item:
+        states = [_apply_one(kube, obj, request.dry_run) for obj in objects]
+        state = ("would apply" if request.dry_run else "created" if all(s == "created" for s in states)
+                 else "unchanged" if all(s == "unchanged" for s in states) else "configured")
+        return Item(name, state, ", ".join(f"{o['kind']}/{o['metadata']['name']}" for o in objects))
+
+    return run_check(name, apply)
+
+
+def _apply_one(kube: PlatformKube, obj: dict[str, Any], dry_run: bool) -> str:
+    before = kube.get_object(obj)
+    after = kube.apply_object(obj, dry_run=dry_run)
+    if before is None:
+        return "created"
+    # Controllers bump resourceVersion (status, annotations); our Apply entry's time moves only when
+    # the apply changed one of our fields.
+    return "configured" if _applied_at(after) != _applied_at(before) else "unchanged"
+
+
+def _applied_at(obj: dict[str, Any]) -> str | None:
+    entries = obj["metadata"].get("managedFields") or []
+    return next((e.get("time") for e in entries if e.get("manager") == FIELD_MANAGER and e.get("operation") == "Apply"),
+                None)
+
+
+def _operator(kube: PlatformKube, settings, request: UpRequest) -> list[Item]:
+    helm = shutil.which("helm")
+    if helm:
+        chart, repo = po.KUBERAY_CHART
+        command = [helm, "upgrade", "--install", "kuberay-operator", chart, "--repo", repo,
+                   "--version", po.KUBERAY_VERSION, "--namespace", settings.namespace]
+        if request.dry_run:
+            return [Item("kuberay-operator", "would run", shlex.join(command))]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        if result.returncode:
+            return [Item("kuberay-operator", FAIL, f"helm failed: {result.stderr.strip()[-300:]}",
+                         "check helm's access to the chart repository and the cluster")]
+        return [Item("kuberay-operator", "installed", f"helm chart {chart} {po.KUBERAY_VERSION}")]
+    present = all(kube.crd_exists(name) for name in po.RAY_CRDS)
+    if present and not request.crds:
+        crds = Item("kuberay crds", "unchanged", ", ".join(po.RAY_CRDS) + " present")
+    else:
+        crds = run_check("kuberay crds", lambda: _apply_all(kube, "kuberay crds", load_crds(request.crds), request))
+    objects = po.operator(settings.namespace, dict(settings.head_node_selector))
+    return [crds, _apply_all(kube, "kuberay-operator", objects, request)]
+
+
+def load_crds(source: str | None) -> list[dict[str, Any]]:
+    """The KubeRay CRDs from a directory or URL (``--crds``), else the pinned release, checksum-verified."""
+    import yaml
+
+    if source and not re.match(r"^https?://", source):
+        files = sorted(Path(source).expanduser().glob("*.yaml"))
+        if not files:
+            raise ConfigError(f"no *.yaml CRD files in {source}", hint="point --crds at KubeRay's crd/bases folder")
+        texts = [f.read_text() for f in files]
+    elif source:
+        texts = [_fetch(source)]
+    else:
+        texts = []
+        for name, digest in po.CRD_SHA256.items():
+            data = _fetch(po.CRD_URL + name).encode()
+            if hashlib.sha256(data).hexdigest() != digest:
+                raise ConfigError(f"{po.CRD_URL + name} does not match its pinned SHA-256",
+                                  hint="pass --crds with a directory holding the KubeRay v1.5.2 CRDs")
+            texts.append(data.decode())
+    return [doc for text in texts for doc in yaml.safe_load_all(text) if doc
+            and doc.get("kind") == "CustomResourceDefinition"]
+
+
+def _fetch(url: str) -> str:
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            return response.read().decode()
+    except OSError as e:
+        raise ConfigError(f"cannot download {url}: {getattr(e, 'reason', e)}",
+                          hint="pass --crds with a local directory of the CRDs") from None
+
+
+def _credentials(kube: PlatformKube, ns: str, dry_run: bool) -> Item:
+    def ensure() -> Item:
+        probe = po.secret(ns, "", "")
+        if kube.get_object(probe) is not None:
+            return Item("credentials", "unchanged", f"Secret/{po.SECRET} kept (values never printed)")
+        obj = po.secret(ns, "sentinel-" + secrets.token_hex(4), secrets.token_urlsafe(24))
+        kube.apply_object(obj, dry_run=dry_run)
+        return Item("credentials", "would create" if dry_run else "created",
+                    f"Secret/{po.SECRET} with random values (never printed)")
+
+    return run_check("credentials", ensure)
+
+
+def _monitoring(kube: PlatformKube, ns: str, request: UpRequest) -> list[Item]:
+    from sentinel_cli.k8s import monitoring
+
+    items = [_apply_all(kube, "dashboards", monitoring.dashboard_configmaps(ns), request)]
+    if kube.crd_exists(po.PROMETHEUS_CRD):
+        items.append(_apply_all(kube, "pod monitors", monitoring.monitors(ns), request))
+    else:
+        items.append(Item("pod monitors", SKIP, "no Prometheus operator (podmonitors.monitoring.coreos.com absent)"))
+    return items
+
+
+def _metrics_server(kube: PlatformKube, request: UpRequest) -> Item:
+    """Opt-in: install metrics-server when the cluster has none (never touch someone else's)."""
+    installed = kube.deployments("k8s-app=metrics-server")
+    ours = [d for d in installed if _managed_by_sentinel(d)]
+    if installed and not ours:
+        return Item("metrics-server", "unchanged", "already installed (not by Sentinel)")
+    if not installed and not request.metrics_server:
+        return Item("metrics-server", SKIP, "absent; pass --metrics-server to install it")
+    return _apply_all(kube, "metrics-server", po.metrics_server(), request)
+
+
+def _managed_by_sentinel(obj: dict[str, Any]) -> bool:
+    return (obj.get("metadata", {}).get("labels") or {}).get("app.kubernetes.io/managed-by") == "sentinel"
+
+
+def _s3(settings, dry_run: bool) -> list[Item]:
+    if not settings.storage:
+        return [Item("s3 bucket", SKIP, "no kubernetes.storage (s3://bucket/prefix) configured")]
+
+    def ensure() -> Item:
+        import boto3
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from sentinel_ml.store.uri import split_s3
+
+        bucket, _ = split_s3(settings.storage)
+        s3 = boto3.client("s3")
+        try:
+            s3.head_bucket(Bucket=bucket)
+            return Item("s3 bucket", "unchanged", f"s3://{bucket} exists")
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket", "NotFound"):
+                raise ConfigError(f"cannot reach s3://{bucket}: {e}", hint="check the AWS credentials and "
+                                                                          "that they allow s3:ListBucket") from None
+        except BotoCoreError as e:
+            raise ConfigError(f"cannot reach S3: {e}", hint="check the network and AWS settings") from None
+        if dry_run:
+            return Item("s3 bucket", "would create", f"s3://{bucket}")
+        region = s3.meta.region_name
+        extra = {} if region in (None, "us-east-1") else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+        s3.create_bucket(Bucket=bucket, **extra)
+        return Item("s3 bucket", "created", f"s3://{bucket}")
+
+    return [run_check("s3 bucket", ensure)]
+
+
+def _policy(settings) -> dict[str, Any] | None:
+    from sentinel_cli.aws.iam import bucket_policy
+    from sentinel_ml.store.uri import split_s3
+
+    if not settings.storage:
+        return None
+    bucket, prefix = split_s3(settings.storage)
+    return bucket_policy(bucket, prefix)
+
+
+# -- down ------------------------------------------------------------------------------------------
+
+
+def down(settings, purge: bool = False, dry_run: bool = False) -> dict[str, Any]:
+    ns, heads = settings.namespace, dict(settings.head_node_selector)
+    from sentinel_cli.k8s import monitoring
+
+    groups = [("pod monitors", monitoring.monitors(ns)), ("dashboards", monitoring.dashboard_configmaps(ns)),
+              ("mlflow", po.mlflow(ns, heads)), ("minio", po.minio(ns, heads)),
+              ("credentials", [po.secret(ns, "", "")]),
+              ("service account", [po.service_account(ns, settings.service_account.name, None)]),
+              ("kuberay-operator", po.operator(ns, heads))]
+    items = []
+    with connect(settings) as kube:
+        has_monitors = kube.crd_exists(po.PROMETHEUS_CRD)
+        if any(_managed_by_sentinel(d) for d in kube.deployments("k8s-app=metrics-server")):
+            groups.insert(0, ("metrics-server", po.metrics_server()))  # only the one `up` installed
+        for name, objects in groups:
+            if name == "pod monitors" and not has_monitors:
+                continue
+            items.append(run_check(name, lambda name=name, objects=objects: _delete_group(kube, name, objects, purge, dry_run)))
+    return report("k8s", items, namespace=ns, dry_run=dry_run, purge=purge)
+
+
+def _delete_group(kube: PlatformKube, name: str, objects: list[dict[str, Any]], purge: bool, dry_run: bool) -> Item:
+    done, kept, absent = [], [], []
+    for obj in objects:
+        label = f"{obj['kind']}/{obj['metadata']['name']}"
+        if obj["kind"] in po.DATA_KINDS and not purge:
+            (kept if kube.get_object(obj) is not None else absent).append(label)
+        elif dry_run:
+            (done if kube.get_object(obj) is not None else absent).append(label)
+        elif kube.delete_object(obj):
+            done.append(label)
+        else:
+            absent.append(label)
+    state = ("would delete" if dry_run and done else "deleted" if done else "kept" if kept else "absent")
+    detail = "; ".join(part for part in (", ".join(done), ("kept (data): " + ", ".join(kept)) if kept else "") if part)
+    return Item(name, state, detail or "nothing there")
+
+
+# -- doctor ----------------------------------------------------------------------------------------
+
+
+def doctor(settings, crds: tuple[str, ...] = po.RAY_CRDS) -> dict[str, Any]:
+    items: list[Item] = []
+    with connect(settings) as kube:
+        items.append(run_check("cluster reachable", lambda: f"{kube.server} ({kube.version()})"))
+        if items[-1].failed:
+            return report("k8s", items, namespace=settings.namespace)
+        items.append(run_check("kuberay crds", lambda: _crds(kube, crds)))
+        nodes = kube.nodes()
+        items.append(run_check("node labels", lambda: _labels(nodes, settings)))
+        items.append(run_check("pod sizes fit", lambda: _fit(nodes, settings)))
+        items.append(run_check("prometheus monitors", lambda: _monitors(kube, settings.namespace)))
+    items.append(run_check("s3 reachable", lambda: _s3_reachable(settings)))
+    items.append(run_check("checkpoint index", lambda: _index(settings)))
+    return report("k8s", items, namespace=settings.namespace)
+
+
+def _crds(kube: PlatformKube, crds: tuple[str, ...]) -> str:
+    missing = [name for name in crds if not kube.crd_exists(name)]
+    if missing:
+        raise ConfigError(f"missing CRDs: {', '.join(missing)}",
+                          hint="run `sentinel up --target k8s` to install the KubeRay operator and its CRDs")
+    images = [c["image"] for d in kube.deployments("app.kubernetes.io/name=kuberay-operator")
+              for c in d["spec"]["template"]["spec"]["containers"]]
+    version = ", ".join(sorted({i.rsplit(":", 1)[-1] for i in images})) or "no operator Deployment found in the cluster"
+    return f"{len(crds)} CRDs installed; operator: {version}"
+
+
+def _matching(nodes: list[dict[str, Any]], selector: dict[str, str]) -> list[dict[str, Any]]:
+    return [n for n in nodes if selector.items() <= (n["metadata"].get("labels") or {}).items()]
+
+
+def _selectors(settings) -> dict[str, dict[str, str]]:
+    return {"head": dict(settings.head_node_selector), "worker": dict(settings.spot.node_selector),
+            "serve_worker": {}}
+
+
+def _labels(nodes: list[dict[str, Any]], settings) -> str:
+    missing = [f"{role}: {','.join(f'{k}={v}' for k, v in sel.items())}"
+               for role, sel in _selectors(settings).items() if sel and not _matching(nodes, sel)]
+    if missing:
+        raise ConfigError(f"no node carries the labels of {'; '.join(missing)}",
+                          hint="label nodes (kubectl label node <node> KEY=VALUE), give the node group these "
+                               "labels (sentinel cluster render), or change the selector in the profile")
+    return f"{len(nodes)} nodes; every selector matches a node"
+
+
+def _quantity(text: str) -> float:
+    units = {"m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+    match = re.match(r"^(\d+(?:\.\d+)?)([A-Za-z]*)$", str(text))
+    if not match:
+        return 0.0
+    return float(match[1]) * units.get(match[2], 1)
+
+
+def _fit(nodes: list[dict[str, Any]], settings) -> str:
+    sizes = {"head": settings.head, "worker": settings.worker, "serve_worker": settings.serve_worker}
+    problems = []
+    for role, selector in _selectors(settings).items():
+        candidates = _matching(nodes, selector) or nodes
+        need = sizes[role]
+        fits = [n for n in candidates
+                if _quantity(n["status"]["allocatable"]["cpu"]) >= _quantity(need.cpu)
+                and _quantity(n["status"]["allocatable"]["memory"]) >= _quantity(need.memory)]
+        if not fits:
+            biggest = max(candidates, key=lambda n: _quantity(n["status"]["allocatable"]["cpu"]), default=None)
+            largest = (f"largest node allocatable {biggest['status']['allocatable']['cpu']} CPU / "
+                       f"{biggest['status']['allocatable']['memory']}") if biggest else "no nodes"
+            problems.append(f"{role} pod {need.cpu} CPU / {need.memory} fits no node ({largest})")
+    if problems:
+        raise ConfigError("; ".join(problems),
+                          hint="lower kubernetes.<role>.cpu / .memory in the profile (or --set), or use "
+                               "larger instance types")
+    return "head, worker and serve pods each fit a matching node"
+
+
+def _monitors(kube: PlatformKube, ns: str) -> str | Item:
+    from sentinel_cli.k8s import monitoring
+
+    if not kube.crd_exists(po.PROMETHEUS_CRD):
+        return Item("prometheus monitors", SKIP, "no Prometheus operator installed")
+    missing = [m["metadata"]["name"] for m in monitoring.monitors(ns) if kube.get_object(m) is None]
+    if missing:
+        raise ConfigError(f"PodMonitors missing in {ns}: {', '.join(missing)}", hint="run `sentinel up --target k8s`")
+    return "PodMonitors for Ray heads and workers present"
+
+
+def _s3_reachable(settings) -> str | Item:
+    if not settings.storage:
+        return Item("s3 reachable", SKIP, "no kubernetes.storage configured")
+    from sentinel_ml.store import uri as storage
+
+    storage.list_names(settings.storage + "/index", suffix=".json")
+    return f"{settings.storage} listable with the configured credentials"
+
+
+def _index(settings) -> str | Item:
+    if not settings.storage:
+        return Item("checkpoint index", SKIP, "no kubernetes.storage configured")
+    from sentinel_ml.store import index as checkpoints
+
+    records = checkpoints.read_records(settings.storage)
+    if not records:
+        raise ConfigError(f"no runs in the checkpoint index under {settings.storage}",
+                          hint="run `sentinel train --target k8s`")
+    return f"{len(records)} runs, latest {records[0].run_id}"
+
+

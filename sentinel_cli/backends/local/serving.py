@@ -1,0 +1,268 @@
+"""Serving on the local target: the MovieRecommender application on a detached local Ray.
+
+``start`` resolves the checkpoint through the index, starts (or reuses) the local cluster, deploys
+the application and returns once ``/recommend/healthz`` answers and ``/recommend/model`` reports the
+checkpoint asked for; every wait is bounded and says what it waits on. ``describe`` feeds
+``sentinel status``; ``stop`` removes the application and the cluster Sentinel started.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sentinel_cli import api_client
+from sentinel_cli.backends.local import ray_cluster as local_ray
+from sentinel_ml.errors import CheckpointNotFound, ConfigError, JobFailed, WaitTimeout
+from sentinel_ml.paths import storage_root
+from sentinel_ml.serving.config import APP_NAME, DEPLOYMENT_NAME, ROUTE_PREFIX, ServeRequest
+from sentinel_ml.store.index import resolve_checkpoint
+
+STATE_FILE = "serving.json"
+MAX_REPLICAS = 5  # the application's default; locally also capped at one replica per core
+
+Progress = Callable[[str], None]
+
+
+def start(request: ServeRequest, on_progress: Progress | None = None,
+          cluster_env: dict[str, str] | None = None) -> dict[str, Any]:
+    from sentinel_ml.data.download import ensure_dataset
+    from sentinel_ml.serving.recommender import load_checked
+
+    notify = on_progress or (lambda message: None)
+    request.validate()
+    uri, run_id = resolve_checkpoint(request.checkpoint, storage_root(request.storage))
+    notify(f"checkpoint: {uri}")
+    load_checked(uri)  # a file that is no checkpoint fails here (exit 2), not in a replica minutes later
+    data = str(ensure_dataset(request.data))
+    cluster = local_ray.find()
+    if cluster is None:
+        local_ray.prepare_auth()  # Ray reads its auth settings once, when first loaded
+    args = _app_args(request, uri, run_id, data)
+
+    serving = _read_state() if cluster else None
+    if serving and serving["port"] != request.port:
+        raise ConfigError(f"the local cluster already serves on port {serving['port']}",
+                          hint=f"run `sentinel serve stop` first, or pass --port {serving['port']}")
+    if not serving and _port_taken(request.host, request.port):
+        raise ConfigError(f"port {request.port} on {request.host} is already in use",
+                          hint="pass --port with a free port")
+    if cluster is None:
+        local_ray.forget()
+        cluster = local_ray.start({**serve_env(), **(cluster_env or {})}, on_progress=notify)
+    local_ray.connect(cluster)
+    deadline = time.monotonic() + request.timeout_s
+    if serving and serving.get("args") == args and _model_info(request.url).get("checkpoint_uri") == uri:
+        notify("already serving this checkpoint with these settings")
+        return {**serving, "status": "RUNNING", "replicas": _wait_until_serving(request, uri, deadline, notify)}
+    state = {"application": APP_NAME, "url": request.url + ROUTE_PREFIX, "host": request.host,
+             "port": request.port, "checkpoint": uri, "run_id": run_id, "ray_address": cluster.address,
+             "deployed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "args": args}
+    (local_ray.cluster_dir() / STATE_FILE).write_text(json.dumps(state, indent=2))  # the port is taken now
+    _deploy(request, args, notify)
+    replicas = _wait_until_serving(request, uri, deadline, notify)
+    return {**state, "status": "RUNNING", "replicas": replicas}
+
+
+def serve_env() -> dict[str, str]:
+    """Ray Serve's throughput mode for the local cluster, read by Ray's processes when they start.
+
+    HAProxy (bundled with ray[serve]) takes the HTTP port and forwards straight to each replica's own
+    HTTP server ("direct ingress"), so no Python proxy sits in the request path; the measurements
+    behind this choice are in docs/serving.md. Its files live in a short directory of their own and its
+    stats/metrics listeners and Serve's fallback proxy get free ports, so two clusters on one machine
+    do not collide.
+    """
+    haproxy = _haproxy_dir()
+    stats_port, metrics_port, fallback_http, fallback_grpc = local_ray.free_ports(4)
+    return {
+        "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+        "RAY_SERVE_ENABLE_HA_PROXY": "1",
+        "RAY_SERVE_HAPROXY_NBTHREAD": "1",
+        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(haproxy / "haproxy.cfg"),
+        "RAY_SERVE_HAPROXY_SOCKET_PATH": str(haproxy / "admin.sock"),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(haproxy),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(haproxy / "server-state"),
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(stats_port),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics_port),
+        "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(fallback_http),  # Serve's own proxy, kept as a fallback
+        "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(fallback_grpc),
+        # No external load balancer to deregister from: stopping a replica need not wait 30 s.
+        "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
+    }
+
+
+def _haproxy_dir() -> Path:
+    """HAProxy puts its admin socket at <dir>/<56-char node id>/admin.sock and allows 97 bytes: a
+    short directory under /tmp (not $TMPDIR, which may be long), one per $SENTINEL_HOME."""
+    digest = hashlib.sha1(str(local_ray.cluster_dir()).encode()).hexdigest()[:8]
+    return Path("/tmp") / f"sentinel-hap-{digest}"
+
+
+def local_max_replicas() -> int:
+    """More replicas than cores only adds context switches and start-up churn on one machine."""
+    return max(1, min(MAX_REPLICAS, os.cpu_count() or 1))
+
+
+def describe() -> dict[str, Any] | None:
+    """What is serving on the local cluster, or None when nothing runs (no Ray import then)."""
+    cluster = local_ray.find()
+    state = _read_state()
+    if cluster is None or state is None:
+        return None
+    from ray import serve
+
+    local_ray.connect(cluster)
+    app = serve.status().applications.get(APP_NAME)
+    if app is None:
+        return {**state, "status": "NOT DEPLOYED", "replicas": {}}
+    deployment = app.deployments.get(DEPLOYMENT_NAME)
+    model = _model_info(state["url"])
+    return {**state, "status": app.status.value if hasattr(app.status, "value") else str(app.status),
+            "message": app.message or None,
+            "replicas": dict(deployment.replica_states) if deployment else {},
+            "checkpoint": model.get("checkpoint_uri", state["checkpoint"]),
+            "run_id": model.get("run_id", state["run_id"])}
+
+
+def stop(timeout_s: float = 60.0) -> dict[str, Any]:
+    cluster = local_ray.find()
+    state_path = local_ray.cluster_dir() / STATE_FILE
+    if cluster is None:
+        local_ray.forget()
+        state_path.unlink(missing_ok=True)
+        return {"stopped": False, "message": "nothing is serving on the local cluster"}
+    import ray
+    from ray import serve
+
+    local_ray.connect(cluster)
+    drained = _bounded(serve.shutdown, timeout_s / 2)  # lets replicas finish in-flight requests
+    ray.shutdown()
+    local_ray.stop(cluster, grace_s=timeout_s / 2)
+    state_path.unlink(missing_ok=True)
+    shutil.rmtree(_haproxy_dir(), ignore_errors=True)
+    message = f"stopped {APP_NAME} and the local Ray cluster at {cluster.address}"
+    return {"stopped": True, "message": message if drained else message + " (Serve did not drain in time)"}
+
+
+def _app_args(request: ServeRequest, uri: str, run_id: str | None, data: str) -> dict[str, Any]:
+    from pydantic import ValidationError
+
+    from sentinel_ml.serving.app import ServeArgs
+
+    try:
+        defaults = {"max_replicas": max(local_max_replicas(), int(request.app_args.get("min_replicas") or 1))}
+        overrides = {**defaults, **request.app_args, "checkpoint": uri, "run_id": run_id, "data": data}
+        return ServeArgs(**overrides).model_dump()
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+        raise ConfigError(f"invalid serving settings: {problems}") from None
+
+
+def _deploy(request: ServeRequest, args: dict[str, Any], notify: Progress) -> None:
+    """Start Serve's proxy on host:port and (re)deploy the application without waiting on it."""
+    from ray import serve
+
+    from sentinel_ml.logs import follow_root_level
+    from sentinel_ml.serving.app import app_builder
+
+    follow_root_level()  # Serve sets its driver logger to INFO on import
+    serve.start(http_options={"host": request.host, "port": request.port}, proxy_location="HeadOnly")
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            serve.run(app_builder(args), name=APP_NAME, route_prefix=ROUTE_PREFIX)
+        except BaseException as e:  # noqa: BLE001 - reported by the waiting loop
+            errors.append(e)
+
+    notify(f"deploying {DEPLOYMENT_NAME} at {request.url}{ROUTE_PREFIX}")
+    thread = threading.Thread(target=run, name="serve-run", daemon=True)
+    thread.start()
+    thread.join(timeout=5.0)  # serve.run returns quickly when the app is already healthy
+    if errors:
+        raise JobFailed(f"deploying {APP_NAME} failed: {_last_line(errors[0])}")
+
+
+def _wait_until_serving(request: ServeRequest, uri: str, deadline: float, notify: Progress) -> dict[str, int]:
+    from ray import serve
+
+    cluster = local_ray.find()
+    logs = f"{cluster.temp_dir}/session_latest/logs/serve" if cluster else "the Ray temp dir"
+    base = request.url
+    last = None
+    while True:
+        app = serve.status().applications.get(APP_NAME)
+        status = str(getattr(app.status, "value", app.status)) if app else "NOT DEPLOYED"
+        deployment = app.deployments.get(DEPLOYMENT_NAME) if app else None
+        replicas = dict(deployment.replica_states) if deployment else {}
+        if status == "DEPLOY_FAILED":
+            cause = deployment.message if deployment and deployment.message else app.message
+            raise JobFailed(f"{DEPLOYMENT_NAME} failed to deploy: {_last_line(cause)}",
+                            hint=f"check the checkpoint and the data; Serve's logs: {logs}; "
+                                 "`sentinel serve stop` tears the cluster down")
+        if status == "RUNNING" and api_client.is_healthy(base):
+            if _model_info(base).get("checkpoint_uri") == uri:
+                return replicas
+            status = "RUNNING (the previous checkpoint is still answering)"
+        why = f"application {status}, replicas {replicas or 'none yet'}"
+        if app and app.message:
+            why += f": {_last_line(app.message)}"
+        if why != last:
+            notify(f"waiting: {why}")
+            last = why
+        if time.monotonic() > deadline:
+            raise WaitTimeout(f"{DEPLOYMENT_NAME} did not pass its health check within "
+                              f"{request.timeout_s:.0f}s ({why})",
+                              hint="raise --timeout, or see `sentinel status`; `sentinel serve stop` "
+                                   "tears it down")
+        time.sleep(0.5)
+
+
+def _model_info(base_url: str) -> dict[str, Any]:
+    try:
+        return api_client.call("GET", api_client.endpoint(base_url, "/model"), timeout_s=5)
+    except (ConfigError, JobFailed):
+        return {}
+
+
+def _read_state() -> dict[str, Any] | None:
+    try:
+        return json.loads((local_ray.cluster_dir() / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _port_taken(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex((host, port)) == 0
+
+
+def _bounded(fn: Callable[[], Any], timeout_s: float) -> bool:
+    """Run ``fn`` for at most ``timeout_s``; True when it finished in time (errors count as done)."""
+    def run() -> None:
+        try:
+            fn()
+        except Exception:  # noqa: BLE001 - the cluster is stopped next either way
+            pass
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    return not thread.is_alive()
+
+
+def _last_line(text: Any) -> str:
+    lines = [line for line in str(text).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else str(text)

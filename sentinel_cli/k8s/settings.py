@@ -1,0 +1,368 @@
+"""The Kubernetes target's typed configuration: defaults < profile file < environment < flags.
+
+A profile is a YAML file: ``--profile PATH``, else ``$SENTINEL_PROFILE``, else
+``$SENTINEL_HOME/config.yaml`` when it exists. Its top-level ``target`` picks the default target;
+its ``kubernetes`` section maps onto ``KubeSettings``::
+
+    target: k8s
+    kubernetes:
+      namespace: ml
+      storage: s3://my-bucket/sentinel
+      images: {train: registry/sentinel-train:0.1.0, serve: registry/sentinel-serve:0.1.0}
+      service_account: {name: sentinel, role_arn: arn:aws:iam::123456789012:role/sentinel}
+
+Environment variables (``ENV_VARS``) override the file, and flags (``--namespace``, ``--storage``,
+``--mlflow-uri``, ``--set key=value`` with dotted keys inside ``kubernetes``) override both.
+Validation errors name the source and the key and become a ``ConfigError`` (exit 2).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from collections.abc import Mapping
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from sentinel_cli.k8s.request import Overrides
+from sentinel_ml.errors import ConfigError
+from sentinel_ml.paths import sentinel_home
+
+PROFILE_ENV = "SENTINEL_PROFILE"
+# Environment variable -> dotted key inside the `kubernetes` section.
+ENV_VARS = {
+    "SENTINEL_NAMESPACE": "namespace",
+    "SENTINEL_STORAGE": "storage",
+    "SENTINEL_MLFLOW_URI": "mlflow_uri",
+    "SENTINEL_TRAIN_IMAGE": "images.train",
+    "SENTINEL_SERVE_IMAGE": "images.serve",
+    "SENTINEL_SERVICE_ACCOUNT": "service_account.name",
+    "SENTINEL_IAM_ROLE_ARN": "service_account.role_arn",
+    "SENTINEL_KUBE_CONTEXT": "context",
+}
+
+_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_QUANTITY = re.compile(r"^\d+(\.\d+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$")
+_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+                        r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def check_label(name: str, what: str = "name", max_length: int = 63) -> str:
+    """``name`` if it is an RFC 1123 label (lower case, digits, '-'), else a ConfigError."""
+    if not isinstance(name, str) or not _LABEL.match(name) or len(name) > max_length:
+        shown = name if isinstance(name, str) else repr(name)
+        raise ConfigError(
+            f"invalid {what} {shown!r}: must be at most {max_length} characters of lower-case letters, "
+            "digits and '-', starting and ending with a letter or digit (an RFC 1123 label)",
+            hint=f"for example {_suggest(shown, max_length)!r}",
+        )
+    return name
+
+
+def _suggest(name: str, max_length: int) -> str:
+    slug = re.sub(r"[^a-z0-9-]+", "-", str(name).lower()).strip("-")[:max_length].strip("-")
+    return slug or "sentinel"
+
+
+def installed_ray_version() -> str:
+    try:
+        return version("ray")
+    except PackageNotFoundError:
+        return "2.60.0"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Resources(_Model):
+    """CPU and memory of one pod; requests and limits are set equal (Guaranteed QoS)."""
+
+    cpu: str = "1"
+    memory: str = "2Gi"
+
+    @field_validator("cpu", "memory", mode="before")
+    @classmethod
+    def _quantity(cls, value: Any) -> str:
+        text = str(value)
+        if not _QUANTITY.match(text):
+            raise ValueError(f"{text!r} is not a Kubernetes quantity such as 500m, 1, 2Gi")
+        return text
+
+
+class Toleration(_Model):
+    key: str
+    operator: Literal["Equal", "Exists"] = "Equal"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = "NoSchedule"
+
+    @model_validator(mode="after")
+    def _label_like(self) -> Toleration:
+        _check_labels({self.key: self.value or ""})
+        return self
+
+
+class Images(_Model):
+    train: str = "sentinel-train:latest"
+    serve: str = "sentinel-serve:latest"
+    pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+
+    @field_validator("train", "serve")
+    @classmethod
+    def _image(cls, value: str) -> str:
+        if not value or any(c.isspace() for c in value):
+            raise ValueError(f"{value!r} is not an image reference")
+        return value
+
+
+class Spot(_Model):
+    """Where training workers go: spot nodes, by label, tolerating their taint if they have one."""
+
+    node_selector: dict[str, str] = Field(
+        default_factory=lambda: {"intention": "training", "lifecycle": "Ec2Spot"})
+    tolerations: list[Toleration] = Field(default_factory=lambda: [
+        Toleration(key="lifecycle", operator="Equal", value="Ec2Spot", effect="NoSchedule")])
+
+    @field_validator("node_selector")
+    @classmethod
+    def _selector(cls, value: dict[str, str]) -> dict[str, str]:
+        return _check_labels(value)
+
+
+class ServiceAccount(_Model):
+    name: str = "sentinel"
+    create: bool = True  # render the ServiceAccount (with the IRSA annotation) beside the job
+    role_arn: str | None = None  # IRSA: eks.amazonaws.com/role-arn
+
+    @field_validator("role_arn")
+    @classmethod
+    def _arn(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("arn:"):
+            raise ValueError(f"{value!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
+        return value
+
+
+class RayJobPolicy(_Model):
+    shutdown_after_job_finishes: bool = True
+    ttl_seconds_after_finished: int = Field(300, ge=0)
+    active_deadline_seconds: int | None = Field(7200, gt=0)
+    backoff_limit: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _ttl_needs_shutdown(self) -> RayJobPolicy:
+        if self.ttl_seconds_after_finished > 0 and not self.shutdown_after_job_finishes:
+            raise ValueError("ttl_seconds_after_finished > 0 needs shutdown_after_job_finishes: true "
+                             "(KubeRay only deletes the cluster of a job it shuts down)")
+        return self
+
+
+class Serving(_Model):
+    """The RayService: Serve autoscaling (DESIGN.md) and the worker pods it may use."""
+
+    name: str = "recommender"
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(5, ge=1)
+    target_ongoing_requests: float = Field(5, gt=0)
+    upscale_delay_s: float = Field(1, ge=0)
+    downscale_delay_s: float = Field(30, ge=0)
+    workers: int = Field(1, ge=0)  # worker pods at start
+    max_workers: int = Field(5, ge=0)
+    port: int = Field(8000, ge=1, le=65535)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> Serving:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError("max_replicas must be >= min_replicas")
+        if self.max_workers < self.workers:
+            raise ValueError("max_workers must be >= workers")
+        return self
+
+
+class KubeSettings(_Model):
+    """Everything the templates need besides the job's own arguments."""
+
+    namespace: str = "default"
+    kubeconfig: str | None = None  # default: $KUBECONFIG, ~/.kube/config, then in-cluster
+    context: str | None = None
+    images: Images = Field(default_factory=Images)
+    ray_version: str = Field(default_factory=installed_ray_version)
+    head: Resources = Field(default_factory=Resources)
+    worker: Resources = Field(default_factory=Resources)
+    serve_worker: Resources = Field(default_factory=lambda: Resources(cpu="500m", memory="2Gi"))
+    workers: int = Field(4, ge=1, description="Ray Train workers (one worker pod each).")
+    head_node_selector: dict[str, str] = Field(default_factory=lambda: {"lifecycle": "OnDemand"})
+    spot: Spot = Field(default_factory=Spot)
+    service_account: ServiceAccount = Field(default_factory=ServiceAccount)
+    storage: str | None = None  # s3://bucket/prefix: checkpoints and the index
+    mlflow_uri: str | None = None  # None: tracking off inside the cluster
+    data: str | None = None  # MovieLens source inside the pods; None: download from GroupLens
+    env: dict[str, str] = Field(default_factory=dict)
+    rayjob: RayJobPolicy = Field(default_factory=RayJobPolicy)
+    serve: Serving = Field(default_factory=Serving)
+    wait_timeout_s: float = Field(600, gt=0, description="Give up after this long without progress.")
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        if not _LABEL.match(value) or len(value) > 63:
+            raise ValueError(f"{value!r} is not an RFC 1123 label (lower-case letters, digits, '-')")
+        return value
+
+    @field_validator("ray_version")
+    @classmethod
+    def _ray_version(cls, value: str) -> str:
+        if not re.match(r"^\d+\.\d+\.\d+$", value):
+            raise ValueError(f"{value!r} is not a Ray version such as 2.60.0")
+        return value
+
+    @field_validator("head_node_selector")
+    @classmethod
+    def _selector(cls, value: dict[str, str]) -> dict[str, str]:
+        return _check_labels(value)
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [k for k in value if not _ENV_NAME.match(k)]
+        if bad:
+            raise ValueError(f"invalid environment variable names: {', '.join(map(repr, bad))}")
+        return {k: str(v) for k, v in value.items()}
+
+    @field_validator("storage")
+    @classmethod
+    def _storage(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("s3://"):
+            raise ValueError(f"{value!r}: pods share checkpoints through S3; use s3://bucket/prefix")
+        return value.rstrip("/") if value else value
+
+    def require_storage(self) -> str:
+        if not self.storage:
+            raise ConfigError(
+                "no checkpoint storage for the Kubernetes target",
+                hint="set kubernetes.storage: s3://bucket/prefix in the profile, "
+                     "or pass --storage s3://bucket/prefix (or SENTINEL_STORAGE)",
+            )
+        return self.storage
+
+
+def _check_labels(value: dict[str, str]) -> dict[str, str]:
+    for key, item in value.items():
+        if not _LABEL_KEY.match(key):
+            raise ValueError(f"{key!r} is not a valid label key")
+        if not _LABEL_VALUE.match(str(item)):
+            raise ValueError(f"{item!r} is not a valid label value")
+    return {k: str(v) for k, v in value.items()}
+
+
+def profile_path(explicit: str | None = None) -> Path | None:
+    """The profile file in use, or None when there is none."""
+    chosen = explicit or os.environ.get(PROFILE_ENV)
+    if chosen:
+        path = Path(chosen).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"profile {path} does not exist",
+                              hint=f"create it, or unset {PROFILE_ENV} / drop --profile")
+        return path
+    default = sentinel_home() / "config.yaml"
+    return default if default.is_file() else None
+
+
+def read_profile_data(explicit: str | None = None) -> tuple[dict[str, Any], Path | None]:
+    path = profile_path(explicit)
+    if path is None:
+        return {}, None
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"cannot read profile {path}: {e}", hint="fix the YAML") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"profile {path} is not a mapping", hint="see docs/kubernetes.md for the format")
+    return data, path
+
+
+def profile_target(explicit: str | None = None) -> str | None:
+    """The profile's ``target``, if a profile sets one."""
+    data, path = read_profile_data(explicit)
+    target = data.get("target")
+    if target not in (None, "local", "k8s"):
+        raise ConfigError(f"profile {path}: target {target!r} is not local or k8s")
+    return target
+
+
+def load(overrides: Overrides | None = None, environ: Mapping[str, str] | None = None) -> KubeSettings:
+    """Defaults < profile < environment < flags, validated."""
+    overrides = overrides or Overrides()
+    environ = os.environ if environ is None else environ
+    data, path = read_profile_data(overrides.profile)
+    section = data.get("kubernetes") or {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"profile {path}: `kubernetes` must be a mapping")
+    unknown = set(data) - {"target", "kubernetes"}
+    if unknown:
+        raise ConfigError(f"profile {path}: unknown keys {', '.join(sorted(unknown))}",
+                          hint="a profile has `target` and a `kubernetes` section")
+    merged = copy.deepcopy(section)
+    sources: dict[str, str] = {}
+    for name, key in ENV_VARS.items():
+        if environ.get(name):
+            _set_dotted(merged, key, environ[name])
+            sources[key] = f"${name}"
+    for key, value in overrides.pairs():
+        _set_dotted(merged, key, value)
+        sources[key] = "the command line"
+    try:
+        return KubeSettings.model_validate(merged)
+    except ValidationError as e:
+        raise ConfigError(_describe(e, path, sources),
+                          hint="fix the value (see docs/kubernetes.md for every key and its default)") from None
+
+
+def _describe(error: ValidationError, path: Path | None, sources: dict[str, str]) -> str:
+    problems = []
+    for item in error.errors():
+        key = ".".join(str(p) for p in item["loc"])
+        origin = next((src for k, src in sources.items()
+                       if key == k or key.startswith(k + ".") or k.startswith(key + ".")),
+                      f"profile {path}" if path else "the defaults")
+        message = item["msg"].removeprefix("Value error, ")
+        problems.append(f"kubernetes.{key} (from {origin}): {message}")
+    return "invalid Kubernetes settings: " + "; ".join(problems)
+
+
+# Mappings keyed by free-form strings: `--set env.NAME=value` sets one key, keeping the others
+# (the profile's, else the defaults).
+_MAPPINGS = ("env", "head_node_selector", "spot.node_selector")
+
+
+def _set_dotted(target: dict[str, Any], key: str, value: Any) -> None:
+    mapping = next((m for m in _MAPPINGS if key.startswith(m + ".")), None)
+    path = (mapping.split(".") if mapping else key.split("."))
+    node = target
+    for part in path[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = node[part] = {}
+        node = child
+    if mapping is None:
+        node[path[-1]] = value
+        return
+    current = node.get(path[-1])
+    if not isinstance(current, dict):
+        current = node[path[-1]] = _default_of(mapping)
+    current[key[len(mapping) + 1:]] = value
+
+
+def _default_of(dotted: str) -> dict[str, Any]:
+    value: Any = KubeSettings().model_dump()
+    for part in dotted.split("."):
+        value = value[part]
+    return dict(value)
+

@@ -1,0 +1,80 @@
+"""The biased matrix-factorization network: plain PyTorch, shared by training, serving and benchmarks."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from sentinel_ml.data.movielens import RATING_MAX, RATING_MIN, Ratings
+from sentinel_ml.models.registry import AUTOREC
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    num_users: int
+    num_items: int
+    global_mean: float
+    embedding_dim: int = 32
+    lr: float = 1e-2
+    regularization: float = 0.08
+    lr_decay: float = 0.6
+    model: str = "mf"  # how it was trained (sentinel_ml.models.registry); the served network is always BiasedMF
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class BiasedMF(nn.Module):
+    """rating(u, i) = mu + b_u + b_i + <p_u, q_i>"""
+
+    def __init__(self, num_users: int, num_items: int, embedding_dim: int, global_mean: float):
+        super().__init__()
+        self.user_factors = nn.Embedding(num_users, embedding_dim)
+        self.item_factors = nn.Embedding(num_items, embedding_dim)
+        self.user_bias = nn.Embedding(num_users, 1)
+        self.item_bias = nn.Embedding(num_items, 1)
+        self.register_buffer("global_mean", torch.tensor(float(global_mean)))
+        nn.init.normal_(self.user_factors.weight, std=0.01)
+        nn.init.normal_(self.item_factors.weight, std=0.01)
+        nn.init.zeros_(self.user_bias.weight)
+        nn.init.zeros_(self.item_bias.weight)
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        dot = (self.user_factors(users) * self.item_factors(items)).sum(dim=1)
+        bias = self.user_bias(users).squeeze(1) + self.item_bias(items).squeeze(1)
+        return self.global_mean + bias + dot
+
+    @torch.no_grad()
+    def predict(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Predictions clipped to the rating range."""
+        return self(users, items).clamp(RATING_MIN, RATING_MAX)
+
+    def training_loss(self, batch, regularization: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(objective, its value to log): the MSE plus ``regularization`` times ``penalty``."""
+        users, items, ratings = batch
+        loss = nn.functional.mse_loss(self(users, items), ratings) + regularization * self.penalty(users, items)
+        return loss, loss.detach()
+
+    def serving_state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.state_dict().items()}
+
+    def penalty(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """L2 on the factors the batch touched, averaged over the batch (biases stay free)."""
+        terms = self.user_factors(users).pow(2).sum(1) + self.item_factors(items).pow(2).sum(1)
+        return terms.mean()
+
+
+def build_network(config: ModelConfig) -> BiasedMF:
+    """The served network (what every checkpoint holds, whichever model trained it)."""
+    return BiasedMF(config.num_users, config.num_items, config.embedding_dim, config.global_mean)
+
+
+def build_trainable(config: ModelConfig, train: Ratings) -> nn.Module:
+    """The network a training run optimizes: ``BiasedMF`` itself, or an ``ItemAutoRec`` over ``train``."""
+    if config.model == AUTOREC:
+        from sentinel_ml.models.autorec import ItemAutoRec
+
+        return ItemAutoRec(train, config.num_users, config.num_items, config.embedding_dim)
+    return build_network(config)

@@ -1,0 +1,50 @@
+"""Checkpoint files: where a run's ``best.pt`` and ``last.pt`` live under a storage root, and how
+they are written and read (through ``sentinel_ml.store.uri``, on disk or S3)::
+
+    <root>/runs/<run_id>/best.pt     best epoch by val RMSE
+    <root>/runs/<run_id>/last.pt     last epoch
+"""
+
+from __future__ import annotations
+
+import io
+
+from sentinel_ml.errors import CheckpointNotFound, ObjectNotFound
+from sentinel_ml.store import uri as storage
+
+RUNS_DIR = "runs"
+
+
+def checkpoint_uri(root: str, run_id: str, which: str) -> str:
+    return storage.join(root, RUNS_DIR, run_id, f"{which}.pt")
+
+
+def save_checkpoint(uri: str, state_dict: dict, model_config: dict, metrics: dict) -> None:
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save({"state_dict": state_dict, "model_config": model_config, "metrics": metrics}, buffer)
+    storage.write_bytes(uri, buffer.getvalue())
+
+
+def load_checkpoint(uri: str) -> dict:
+    """The saved dict: ``state_dict``, ``model_config``, ``metrics``."""
+    import torch
+
+    try:
+        data = storage.read_bytes(uri)
+    except ObjectNotFound:
+        raise CheckpointNotFound(
+            f"checkpoint {uri} does not exist", hint="check `sentinel status` for valid runs"
+        ) from None
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+
+
+def load_network(uri: str):
+    """The network with the checkpoint's weights, in eval mode."""
+    from sentinel_ml.models.biased_mf import ModelConfig, build_network
+
+    saved = load_checkpoint(uri)
+    net = build_network(ModelConfig(**saved["model_config"]))
+    net.load_state_dict(saved["state_dict"])
+    return net.eval(), saved

@@ -1,0 +1,404 @@
+"""Hyperparameter tuning with Ray Tune: ``tune(config) -> TuneResult``.
+
+A study samples ``config.space`` and runs each sample as a trial (``tune_trial``) that reports val RMSE
+every epoch, so ASHA can stop the weak ones at its rungs; FIFO runs them all to ``max_epochs``, for
+comparison. The split is parsed once here and shared through Ray's object store. Trials keep one small
+checkpoint each in a scratch directory. After the study the best trial's best weights are scored on the
+test split and written once, through ``checkpoints``, under the storage root with one index record of
+kind ``tune``, so ``best`` resolves to them. MLflow gets a parent run for the study and a child run per
+trial, recorded from the driver by a Tune callback (``tune_callback``) that also drives the progress.
+
+Also runnable as ``python -m sentinel_ml.tune …``: that is what the RayJob's entrypoint runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from sentinel_ml.store import index as checkpoints
+from sentinel_ml.store.checkpoint import checkpoint_uri, load_checkpoint, save_checkpoint
+from sentinel_ml.store import uri as storage
+from sentinel_ml.paths import storage_root
+from sentinel_ml.tuning.config import StudyConfig
+from sentinel_ml.entrypoint import add_job_args, run_job
+from sentinel_ml.errors import ConfigError, JobFailed
+from sentinel_ml.logs import follow_root_level
+from sentinel_ml.models.registry import MODELS
+from sentinel_ml.tracking import Tracker, resolve_tracking_uri
+from sentinel_ml.tuning.callback import (
+    COMPLETED,
+    FAILED,
+    METRIC,
+    STOPPED,
+    ProgressHook,
+    TrialSummary,
+    ranked,
+    study_callback,
+)
+from sentinel_ml.tuning.trial import BEST_FILE, LAST_FILE, Study, decision_epochs, hyperparameters, trial
+
+MAX_DEFAULT_CONCURRENCY = 4
+
+
+
+@dataclass
+class TuneResult:
+    run_id: str
+    model: str
+    scheduler: str
+    samples: int
+    max_epochs: int
+    split: str
+    best: dict[str, Any]
+    trials: list[dict[str, Any]]
+    counts: dict[str, int]
+    trial_epochs: int
+    metrics: dict[str, float]
+    checkpoints: dict[str, str]
+    index_uri: str
+    space: dict[str, Any]
+    mlflow_run_id: str | None
+    mlflow_error: str | None
+    wall_s: float
+    # Where the wall time went: "setup_s" until the first trial started (data, starting or joining
+    # Ray, the trial workers' imports), "trials_s" until the last trial ended, "finish_s" after it
+    # (scoring the best checkpoint on the test split, the index record, MLflow).
+    phases: dict[str, float]
+
+    def summary(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def tune(config: StudyConfig, on_progress: ProgressHook | None = None) -> TuneResult:
+    """Run one tuning study end to end: data, Ray Tune, the best checkpoint, index record, MLflow."""
+    from sentinel_ml.data.movielens import load_split
+    from sentinel_ml.data.download import ensure_dataset
+
+    config.validate()
+    started = time.monotonic()
+    run_id = config.run_id or checkpoints.new_run_id("tune")
+    root = storage_root(config.storage)
+    notify = on_progress or (lambda event: None)
+    tracker = Tracker(resolve_tracking_uri(config.mlflow_uri))
+    tracker.start("study", run_id, _study_params(config),
+                  tags={"sentinel.run_id": run_id, "sentinel.kind": "tune"})
+    status = "FAILED"
+    scratch, owned_scratch = _scratch_path(root, run_id)
+    try:
+        dataset_dir = ensure_dataset(config.data)
+        notify({"event": "data", "path": str(dataset_dir)})
+        split = load_split(dataset_dir, config.split, seed=config.seed)
+        config, cpus, where = _ensure_ray(config)
+        study = Study(config.model, config.max_epochs, config.seed, config.split, str(dataset_dir),
+                      config.workers_per_trial, cpus, scratch,
+                      decision_epochs(config.scheduler, config.max_epochs, config.grace_period,
+                                      config.reduction_factor))
+        notify({"event": "start", "message": f"study {run_id}: {config.model}, {config.samples} trials, "
+                f"{config.scheduler}, up to {config.max_epochs} epochs, {config.concurrency} at a time, "
+                f"{cpus:g} CPU per {'worker' if config.workers_per_trial > 1 else 'trial'}, on {where}"})
+        callback = study_callback(tracker, _prefetch_torch_when_a_core_frees(notify, config.samples),
+                                  config.max_epochs)
+        grid = _run_tuner(config, study, split, callback, run_id)
+        trials = callback.finished(grid)
+        best = _best_trial(trials)
+        saved = _save_best(root, run_id, best, _trial_checkpoint(best, grid, callback, study), split)
+        status = "FINISHED"
+    finally:
+        if status != "FINISHED":
+            tracker.end("study", status)
+            tracker.close(timeout=30)
+        if owned_scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    counts = {state: sum(t.state == state for t in trials) for state in (COMPLETED, STOPPED, FAILED)}
+    trial_epochs = sum(t.epochs for t in trials)
+    metrics = {**saved["metrics"], "trials": len(trials), "trial_epochs": trial_epochs}
+    record = checkpoints.RunRecord(
+        run_id=run_id,
+        kind="tune",
+        created_at=checkpoints.utc_now_iso(),
+        config={**asdict(hyperparameters(study, best.config)), "workers": config.workers_per_trial},
+        metrics=metrics,
+        checkpoints=saved["checkpoints"],
+        extra={"model": config.model, "scheduler": config.scheduler, "samples": config.samples,
+               "best_trial": best.trial_id, "trial_states": counts, "space": config.space.as_dict()},
+    )
+    tracker.log_metrics("study", {"best_val_rmse": metrics["val_rmse"], "test_rmse": metrics["test_rmse"],
+                                  "trial_epochs": trial_epochs}, 0)
+    tracker.end("study", "FINISHED", tags={"best_trial": best.trial_id,
+                                           "checkpoint_uri": record.best_checkpoint})
+    record.mlflow_run_id = tracker.close().get("study")
+    index_uri = checkpoints.write_record(root, record)
+    return TuneResult(
+        run_id=run_id,
+        model=config.model,
+        scheduler=config.scheduler,
+        samples=config.samples,
+        max_epochs=config.max_epochs,
+        split=config.split,
+        best={**asdict(best), "test_rmse": metrics["test_rmse"]},
+        trials=[asdict(t) for t in ranked(trials)],
+        counts=counts,
+        trial_epochs=trial_epochs,
+        metrics=metrics,
+        checkpoints=record.checkpoints,
+        index_uri=index_uri,
+        space=config.space.as_dict(),
+        mlflow_run_id=record.mlflow_run_id,
+        mlflow_error=tracker.error,
+        wall_s=round(time.monotonic() - started, 2),
+        phases=_phases(started, callback),
+    )
+
+
+def _phases(started: float, callback) -> dict[str, float]:
+    now = time.monotonic()
+    first, last = callback.first_start or now, callback.last_end or now
+    return {"setup_s": round(first - started, 2), "trials_s": round(last - first, 2),
+            "finish_s": round(now - last, 2)}
+
+
+def _prefetch_torch_when_a_core_frees(notify: ProgressHook, samples: int) -> ProgressHook:
+    """Pass progress on; the first time a trial ends after the last one has started, import torch
+    in a background thread for scoring the best checkpoint (~1.5 s of CPU). From then on a trial
+    slot stays free, so the import runs on an idle core instead of after the last trial (or, earlier,
+    against the trial workers' own imports and the GIL that Tune's driver loop needs)."""
+    started = False
+
+    def hook(event: dict[str, Any]) -> None:
+        nonlocal started
+        counts = event.get("counts") or {}
+        if (not started and event.get("event") == "trial" and event.get("state") in (COMPLETED, STOPPED, FAILED)
+                and sum(counts.values()) >= samples):
+            started = True
+            threading.Thread(target=importlib.import_module, args=("sentinel_ml.training.loop",), daemon=True,
+                             name="import-torch").start()
+        notify(event)
+
+    return hook
+
+
+def _study_params(config: StudyConfig) -> dict[str, Any]:
+    params = {k: v for k, v in asdict(config).items() if k not in ("space", "run_id", "mlflow_uri")}
+    return {**params, **{f"space.{d.name}": d.describe() for d in config.space.dimensions}}
+
+
+# --- Ray --------------------------------------------------------------------------------------
+
+
+def _ensure_ray(config: StudyConfig) -> tuple[StudyConfig, float, str]:
+    """Join the running Ray (tests, a RayJob, ``ray start``), else start the embedded one.
+
+    Returns the config with its concurrency settled, the CPUs each worker reserves, and where it runs.
+    """
+    import ray
+
+    from sentinel_ml.ray_runtime import ensure_ray
+
+    # Tune's import (~0.8 s of driver CPU) overlaps ray.init, which mostly waits for Ray's processes.
+    threading.Thread(target=importlib.import_module, args=("ray.tune",), daemon=True, name="import-tune").start()
+    joined = ensure_ray(lambda: _warm_trial_workers(config))
+    follow_root_level()
+    total = float(ray.cluster_resources().get("CPU", 1.0))
+    config = replace(config, concurrency=config.concurrency or default_concurrency(total, config.workers_per_trial))
+    where = f"the Ray cluster at {joined}" if joined else "the embedded local Ray"
+    if config.cpus_per_trial:
+        return config, config.cpus_per_trial, where
+    # Share the CPUs between the concurrent trials (fractions are fine: a trial is one thread).
+    per_worker = total / (config.concurrency * config.workers_per_trial)
+    return config, max(0.25, min(1.0, round(per_worker, 2))), where
+
+
+def _warm_trial_workers(config: StudyConfig):
+    """The trial actors Tune will start on the embedded Ray: one per concurrent single-worker trial
+    (reused by the trials after them), in the runtime env Tune gives its trainables. Multi-worker
+    trials start Ray Train controllers and workers of their own, which are left to start cold."""
+    from sentinel_ml.ray_runtime import WarmWorkers
+
+    if config.workers_per_trial > 1:
+        return None
+    count = config.concurrency or default_concurrency(len(os.sched_getaffinity(0)), 1)
+    return WarmWorkers(min(count, config.samples), _trial_runtime_env)
+
+
+def _trial_runtime_env() -> dict[str, Any]:
+    """What Tune's actor cache gives each trainable (``ray.tune.execution.class_cache``)."""
+    from ray.tune.execution.class_cache import DEFAULT_ENV_VARS, ENV_VARS_TO_PROPAGATE
+
+    return {"env_vars": {**DEFAULT_ENV_VARS, **{k: os.environ[k] for k in ENV_VARS_TO_PROPAGATE if k in os.environ}}}
+
+
+def default_concurrency(cpus: float, workers_per_trial: int) -> int:
+    """One single-threaded trial worker per CPU, at most 4 trials. Measured on 2 cores (bench/tune.py):
+    4 trials on 2 CPUs made each epoch ~20% slower than 2, and let more trials past ASHA's rungs
+    before it had seen enough of them to stop them."""
+    return max(1, min(MAX_DEFAULT_CONCURRENCY, int(cpus // workers_per_trial)))
+
+
+def _scratch_path(root: str, run_id: str) -> tuple[str, bool]:
+    """Tune's storage path for trial checkpoints: S3 beside the checkpoints (shared by every node),
+    else a temporary directory removed after the study. Returns (path, whether we remove it)."""
+    if storage.is_s3(root):
+        return storage.join(root, "ray", run_id), False
+    return tempfile.mkdtemp(prefix=f"sentinel-{run_id}-"), True
+
+
+def _run_tuner(config: StudyConfig, study: Study, split, callback, run_id: str):
+    from ray import tune
+    from ray.tune.logger import JsonLoggerCallback
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    from sentinel_ml.ray_runtime import await_warm_workers
+
+    if config.scheduler == "asha":
+        scheduler = ASHAScheduler(time_attr="epoch", max_t=config.max_epochs,
+                                  grace_period=min(config.grace_period, config.max_epochs),
+                                  reduction_factor=config.reduction_factor)
+    else:
+        scheduler = FIFOScheduler()
+    if study.workers_per_trial > 1:
+        # The trial only drives a TorchTrainer (Tune refuses 0 CPUs); its workers hold the CPUs.
+        trainable = tune.with_resources(trial, {"cpu": 0.01})
+    else:
+        trainable = tune.with_resources(trial, {"cpu": study.cpus_per_trial})
+    _count_callbacks_by_name()
+    tuner = tune.Tuner(
+        tune.with_parameters(trainable, study=study, split=split),
+        param_space=config.space.to_tune(),
+        tune_config=tune.TuneConfig(
+            metric=METRIC,
+            mode="min",
+            scheduler=scheduler,
+            search_alg=BasicVariantGenerator(max_concurrent=config.concurrency, random_state=config.seed),
+            num_samples=config.samples,
+            reuse_actors=study.workers_per_trial == 1,
+        ),
+        run_config=tune.RunConfig(
+            name=run_id,
+            storage_path=study.scratch,
+            verbose=0,
+            callbacks=[callback, JsonLoggerCallback()],
+            failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        ),
+    )
+    # Tune's console reporter would print on stdout, which carries only the result: our callback
+    # reports progress instead, and anything Tune still prints goes to stderr.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Of Tune's default loggers only the JSON one is needed (the result grid reads it back); the
+    # TensorBoard one imports torch in the driver, 2 s before the first trial starts.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    if logging.getLogger().level > logging.DEBUG:
+        # A failed trial gets one line from our callback, not Tune's traceback and summary (-v shows them).
+        os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
+        logging.getLogger("ray.tune.tune").setLevel(logging.CRITICAL)  # "Trials did not complete: …"
+    await_warm_workers()
+    with contextlib.redirect_stdout(sys.stderr):
+        return tuner.fit()
+
+
+_INTEGRATION_CALLBACKS = ("WandbLoggerCallback", "MLflowLoggerCallback", "CometLoggerCallback", "AimLoggerCallback")
+
+
+def _count_callbacks_by_name() -> None:
+    """Ray's usage telemetry counts a study's callbacks by class name, but first imports its W&B,
+    MLflow, Comet and Aim integrations to learn those names: mlflow alone is ~1 s of driver CPU right
+    before the first trial starts, while the trial workers are still importing on the same cores.
+    Count the same names without the imports. If Ray changed this private hook, leave it alone."""
+    import collections
+
+    from ray.air._internal import usage
+
+    if not callable(getattr(usage, "_count_callbacks", None)):
+        return
+
+    def count(callbacks):
+        from ray.tune import Callback
+        from ray.tune.logger import LoggerCallback
+        from ray.tune.utils.callback import DEFAULT_CALLBACK_CLASSES
+
+        known = {*_INTEGRATION_CALLBACKS, *(cls.__name__ for cls in DEFAULT_CALLBACK_CLASSES)}
+        counts = collections.defaultdict(int)
+        for callback in callbacks or []:
+            if not isinstance(callback, Callback):
+                continue
+            name = type(callback).__name__
+            if name in known:
+                counts[name] += 1
+            else:
+                counts["CustomLoggerCallback" if isinstance(callback, LoggerCallback) else "CustomCallback"] += 1
+        return counts
+
+    usage._count_callbacks = count
+
+
+# --- after the study ------------------------------------------------------------------------------
+
+
+def _best_trial(trials: list[TrialSummary]) -> TrialSummary:
+    scored = [t for t in trials if t.state != FAILED and t.val_rmse is not None]
+    if not scored:
+        failed = [t for t in trials if t.error]
+        first = f"; first error: {failed[0].error}" if failed else ""
+        raise JobFailed(f"all {len(trials)} trials failed{first}",
+                        hint="narrow the search space (e.g. a lower lr range) and retry")
+    return ranked(scored)[0]
+
+
+def _save_best(root: str, run_id: str, best: TrialSummary, checkpoint, split) -> dict[str, Any]:
+    """Score the best trial's best weights on the test split and write them under the storage root."""
+    from sentinel_ml.training.loop import rmse
+    from sentinel_ml.models.biased_mf import ModelConfig, build_network
+
+    with checkpoint.as_directory() as directory:
+        saved = {name: load_checkpoint(str(Path(directory, name)))
+                 for name in (BEST_FILE, LAST_FILE) if Path(directory, name).is_file()}
+    if BEST_FILE not in saved:
+        raise JobFailed(f"trial {best.trial_id} left no checkpoint", hint="rerun the study")
+    net = build_network(ModelConfig(**saved[BEST_FILE]["model_config"]))
+    net.load_state_dict(saved[BEST_FILE]["state_dict"])
+    test_rmse = rmse(net.eval(), split.test)
+    metrics = {"val_rmse": best.val_rmse, "best_epoch": best.best_epoch, "epochs": best.epochs,
+               "test_rmse": test_rmse}
+    for name, data in saved.items():
+        data["metrics"] = {**data["metrics"], "trial_id": best.trial_id,
+                           **({"test_rmse": test_rmse} if name == BEST_FILE else {})}
+    best_metrics = saved[BEST_FILE]["metrics"]
+    metrics["val_mae"] = best_metrics.get("val_mae")
+    uris = {}
+    for which, name in (("best", BEST_FILE), ("last", LAST_FILE)):
+        if name in saved:
+            uris[which] = checkpoint_uri(root, run_id, which)
+            save_checkpoint(uris[which], saved[name]["state_dict"], saved[name]["model_config"],
+                                        saved[name]["metrics"])
+    return {"metrics": {k: v for k, v in metrics.items() if v is not None}, "checkpoints": uris}
+
+
+def _trial_checkpoint(best: TrialSummary, grid, callback, study: Study):
+    """The best trial's latest checkpoint: Tune's own, or the path Ray Train reported."""
+    import ray.train
+
+    for result in grid:
+        if result.metrics.get("trial_id") == best.trial_id and result.checkpoint is not None:
+            return result.checkpoint
+    path = callback.checkpoint_paths.get(best.trial_id)
+    if path:
+        if storage.is_s3(study.scratch) and not path.startswith("s3://"):
+            path = f"s3://{path}"
+        return ray.train.Checkpoint(path)
+    raise JobFailed(f"trial {best.trial_id} left no checkpoint", hint="rerun the study")
