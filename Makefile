@@ -19,7 +19,7 @@ $(BIN)/python:
 
 setup: $(BIN)/python
 	$(BIN)/pip install --quiet -e .
-	@if [ -n "$(DATA)" ]; then $(BIN)/python -m sentinel_ml.data.download "$(DATA)"; fi
+	@if [ -n "$(DATA)" ]; then $(BIN)/sentinel data fetch --data "$(DATA)"; fi
 
 setup-dev: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'

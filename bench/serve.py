@@ -28,7 +28,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from sentinel_ml.serving.api import PredictRequest, PredictResponse, check_movies, check_user
+from sentinel_ml.serving.api import (
+    PredictRequest,
+    PredictResponse,
+    check_movies,
+    check_user,
+)
 
 WRK_SCRIPT = r"""
 math.randomseed(%(seed)d)
@@ -64,9 +69,9 @@ def main() -> int:
     levels = [int(c) for c in args.concurrency.split(",")]
     print(f"load before: {_uptime()}")
     from sentinel_cli.backends.local import serving as local_serve
+    from sentinel_ml.data.download import ensure_dataset
     from sentinel_ml.paths import storage_root
     from sentinel_ml.store.index import resolve_checkpoint
-    from sentinel_ml.data.download import ensure_dataset
 
     uri, run_id = resolve_checkpoint(args.checkpoint, storage_root(args.storage))
     data = str(ensure_dataset(args.data))

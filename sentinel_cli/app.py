@@ -13,6 +13,7 @@ from sentinel_cli import __version__
 from sentinel_cli.commands import register
 from sentinel_cli.errors import SentinelError, report
 
+
 class _Group(TyperGroup):
     """Expected failures become one line on stderr and their exit code, for every command."""
 
@@ -28,7 +29,7 @@ app = typer.Typer(
     name="sentinel",
     help="Run a Ray recommender platform: train, tune, serve and watch it, locally or on Kubernetes.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )

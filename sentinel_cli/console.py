@@ -27,9 +27,3 @@ def out() -> Console:
 def err() -> Console:
     """Progress, warnings and errors."""
     return Console(stderr=True, width=_width(sys.stderr), highlight=False)
-
-
-def reset() -> None:
-    """Forget the cached consoles (tests swap stdout/stderr between invocations)."""
-    out.cache_clear()
-    err.cache_clear()

@@ -1,19 +1,30 @@
-"""Option definitions shared by several commands, defined once."""
+"""Option definitions shared by several commands, defined once, and ``kube_options``: the one
+decorator that gives a command the Kubernetes target's options as a single ``deploy`` argument."""
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from sentinel_cli.backends import TARGETS
 from sentinel_cli.output import OutputFormat
+from sentinel_ml.data import SPLITS
+from sentinel_ml.models.registry import MODELS
 
 
-class Target(str, Enum):
-    local = "local"
-    k8s = "k8s"
+def choice(name: str, values: tuple[str, ...]) -> type[Enum]:
+    """A click choice whose values come from the one place that defines them."""
+    return Enum(name, {value: value for value in values}, type=str)  # type: ignore[return-value]
 
+
+Target = choice("Target", TARGETS)
+Split = choice("Split", SPLITS)
+Model = choice("Model", MODELS)
 
 OutputOpt = Annotated[
     OutputFormat,
@@ -44,22 +55,11 @@ MlflowOpt = Annotated[
 SeedOpt = Annotated[int, typer.Option(help="Random seed for splits, initialisation and shuffling.")]
 
 
-class Split(str, Enum):
-    u1 = "u1"
-    random = "random"
-
 
 SplitOpt = Annotated[
     Split,
     typer.Option(help="u1 (canonical u1.base/u1.test) or random (seeded 80/20 of u.data).", case_sensitive=False),
 ]
-
-class Model(str, Enum):
-    """sentinel_ml.models.registry: both are served as the same factorization checkpoint."""
-
-    mf = "mf"
-    autorec = "autorec"
-
 
 MODEL_HELP = ("mf: biased matrix factorization (fast, u1 test RMSE ~0.927 at its defaults); autorec: "
               "item-based AutoRec exported as a factorization (~0.90). Each has its own defaults.")
@@ -108,3 +108,46 @@ UrlOpt = Annotated[
     typer.Option("--url", help="Base URL of the serving API (the /recommend prefix is added).",
                  envvar="SENTINEL_URL"),
 ]
+
+
+_KUBE_OPTIONS: dict[str, tuple[Any, Any]] = {  # parameter -> (annotation, default), in --help order
+    "profile": (ProfileOpt, None), "namespace": (NamespaceOpt, None), "name": (NameOpt, None),
+    "sets": (SetOpt, None), "wait": (WaitOpt, True), "dry_run": (DryRunOpt, False),
+    "timeout": (TimeoutOpt, None),
+}
+
+
+def kube_options(*names: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command the Kubernetes options ``names`` (all of them by default).
+
+    The command declares ``deploy: KubeRequest`` instead; the options are added to its signature
+    after its own and arrive folded into that one request.
+    """
+    chosen = names or tuple(_KUBE_OPTIONS)
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(command, eval_str=True)
+        own = [p for n, p in signature.parameters.items() if n != "deploy"]
+        added = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=_KUBE_OPTIONS[n][1],
+                                   annotation=_KUBE_OPTIONS[n][0]) for n in chosen]
+
+        @functools.wraps(command)
+        def with_deploy(**kwargs: Any) -> Any:
+            from sentinel_cli.k8s.request import kube_request
+
+            given = {n: kwargs.pop(n, _KUBE_OPTIONS[n][1]) for n in chosen}
+            return command(**kwargs, deploy=kube_request(**given))
+
+        return with_options(with_deploy, signature, own + added)
+
+    return decorate
+
+
+def with_options(wrapper: Callable[..., Any], signature: inspect.Signature,
+                 parameters: list[inspect.Parameter]) -> Callable[..., Any]:
+    """``wrapper`` (a ``functools.wraps`` of a command) with ``parameters`` as the options Typer reads."""
+    keyword = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in parameters]
+    wrapper.__signature__ = signature.replace(parameters=keyword)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in keyword}
+    del wrapper.__wrapped__  # Typer must read the signature above, not the command's
+    return wrapper

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.table import Table
-
-from sentinel_cli import console
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 class OutputFormat(str, Enum):
@@ -24,6 +23,8 @@ def emit(data: Any, fmt: OutputFormat, table: Callable[[Any], Table | str] | Non
     elif fmt is OutputFormat.yaml:
         print(to_yaml(json.loads(json.dumps(data, default=str))), end="")
     else:
+        from sentinel_cli import console
+
         console.out().print(table(data) if table else data)
 
 
@@ -44,6 +45,8 @@ def to_yaml(data: Any) -> str:
 
 
 def key_value_table(rows: Sequence[tuple[str, Any]], title: str | None = None) -> Table:
+    from rich.table import Table
+
     grid = Table(title=title, show_header=False, box=None, pad_edge=False)
     grid.add_column(style="bold")
     grid.add_column(overflow="fold")
@@ -55,6 +58,8 @@ def key_value_table(rows: Sequence[tuple[str, Any]], title: str | None = None) -
 def records_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]],
                   title: str | None = None, empty: str = "nothing to show") -> Table | str:
     """``columns``: (header, key) pairs."""
+    from rich.table import Table
+
     if not rows:
         return empty
     table = Table(title=title, header_style="bold")

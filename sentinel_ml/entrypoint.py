@@ -1,6 +1,7 @@
-"""What the RayJob entrypoints (``python -m sentinel_ml.train``, ``python -m sentinel_ml.tune``) share:
-the flags every job takes, and one ``main``: progress as JSON lines on stderr, the summary as JSON on
-stdout, an expected failure as one line on stderr and its exit code."""
+"""The command line of the jobs (``python -m sentinel_ml.train``, ``python -m sentinel_ml.tune``, what
+the RayJobs run): the flags every job takes, the exit code of each kind of failure (the ``sentinel``
+CLI uses the same table), and one ``run_job``: progress as JSON lines on stderr, the summary as JSON
+on stdout, an expected failure as one line on stderr and its exit code."""
 
 from __future__ import annotations
 
@@ -11,7 +12,24 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from sentinel_ml.data.movielens import SPLITS
+from sentinel_ml.data import SPLITS
+from sentinel_ml.errors import (
+    ConfigError,
+    Detached,
+    JobFailed,
+    SentinelError,
+    WaitTimeout,
+)
+
+# 0 success, 1 the job failed, 2 usage or configuration error, 3 a bounded wait ran out, 130 detached.
+# The first entry whose type matches wins; any other SentinelError is a failure (1).
+EXIT_CODES: tuple[tuple[type[SentinelError], int], ...] = (
+    (ConfigError, 2), (WaitTimeout, 3), (Detached, 130), (JobFailed, 1),
+)
+
+
+def exit_code(error: SentinelError) -> int:
+    return next((code for kind, code in EXIT_CODES if isinstance(error, kind)), 1)
 
 
 def add_job_args(parser: argparse.ArgumentParser, *, seed: int, split: str) -> None:
@@ -23,16 +41,20 @@ def add_job_args(parser: argparse.ArgumentParser, *, seed: int, split: str) -> N
     parser.add_argument("--run-id", default=None)
 
 
+def job_tail(config: Any) -> list[Any]:
+    """The flags ``add_job_args`` reads (but seed and split, which each job places itself)."""
+    tail = ["--storage", config.storage, "--mlflow-uri", config.mlflow_uri or "off", "--run-id", config.run_id]
+    return tail + (["--data", config.data] if config.data else [])
+
+
 def run_job(job: Callable[..., Any], make_config: Callable[[], Any]) -> int:
     """``job(make_config(), on_progress=...)``; its ``summary()`` as JSON on stdout; returns the exit code."""
-    from sentinel_ml.errors import SentinelError
-
     logging.basicConfig(level=logging.WARNING)
     try:
         result = job(make_config(), on_progress=lambda e: print(json.dumps(e, default=str), file=sys.stderr,
                                                                 flush=True))
     except SentinelError as e:
         print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
+        return exit_code(e)
     print(json.dumps(result.summary(), indent=2, default=str))
     return 0

@@ -1,10 +1,10 @@
-"""The project's exceptions. Library code raises these; only the CLI prints them and picks exit codes."""
+"""The project's exceptions: what went wrong, named by type. Library code raises these; the command
+lines (``sentinel``, and the jobs' ``python -m sentinel_ml.train|tune``) print them and map each type
+to an exit code (``sentinel_ml.entrypoint.EXIT_CODES``)."""
 
 
 class SentinelError(Exception):
     """An expected failure with a message that names the cause and the next step."""
-
-    exit_code = 1
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -17,8 +17,6 @@ class SentinelError(Exception):
 
 class ConfigError(SentinelError):
     """Bad flags, bad configuration or missing inputs: the user can fix it and retry."""
-
-    exit_code = 2
 
 
 class DataError(ConfigError):
@@ -40,10 +38,10 @@ class ObjectNotFound(StorageError):
 class JobFailed(SentinelError):
     """A training, tuning or serving job ran and failed."""
 
-    exit_code = 1
-
 
 class WaitTimeout(SentinelError):
     """A bounded wait ran out."""
 
-    exit_code = 3
+
+class Detached(SentinelError):
+    """Ctrl-C while following a job: it keeps running; the message says how to reattach."""

@@ -1,13 +1,14 @@
 """The training RayJob's entry point: ``python -m sentinel_ml.train …`` runs one training run
 (``sentinel_ml.training.run.train``) with progress as JSON lines on stderr and the summary as JSON on
-stdout. The flags are ``sentinel_ml.training.config.train_argv``'s, the same the CLI renders."""
+stdout. ``job_argv`` writes the command line that ``build_parser`` reads back: the RayJob's
+entrypoint, rendered by the CLI."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from sentinel_ml.entrypoint import add_job_args, run_job
+from sentinel_ml.entrypoint import add_job_args, job_tail, run_job
 from sentinel_ml.models.registry import MODELS
 from sentinel_ml.training.config import Hyperparameters, TrainConfig
 
@@ -26,6 +27,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-decay", type=float)
     add_job_args(p, seed=defaults.seed, split=defaults.split)
     return p
+
+
+def job_argv(config: TrainConfig) -> list[str]:
+    """``python -m sentinel_ml.train`` with every flag of ``config``, as ``build_parser`` reads them."""
+    hp = config.hp
+    words = ["python", "-m", "sentinel_ml.train", "--model", hp.model, "--epochs", hp.epochs,
+             "--workers", config.workers, "--batch-size", hp.batch_size, "--lr", hp.lr,
+             "--embedding-dim", hp.embedding_dim, "--regularization", hp.regularization,
+             "--lr-decay", hp.lr_decay, "--seed", hp.seed, "--split", hp.split, *job_tail(config)]
+    return [str(word) for word in words]
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

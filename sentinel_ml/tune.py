@@ -1,17 +1,20 @@
 """The tuning RayJob's entry point: ``python -m sentinel_ml.tune …`` runs one study
 (``sentinel_ml.tuning.study.tune``) with progress as JSON lines on stderr and the summary as JSON on
-stdout."""
+stdout. ``job_argv`` writes the command line that ``build_parser`` reads back: the RayJob's
+entrypoint, rendered by the CLI."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from typing import Any
 
-from sentinel_ml.entrypoint import add_job_args, run_job
+from sentinel_ml.entrypoint import add_job_args, job_tail, run_job
 from sentinel_ml.errors import ConfigError
 from sentinel_ml.models.registry import MODELS
-from sentinel_ml.tuning.config import SCHEDULERS, StudyConfig
+from sentinel_ml.tuning import SCHEDULERS
+from sentinel_ml.tuning.config import StudyConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +35,26 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the same overrides as JSON (how `sentinel tune --target k8s --space` ships a file)")
     add_job_args(p, seed=defaults.seed, split=defaults.split)
     return p
+
+
+def job_argv(config: StudyConfig) -> list[str]:
+    """``python -m sentinel_ml.tune`` with every flag of ``config``, as ``build_parser`` reads them.
+    A space other than the model's default travels inline as JSON (its file is on this machine)."""
+    from sentinel_ml.tuning.search_space import default_space
+
+    words: list[Any] = [
+        "python", "-m", "sentinel_ml.tune", "--model", config.model, "--samples", config.samples,
+        "--max-epochs", config.max_epochs, "--grace-period", config.grace_period,
+        "--reduction-factor", config.reduction_factor, "--scheduler", config.scheduler,
+        "--workers-per-trial", config.workers_per_trial, "--seed", config.seed, "--split", config.split,
+    ]
+    if config.concurrency is not None:
+        words += ["--concurrency", config.concurrency]
+    if config.cpus_per_trial is not None:
+        words += ["--cpus-per-trial", config.cpus_per_trial]
+    if config.space != default_space(config.model):
+        words += ["--space-json", json.dumps(config.space.as_dict(), sort_keys=True)]
+    return [str(word) for word in [*words, *job_tail(config)]]
 
 
 def config_from_args(args: argparse.Namespace) -> StudyConfig:

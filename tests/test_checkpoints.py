@@ -1,12 +1,16 @@
-"""Checkpoint index records and the pure resolution of latest / best / run id / URI."""
+"""Checkpoint index records and the one resolver of latest / best / run id / URI (pure, and against a
+storage root on disk; tests/test_storage_s3.py and tests/k8s/test_checkpoints_s3.py do it on S3)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from sentinel_ml.entrypoint import exit_code
+from sentinel_ml.errors import CheckpointNotFound
 from sentinel_ml.store import index as checkpoints
 from sentinel_ml.store.index import RunRecord, resolve
-from sentinel_ml.errors import CheckpointNotFound
 
 
 def record(run_id: str, created: str, val_rmse: float | None, kind: str = "train") -> RunRecord:
@@ -58,6 +62,7 @@ def test_unknown_run_id_says_what_is_accepted() -> None:
 def test_uri_passes_through_and_finds_its_record() -> None:
     uri, rec = resolve("/store/runs/train-20261101-100000-aaaa/best.pt", RECORDS)
     assert rec.run_id.endswith("aaaa")
+    assert resolve("/store/runs/train-20261101-100000-aaaa/last.pt", RECORDS)[1].run_id.endswith("aaaa")
     assert resolve("s3://bucket/elsewhere/model.pt", RECORDS) == ("s3://bucket/elsewhere/model.pt", None)
 
 
@@ -66,7 +71,7 @@ def test_empty_index_says_to_train_first() -> None:
         with pytest.raises(CheckpointNotFound) as info:
             resolve(reference, [])
         assert "sentinel train" in info.value.hint
-        assert info.value.exit_code == 2
+        assert exit_code(info.value) == 2
 
 
 def test_best_skips_records_without_metrics() -> None:
@@ -90,3 +95,25 @@ def test_new_run_ids_are_valid_kubernetes_names() -> None:
     run_id = checkpoints.new_run_id("train")
     assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", run_id) and len(run_id) <= 63
     assert run_id != checkpoints.new_run_id("train")
+
+
+def test_run_ids_are_read_from_the_checkpoint_layout() -> None:
+    assert checkpoints.run_id_from_uri("s3://b/p/runs/train-1/best.pt") == "train-1"
+    assert checkpoints.run_id_from_uri("/tmp/model.pt") is None
+
+
+def test_resolve_against_a_storage_root_checks_the_file_exists(tmp_path) -> None:
+    root = tmp_path / "ckpt"
+    for r in RECORDS:
+        written = RunRecord(**{**r.__dict__, "checkpoints": {k: str(root / "runs" / r.run_id / f"{k}.pt")
+                                                             for k in ("best", "last")}})
+        checkpoints.write_record(str(root), written)
+        for uri in written.checkpoints.values():
+            Path(uri).parent.mkdir(parents=True, exist_ok=True)
+            Path(uri).write_bytes(b"model")
+    best = "tune-20261102-100000-bbbb"
+    assert checkpoints.resolve_checkpoint("best", str(root)) == (str(root / "runs" / best / "best.pt"), best)
+    uri = str(root / "runs/train-20261103-100000-cccc/last.pt")
+    assert checkpoints.resolve_checkpoint(uri, str(root)) == (uri, "train-20261103-100000-cccc")
+    with pytest.raises(CheckpointNotFound, match="does not exist"):
+        checkpoints.resolve_checkpoint(str(root / "runs/gone/best.pt"), str(root))

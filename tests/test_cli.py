@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -81,3 +83,22 @@ def test_train_json_then_status_json(sentinel_home) -> None:
     assert status["runs"][0]["metrics"]["val_rmse"] == pytest.approx(summary["metrics"]["val_rmse"])
     table = invoke("status").stdout
     assert summary["run_id"] in table
+
+
+def _complete(words: str, current: int) -> list[str]:
+    """What bash completion offers, through the hook `sentinel --install-completion` installs."""
+    env = {**os.environ, "_SENTINEL_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(current)}
+    sentinel = Path(sys.executable).parent / "sentinel"  # the installed command, as a shell calls it
+    proc = subprocess.run([str(sentinel)], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.split()
+
+
+def test_shell_completion_offers_commands_options_and_choices() -> None:
+    assert invoke("--help").stdout.count("--install-completion") == 1
+    script = invoke("--show-completion", "bash")
+    assert script.exit_code == 0 and "complete -o default -F _sentinel_completion sentinel" in script.stdout
+    assert "train" in _complete("sentinel tr", 1) and "tune" in _complete("sentinel tu", 1)
+    assert _complete("sentinel train --mo", 2) == ["--model"]
+    assert _complete("sentinel train --model ", 3) == ["mf", "autorec"]
+    assert set(_complete("sentinel tune --scheduler ", 3)) == {"asha", "fifo"}

@@ -17,6 +17,7 @@ import time
 import pytest
 
 from sentinel_cli.backends.local import ray_cluster as local_ray
+from sentinel_ml.entrypoint import exit_code
 
 PROBE = r"""
 import json, os, sys
@@ -97,7 +98,7 @@ def test_an_unreachable_ray_address_fails_at_once_with_the_next_step(monkeypatch
         ray_runtime.ensure_ray()
     assert time.monotonic() - started < 30
     assert f"cannot connect to the Ray cluster at {address} (RAY_ADDRESS=" in raised.value.message
-    assert "unset RAY_ADDRESS" in raised.value.hint and raised.value.exit_code == 2
+    assert "unset RAY_ADDRESS" in raised.value.hint and exit_code(raised.value) == 2
 
 
 def test_cli_exits_2_without_a_traceback_when_ray_address_does_not_answer(sentinel_home) -> None:

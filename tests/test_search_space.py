@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from sentinel_ml.entrypoint import exit_code
 from sentinel_ml.errors import ConfigError
 from sentinel_ml.models.registry import AUTOREC, MF, MODELS
 from sentinel_ml.tuning.search_space import (
@@ -94,7 +95,7 @@ def test_bad_overrides_are_rejected_with_the_reason(raw, message) -> None:
         from_mapping(raw, "space.yaml")
     assert message in caught.value.message
     assert caught.value.message.startswith("search space space.yaml")
-    assert caught.value.exit_code == 2 and caught.value.hint
+    assert exit_code(caught.value) == 2 and caught.value.hint
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,1 @@
+"""Amazon: an eksctl cluster config and its autoscaler (``eks``), the pods' S3 policy (``iam``)."""

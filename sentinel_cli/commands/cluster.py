@@ -36,8 +36,8 @@ def render(
     from sentinel_cli import console
     from sentinel_cli.aws import eks
     from sentinel_cli.k8s import settings
-    from sentinel_cli.k8s.request import Overrides
     from sentinel_cli.k8s.render import to_yaml
+    from sentinel_cli.k8s.request import Overrides
     from sentinel_ml.store.uri import split_s3
 
     config = settings.load(Overrides(profile=profile, namespace=namespace, storage=storage))

@@ -7,22 +7,20 @@ from typing import Annotated
 import typer
 
 from sentinel_cli import options
-from sentinel_cli.k8s.request import kube_request, require_k8s
+from sentinel_cli.k8s.request import KubeRequest, require_k8s
 
 
+@options.kube_options("profile", "namespace", "timeout")
 def logs(
     name: Annotated[str, typer.Argument(help="A RayJob (e.g. a run id), RayService or RayCluster name.")],
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the job ends "
                                          "(then exit 0 succeeded / 1 failed); Ctrl-C detaches.")] = False,
     target: Annotated[options.Target | None, typer.Option(help="Only k8s (accepted for symmetry with the "
                                                           "other commands).", show_default=False)] = None,
-    profile: options.ProfileOpt = None,
-    namespace: options.NamespaceOpt = None,
-    timeout: options.TimeoutOpt = None,
+    deploy: KubeRequest = KubeRequest(),
 ) -> None:
     """Print the logs of a RayJob's driver (its submitter pod) or of a RayService's head, on stderr."""
     from sentinel_cli.backends.kubernetes import backend as kubernetes
 
     require_k8s(target, "logs")
-    kubernetes.logs(name, follow=follow, deploy=kube_request(profile=profile, namespace=namespace,
-                                                             timeout=timeout))
+    kubernetes.logs(name, follow=follow, deploy=deploy)

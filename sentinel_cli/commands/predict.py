@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from sentinel_cli import api_client, options
+from sentinel_cli import options
 from sentinel_cli.output import OutputFormat, emit, records_table
 from sentinel_ml.errors import ConfigError
 from sentinel_ml.serving.config import DEFAULT_URL
@@ -23,6 +23,8 @@ def predict(
     output: options.OutputOpt = OutputFormat.table,
 ) -> None:
     """Predicted ratings (1-5) of the given movies for a user."""
+    from sentinel_cli import api_client
+
     movie_ids = parse_ids(movies)
     result = api_client.call("POST", api_client.endpoint(url), {"user_id": user, "movie_ids": movie_ids})
     emit(result, output, lambda r: _predictions_table(r, movie_ids))
@@ -38,6 +40,8 @@ def recommend(
     output: options.OutputOpt = OutputFormat.table,
 ) -> None:
     """The k highest-scored movies a user has not rated yet."""
+    from sentinel_cli import api_client
+
     query = f"k={k}" + (f"&min_ratings={min_ratings}" if min_ratings is not None else "")
     result = api_client.call("GET", api_client.endpoint(url, f"/{user}/top?{query}"))
     emit(result, output, _top_table)

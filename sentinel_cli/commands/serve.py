@@ -6,10 +6,9 @@ from typing import Annotated
 
 import typer
 
-from sentinel_cli import options
-from sentinel_cli.k8s.request import kube_request
+from sentinel_cli import backends, options
+from sentinel_cli.k8s.request import KubeRequest
 from sentinel_cli.output import OutputFormat, emit, key_value_table
-from sentinel_cli.targets import call, target_name
 
 app = typer.Typer(help="Serve the recommender with Ray Serve; `sentinel serve stop` tears it down.")
 
@@ -21,6 +20,7 @@ SUMMARY_ROWS = [
 
 
 @app.callback(invoke_without_command=True)
+@options.kube_options("profile", "namespace", "sets", "name", "wait", "dry_run")
 def serve(
     ctx: typer.Context,
     checkpoint: Annotated[str, typer.Option("--checkpoint", "-c", help="latest, best, a run id (or a unique "
@@ -38,35 +38,21 @@ def serve(
     storage: options.StorageOpt = None,
     target: options.TargetOpt = None,
     output: options.OutputOpt = OutputFormat.table,
-    profile: options.ProfileOpt = None,
-    namespace: options.NamespaceOpt = None,
-    sets: options.SetOpt = None,
-    name: options.NameOpt = None,
-    wait: options.WaitOpt = True,
-    dry_run: options.DryRunOpt = False,
     timeout: Annotated[float | None, typer.Option("--timeout", min=1, help="Give up (exit 3) when the API "
                                                   "is not healthy after this many seconds. Default: 180 "
                                                   "(k8s: the profile's wait_timeout_s).",
                                                   show_default=False)] = None,
+    deploy: KubeRequest = KubeRequest(),
 ) -> None:
     """Serve MovieRecommender at /recommend from a checkpoint; returns once it passes its health check."""
     if ctx.invoked_subcommand:
         return  # `sentinel serve stop`
-    from sentinel_ml.errors import ConfigError
     from sentinel_ml.serving.config import ServeRequest
 
     scaling = {k: v for k, v in (("min_replicas", min_replicas), ("max_replicas", max_replicas)) if v is not None}
-    kube = target_name(target, profile) == "k8s"
-    if kube and host is not None:
-        raise ConfigError("--host only applies to the local target",
-                          hint="on k8s the RayService's Service exposes the port")
-    extra = {f"serve.{k}": v for k, v in {**scaling, "port": port}.items() if v is not None}
-    deploy = kube_request(profile=profile, namespace=namespace, sets=sets, name=name, wait=wait,
-                          dry_run=dry_run, timeout=timeout if kube else None, storage=storage,
-                          extra=extra if kube else None)
-    request = ServeRequest(checkpoint=checkpoint, storage=storage, data=data, host=host or "127.0.0.1",
-                           port=port or 8000, timeout_s=timeout or 180.0, app_args=scaling)
-    summary = call(target, deploy, "serve", request)
+    request = ServeRequest(checkpoint=checkpoint, storage=storage, data=data, host=host, port=port,
+                           timeout_s=timeout, app_args=scaling)
+    summary = backends.select(target, deploy.overrides.profile).serve(request, deploy)
     emit(summary, output, summary_table)
 
 
@@ -76,12 +62,7 @@ def stop(
     output: options.OutputOpt = OutputFormat.table,
 ) -> None:
     """Remove the application and stop the local Ray cluster `sentinel serve` started."""
-    from sentinel_ml.errors import ConfigError
-
-    if target_name(target) != "local":
-        raise ConfigError("`sentinel serve stop` stops the local application",
-                          hint="on k8s use `sentinel delete <rayservice name> --target k8s`")
-    emit(call(target, None, "serve_stop"), output, lambda r: r["message"])
+    emit(backends.select(target).serve_stop(KubeRequest()), output, lambda r: r["message"])
 
 
 def summary_table(summary: dict):

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated
 
 import typer
 
-from sentinel_cli import options
+from sentinel_cli import backends, options
+from sentinel_cli.k8s.request import KubeRequest
 from sentinel_cli.output import OutputFormat, emit, records_table
-from sentinel_cli.k8s.request import kube_request
-from sentinel_cli.targets import call
 
 RUN_COLUMNS = [
     ("run id", "run_id"), ("kind", "kind"), ("model", "model"), ("created", "created_at"), ("val RMSE", "val_rmse"),
@@ -17,19 +17,19 @@ RUN_COLUMNS = [
 ]
 
 
+@options.kube_options("profile", "namespace")
 def status(
     limit: Annotated[int, typer.Option(min=1, help="How many recent runs to list.")] = 20,
     storage: options.StorageOpt = None,
     target: options.TargetOpt = None,
     output: options.OutputOpt = OutputFormat.table,
-    profile: options.ProfileOpt = None,
-    namespace: options.NamespaceOpt = None,
     all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A", help="Every namespace.",
                                                  rich_help_panel=options.KUBE_PANEL)] = False,
+    deploy: KubeRequest = KubeRequest(),
 ) -> None:
     """List recent training and tuning runs from the checkpoint index; on k8s, what Sentinel manages."""
-    deploy = kube_request(profile=profile, namespace=namespace, all_namespaces=all_namespaces)
-    report = call(target, deploy, "status", storage=storage, limit=limit)
+    deploy = replace(deploy, all_namespaces=all_namespaces)
+    report = backends.select(target, deploy.overrides.profile).status(storage, limit, deploy)
     emit(report, output, _table)
 
 

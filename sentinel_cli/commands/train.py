@@ -6,12 +6,12 @@ from typing import Annotated
 
 import typer
 
-from sentinel_cli import options
+from sentinel_cli import backends, options
+from sentinel_cli.k8s.request import KubeRequest
 from sentinel_cli.output import OutputFormat, emit, key_value_table
-from sentinel_cli.k8s.request import kube_request
-from sentinel_cli.targets import call
 
 
+@options.kube_options()
 def train(
     model: Annotated[options.Model, typer.Option(help=options.MODEL_HELP, case_sensitive=False)] = options.Model.mf,
     epochs: Annotated[int | None, typer.Option(min=1, show_default=False,
@@ -40,13 +40,7 @@ def train(
     mlflow_uri: options.MlflowOpt = None,
     target: options.TargetOpt = None,
     output: options.OutputOpt = OutputFormat.table,
-    profile: options.ProfileOpt = None,
-    namespace: options.NamespaceOpt = None,
-    name: options.NameOpt = None,
-    sets: options.SetOpt = None,
-    wait: options.WaitOpt = True,
-    dry_run: options.DryRunOpt = False,
-    timeout: options.TimeoutOpt = None,
+    deploy: KubeRequest = KubeRequest(),
 ) -> None:
     """Train the recommender (a matrix factorization) with Ray Train + Lightning on MovieLens 100k."""
     from sentinel_ml.training.config import Hyperparameters, TrainConfig
@@ -55,10 +49,8 @@ def train(
                                    embedding_dim=embedding_dim, regularization=regularization,
                                    lr_decay=lr_decay, seed=seed, split=split.value)
     config = TrainConfig(hp=hp, workers=workers or 1, data=data, storage=storage, mlflow_uri=mlflow_uri)
-    deploy = kube_request(profile=profile, namespace=namespace, sets=sets, name=name, wait=wait,
-                          dry_run=dry_run, timeout=timeout, storage=storage, mlflow_uri=mlflow_uri,
-                          extra={"workers": workers} if workers else None)
-    summary = call(target, deploy, "train", config)
+    deploy = deploy.with_extra({"workers": workers} if workers else {})  # k8s: pods, else the profile's
+    summary = backends.select(target, deploy.overrides.profile).train(config, deploy)
     emit(summary, output, _summary_table)
 
 

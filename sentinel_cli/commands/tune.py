@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from sentinel_cli import options
-from sentinel_cli.k8s.request import kube_request
+from sentinel_cli import backends, options
+from sentinel_cli.k8s.request import KubeRequest
 from sentinel_cli.output import OutputFormat, emit, key_value_table, records_table
-from sentinel_cli.targets import call
+from sentinel_ml.tuning import SCHEDULERS
 
-
-class Scheduler(str, Enum):
-    asha = "asha"
-    fifo = "fifo"
+Scheduler = options.choice("Scheduler", SCHEDULERS)
 
 
 TRIAL_COLUMNS = [
@@ -26,6 +22,7 @@ TRIAL_COLUMNS = [
 ]
 
 
+@options.kube_options()
 def tune(
     model: Annotated[options.Model, typer.Option(
         help="The model to tune; it picks the default search space (see docs/tuning.md).",
@@ -60,13 +57,7 @@ def tune(
     mlflow_uri: options.MlflowOpt = None,
     target: options.TargetOpt = None,
     output: options.OutputOpt = OutputFormat.table,
-    profile: options.ProfileOpt = None,
-    namespace: options.NamespaceOpt = None,
-    name: options.NameOpt = None,
-    sets: options.SetOpt = None,
-    wait: options.WaitOpt = True,
-    dry_run: options.DryRunOpt = False,
-    timeout: options.TimeoutOpt = None,
+    deploy: KubeRequest = KubeRequest(),
 ) -> None:
     """Tune the recommender's hyperparameters with Ray Tune; the best trial's checkpoint becomes `best`."""
     from sentinel_ml.tuning.config import StudyConfig
@@ -80,9 +71,7 @@ def tune(
         data=data, storage=storage, mlflow_uri=mlflow_uri,
     )
     config.validate()  # every flag and the space file are checked before Ray starts
-    deploy = kube_request(profile=profile, namespace=namespace, sets=sets, name=name, wait=wait,
-                          dry_run=dry_run, timeout=timeout, storage=storage, mlflow_uri=mlflow_uri)
-    summary = call(target, deploy, "tune", config)
+    summary = backends.select(target, deploy.overrides.profile).tune(config, deploy)
     emit(summary, output, lambda s: _tables(s, top))
 
 

@@ -98,7 +98,7 @@ def doctor(
 
 
 def _is_local(target, profile: str | None) -> bool:
-    from sentinel_cli.targets import target_name
+    from sentinel_cli.backends import target_name
 
     return target_name(target, profile) == "local"
 

@@ -7,11 +7,12 @@ name, and every name must also be a DNS-1035 label: it starts with a letter).
 
 from __future__ import annotations
 
-import json
+from dataclasses import replace
 from typing import Any
 
 from sentinel_cli.k8s.settings import KubeSettings, Resources, check_label
 from sentinel_ml.errors import ConfigError
+from sentinel_ml.serving import config as serving_app
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER = "sentinel"
@@ -28,12 +29,6 @@ IRSA_ROLE = "eks.amazonaws.com/role-arn"
 
 # KubeRay 1.5: a RayCluster name is at most 53 characters; RayJob and RayService names at most 47.
 NAME_LIMITS = {"RayJob": 47, "RayService": 47, "RayCluster": 53}
-
-# The Serve application (sentinel_ml.serve); strings here so the CLI never imports Ray.
-SERVE_IMPORT_PATH = "sentinel_ml.serve:app_builder"
-SERVE_APP_NAME = "sentinel"
-SERVE_DEPLOYMENT = "MovieRecommender"
-SERVE_ROUTE_PREFIX = "/recommend"
 
 HEAD_PORTS = [
     {"name": "gcs-server", "containerPort": 6379},
@@ -53,46 +48,28 @@ def check_name(name: str, kind: str) -> str:
 
 
 def train_values(settings: KubeSettings, config, name: str) -> dict[str, Any]:
-    """A RayJob running ``python -m sentinel_ml.train`` for ``config`` (a TrainConfig)."""
+    """A RayJob running ``python -m sentinel_ml.train`` for ``config`` (a TrainConfig), with the
+    cluster's workers, storage, tracking and data."""
+    from sentinel_ml import train
+
     check_name(name, "RayJob")
-    storage = settings.require_storage()
-    hp = config.hp
-    argv = [
-        "python", "-m", "sentinel_ml.train", "--model", hp.model,
-        "--epochs", hp.epochs, "--workers", settings.workers, "--batch-size", hp.batch_size,
-        "--lr", hp.lr, "--embedding-dim", hp.embedding_dim, "--regularization", hp.regularization,
-        "--lr-decay", hp.lr_decay, "--seed", hp.seed, "--split", hp.split,
-        *_job_tail(settings, storage, name),
-    ]
-    return _rayjob_values(settings, name, "train", argv, storage)
+    job = _in_cluster(settings, config, name, workers=settings.workers)
+    return _rayjob_values(settings, name, "train", train.job_argv(job), job.storage)
 
 
-def tune_values(settings: KubeSettings, args: list[Any], name: str) -> dict[str, Any]:
-    """A RayJob running ``python -m sentinel_ml.tune <args>`` (args: the tuning flags)."""
+def tune_values(settings: KubeSettings, config, name: str) -> dict[str, Any]:
+    """A RayJob running ``python -m sentinel_ml.tune`` for ``config`` (a StudyConfig)."""
+    from sentinel_ml import tune
+
     check_name(name, "RayJob")
-    storage = settings.require_storage()
-    argv = ["python", "-m", "sentinel_ml.tune", *args, *_job_tail(settings, storage, name)]
-    return _rayjob_values(settings, name, "tune", argv, storage)
+    job = _in_cluster(settings, config, name)
+    return _rayjob_values(settings, name, "tune", tune.job_argv(job), job.storage)
 
 
-def tune_args(config) -> list[Any]:
-    """The tuning flags of ``python -m sentinel_ml.tune`` for ``config`` (a StudyConfig)."""
-    from sentinel_ml.tuning.search_space import default_space
-
-    args: list[Any] = [
-        "--model", config.model, "--samples", config.samples, "--max-epochs", config.max_epochs,
-        "--grace-period", config.grace_period, "--reduction-factor", config.reduction_factor,
-        "--scheduler", config.scheduler,
-        "--workers-per-trial", config.workers_per_trial, "--seed", config.seed, "--split", config.split,
-    ]
-    if config.concurrency is not None:
-        args += ["--concurrency", config.concurrency]
-    if config.cpus_per_trial is not None:
-        args += ["--cpus-per-trial", config.cpus_per_trial]
-    if config.space != default_space(config.model):
-        # The file is on this machine and the study runs in the cluster: ship its (validated) content.
-        args += ["--space-json", json.dumps(config.space.as_dict(), sort_keys=True)]
-    return args
+def _in_cluster(settings: KubeSettings, config, name: str, **more: Any):
+    """``config`` as the job runs it in the cluster: the profile's storage, MLflow and data."""
+    return replace(config, storage=settings.require_storage(), mlflow_uri=settings.mlflow_uri or "off",
+                   run_id=name, data=settings.data, **more)
 
 
 def serve_values(settings: KubeSettings, checkpoint: str, run_id: str | None,
@@ -120,10 +97,10 @@ def serve_values(settings: KubeSettings, checkpoint: str, run_id: str | None,
     return {
         **_common(settings, name, labels, {CHECKPOINT: checkpoint}),
         "app": {
-            "name": SERVE_APP_NAME,
-            "import_path": SERVE_IMPORT_PATH,
-            "route_prefix": SERVE_ROUTE_PREFIX,
-            "deployment": SERVE_DEPLOYMENT,
+            "name": serving_app.APP_NAME,
+            "import_path": serving_app.IMPORT_PATH,
+            "route_prefix": serving_app.ROUTE_PREFIX,
+            "deployment": serving_app.DEPLOYMENT_NAME,
             "args": args,
             "autoscaling": autoscaling,
         },
@@ -140,14 +117,7 @@ def cluster_values(settings: KubeSettings, name: str) -> dict[str, Any]:
             "cluster": _cluster(settings, head, [workers], autoscaling=False)}
 
 
-def _job_tail(settings: KubeSettings, storage: str, name: str) -> list[Any]:
-    tail = ["--storage", storage, "--mlflow-uri", settings.mlflow_uri or "off", "--run-id", name]
-    if settings.data:
-        tail += ["--data", settings.data]
-    return tail
-
-
-def _rayjob_values(settings: KubeSettings, name: str, component: str, argv: list[Any],
+def _rayjob_values(settings: KubeSettings, name: str, component: str, argv: list[str],
                    storage: str) -> dict[str, Any]:
     from sentinel_ml.store.checkpoint import checkpoint_uri
 
@@ -156,7 +126,7 @@ def _rayjob_values(settings: KubeSettings, name: str, component: str, argv: list
     annotations = {STORAGE: storage, CHECKPOINT: checkpoint_uri(storage, name, "best")}
     return {
         **_common(settings, name, _labels(component, name), annotations),
-        "entrypoint": [str(word) for word in argv],
+        "entrypoint": argv,
         "rayjob": settings.rayjob.model_dump(),
         "cluster": _cluster(settings, head, [workers], autoscaling=False),
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sentinel_ml.errors import ConfigError
@@ -40,6 +40,13 @@ class KubeRequest:
     dry_run: bool = False
     timeout_s: float | None = None  # None: the profile's wait_timeout_s
     all_namespaces: bool = False
+
+    def with_extra(self, extra: Mapping[str, Any]) -> KubeRequest:
+        """This request with more settings (dotted keys), as if given with --set."""
+        if not extra:
+            return self
+        overrides = replace(self.overrides, extra={**self.overrides.extra, **extra})
+        return replace(self, overrides=overrides)
 
     def local_conflicts(self) -> list[str]:
         """Flags that only mean something with --target k8s."""

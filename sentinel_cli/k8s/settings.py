@@ -26,11 +26,19 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from sentinel_cli.k8s.request import Overrides
 from sentinel_ml.errors import ConfigError
 from sentinel_ml.paths import sentinel_home
+from sentinel_ml.serving.config import AUTOSCALING, DEFAULT_HTTP_PORT
 
 PROFILE_ENV = "SENTINEL_PROFILE"
 # Environment variable -> dotted key inside the `kubernetes` section.
@@ -166,14 +174,14 @@ class Serving(_Model):
     """The RayService: Serve autoscaling (DESIGN.md) and the worker pods it may use."""
 
     name: str = "recommender"
-    min_replicas: int = Field(1, ge=0)
-    max_replicas: int = Field(5, ge=1)
-    target_ongoing_requests: float = Field(5, gt=0)
-    upscale_delay_s: float = Field(1, ge=0)
-    downscale_delay_s: float = Field(30, ge=0)
+    min_replicas: int = Field(AUTOSCALING["min_replicas"], ge=0)
+    max_replicas: int = Field(AUTOSCALING["max_replicas"], ge=1)
+    target_ongoing_requests: float = Field(AUTOSCALING["target_ongoing_requests"], gt=0)
+    upscale_delay_s: float = Field(AUTOSCALING["upscale_delay_s"], ge=0)
+    downscale_delay_s: float = Field(AUTOSCALING["downscale_delay_s"], ge=0)
     workers: int = Field(1, ge=0)  # worker pods at start
     max_workers: int = Field(5, ge=0)
-    port: int = Field(8000, ge=1, le=65535)
+    port: int = Field(DEFAULT_HTTP_PORT, ge=1, le=65535)
 
     @model_validator(mode="after")
     def _ranges(self) -> Serving:

@@ -438,8 +438,8 @@ class _Watch:
 
 
 def follow_pod(kube: Kube, pod: str, container: str | None, on_line: Callable[[str], None], *,
-               follow: bool, until: Callable[[], bool] | None = None, poll_s: float = POLL_S) -> None:
-    """Print a pod's log; with ``follow``, keep reconnecting until ``until()`` says stop (or Ctrl-C)."""
+               follow: bool, poll_s: float = POLL_S) -> None:
+    """Print a pod's log; with ``follow``, keep reconnecting until Ctrl-C (like ``kubectl logs -f``)."""
     cursor = LogCursor()
     if not follow:
         read_log(kube, pod, container, cursor, on_line, follow=False, read_timeout=30)
@@ -451,7 +451,4 @@ def follow_pod(kube: Kube, pod: str, container: str | None, on_line: Callable[[s
                      max_seconds=poll_s * 5)
         except SentinelError:
             pass  # reconnect below
-        if until and until():
-            read_log(kube, pod, container, cursor, on_line, follow=False, read_timeout=30)
-            return
         _sleep_rest(started, poll_s)

@@ -145,21 +145,3 @@ def _validated_dir(directory: Path, *, origin: str) -> Path:
             hint="pass --data with the ml-100k.zip archive or its extracted folder",
         )
     return directory
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m sentinel_ml.data.download [SOURCE]``: fetch, verify and cache the dataset now."""
-    import sys
-
-    args = sys.argv[1:] if argv is None else argv
-    try:
-        path = ensure_dataset(args[0] if args else None)
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
-    print(path)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
+from sentinel_ml.data import SPLITS
 from sentinel_ml.errors import DataError
 
 NUM_USERS = 943
 NUM_ITEMS = 1682
 RATING_MIN = 1.0
 RATING_MAX = 5.0
-SPLITS = ("u1", "random")
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,13 @@ from sentinel_ml.serving.api import (
     check_user,
     validation_message,
 )
-from sentinel_ml.serving.config import APP_NAME, DEFAULT_HTTP_PORT, DEPLOYMENT_NAME, ROUTE_PREFIX
+from sentinel_ml.serving.config import (
+    APP_NAME,
+    AUTOSCALING,
+    DEFAULT_HTTP_PORT,
+    DEPLOYMENT_NAME,
+    ROUTE_PREFIX,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +59,11 @@ class ServeArgs(BaseModel):
     data: str | None = Field(None, description="MovieLens source for titles and rated movies "
                              "(directory, zip, file:// or http(s) URL). Default: $SENTINEL_DATA, "
                              "else download from GroupLens once per node.")
-    min_replicas: int = Field(1, ge=0)
-    max_replicas: int = Field(5, ge=1)
-    target_ongoing_requests: float = Field(5.0, gt=0)
-    upscale_delay_s: float = Field(1.0, ge=0)
-    downscale_delay_s: float = Field(30.0, ge=0)
+    min_replicas: int = Field(AUTOSCALING["min_replicas"], ge=0)
+    max_replicas: int = Field(AUTOSCALING["max_replicas"], ge=1)
+    target_ongoing_requests: float = Field(AUTOSCALING["target_ongoing_requests"], gt=0)
+    upscale_delay_s: float = Field(AUTOSCALING["upscale_delay_s"], ge=0)
+    downscale_delay_s: float = Field(AUTOSCALING["downscale_delay_s"], ge=0)
     num_cpus: float = Field(0.5, gt=0, description="CPUs reserved per replica.")
     max_ongoing_requests: int = Field(32, ge=1, description="Requests one replica takes at once; "
                                       "the rest wait in the proxy. Also the largest useful batch.")

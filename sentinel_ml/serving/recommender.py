@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sentinel_ml.store.checkpoint import load_network
-from sentinel_ml.store.index import run_id_from_uri
 from sentinel_ml.data.movielens import read_ratings, read_titles
 from sentinel_ml.errors import ConfigError, SentinelError
 from sentinel_ml.models.biased_mf import BiasedMF
+from sentinel_ml.store.checkpoint import load_network
+from sentinel_ml.store.index import run_id_from_uri
 
 
 @dataclass

@@ -19,12 +19,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from sentinel_ml.errors import CheckpointNotFound, StorageError
 from sentinel_ml.store import uri as storage
 from sentinel_ml.store.checkpoint import RUNS_DIR
-from sentinel_ml.errors import CheckpointNotFound, StorageError
 
 INDEX_DIR = "index"
-CHECKPOINT_REFS = ("latest", "best")
 
 
 @dataclass

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sentinel_ml.errors import ConfigError
+from sentinel_ml.tuning import SCHEDULERS
 from sentinel_ml.models.registry import AUTOREC, STUDY_DEFAULTS, check_model
 from sentinel_ml.tuning.search_space import SearchSpace, default_space
 
-SCHEDULERS = ("asha", "fifo")
 
 
 @dataclass(frozen=True)

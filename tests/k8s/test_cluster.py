@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,12 +27,14 @@ from typer.testing import CliRunner
 from sentinel_cli.app import app
 from sentinel_cli.backends.kubernetes import backend
 from sentinel_cli.k8s.request import kube_request
+from sentinel_ml.entrypoint import exit_code
 from sentinel_ml.store import index as checkpoints
+from sentinel_ml.store import uri as storage
 from sentinel_ml.store.checkpoint import checkpoint_uri
 from sentinel_ml.tuning.config import StudyConfig
+from tests.k8s.proxy import DroppingProxy
 from tests.testenv.dashboard import Outcome
 from tests.testenv.process import wait_for
-from tests.k8s.proxy import DroppingProxy
 
 pytestmark = pytest.mark.k8s
 
@@ -120,7 +121,7 @@ def test_every_template_applies_and_the_operator_makes_the_pods_we_expect(cluste
     ns = cluster.namespace
     job = _job_name()
     assert cli("train", "--target", "k8s", "--name", job, "--no-wait").exit_code == 0
-    tune = backend.tune(StudyConfig(samples=4), deploy=kube_request(name=_job_name("tune"), wait=False))
+    tune = backend.KubernetesBackend().tune(StudyConfig(samples=4), kube_request(name=_job_name("tune"), wait=False))
     serve = backend.serve("s3://bucket/artifacts/runs/train-x/best.pt",
                           deploy=kube_request(wait=False))
     backend.cluster(deploy=kube_request(name="interactive"))
@@ -200,16 +201,24 @@ def test_reapplying_changes_nothing_and_dry_run_creates_nothing(cluster) -> None
 # -- outcomes ----------------------------------------------------------------------------------
 
 
-def test_a_succeeded_rayjob_exits_0_and_prints_the_index_record_from_s3(cluster) -> None:
+def test_a_succeeded_rayjob_exits_0_and_prints_the_index_record_from_s3(cluster, dataset_dir) -> None:
     job = _job_name()
-    record = cluster.write_record(job, 0.93, "2026-01-01T00:00:00+00:00")
+    # What the RayJob's driver runs, run here against the same S3 (no container runs on kwok nodes):
+    # the real training entry point writes the checkpoints and the index record the CLI then reads.
+    driver = subprocess.run(
+        [sys.executable, "-m", "sentinel_ml.train", "--epochs", "1", "--run-id", job, "--storage", cluster.storage,
+         "--mlflow-uri", "off", "--data", str(dataset_dir)],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "RAY_ADDRESS": ""})
+    assert driver.returncode == 0, driver.stderr[-2000:]
+    written = json.loads(driver.stdout)
     result = cli("train", "--target", "k8s", "--name", job, "-o", "json")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert (summary["state"], summary["job_status"]) == ("Complete", "SUCCEEDED")
-    assert summary["record"]["metrics"] == record.metrics
-    assert summary["index_uri"] == f"{cluster.storage}/index/{job}.json"
-    assert summary["checkpoints"]["best"] == record.checkpoints["best"]
+    assert summary["record"]["metrics"] == written["metrics"]
+    assert summary["index_uri"] == written["index_uri"] == f"{cluster.storage}/index/{job}.json"
+    assert summary["checkpoints"]["best"] == written["checkpoints"]["best"]
+    assert storage.exists(summary["checkpoints"]["best"])
     assert "no container runs" in flat(result.stderr)  # the driver's log, from the submitter pod
     assert f"RayJob {job} succeeded" in flat(result.stderr)
     table = cli("logs", job)
@@ -408,7 +417,7 @@ def test_serve_that_never_gets_ready_times_out_with_3(cluster) -> None:
     cluster.write_record("train-20260101-000000-cccc", 0.9, "2026-01-01T00:00:00+00:00")
     with pytest.raises(Exception) as raised:
         backend.serve("latest", deploy=kube_request(name="slow", timeout=6))
-    assert raised.value.exit_code == 3
+    assert exit_code(raised.value) == 3
     assert "RayService slow made no progress for 6s" in raised.value.message
 
 
@@ -417,14 +426,14 @@ def test_serve_whose_application_fails_to_deploy_exits_1_with_the_reason(cluster
     cluster.env.dashboard.set_serve_status(cluster.namespace, "DEPLOY_FAILED")
     with pytest.raises(Exception) as raised:
         backend.serve("latest", deploy=kube_request(name="broken", timeout=60))
-    assert raised.value.exit_code == 1, raised.value
+    assert exit_code(raised.value) == 1, raised.value
     assert "RayService broken: the Serve application failed" in raised.value.message
 
 
 def test_serve_with_an_empty_index_says_to_train_first(cluster) -> None:
     with pytest.raises(Exception) as raised:
         backend.serve("latest", deploy=kube_request(wait=False))
-    assert raised.value.exit_code == 2 and "checkpoint index is empty" in raised.value.message
+    assert exit_code(raised.value) == 2 and "checkpoint index is empty" in raised.value.message
     assert cluster.items("rayservices") == []
 
 
@@ -435,9 +444,7 @@ def test_status_of_200_rayjobs_makes_one_list_call_per_kind(cluster, monkeypatch
     from kubernetes.client import rest
 
     from sentinel_cli.k8s import client as kube
-    from sentinel_cli.k8s import manifests
-    from sentinel_cli.k8s import render
-    from sentinel_cli.k8s import settings
+    from sentinel_cli.k8s import manifests, render, settings
     from sentinel_ml.training.config import TrainConfig
 
     kube_settings = settings.load()

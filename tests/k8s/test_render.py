@@ -17,14 +17,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from sentinel_cli.k8s import manifests
-from sentinel_cli.k8s import render
-from sentinel_cli.k8s import settings
 from sentinel_cli.app import app
+from sentinel_cli.k8s import manifests, render, settings
 from sentinel_cli.k8s.request import Overrides
+from sentinel_ml.errors import ConfigError
 from sentinel_ml.training.config import Hyperparameters, TrainConfig
 from sentinel_ml.tuning.config import StudyConfig
-from sentinel_ml.errors import ConfigError
 from tests.k8s.conftest import EXPECTED, PROFILE
 
 RUN_ID = "train-20260101-000000-abcd"
@@ -41,7 +39,7 @@ def _values(what: str, kube: settings.KubeSettings | None = None) -> dict[str, A
     if what == "train":
         return manifests.train_values(kube, TrainConfig(hp=Hyperparameters(epochs=3)), RUN_ID)
     if what == "tune":
-        return manifests.tune_values(kube, manifests.tune_args(StudyConfig(samples=8)), TUNE_ID)
+        return manifests.tune_values(kube, StudyConfig(samples=8), TUNE_ID)
     if what == "serve":
         return manifests.serve_values(kube, CHECKPOINT, RUN_ID)
     return manifests.cluster_values(kube, "sentinel")
@@ -111,13 +109,13 @@ def test_tune_entrypoint_is_what_the_tuning_module_parses(kube_env) -> None:
 
 
 def test_a_custom_space_file_travels_inline_with_the_tuning_job(kube_env, tmp_path: Path) -> None:
-    from sentinel_ml.tuning.search_space import load_space
     from sentinel_ml.tune import build_parser, config_from_args
+    from sentinel_ml.tuning.search_space import load_space
 
     file = tmp_path / "space.yaml"
     file.write_text("lr: {lower: 2e-3, upper: 0.01}\nembedding_dim: [64, 128]\nbatch_size: 256\n")
     study = StudyConfig(model="mf", space=load_space(file, "mf"), samples=4)
-    job = render.render("tune", manifests.tune_values(_settings(), manifests.tune_args(study), TUNE_ID))[1]
+    job = render.render("tune", manifests.tune_values(_settings(), study, TUNE_ID))[1]
     argv = shlex.split(job["spec"]["entrypoint"])
     parsed = config_from_args(build_parser().parse_args(argv[3:]))
     assert (parsed.model, parsed.space, parsed.max_epochs) == ("mf", study.space, 20)
@@ -142,7 +140,7 @@ def test_serve_config_is_a_valid_serve_application_with_the_checkpoint(kube_env)
     config = yaml.safe_load(service["spec"]["serveConfigV2"])
     ServeDeploySchema.model_validate(config)  # Ray 2.60's own schema of a Serve config file
     app_config = config["applications"][0]
-    assert app_config["import_path"] == manifests.SERVE_IMPORT_PATH
+    assert app_config["import_path"] == serve_config.IMPORT_PATH == "sentinel_ml.serve:app_builder"
     assert (app_config["name"], app_config["route_prefix"]) == (serve_config.APP_NAME, serve_config.ROUTE_PREFIX)
     args = ServeArgs.model_validate(app_config["args"])  # the builder's typed args accept them
     assert (args.checkpoint, args.run_id) == (CHECKPOINT, RUN_ID)

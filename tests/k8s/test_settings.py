@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from sentinel_cli.k8s import settings
 from sentinel_cli.app import app
+from sentinel_cli.backends import select, target_name
+from sentinel_cli.k8s import settings
 from sentinel_cli.k8s.request import KubeRequest, Overrides, check_local, kube_request
-from sentinel_cli.targets import resolve_target, target_name
+from sentinel_ml.entrypoint import exit_code
 from sentinel_ml.errors import ConfigError
 from tests.k8s.conftest import PROFILE
 
@@ -54,7 +55,7 @@ def test_the_default_profile_is_found_in_sentinel_home(kube_env) -> None:
     (kube_env / "config.yaml").write_text("target: k8s\nkubernetes:\n  namespace: home-ns\n")
     assert settings.load(environ={}).namespace == "home-ns"
     assert target_name(None) == "k8s"
-    assert resolve_target(None).__name__ == "sentinel_cli.backends.kubernetes.backend"
+    assert select(None).name == "k8s"
     assert target_name("local") == "local"  # the flag wins
 
 
@@ -74,7 +75,7 @@ def test_invalid_settings_name_the_key_and_the_source(kube_env, sets, key: str, 
         settings.load(Overrides(sets=sets), environ={})
     assert key in raised.value.message and message in raised.value.message
     assert "from the command line" in raised.value.message
-    assert raised.value.exit_code == 2
+    assert exit_code(raised.value) == 2
 
 
 def test_profile_errors_name_the_file(kube_env, tmp_path: Path) -> None:

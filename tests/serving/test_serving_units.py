@@ -10,10 +10,13 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from sentinel_cli.app import app
-from sentinel_ml.store import index as checkpoints
-from sentinel_ml.store.index import RunRecord
-from sentinel_ml.errors import CheckpointNotFound
-from sentinel_ml.serving.api import ApiError, PredictRequest, check_movies, check_user, validation_message
+from sentinel_ml.serving.api import (
+    ApiError,
+    PredictRequest,
+    check_movies,
+    check_user,
+    validation_message,
+)
 
 runner = CliRunner()
 
@@ -98,64 +101,6 @@ def test_app_builder_takes_a_rayservice_args_dict():
         call_user_app_builder_with_args_if_necessary(app_builder, {"checkpoint": "x", "replicas": 2})
 
 
-# -- checkpoint resolution (latest / best / run id / URI) -----------------------------------------
-
-
-def _record(run_id: str, created: str, val_rmse: float, root: str = "/ckpt") -> RunRecord:
-    return RunRecord(run_id=run_id, kind="train", created_at=created, config={}, metrics={"val_rmse": val_rmse},
-                     checkpoints={"best": f"{root}/runs/{run_id}/best.pt", "last": f"{root}/runs/{run_id}/last.pt"})
-
-
-RECORDS = [_record("train-20261127-100000-aaaa", "2026-11-27T10:00:00+00:00", 0.95),
-           _record("train-20261127-110000-bbbb", "2026-11-27T11:00:00+00:00", 0.91),
-           _record("tune-20261127-120000-cccc", "2026-11-27T12:00:00+00:00", 0.93)]
-
-
-@pytest.mark.parametrize("reference, run_id", [
-    ("latest", "tune-20261127-120000-cccc"),
-    ("best", "train-20261127-110000-bbbb"),
-    ("train-20261127-100000-aaaa", "train-20261127-100000-aaaa"),
-    ("train-20261127-10", "train-20261127-100000-aaaa"),  # a unique prefix
-])
-def test_references_resolve_to_the_best_checkpoint_of_a_run(reference, run_id):
-    uri, record = checkpoints.resolve(reference, RECORDS)
-    assert record.run_id == run_id and uri == f"/ckpt/runs/{run_id}/best.pt"
-
-
-def test_a_uri_is_taken_as_given():
-    assert checkpoints.resolve("/elsewhere/model.pt", RECORDS) == ("/elsewhere/model.pt", None)
-    uri, record = checkpoints.resolve("/ckpt/runs/train-20261127-110000-bbbb/last.pt", RECORDS)
-    assert record.run_id == "train-20261127-110000-bbbb"
-
-
-@pytest.mark.parametrize("reference", ["train-2026", "nope"])
-def test_ambiguous_or_unknown_run_ids_are_not_found(reference):
-    with pytest.raises(CheckpointNotFound):
-        checkpoints.resolve(reference, RECORDS)
-
-
-def _index(root, records):
-    for record in records:
-        checkpoints.write_record(str(root), record)
-        for uri in record.checkpoints.values():
-            (root / uri.split("/ckpt/", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
-            (root / uri.split("/ckpt/", 1)[1]).write_bytes(b"model")
-
-
-def test_resolve_against_a_storage_root_checks_the_file_exists(tmp_path):
-    from sentinel_ml.store.index import resolve_checkpoint
-
-    root = tmp_path / "ckpt"
-    records = [_record(r.run_id, r.created_at, r.metrics["val_rmse"], str(root)) for r in RECORDS]
-    _index(root, records)
-    assert resolve_checkpoint("best", str(root)) == (str(root / "runs/train-20261127-110000-bbbb/best.pt"),
-                                                     "train-20261127-110000-bbbb")
-    uri = str(root / "runs/tune-20261127-120000-cccc/last.pt")
-    assert resolve_checkpoint(uri, str(root)) == (uri, "tune-20261127-120000-cccc")
-    with pytest.raises(CheckpointNotFound, match="does not exist"):
-        resolve_checkpoint(str(root / "runs/gone/best.pt"), str(root))
-
-
 # -- the CLI with nothing to serve or nothing answering -------------------------------------------
 
 
@@ -204,10 +149,6 @@ def test_status_without_serving_says_so(sentinel_home):
 def test_api_client_endpoint_and_local_replica_cap():
     from sentinel_cli.api_client import endpoint
     from sentinel_cli.backends.local.serving import local_max_replicas
-    from sentinel_ml.serving.recommender import run_id_from_uri
-
     assert endpoint("http://h:1") == endpoint("http://h:1/recommend/") + "" == "http://h:1/recommend"
     assert endpoint("http://h:1/", "/7/top?k=3") == "http://h:1/recommend/7/top?k=3"
     assert 1 <= local_max_replicas() <= 5
-    assert run_id_from_uri("s3://b/p/runs/train-1/best.pt") == "train-1"
-    assert run_id_from_uri("/tmp/model.pt") is None

@@ -9,43 +9,108 @@ raises ``Detached`` with the command that reattaches. Progress goes to stderr, r
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 from sentinel_cli import console
 from sentinel_cli.k8s.request import KubeRequest
-from sentinel_ml.errors import ConfigError, JobFailed, StorageError
+from sentinel_cli.k8s.settings import KubeSettings
+from sentinel_ml.errors import ConfigError, Detached, JobFailed, StorageError
 
 NAME = "k8s"
 
 
+# -- the plan: what a command applies, shared by running it and rendering it --------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    what: str  # train | tune | serve | cluster
+    name: str
+    settings: KubeSettings
+    objects: list[dict[str, Any]]
+    checkpoint: str | None = None  # serve: the exact URI resolved
+    run_id: str | None = None  # serve: the run it came from
+
+
+def plan(what: str, request, deploy: KubeRequest) -> Plan:
+    """Exactly the objects ``what`` applies for ``request``: the TrainConfig (train), StudyConfig
+    (tune), ServeRequest or checkpoint reference (serve; a named one is resolved through the index
+    in S3), or nothing (cluster). Pure but for that index read."""
+    from sentinel_cli.k8s import manifests
+    from sentinel_cli.k8s.render import render
+    from sentinel_ml.store.index import new_run_id
+
+    deploy = _from_request(deploy, request)
+    settings = _settings(deploy)
+    if what in ("train", "tune"):
+        request.validate()
+        name = deploy.name or request.run_id or new_run_id(what)
+        values = (manifests.train_values(settings, request, name) if what == "train"
+                  else manifests.tune_values(settings, request, name))
+        return Plan(what, name, settings, render(what, values))
+    if what == "serve":
+        uri, run_id = resolve_checkpoint(_checkpoint_reference(request), settings)
+        values = manifests.serve_values(settings, uri, run_id, deploy.name)
+        return Plan(what, values["name"], settings, render(what, values), checkpoint=uri, run_id=run_id)
+    if what == "cluster":
+        name = deploy.name or "sentinel"
+        return Plan(what, name, settings, render(what, manifests.cluster_values(settings, name)))
+    raise ConfigError(f"nothing to render for {what!r}", hint="use train, tune, serve or cluster")
+
+
+class KubernetesBackend:
+    """Applies the plan with server-side apply and follows it to an outcome."""
+
+    name = NAME
+
+    def train(self, config, deploy: KubeRequest) -> dict[str, Any]:
+        return _run_job(plan("train", config, deploy), deploy)
+
+    def tune(self, config, deploy: KubeRequest) -> dict[str, Any]:
+        return _run_job(plan("tune", config, deploy), deploy)
+
+    def serve(self, request, deploy: KubeRequest) -> dict[str, Any]:
+        return serve(request, deploy)
+
+    def serve_stop(self, deploy: KubeRequest) -> dict[str, Any]:
+        raise ConfigError("`sentinel serve stop` stops the local application",
+                          hint="on k8s use `sentinel delete <rayservice name> --target k8s`")
+
+    def status(self, storage: str | None, limit: int, deploy: KubeRequest) -> dict[str, Any]:
+        return status(limit, deploy)
+
+
+class RenderBackend:
+    """Stands in for the Kubernetes backend under ``sentinel render``: each command returns the
+    objects it would apply, as a ``v1 List``, and nothing is sent to a cluster."""
+
+    name = NAME
+
+    def _list(self, what: str, request, deploy: KubeRequest) -> dict[str, Any]:
+        return {"apiVersion": "v1", "kind": "List", "items": plan(what, request, deploy).objects}
+
+    def train(self, config, deploy: KubeRequest) -> dict[str, Any]:
+        return self._list("train", config, deploy)
+
+    def tune(self, config, deploy: KubeRequest) -> dict[str, Any]:
+        return self._list("tune", config, deploy)
+
+    def serve(self, request, deploy: KubeRequest) -> dict[str, Any]:
+        return self._list("serve", request, deploy)
+
+    def cluster(self, deploy: KubeRequest) -> dict[str, Any]:
+        return self._list("cluster", None, deploy)
+
+    def serve_stop(self, deploy: KubeRequest) -> dict[str, Any]:
+        raise ConfigError("nothing to render for `serve stop`")
+
+    def status(self, storage: str | None, limit: int, deploy: KubeRequest) -> dict[str, Any]:
+        raise ConfigError("nothing to render for `status`")
+
+
 # -- commands ----------------------------------------------------------------------------------
-
-
-def train(config, deploy: KubeRequest | None = None) -> dict[str, Any]:
-    """A RayJob running ``python -m sentinel_ml.train`` for ``config`` (a TrainConfig)."""
-    from sentinel_cli.k8s import manifests
-    from sentinel_ml.store.index import new_run_id
-
-    config.validate()
-    deploy = _from_config(deploy, config)
-    settings = _settings(deploy)
-    name = deploy.name or config.run_id or new_run_id("train")
-    return _run_job("train", manifests.train_values(settings, config, name), settings, name, deploy)
-
-
-def tune(config, deploy: KubeRequest | None = None) -> dict[str, Any]:
-    """A RayJob running ``python -m sentinel_ml.tune`` for ``config`` (a StudyConfig)."""
-    from sentinel_cli.k8s import manifests
-    from sentinel_ml.store.index import new_run_id
-
-    config.validate()
-    deploy = _from_config(deploy, config)
-    settings = _settings(deploy)
-    name = deploy.name or config.run_id or new_run_id("tune")
-    values = manifests.tune_values(settings, manifests.tune_args(config), name)
-    return _run_job("tune", values, settings, name, deploy)
 
 
 def serve(request, deploy: KubeRequest | None = None) -> dict[str, Any]:
@@ -56,19 +121,15 @@ def serve(request, deploy: KubeRequest | None = None) -> dict[str, Any]:
     """
     from sentinel_cli.k8s import manifests
     from sentinel_cli.k8s.client import RAYSERVICE
-    from sentinel_cli.k8s.render import render
     from sentinel_cli.k8s.watch import wait_rayservice
 
     deploy = deploy or KubeRequest()
-    settings = _settings(deploy)
-    uri, run_id = resolve_checkpoint(_checkpoint_reference(request), settings)
+    planned = plan("serve", request, deploy)
+    uri, run_id, name, settings = planned.checkpoint, planned.run_id, planned.name, planned.settings
     _say(f"checkpoint: {uri}" + (f" (run {run_id})" if run_id else ""))
-    values = manifests.serve_values(settings, uri, run_id, deploy.name)
-    objects = render("serve", values)
-    name = values["name"]
     with _connect(settings) as kube:
         previous = kube.get(RAYSERVICE, name) if not deploy.dry_run else None
-        applied = _apply(kube, objects, deploy.dry_run)
+        applied = _apply(kube, planned.objects, deploy.dry_run)
         result = {"target": NAME, "namespace": kube.namespace, "rayservice": name, "checkpoint": uri,
                   "run_id": run_id, "endpoint": endpoint(name, kube.namespace, settings.serve.port)}
         if deploy.dry_run:
@@ -89,41 +150,10 @@ def serve(request, deploy: KubeRequest | None = None) -> dict[str, Any]:
 
 def cluster(deploy: KubeRequest | None = None) -> dict[str, Any]:
     """A standalone RayCluster (for interactive work); returns once applied."""
-    from sentinel_cli.k8s import manifests
-    from sentinel_cli.k8s.render import render
-
-    deploy = deploy or KubeRequest()
-    settings = _settings(deploy)
-    objects = render("cluster", manifests.cluster_values(settings, deploy.name or "sentinel"))
-    with _connect(settings) as kube:
-        applied = _apply(kube, objects, deploy.dry_run)
+    planned = plan("cluster", None, deploy or KubeRequest())
+    with _connect(planned.settings) as kube:
+        applied = _apply(kube, planned.objects, (deploy or KubeRequest()).dry_run)
         return {"target": NAME, "namespace": kube.namespace, "objects": applied}
-
-
-def render_objects(what: str, deploy: KubeRequest, request=None) -> list[dict]:
-    """Exactly what ``what`` would apply for ``request``, without a cluster.
-
-    ``request``: the TrainConfig (train), StudyConfig (tune) or checkpoint reference (serve; a named
-    one is resolved through the index in S3).
-    """
-    from sentinel_cli.k8s import manifests
-    from sentinel_cli.k8s.render import render
-    from sentinel_ml.store.index import new_run_id
-
-    if what in ("train", "tune"):
-        deploy = _from_config(deploy, request)
-    settings = _settings(deploy)
-    if what in ("train", "tune"):
-        name = deploy.name or request.run_id or new_run_id(what)
-        if what == "train":
-            return render("train", manifests.train_values(settings, request, name))
-        return render("tune", manifests.tune_values(settings, manifests.tune_args(request), name))
-    if what == "serve":
-        uri, run_id = resolve_checkpoint(_checkpoint_reference(request), settings)
-        return render("serve", manifests.serve_values(settings, uri, run_id, deploy.name))
-    if what == "cluster":
-        return render("cluster", manifests.cluster_values(settings, deploy.name or "sentinel"))
-    raise ConfigError(f"nothing to render for {what!r}", hint="use train, tune, serve or cluster")
 
 
 def _checkpoint_reference(request) -> str:
@@ -131,7 +161,7 @@ def _checkpoint_reference(request) -> str:
     return getattr(request, "checkpoint", request) or "latest"
 
 
-def status(storage: str | None = None, limit: int = 20, deploy: KubeRequest | None = None) -> dict[str, Any]:
+def status(limit: int = 20, deploy: KubeRequest | None = None) -> dict[str, Any]:
     """What Sentinel manages: one LIST call per kind, filtered by label on the server."""
     from sentinel_cli.k8s import manifests
     from sentinel_cli.k8s.client import RAYCLUSTER, RAYJOB, RAYSERVICE
@@ -157,8 +187,15 @@ def status(storage: str | None = None, limit: int = 20, deploy: KubeRequest | No
 def logs(name: str, follow: bool = False, deploy: KubeRequest | None = None) -> dict[str, Any]:
     """Print the driver log of a RayJob (its submitter pod) or the head log of a RayService."""
     from sentinel_cli.k8s.client import RAYCLUSTER, RAYJOB, RAYSERVICE, NotFound
-    from sentinel_cli.k8s.watch import (HEAD_CONTAINER, SUBMITTER_CONTAINER, follow_pod, follow_rayjob,
-                                    rayjob_pods, rayjob_state, rayservice_state)
+    from sentinel_cli.k8s.watch import (
+        HEAD_CONTAINER,
+        SUBMITTER_CONTAINER,
+        follow_pod,
+        follow_rayjob,
+        rayjob_pods,
+        rayjob_state,
+        rayservice_state,
+    )
 
     deploy = deploy or KubeRequest()
     settings = _settings(deploy)
@@ -266,14 +303,28 @@ def read_record(storage: str, run_id: str) -> dict[str, Any] | None:
 # -- helpers -----------------------------------------------------------------------------------
 
 
-def _from_config(deploy: KubeRequest | None, config) -> KubeRequest:
-    """The job's own --storage / --mlflow-uri count as flags when the request does not name them."""
+def _from_request(deploy: KubeRequest | None, request) -> KubeRequest:
+    """Settings a command's request carries (--storage, --mlflow-uri; serve's --port and replica
+    bounds) override the profile, as flags. Each travels once: in the request."""
     from dataclasses import replace
 
     deploy = deploy or KubeRequest()
-    given = {key: getattr(config, key, None) for key in ("storage", "mlflow_uri")}
-    missing = {k: v for k, v in given.items() if v is not None and getattr(deploy.overrides, k) is None}
-    return replace(deploy, overrides=replace(deploy.overrides, **missing)) if missing else deploy
+    if getattr(request, "host", None) is not None:
+        raise ConfigError("--host only applies to the local target",
+                          hint="on k8s the RayService's Service exposes the port")
+    given = {key: getattr(request, key, None) for key in ("storage", "mlflow_uri")}
+    named = {k: v for k, v in given.items() if v is not None and getattr(deploy.overrides, k) is None}
+    serving = {f"serve.{k}": v for k, v in _serve_settings(request).items() if v is not None}
+    timeout = getattr(request, "timeout_s", None) if deploy.timeout_s is None else deploy.timeout_s
+    overrides = replace(deploy.overrides, **named, extra={**deploy.overrides.extra, **serving})
+    return replace(deploy, overrides=overrides, timeout_s=timeout)
+
+
+def _serve_settings(request) -> dict[str, Any]:
+    """A ServeRequest's port and replica bounds, as the profile's serve.* keys."""
+    app_args = getattr(request, "app_args", None) or {}
+    return {"port": getattr(request, "port", None), "min_replicas": app_args.get("min_replicas"),
+            "max_replicas": app_args.get("max_replicas")}
 
 
 def _settings(deploy: KubeRequest):
@@ -300,14 +351,13 @@ def _apply(kube, objects: list[dict[str, Any]], dry_run: bool) -> list[dict[str,
     return applied
 
 
-def _run_job(what: str, values: dict[str, Any], settings, name: str, deploy: KubeRequest) -> dict[str, Any]:
-    from sentinel_cli.k8s.render import render
+def _run_job(planned: Plan, deploy: KubeRequest) -> dict[str, Any]:
     from sentinel_cli.k8s.watch import follow_rayjob
 
-    objects = render(what, values)
+    name, settings = planned.name, planned.settings
     started = time.monotonic()
     with _connect(settings) as kube:
-        applied = _apply(kube, objects, deploy.dry_run)
+        applied = _apply(kube, planned.objects, deploy.dry_run)
         result: dict[str, Any] = {"target": NAME, "namespace": kube.namespace, "rayjob": name, "run_id": name}
         if deploy.dry_run:
             return {**result, "dry_run": True, "objects": applied}
@@ -339,8 +389,6 @@ def _finish_job(state, namespace: str, settings, with_record: bool) -> dict[str,
 
 
 def _detached(kind: str, name: str, namespace: str, follow: bool):
-    from sentinel_cli.k8s.client import Detached
-
     command = f"sentinel logs {name} -n {namespace} -f" if follow else \
         f"sentinel status --target k8s -n {namespace}"
     return Detached(f"detached from {kind} {name}; it keeps running in namespace {namespace}",

@@ -4,44 +4,48 @@ from __future__ import annotations
 
 from typing import Any
 
-from sentinel_cli.progress import train_progress
+from sentinel_cli.k8s.request import KubeRequest, check_local
 
 
-def train(config) -> dict[str, Any]:
-    from sentinel_ml.training.run import train as run_training
+class LocalBackend:
+    name = "local"
 
-    return run_training(config, on_progress=train_progress).summary()
+    def train(self, config, deploy: KubeRequest) -> dict[str, Any]:
+        from sentinel_cli.progress import train_progress
+        from sentinel_ml.training.run import train
 
+        check_local(deploy)
+        return train(config, on_progress=train_progress).summary()
 
-def tune(config) -> dict[str, Any]:
-    from sentinel_cli.progress import tune_progress
-    from sentinel_ml.tuning.study import tune as run_study
+    def tune(self, config, deploy: KubeRequest) -> dict[str, Any]:
+        from sentinel_cli.progress import tune_progress
+        from sentinel_ml.tuning.study import tune
 
-    return run_study(config, on_progress=tune_progress).summary()
+        check_local(deploy)
+        return tune(config, on_progress=tune_progress).summary()
 
+    def serve(self, request, deploy: KubeRequest) -> dict[str, Any]:
+        from sentinel_cli.backends.local import serving
+        from sentinel_cli.progress import serve_progress
 
-def status(storage: str | None, limit: int) -> dict[str, Any]:
-    from dataclasses import asdict
+        check_local(deploy)
+        return serving.start(request, on_progress=serve_progress)
 
-    from sentinel_ml.store import index as checkpoints
-    from sentinel_ml.paths import storage_root
+    def serve_stop(self, deploy: KubeRequest) -> dict[str, Any]:
+        from sentinel_cli.backends.local import serving
 
-    root = storage_root(storage)
-    records = checkpoints.read_records(root)
-    from sentinel_cli.backends.local import serving as local_serve
+        check_local(deploy)
+        return serving.stop()
 
-    return {"target": "local", "storage": root, "runs": [asdict(r) for r in records[:limit]],
-            "serving": local_serve.describe()}
+    def status(self, storage: str | None, limit: int, deploy: KubeRequest) -> dict[str, Any]:
+        from dataclasses import asdict
 
+        from sentinel_cli.backends.local import serving
+        from sentinel_ml.paths import storage_root
+        from sentinel_ml.store.index import read_records
 
-def serve(request) -> dict[str, Any]:
-    from sentinel_cli.backends.local import serving as local_serve
-    from sentinel_cli.progress import serve_progress
-
-    return local_serve.start(request, on_progress=serve_progress)
-
-
-def serve_stop() -> dict[str, Any]:
-    from sentinel_cli.backends.local import serving as local_serve
-
-    return local_serve.stop()
+        check_local(deploy)
+        root = storage_root(storage)
+        records = read_records(root)
+        return {"target": self.name, "storage": root, "runs": [asdict(r) for r in records[:limit]],
+                "serving": serving.describe()}

@@ -71,8 +71,8 @@ def _reachable(url: str) -> None:
 
 
 def _storage(storage: str | None) -> str:
-    from sentinel_ml.store import uri as store
     from sentinel_ml.paths import storage_root
+    from sentinel_ml.store import uri as store
 
     root = storage_root(storage)
     try:
@@ -127,8 +127,8 @@ def _http_ok(url: str, what: str) -> None:
 
 
 def _index(storage: str | None) -> str:
-    from sentinel_ml.store import index as checkpoints
     from sentinel_ml.paths import storage_root
+    from sentinel_ml.store import index as checkpoints
 
     root = storage_root(storage)
     records = checkpoints.read_records(root)

@@ -139,7 +139,7 @@ def stop(cluster: LocalCluster, grace_s: float = 40.0) -> None:
     import shutil
 
     _stop_group(cluster.pid, grace_s)
-    (cluster_dir() / STATE_FILE).unlink(missing_ok=True)
+    forget()
     if not Path(cluster.temp_dir).is_relative_to(cluster_dir()):
         shutil.rmtree(cluster.temp_dir, ignore_errors=True)
 

@@ -21,13 +21,19 @@ from typing import Any
 
 from sentinel_cli import api_client
 from sentinel_cli.backends.local import ray_cluster as local_ray
-from sentinel_ml.errors import CheckpointNotFound, ConfigError, JobFailed, WaitTimeout
+from sentinel_ml.errors import ConfigError, JobFailed, WaitTimeout
 from sentinel_ml.paths import storage_root
-from sentinel_ml.serving.config import APP_NAME, DEPLOYMENT_NAME, ROUTE_PREFIX, ServeRequest
+from sentinel_ml.serving.config import (
+    APP_NAME,
+    AUTOSCALING,
+    DEPLOYMENT_NAME,
+    ROUTE_PREFIX,
+    ServeRequest,
+)
 from sentinel_ml.store.index import resolve_checkpoint
 
 STATE_FILE = "serving.json"
-MAX_REPLICAS = 5  # the application's default; locally also capped at one replica per core
+HEALTH_TIMEOUT_S = 180.0  # the default bound on the wait until the API passes its health check
 
 Progress = Callable[[str], None]
 
@@ -39,6 +45,7 @@ def start(request: ServeRequest, on_progress: Progress | None = None,
 
     notify = on_progress or (lambda message: None)
     request.validate()
+    request = request.with_local_defaults(timeout_s=HEALTH_TIMEOUT_S)
     uri, run_id = resolve_checkpoint(request.checkpoint, storage_root(request.storage))
     notify(f"checkpoint: {uri}")
     load_checked(uri)  # a file that is no checkpoint fails here (exit 2), not in a replica minutes later
@@ -109,7 +116,7 @@ def _haproxy_dir() -> Path:
 
 def local_max_replicas() -> int:
     """More replicas than cores only adds context switches and start-up churn on one machine."""
-    return max(1, min(MAX_REPLICAS, os.cpu_count() or 1))
+    return max(1, min(AUTOSCALING["max_replicas"], os.cpu_count() or 1))
 
 
 def describe() -> dict[str, Any] | None:
