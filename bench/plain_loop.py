@@ -12,11 +12,11 @@ started = time.monotonic()
 import torch  # noqa: E402
 
 from sentinel_ml.data.batching import TensorBatches  # noqa: E402
-from sentinel_ml.training.config import Hyperparameters  # noqa: E402
-from sentinel_ml.data.movielens import load_split  # noqa: E402
 from sentinel_ml.data.download import ensure_dataset  # noqa: E402
-from sentinel_ml.training.loop import rmse  # noqa: E402
+from sentinel_ml.data.movielens import load_split  # noqa: E402
 from sentinel_ml.models.biased_mf import BiasedMF  # noqa: E402
+from sentinel_ml.training.config import Hyperparameters  # noqa: E402
+from sentinel_ml.models.evaluation import rmse  # noqa: E402
 
 
 def main(epochs: int) -> dict:

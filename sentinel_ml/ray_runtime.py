@@ -180,10 +180,14 @@ def prestart_workers(warm: WarmWorkers) -> tuple[Any, set[int], int] | None:
         import asyncio
 
         import ray
-        from ray._raylet import RayletClient
         from ray._private.grpc_utils import init_grpc_channel
         from ray._private.utils import get_runtime_env_info
-        from ray.core.generated import common_pb2, node_manager_pb2, node_manager_pb2_grpc
+        from ray._raylet import RayletClient
+        from ray.core.generated import (
+            common_pb2,
+            node_manager_pb2,
+            node_manager_pb2_grpc,
+        )
         from ray.runtime_env import RuntimeEnv
 
         env = warm.runtime_env() if callable(warm.runtime_env) else warm.runtime_env

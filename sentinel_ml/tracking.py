@@ -16,6 +16,7 @@ The child answers on stdout with {"key": K, "run_id": str} per started run, or {
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ import select
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from sentinel_ml.paths import default_mlflow_uri
@@ -70,6 +72,16 @@ class Tracker:
     def end(self, key: str, status: str = "FINISHED", tags: dict[str, str] | None = None) -> None:
         self._send({"op": "end", "key": key, "status": status, "tags": tags or {}})
 
+    @contextlib.contextmanager
+    def closing_on_failure(self, key: str, timeout: float = 30) -> Iterator[None]:
+        """If the block raises, end run ``key`` as FAILED and close; on success the caller ends it."""
+        try:
+            yield
+        except BaseException:
+            self.end(key, "FAILED")
+            self.close(timeout=timeout)
+            raise
+
     def close(self, timeout: float = _CLOSE_TIMEOUT_S) -> dict[str, str]:
         """Wait for the child to finish; return key → MLflow run id for the runs it made."""
         if self._proc is None:
@@ -110,59 +122,85 @@ def _serve(uri: str, experiment: str) -> int:
     import mlflow.entities as entities
     from mlflow import MlflowClient
 
-    def answer(message: dict[str, Any]) -> None:
-        print(json.dumps(message), flush=True)
-
     try:
         client = MlflowClient(uri)
         found = client.get_experiment_by_name(experiment)
         experiment_id = found.experiment_id if found else client.create_experiment(experiment)
     except Exception as e:  # noqa: BLE001 - any backend failure is reported to the parent
-        answer({"error": f"cannot open MLflow store {uri}: {e}"})
+        _answer({"error": f"cannot open MLflow store {uri}: {e}"})
         return 1
-    runs: dict[str, str] = {}
-    pending: dict[str, list] = {}  # run key -> metrics not yet written
-
-    def flush() -> None:
-        try:
-            for key, metrics in pending.items():
-                for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
-                    client.log_batch(runs[key], metrics=metrics[start:start + MAX_METRICS_PER_BATCH])
-        except Exception as e:  # noqa: BLE001
-            answer({"error": f"MLflow metrics failed: {e}"})
-        finally:
-            pending.clear()
-
+    writer = _MlflowWriter(client, experiment_id, entities)
     for events in _arrived(sys.stdin.fileno()):
+        writer.apply(events)
+    return 0
+
+
+def _answer(message: dict[str, Any]) -> None:
+    """One line of the protocol's answers to the parent (stdout is the protocol's channel, not a log)."""
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+class _MlflowWriter:
+    """The child's MLflow side: creates and ends runs as events ask, batching each run's metrics."""
+
+    def __init__(self, client, experiment_id: str, entities) -> None:
+        self.client = client
+        self.experiment_id = experiment_id
+        self.entities = entities
+        self.runs: dict[str, str] = {}  # run key -> MLflow run id
+        self.pending: dict[str, list] = {}  # run key -> metrics not yet written
+
+    def apply(self, events: list[dict[str, Any]]) -> None:
         for event in events:
-            key = event["key"]
             if event["op"] == "metrics":
-                if key in runs:
-                    pending.setdefault(key, []).extend(
-                        entities.Metric(k.replace("/", "_"), float(v), int(time.time() * 1000), event["step"])
-                        for k, v in event["metrics"].items()
-                    )
+                self._queue_metrics(event)
                 continue
-            flush()  # a run's metrics go in before it ends (or before the next run starts)
+            self.flush()  # a run's metrics go in before it ends (or before the next run starts)
             try:
                 if event["op"] == "start":
-                    tags = {k: str(v) for k, v in event["tags"].items()}
-                    if event.get("parent") in runs:
-                        tags["mlflow.parentRunId"] = runs[event["parent"]]
-                    run = client.create_run(experiment_id, run_name=event["name"], tags=tags)
-                    runs[key] = run.info.run_id
-                    params = [entities.Param(k, str(v)) for k, v in event["params"].items()]
-                    client.log_batch(runs[key], params=params)
-                    answer({"key": key, "run_id": runs[key]})
-                elif event["op"] == "end" and key in runs:
-                    tags = [entities.RunTag(k, str(v)) for k, v in event["tags"].items()]
-                    if tags:
-                        client.log_batch(runs[key], tags=tags)
-                    client.set_terminated(runs[key], status=event["status"])
+                    self._start(event)
+                elif event["op"] == "end" and event["key"] in self.runs:
+                    self._end(event)
             except Exception as e:  # noqa: BLE001
-                answer({"error": f"MLflow {event['op']} failed: {e}"})
-        flush()
-    return 0
+                _answer({"error": f"MLflow {event['op']} failed: {e}"})
+        self.flush()
+
+    def _queue_metrics(self, event: dict[str, Any]) -> None:
+        if event["key"] not in self.runs:
+            return
+        self.pending.setdefault(event["key"], []).extend(
+            self.entities.Metric(k.replace("/", "_"), float(v), int(time.time() * 1000), event["step"])
+            for k, v in event["metrics"].items()
+        )
+
+    def _start(self, event: dict[str, Any]) -> None:
+        key = event["key"]
+        tags = {k: str(v) for k, v in event["tags"].items()}
+        if event.get("parent") in self.runs:
+            tags["mlflow.parentRunId"] = self.runs[event["parent"]]
+        run = self.client.create_run(self.experiment_id, run_name=event["name"], tags=tags)
+        self.runs[key] = run.info.run_id
+        params = [self.entities.Param(k, str(v)) for k, v in event["params"].items()]
+        self.client.log_batch(self.runs[key], params=params)
+        _answer({"key": key, "run_id": self.runs[key]})
+
+    def _end(self, event: dict[str, Any]) -> None:
+        run_id = self.runs[event["key"]]
+        tags = [self.entities.RunTag(k, str(v)) for k, v in event["tags"].items()]
+        if tags:
+            self.client.log_batch(run_id, tags=tags)
+        self.client.set_terminated(run_id, status=event["status"])
+
+    def flush(self) -> None:
+        try:
+            for key, metrics in self.pending.items():
+                for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
+                    self.client.log_batch(self.runs[key], metrics=metrics[start:start + MAX_METRICS_PER_BATCH])
+        except Exception as e:  # noqa: BLE001
+            _answer({"error": f"MLflow metrics failed: {e}"})
+        finally:
+            self.pending.clear()
 
 
 def _arrived(fd: int):

@@ -11,13 +11,13 @@ import torch
 from typer.testing import CliRunner
 
 from sentinel_cli.app import app
+from sentinel_ml.data.batching import ItemBatches
+from sentinel_ml.data.movielens import Ratings
+from sentinel_ml.models.autorec import ItemAutoRec
+from sentinel_ml.models.biased_mf import BiasedMF
 from sentinel_ml.store import index as checkpoints
 from sentinel_ml.store.checkpoint import load_network
-from sentinel_ml.models.autorec import ItemAutoRec
-from sentinel_ml.data.batching import ItemBatches
 from sentinel_ml.training.config import Hyperparameters, TrainConfig
-from sentinel_ml.data.movielens import Ratings
-from sentinel_ml.models.biased_mf import BiasedMF
 
 runner = CliRunner()
 
@@ -81,7 +81,7 @@ def test_model_defaults_and_unknown_models() -> None:
 @pytest.mark.slow
 def test_autorec_training_learns_and_serves_as_a_factorization(dataset_dir, tmp_path) -> None:
     from sentinel_ml.data.movielens import load_split
-    from sentinel_ml.training.loop import rmse
+    from sentinel_ml.models.evaluation import rmse
     from sentinel_ml.serving.recommender import Recommender
     from sentinel_ml.training.run import train
 

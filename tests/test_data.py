@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sentinel_ml.data import movielens as data
 from sentinel_ml.data import download
+from sentinel_ml.data import movielens as data
 from sentinel_ml.errors import DataError
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from sentinel_ml.store import index as checkpoints
-from sentinel_ml.store.checkpoint import checkpoint_uri, load_network, save_checkpoint
-from sentinel_ml.store import uri as storage
 from sentinel_ml.errors import StorageError
+from sentinel_ml.store import index as checkpoints
+from sentinel_ml.store import uri as storage
+from sentinel_ml.store.checkpoint import checkpoint_uri, load_network, save_checkpoint
 
 
 def test_write_read_list_on_s3(s3_bucket) -> None:

@@ -9,10 +9,10 @@ import sys
 import pytest
 import torch
 
+from sentinel_ml.errors import ConfigError
 from sentinel_ml.store import index as checkpoints
 from sentinel_ml.store.checkpoint import load_network
 from sentinel_ml.training.config import Hyperparameters, TrainConfig
-from sentinel_ml.errors import ConfigError
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +32,7 @@ def test_short_training_learns_and_writes_checkpoints_and_index(trained_run) -> 
 
 def test_checkpoint_loads_and_predicts(trained_run, dataset_dir) -> None:
     from sentinel_ml.data.movielens import load_split
-    from sentinel_ml.training.loop import rmse
+    from sentinel_ml.models.evaluation import rmse
 
     net, saved = load_network(trained_run.checkpoints["best"])
     predictions = net.predict(torch.tensor([1, 1, 42]), torch.tensor([1, 2, 3]))

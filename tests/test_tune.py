@@ -74,10 +74,10 @@ def test_asha_study_reports_every_epoch_and_stops_weak_trials(study) -> None:
 
 @pytest.mark.slow
 def test_best_trial_checkpoint_is_indexed_and_resolves_as_best(study, dataset_dir) -> None:
+    from sentinel_ml.data.movielens import load_split
+    from sentinel_ml.models.evaluation import rmse
     from sentinel_ml.store import index as checkpoints
     from sentinel_ml.store.checkpoint import load_checkpoint, load_network
-    from sentinel_ml.data.movielens import load_split
-    from sentinel_ml.training.loop import rmse
 
     result = study.result
     # A worse training run in the same index: `best` must still pick the study's checkpoint.
@@ -151,7 +151,7 @@ def test_two_workers_per_trial_run_a_torchtrainer_and_release_their_cpus(ray_ses
                                                                           tmp_path) -> None:
     import time
 
-    from sentinel_ml.store import index as checkpoints
+    from sentinel_ml.store.checkpoint import load_checkpoint
 
     study = run_study(tmp_path, dataset_dir, samples=1, max_epochs=1, concurrency=1, workers_per_trial=2,
                       cpus_per_trial=0.5, space={"embedding_dim": 16, "batch_size": 1024})

@@ -63,10 +63,9 @@ class TensorBatches(_IndexBatches):
     """(users, items, ratings) batches over a whole split: what biased MF trains and validates on."""
 
     def __init__(self, ratings: Ratings, batch_size: int, **kwargs) -> None:
-        self.users = torch.from_numpy(ratings.users).long()
-        self.items = torch.from_numpy(ratings.items).long()
-        self.ratings = torch.from_numpy(ratings.ratings).float()
-        super().__init__((self.users, self.items, self.ratings), batch_size, **kwargs)
+        tensors = (torch.from_numpy(ratings.users).long(), torch.from_numpy(ratings.items).long(),
+                   torch.from_numpy(ratings.ratings).float())
+        super().__init__(tensors, batch_size, **kwargs)
 
 
 class ItemBatches(_IndexBatches):

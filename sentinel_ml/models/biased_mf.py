@@ -7,8 +7,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from sentinel_ml.data.movielens import RATING_MAX, RATING_MIN, Ratings
-from sentinel_ml.models.registry import AUTOREC
+from sentinel_ml.data.movielens import RATING_MAX, RATING_MIN
 
 
 @dataclass(frozen=True)
@@ -71,10 +70,8 @@ def build_network(config: ModelConfig) -> BiasedMF:
     return BiasedMF(config.num_users, config.num_items, config.embedding_dim, config.global_mean)
 
 
-def build_trainable(config: ModelConfig, train: Ratings) -> nn.Module:
-    """The network a training run optimizes: ``BiasedMF`` itself, or an ``ItemAutoRec`` over ``train``."""
-    if config.model == AUTOREC:
-        from sentinel_ml.models.autorec import ItemAutoRec
-
-        return ItemAutoRec(train, config.num_users, config.num_items, config.embedding_dim)
-    return build_network(config)
+def trained_network(config: ModelConfig, state_dict: dict[str, torch.Tensor]) -> BiasedMF:
+    """The served network holding ``state_dict``'s weights, in eval mode."""
+    net = build_network(config)
+    net.load_state_dict(state_dict)
+    return net.eval()

@@ -9,7 +9,16 @@ import torch
 from torch import nn
 
 from sentinel_ml.data.movielens import RATING_MAX, RATING_MIN, Ratings
-from sentinel_ml.models.biased_mf import ModelConfig, build_trainable
+from sentinel_ml.models.autorec import ItemAutoRec
+from sentinel_ml.models.biased_mf import ModelConfig, build_network
+from sentinel_ml.models.registry import AUTOREC
+
+
+def build_trainable(config: ModelConfig, train: Ratings) -> nn.Module:
+    """The network a training run optimizes: ``BiasedMF`` itself, or an ``ItemAutoRec`` over ``train``."""
+    if config.model == AUTOREC:
+        return ItemAutoRec(train, config.num_users, config.num_items, config.embedding_dim)
+    return build_network(config)
 
 
 class MFModule(pl.LightningModule):

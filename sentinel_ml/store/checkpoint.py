@@ -42,9 +42,7 @@ def load_checkpoint(uri: str) -> dict:
 
 def load_network(uri: str):
     """The network with the checkpoint's weights, in eval mode."""
-    from sentinel_ml.models.biased_mf import ModelConfig, build_network
+    from sentinel_ml.models.biased_mf import ModelConfig, trained_network
 
     saved = load_checkpoint(uri)
-    net = build_network(ModelConfig(**saved["model_config"]))
-    net.load_state_dict(saved["state_dict"])
-    return net.eval(), saved
+    return trained_network(ModelConfig(**saved["model_config"]), saved["state_dict"]), saved

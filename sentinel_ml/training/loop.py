@@ -5,22 +5,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from sentinel_ml.data.batching import ItemBatches, TensorBatches
-from sentinel_ml.training.config import Hyperparameters
 from sentinel_ml.data.movielens import Ratings, Split, load_split
 from sentinel_ml.errors import JobFailed
 from sentinel_ml.logs import follow_root_level
+from sentinel_ml.models.biased_mf import ModelConfig
+from sentinel_ml.models.evaluation import EVAL_BATCH_SIZE, served_rmse
 from sentinel_ml.models.registry import AUTOREC
-from sentinel_ml.models.biased_mf import BiasedMF, ModelConfig, build_network
+from sentinel_ml.training.config import Hyperparameters
 
 EpochHook = Callable[[dict[str, float]], None]
-VAL_BATCH_SIZE = 8192
 
 
 @dataclass
@@ -41,23 +41,10 @@ StateHook = Callable[[EpochState], None]
 @dataclass
 class LoopResult:
     history: list[dict[str, float]]
-    best: dict[str, Any]  # {"epoch", "val_rmse", "state_dict"}
+    best: dict[str, Any]  # {"epoch", "val_rmse", "val_mae", "train_loss", "state_dict"}
     last_state_dict: dict[str, torch.Tensor]
     model_config: ModelConfig
-    test_rmse: float | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
-
-
-def rmse(net: BiasedMF, ratings: Ratings) -> float:
-    users = torch.from_numpy(ratings.users)
-    items = torch.from_numpy(ratings.items)
-    target = torch.from_numpy(ratings.ratings)
-    squared = 0.0
-    for start in range(0, len(target), VAL_BATCH_SIZE):
-        end = start + VAL_BATCH_SIZE
-        error = net.predict(users[start:end], items[start:end]) - target[start:end]
-        squared += float(error.pow(2).sum())
-    return math.sqrt(squared / max(1, len(target)))
+    metrics: dict[str, float]  # the best epoch's val metrics, its test RMSE, and the run's length
 
 
 def run_loop(
@@ -81,17 +68,31 @@ def run_loop(
     ``on_state`` is for callers that save weights as they go (a Tune trial may be stopped from the
     outside at any epoch). A non-finite loss or val RMSE ends the run with ``JobFailed``.
     """
-    import lightning.pytorch as pl
+    _set_up_process(hp.seed)
+    split = split or load_split(dataset_dir, hp.split, seed=hp.seed)
+    model_config = _model_config(hp, split)
+    module = _lightning_module(model_config, split.train)
+    train_batches = _train_batches(hp, split, rank, world_size)
+    recorder = _EpochRecorder(on_epoch, on_state, model_config)
+    trainer = _trainer(hp.epochs, recorder, trainer_kwargs, prepare)
+    trainer.fit(module, train_dataloaders=train_batches, val_dataloaders=TensorBatches(split.val, EVAL_BATCH_SIZE))
+    return _loop_result(recorder, module.net, model_config, split.test)
 
-    from sentinel_ml.models.module import MFModule
+
+def _set_up_process(seed: int) -> None:
+    """One torch thread, quiet library loggers, seeded weights."""
+    # Imported before follow_root_level: importing Lightning sets its loggers back to INFO.
+    import lightning.pytorch  # noqa: F401
 
     # The model's ops are tiny: extra intra-op threads only add synchronisation, and on a busy
     # 2-core machine they made an epoch ten times slower. Data parallelism uses processes instead.
     torch.set_num_threads(1)
     follow_root_level()
-    torch.manual_seed(hp.seed)
-    split = split or load_split(dataset_dir, hp.split, seed=hp.seed)
-    model_config = ModelConfig(
+    torch.manual_seed(seed)
+
+
+def _model_config(hp: Hyperparameters, split: Split) -> ModelConfig:
+    return ModelConfig(
         num_users=split.num_users,
         num_items=split.num_items,
         global_mean=split.global_mean,
@@ -101,17 +102,29 @@ def run_loop(
         lr_decay=hp.lr_decay,
         model=hp.model,
     )
-    module = MFModule(model_config, split.train)
+
+
+def _lightning_module(model_config: ModelConfig, train: Ratings):
+    from sentinel_ml.models.module import MFModule
+
+    return MFModule(model_config, train)
+
+
+def _train_batches(hp: Hyperparameters, split: Split, rank: int, world_size: int) -> ItemBatches | TensorBatches:
+    """This rank's shard of the training batches: movies for AutoRec, ratings for MF."""
     per_rank_batch = max(1, hp.batch_size // world_size)
     sharding = {"shuffle": True, "seed": hp.seed, "rank": rank, "world_size": world_size}
     if hp.model == AUTOREC:
-        train_batches = ItemBatches(split.num_items, per_rank_batch, **sharding)
-    else:
-        train_batches = TensorBatches(split.train, per_rank_batch, **sharding)
-    val_batches = TensorBatches(split.val, VAL_BATCH_SIZE)
-    recorder = _EpochRecorder(on_epoch, on_state, model_config)
+        return ItemBatches(split.num_items, per_rank_batch, **sharding)
+    return TensorBatches(split.train, per_rank_batch, **sharding)
+
+
+def _trainer(epochs: int, recorder: _EpochRecorder, trainer_kwargs: dict[str, Any] | None,
+             prepare: Callable[[Any], Any] | None):
+    import lightning.pytorch as pl
+
     trainer = pl.Trainer(
-        max_epochs=hp.epochs,
+        max_epochs=epochs,
         accelerator="cpu",
         logger=False,
         enable_checkpointing=False,
@@ -121,31 +134,24 @@ def run_loop(
         callbacks=[recorder.as_callback()],
         **(trainer_kwargs or {"devices": 1}),
     )
-    if prepare is not None:
-        trainer = prepare(trainer)
-    trainer.fit(module, train_dataloaders=train_batches, val_dataloaders=val_batches)
-    if recorder.best is None:
-        raise RuntimeError("training finished without a validation epoch")
+    return prepare(trainer) if prepare is not None else trainer
 
-    best_net = build_network(model_config)
-    best_net.load_state_dict(recorder.best["state_dict"])
-    test_rmse = rmse(best_net.eval(), split.test)
+
+def _loop_result(recorder: _EpochRecorder, net: torch.nn.Module, model_config: ModelConfig,
+                 test: Ratings) -> LoopResult:
+    best = recorder.best
+    if best is None:
+        raise RuntimeError("training finished without a validation epoch")
     metrics = {
-        "val_rmse": recorder.best["val_rmse"],
-        "val_mae": recorder.best["val_mae"],
-        "best_epoch": recorder.best["epoch"],
-        "test_rmse": test_rmse,
+        "val_rmse": best["val_rmse"],
+        "val_mae": best["val_mae"],
+        "best_epoch": best["epoch"],
+        "test_rmse": served_rmse(model_config, best["state_dict"], test),
         "epochs": len(recorder.history),
         "train_loss": recorder.history[-1]["train_loss"],
     }
-    return LoopResult(
-        history=recorder.history,
-        best=recorder.best,
-        last_state_dict=module.net.serving_state_dict(),
-        model_config=model_config,
-        test_rmse=test_rmse,
-        metrics=metrics,
-    )
+    return LoopResult(history=recorder.history, best=best, last_state_dict=net.serving_state_dict(),
+                      model_config=model_config, metrics=metrics)
 
 
 class _EpochRecorder:
@@ -154,8 +160,7 @@ class _EpochRecorder:
     The Lightning callback class is created on first use so importing this module stays cheap.
     """
 
-    def __init__(self, on_epoch: EpochHook | None, on_state: StateHook | None = None,
-                 model_config: ModelConfig | None = None) -> None:
+    def __init__(self, on_epoch: EpochHook | None, on_state: StateHook | None, model_config: ModelConfig) -> None:
         self.on_epoch = on_epoch
         self.on_state = on_state
         self.model_config = model_config

@@ -32,92 +32,101 @@ class TrialSummary:
     error: str | None = None
 
 
-def _make_callback_class():
-    """Defined lazily: ``ray.tune.Callback`` must not be imported when this module is."""
-    from ray.tune import Callback
+class _StudyRecorder:
+    """What the study's Tune callback does, with Tune's hook signatures; plain Python, so importing
+    this module does not import ``ray.tune`` (``study_callback`` mixes it into a ``Callback``)."""
 
-    class StudyCallback(Callback):
-        def __init__(self, tracker: Tracker, notify: ProgressHook, max_epochs: int) -> None:
-            self.tracker = tracker
-            self.notify = notify
-            self.max_epochs = max_epochs
-            self.trials: dict[str, TrialSummary] = {}
-            # Multi-worker trials: their Ray Train workers' placement group and latest checkpoint.
-            self.groups: dict[str, str] = {}
-            self.checkpoint_paths: dict[str, str] = {}
-            # When the first trial started and the last one ended (time.monotonic()).
-            self.first_start: float | None = None
-            self.last_end: float | None = None
+    def __init__(self, tracker: Tracker, notify: ProgressHook, max_epochs: int) -> None:
+        self.tracker = tracker
+        self.notify = notify
+        self.max_epochs = max_epochs
+        self.trials: dict[str, TrialSummary] = {}
+        # Multi-worker trials: their Ray Train workers' placement group and latest checkpoint.
+        self.groups: dict[str, str] = {}
+        self.checkpoint_paths: dict[str, str] = {}
+        # When the first trial started and the last one ended (time.monotonic()).
+        self.first_start: float | None = None
+        self.last_end: float | None = None
 
-        def __getstate__(self) -> dict[str, Any]:
-            # Tune pickles its run config to save experiment state; the live callback stays here.
-            return {**self.__dict__, "tracker": None, "notify": None}
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its run config to save experiment state; the live callback stays here.
+        return {**self.__dict__, "tracker": None, "notify": None}
 
-        def on_trial_start(self, iteration, trials, trial, **info) -> None:
-            config = dict(trial.config)
-            self.first_start = self.first_start or time.monotonic()
-            self.trials[trial.trial_id] = TrialSummary(trial.trial_id, config)
-            self.tracker.start(trial.trial_id, f"trial-{trial.trial_id}", config, parent="study",
-                               tags={"sentinel.kind": "tune-trial", "sentinel.trial_id": trial.trial_id})
-            self._emit("trial", trial.trial_id, config=config)
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        config = dict(trial.config)
+        self.first_start = self.first_start or time.monotonic()
+        self.trials[trial.trial_id] = TrialSummary(trial.trial_id, config)
+        self.tracker.start(trial.trial_id, f"trial-{trial.trial_id}", config, parent="study",
+                           tags={"sentinel.kind": "tune-trial", "sentinel.trial_id": trial.trial_id})
+        self._emit("trial", trial.trial_id, config=config)
 
-        def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-            summary = self.trials[trial.trial_id]
-            epoch = int(result["epoch"])
-            summary.epochs = epoch
-            if summary.val_rmse is None or result[METRIC] < summary.val_rmse:
-                summary.val_rmse, summary.best_epoch = float(result[METRIC]), epoch
-            if result.get("checkpoint_path"):
-                self.checkpoint_paths[trial.trial_id] = result["checkpoint_path"]
-            if result.get(PLACEMENT_GROUP):
-                self.groups[trial.trial_id] = result[PLACEMENT_GROUP]
-            self.tracker.log_metrics(trial.trial_id, {k: result[k] for k in ("train_loss", METRIC, "val_mae")},
-                                     epoch)
-            self._emit("trial_epoch", trial.trial_id, epoch=epoch, max_epochs=self.max_epochs,
-                       val_rmse=float(result[METRIC]))
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        epoch = int(result["epoch"])
+        self._score(self.trials[trial.trial_id], epoch, float(result[METRIC]))
+        self._keep_distributed_state(trial.trial_id, result)
+        self.tracker.log_metrics(trial.trial_id, {k: result[k] for k in ("train_loss", METRIC, "val_mae")}, epoch)
+        self._emit("trial_epoch", trial.trial_id, epoch=epoch, max_epochs=self.max_epochs,
+                   val_rmse=float(result[METRIC]))
 
-        def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-            summary = self.trials[trial.trial_id]
-            summary.state = COMPLETED if summary.epochs >= self.max_epochs else STOPPED
-            self._end(summary)
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        summary = self.trials[trial.trial_id]
+        summary.state = COMPLETED if summary.epochs >= self.max_epochs else STOPPED
+        self._end(summary)
 
-        def on_trial_error(self, iteration, trials, trial, **info) -> None:
-            summary = self.trials.setdefault(trial.trial_id, TrialSummary(trial.trial_id, dict(trial.config)))
-            summary.state, summary.error = FAILED, _error_text(trial)
-            self._end(summary)
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        summary = self.trials.setdefault(trial.trial_id, TrialSummary(trial.trial_id, dict(trial.config)))
+        summary.state, summary.error = FAILED, _error_text(trial)
+        self._end(summary)
 
-        def finished(self, grid) -> list[TrialSummary]:
-            """Every trial's summary after ``fit``; a trial that never started shows as failed."""
-            for result in grid:
-                trial_id = result.metrics.get("trial_id") or Path(result.path).name
-                if trial_id not in self.trials and result.error is not None:
-                    self.trials[trial_id] = TrialSummary(trial_id, dict(result.config or {}), FAILED,
-                                                         error=_root_cause(result.error))
-            return list(self.trials.values())
+    def finished(self, grid) -> list[TrialSummary]:
+        """Every trial's summary after ``fit``; a trial that never started shows as failed."""
+        for result in grid:
+            trial_id = result.metrics.get("trial_id") or Path(result.path).name
+            if trial_id not in self.trials and result.error is not None:
+                self.trials[trial_id] = TrialSummary(trial_id, dict(result.config or {}), FAILED,
+                                                     error=_root_cause(result.error))
+        return list(self.trials.values())
 
-        def _end(self, summary: TrialSummary) -> None:
-            self.last_end = time.monotonic()
-            _release_placement_group(self.groups.pop(summary.trial_id, None))
-            status = "FAILED" if summary.state == FAILED else "FINISHED"
-            tags = {"sentinel.state": summary.state, "epochs": summary.epochs}
-            if summary.error:
-                tags["error"] = summary.error
-            self.tracker.end(summary.trial_id, status, tags=tags)
-            self._emit("trial", summary.trial_id, error=summary.error)
+    @staticmethod
+    def _score(summary: TrialSummary, epoch: int, val_rmse: float) -> None:
+        summary.epochs = epoch
+        if summary.val_rmse is None or val_rmse < summary.val_rmse:
+            summary.val_rmse, summary.best_epoch = val_rmse, epoch
 
-        def _emit(self, kind: str, trial_id: str, **fields) -> None:
-            summary = self.trials[trial_id]
-            scored = [t.val_rmse for t in self.trials.values() if t.val_rmse is not None]
-            counts = {state: sum(t.state == state for t in self.trials.values())
-                      for state in (RUNNING, COMPLETED, STOPPED, FAILED)}
-            self.notify({"event": kind, "trial": trial_id, "state": summary.state,
-                         "best_val_rmse": min(scored) if scored else None, "counts": counts, **fields})
+    def _keep_distributed_state(self, trial_id: str, result: dict[str, Any]) -> None:
+        """A multi-worker trial's checkpoint path and placement group, as its reports name them."""
+        if result.get("checkpoint_path"):
+            self.checkpoint_paths[trial_id] = result["checkpoint_path"]
+        if result.get(PLACEMENT_GROUP):
+            self.groups[trial_id] = result[PLACEMENT_GROUP]
 
-    return StudyCallback
+    def _end(self, summary: TrialSummary) -> None:
+        self.last_end = time.monotonic()
+        _release_placement_group(self.groups.pop(summary.trial_id, None))
+        status = "FAILED" if summary.state == FAILED else "FINISHED"
+        tags = {"sentinel.state": summary.state, "epochs": summary.epochs}
+        if summary.error:
+            tags["error"] = summary.error
+        self.tracker.end(summary.trial_id, status, tags=tags)
+        self._emit("trial", summary.trial_id, error=summary.error)
+
+    def _emit(self, kind: str, trial_id: str, **fields) -> None:
+        summary = self.trials[trial_id]
+        scored = [t.val_rmse for t in self.trials.values() if t.val_rmse is not None]
+        counts = {state: sum(t.state == state for t in self.trials.values())
+                  for state in (RUNNING, COMPLETED, STOPPED, FAILED)}
+        self.notify({"event": kind, "trial": trial_id, "state": summary.state,
+                     "best_val_rmse": min(scored) if scored else None, "counts": counts, **fields})
 
 
 def study_callback(tracker: Tracker, notify: ProgressHook, max_epochs: int):
-    return _make_callback_class()(tracker, notify, max_epochs)
+    """The study's ``ray.tune.Callback`` (``_StudyRecorder``'s hooks)."""
+    from ray.tune import Callback
+
+    class StudyCallback(_StudyRecorder, Callback):
+        pass
+
+    return StudyCallback(tracker, notify, max_epochs)
 
 
 def _release_placement_group(group_id: str | None) -> None:

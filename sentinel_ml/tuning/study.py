@@ -1,22 +1,20 @@
 """Hyperparameter tuning with Ray Tune: ``tune(config) -> TuneResult``.
 
-A study samples ``config.space`` and runs each sample as a trial (``tune_trial``) that reports val RMSE
+A study samples ``config.space`` and runs each sample as a trial (``tuning.trial``) that reports val RMSE
 every epoch, so ASHA can stop the weak ones at its rungs; FIFO runs them all to ``max_epochs``, for
 comparison. The split is parsed once here and shared through Ray's object store. Trials keep one small
 checkpoint each in a scratch directory. After the study the best trial's best weights are scored on the
-test split and written once, through ``checkpoints``, under the storage root with one index record of
+test split and written once, through ``store.checkpoint``, under the storage root with one index record of
 kind ``tune``, so ``best`` resolves to them. MLflow gets a parent run for the study and a child run per
-trial, recorded from the driver by a Tune callback (``tune_callback``) that also drives the progress.
+trial, recorded from the driver by a Tune callback (``tuning.callback``) that also drives the progress.
 
-Also runnable as ``python -m sentinel_ml.tune …``: that is what the RayJob's entrypoint runs.
+The RayJob's entrypoint, ``python -m sentinel_ml.tune …`` (``sentinel_ml/tune.py``), calls ``tune``.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import importlib
-import json
 import logging
 import os
 import shutil
@@ -28,15 +26,16 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from sentinel_ml.store import index as checkpoints
-from sentinel_ml.store.checkpoint import checkpoint_uri, load_checkpoint, save_checkpoint
-from sentinel_ml.store import uri as storage
-from sentinel_ml.paths import storage_root
-from sentinel_ml.tuning.config import StudyConfig
-from sentinel_ml.entrypoint import add_job_args, run_job
-from sentinel_ml.errors import ConfigError, JobFailed
+from sentinel_ml.errors import JobFailed
 from sentinel_ml.logs import follow_root_level
-from sentinel_ml.models.registry import MODELS
+from sentinel_ml.paths import storage_root
+from sentinel_ml.store import index as checkpoints
+from sentinel_ml.store import uri as storage
+from sentinel_ml.store.checkpoint import (
+    checkpoint_uri,
+    load_checkpoint,
+    save_checkpoint,
+)
 from sentinel_ml.tracking import Tracker, resolve_tracking_uri
 from sentinel_ml.tuning.callback import (
     COMPLETED,
@@ -48,10 +47,17 @@ from sentinel_ml.tuning.callback import (
     ranked,
     study_callback,
 )
-from sentinel_ml.tuning.trial import BEST_FILE, LAST_FILE, Study, decision_epochs, hyperparameters, trial
+from sentinel_ml.tuning.config import StudyConfig
+from sentinel_ml.tuning.trial import (
+    BEST_FILE,
+    LAST_FILE,
+    Study,
+    decision_epochs,
+    hyperparameters,
+    trial,
+)
 
 MAX_DEFAULT_CONCURRENCY = 4
-
 
 
 @dataclass
@@ -84,9 +90,6 @@ class TuneResult:
 
 def tune(config: StudyConfig, on_progress: ProgressHook | None = None) -> TuneResult:
     """Run one tuning study end to end: data, Ray Tune, the best checkpoint, index record, MLflow."""
-    from sentinel_ml.data.movielens import load_split
-    from sentinel_ml.data.download import ensure_dataset
-
     config.validate()
     started = time.monotonic()
     run_id = config.run_id or checkpoints.new_run_id("tune")
@@ -95,53 +98,98 @@ def tune(config: StudyConfig, on_progress: ProgressHook | None = None) -> TuneRe
     tracker = Tracker(resolve_tracking_uri(config.mlflow_uri))
     tracker.start("study", run_id, _study_params(config),
                   tags={"sentinel.run_id": run_id, "sentinel.kind": "tune"})
-    status = "FAILED"
     scratch, owned_scratch = _scratch_path(root, run_id)
     try:
-        dataset_dir = ensure_dataset(config.data)
-        notify({"event": "data", "path": str(dataset_dir)})
-        split = load_split(dataset_dir, config.split, seed=config.seed)
-        config, cpus, where = _ensure_ray(config)
-        study = Study(config.model, config.max_epochs, config.seed, config.split, str(dataset_dir),
-                      config.workers_per_trial, cpus, scratch,
-                      decision_epochs(config.scheduler, config.max_epochs, config.grace_period,
-                                      config.reduction_factor))
-        notify({"event": "start", "message": f"study {run_id}: {config.model}, {config.samples} trials, "
-                f"{config.scheduler}, up to {config.max_epochs} epochs, {config.concurrency} at a time, "
-                f"{cpus:g} CPU per {'worker' if config.workers_per_trial > 1 else 'trial'}, on {where}"})
-        callback = study_callback(tracker, _prefetch_torch_when_a_core_frees(notify, config.samples),
-                                  config.max_epochs)
-        grid = _run_tuner(config, study, split, callback, run_id)
-        trials = callback.finished(grid)
-        best = _best_trial(trials)
-        saved = _save_best(root, run_id, best, _trial_checkpoint(best, grid, callback, study), split)
-        status = "FINISHED"
+        with tracker.closing_on_failure("study"):
+            outcome = _run_study(config, run_id, root, scratch, tracker, notify)
     finally:
-        if status != "FINISHED":
-            tracker.end("study", status)
-            tracker.close(timeout=30)
         if owned_scratch:
             shutil.rmtree(scratch, ignore_errors=True)
+    record = _run_record(run_id, outcome)
+    _finish_tracking(tracker, record, outcome)
+    index_uri = checkpoints.write_record(root, record)
+    return _tune_result(run_id, outcome, record, index_uri, tracker.error, started)
 
-    counts = {state: sum(t.state == state for t in trials) for state in (COMPLETED, STOPPED, FAILED)}
-    trial_epochs = sum(t.epochs for t in trials)
-    metrics = {**saved["metrics"], "trials": len(trials), "trial_epochs": trial_epochs}
-    record = checkpoints.RunRecord(
+
+@dataclass
+class _Outcome:
+    """A finished study, before its record: what the record, MLflow and the result are made of."""
+
+    config: StudyConfig  # with its concurrency settled
+    study: Study
+    callback: Any  # the study's Tune callback: trial timings
+    trials: list[TrialSummary]
+    best: TrialSummary
+    saved: dict[str, Any]  # the best trial's test-scored metrics and checkpoint URIs (``_save_best``)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {state: sum(t.state == state for t in self.trials) for state in (COMPLETED, STOPPED, FAILED)}
+
+    @property
+    def trial_epochs(self) -> int:
+        return sum(t.epochs for t in self.trials)
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return {**self.saved["metrics"], "trials": len(self.trials), "trial_epochs": self.trial_epochs}
+
+
+def _run_study(config: StudyConfig, run_id: str, root: str, scratch: str, tracker: Tracker,
+               notify: ProgressHook) -> _Outcome:
+    """The dataset, Ray, the trials, and the best trial's checkpoint scored and saved under ``root``."""
+    from sentinel_ml.data.download import ensure_dataset
+    from sentinel_ml.data.movielens import load_split
+
+    dataset_dir = ensure_dataset(config.data)
+    notify({"event": "data", "path": str(dataset_dir)})
+    split = load_split(dataset_dir, config.split, seed=config.seed)
+    config, cpus, where = _ensure_ray(config)
+    study = Study(config.model, config.max_epochs, config.seed, config.split, str(dataset_dir),
+                  config.workers_per_trial, cpus, scratch,
+                  decision_epochs(config.scheduler, config.max_epochs, config.grace_period, config.reduction_factor))
+    notify({"event": "start", "message": _start_message(run_id, config, cpus, where)})
+    callback = study_callback(tracker, _prefetch_torch_when_a_core_frees(notify, config.samples), config.max_epochs)
+    grid = _run_tuner(config, study, split, callback, run_id)
+    trials = callback.finished(grid)
+    best = _best_trial(trials)
+    saved = _save_best(root, run_id, best, _trial_checkpoint(best, grid, callback, study), split)
+    return _Outcome(config, study, callback, trials, best, saved)
+
+
+def _start_message(run_id: str, config: StudyConfig, cpus: float, where: str) -> str:
+    return (f"study {run_id}: {config.model}, {config.samples} trials, {config.scheduler}, up to "
+            f"{config.max_epochs} epochs, {config.concurrency} at a time, {cpus:g} CPU per "
+            f"{'worker' if config.workers_per_trial > 1 else 'trial'}, on {where}")
+
+
+def _run_record(run_id: str, outcome: _Outcome) -> checkpoints.RunRecord:
+    config = outcome.config
+    return checkpoints.RunRecord(
         run_id=run_id,
         kind="tune",
         created_at=checkpoints.utc_now_iso(),
-        config={**asdict(hyperparameters(study, best.config)), "workers": config.workers_per_trial},
-        metrics=metrics,
-        checkpoints=saved["checkpoints"],
+        config={**asdict(hyperparameters(outcome.study, outcome.best.config)), "workers": config.workers_per_trial},
+        metrics=outcome.metrics,
+        checkpoints=outcome.saved["checkpoints"],
         extra={"model": config.model, "scheduler": config.scheduler, "samples": config.samples,
-               "best_trial": best.trial_id, "trial_states": counts, "space": config.space.as_dict()},
+               "best_trial": outcome.best.trial_id, "trial_states": outcome.counts, "space": config.space.as_dict()},
     )
+
+
+def _finish_tracking(tracker: Tracker, record: checkpoints.RunRecord, outcome: _Outcome) -> None:
+    """Log the study's metrics, end its MLflow run and note the run's id in ``record``."""
+    metrics = record.metrics
     tracker.log_metrics("study", {"best_val_rmse": metrics["val_rmse"], "test_rmse": metrics["test_rmse"],
-                                  "trial_epochs": trial_epochs}, 0)
-    tracker.end("study", "FINISHED", tags={"best_trial": best.trial_id,
+                                  "trial_epochs": outcome.trial_epochs}, 0)
+    tracker.end("study", "FINISHED", tags={"best_trial": outcome.best.trial_id,
                                            "checkpoint_uri": record.best_checkpoint})
     record.mlflow_run_id = tracker.close().get("study")
-    index_uri = checkpoints.write_record(root, record)
+
+
+def _tune_result(run_id: str, outcome: _Outcome, record: checkpoints.RunRecord, index_uri: str,
+                 mlflow_error: str | None, started: float) -> TuneResult:
+    config = outcome.config
     return TuneResult(
         run_id=run_id,
         model=config.model,
@@ -149,18 +197,18 @@ def tune(config: StudyConfig, on_progress: ProgressHook | None = None) -> TuneRe
         samples=config.samples,
         max_epochs=config.max_epochs,
         split=config.split,
-        best={**asdict(best), "test_rmse": metrics["test_rmse"]},
-        trials=[asdict(t) for t in ranked(trials)],
-        counts=counts,
-        trial_epochs=trial_epochs,
-        metrics=metrics,
+        best={**asdict(outcome.best), "test_rmse": record.metrics["test_rmse"]},
+        trials=[asdict(t) for t in ranked(outcome.trials)],
+        counts=outcome.counts,
+        trial_epochs=outcome.trial_epochs,
+        metrics=record.metrics,
         checkpoints=record.checkpoints,
         index_uri=index_uri,
         space=config.space.as_dict(),
         mlflow_run_id=record.mlflow_run_id,
-        mlflow_error=tracker.error,
+        mlflow_error=mlflow_error,
         wall_s=round(time.monotonic() - started, 2),
-        phases=_phases(started, callback),
+        phases=_phases(started, outcome.callback),
     )
 
 
@@ -184,7 +232,7 @@ def _prefetch_torch_when_a_core_frees(notify: ProgressHook, samples: int) -> Pro
         if (not started and event.get("event") == "trial" and event.get("state") in (COMPLETED, STOPPED, FAILED)
                 and sum(counts.values()) >= samples):
             started = True
-            threading.Thread(target=importlib.import_module, args=("sentinel_ml.training.loop",), daemon=True,
+            threading.Thread(target=importlib.import_module, args=("sentinel_ml.models.evaluation",), daemon=True,
                              name="import-torch").start()
         notify(event)
 
@@ -259,30 +307,18 @@ def _scratch_path(root: str, run_id: str) -> tuple[str, bool]:
 def _run_tuner(config: StudyConfig, study: Study, split, callback, run_id: str):
     from ray import tune
     from ray.tune.logger import JsonLoggerCallback
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     from sentinel_ml.ray_runtime import await_warm_workers
 
-    if config.scheduler == "asha":
-        scheduler = ASHAScheduler(time_attr="epoch", max_t=config.max_epochs,
-                                  grace_period=min(config.grace_period, config.max_epochs),
-                                  reduction_factor=config.reduction_factor)
-    else:
-        scheduler = FIFOScheduler()
-    if study.workers_per_trial > 1:
-        # The trial only drives a TorchTrainer (Tune refuses 0 CPUs); its workers hold the CPUs.
-        trainable = tune.with_resources(trial, {"cpu": 0.01})
-    else:
-        trainable = tune.with_resources(trial, {"cpu": study.cpus_per_trial})
     _count_callbacks_by_name()
     tuner = tune.Tuner(
-        tune.with_parameters(trainable, study=study, split=split),
+        tune.with_parameters(_trainable(study), study=study, split=split),
         param_space=config.space.to_tune(),
         tune_config=tune.TuneConfig(
             metric=METRIC,
             mode="min",
-            scheduler=scheduler,
+            scheduler=_scheduler(config),
             search_alg=BasicVariantGenerator(max_concurrent=config.concurrency, random_state=config.seed),
             num_samples=config.samples,
             reuse_actors=study.workers_per_trial == 1,
@@ -296,6 +332,33 @@ def _run_tuner(config: StudyConfig, study: Study, split, callback, run_id: str):
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         ),
     )
+    _keep_tune_off_stdout()
+    await_warm_workers()
+    with contextlib.redirect_stdout(sys.stderr):
+        return tuner.fit()
+
+
+def _scheduler(config: StudyConfig):
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    if config.scheduler != "asha":
+        return FIFOScheduler()
+    return ASHAScheduler(time_attr="epoch", max_t=config.max_epochs,
+                         grace_period=min(config.grace_period, config.max_epochs),
+                         reduction_factor=config.reduction_factor)
+
+
+def _trainable(study: Study):
+    from ray import tune
+
+    if study.workers_per_trial > 1:
+        # The trial only drives a TorchTrainer (Tune refuses 0 CPUs); its workers hold the CPUs.
+        return tune.with_resources(trial, {"cpu": 0.01})
+    return tune.with_resources(trial, {"cpu": study.cpus_per_trial})
+
+
+def _keep_tune_off_stdout() -> None:
+    """Tune's own console output, loggers and trial-error reports, pared down to what the study needs."""
     # Tune's console reporter would print on stdout, which carries only the result: our callback
     # reports progress instead, and anything Tune still prints goes to stderr.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -307,9 +370,6 @@ def _run_tuner(config: StudyConfig, study: Study, split, callback, run_id: str):
         # A failed trial gets one line from our callback, not Tune's traceback and summary (-v shows them).
         os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
         logging.getLogger("ray.tune.tune").setLevel(logging.CRITICAL)  # "Trials did not complete: …"
-    await_warm_workers()
-    with contextlib.redirect_stdout(sys.stderr):
-        return tuner.fit()
 
 
 _INTEGRATION_CALLBACKS = ("WandbLoggerCallback", "MLflowLoggerCallback", "CometLoggerCallback", "AimLoggerCallback")
@@ -362,31 +422,35 @@ def _best_trial(trials: list[TrialSummary]) -> TrialSummary:
 
 def _save_best(root: str, run_id: str, best: TrialSummary, checkpoint, split) -> dict[str, Any]:
     """Score the best trial's best weights on the test split and write them under the storage root."""
-    from sentinel_ml.training.loop import rmse
-    from sentinel_ml.models.biased_mf import ModelConfig, build_network
+    from sentinel_ml.models.biased_mf import ModelConfig
+    from sentinel_ml.models.evaluation import served_rmse
 
-    with checkpoint.as_directory() as directory:
-        saved = {name: load_checkpoint(str(Path(directory, name)))
-                 for name in (BEST_FILE, LAST_FILE) if Path(directory, name).is_file()}
-    if BEST_FILE not in saved:
-        raise JobFailed(f"trial {best.trial_id} left no checkpoint", hint="rerun the study")
-    net = build_network(ModelConfig(**saved[BEST_FILE]["model_config"]))
-    net.load_state_dict(saved[BEST_FILE]["state_dict"])
-    test_rmse = rmse(net.eval(), split.test)
+    saved = _read_trial_checkpoint(best, checkpoint)
+    best_file = saved[BEST_FILE]
+    test_rmse = served_rmse(ModelConfig(**best_file["model_config"]), best_file["state_dict"], split.test)
     metrics = {"val_rmse": best.val_rmse, "best_epoch": best.best_epoch, "epochs": best.epochs,
                "test_rmse": test_rmse}
     for name, data in saved.items():
         data["metrics"] = {**data["metrics"], "trial_id": best.trial_id,
                            **({"test_rmse": test_rmse} if name == BEST_FILE else {})}
-    best_metrics = saved[BEST_FILE]["metrics"]
-    metrics["val_mae"] = best_metrics.get("val_mae")
+    metrics["val_mae"] = best_file["metrics"].get("val_mae")
     uris = {}
     for which, name in (("best", BEST_FILE), ("last", LAST_FILE)):
         if name in saved:
             uris[which] = checkpoint_uri(root, run_id, which)
             save_checkpoint(uris[which], saved[name]["state_dict"], saved[name]["model_config"],
-                                        saved[name]["metrics"])
+                            saved[name]["metrics"])
     return {"metrics": {k: v for k, v in metrics.items() if v is not None}, "checkpoints": uris}
+
+
+def _read_trial_checkpoint(best: TrialSummary, checkpoint) -> dict[str, dict]:
+    """The trial checkpoint's files by name: always ``best.pt``, ``last.pt`` when the trial completed."""
+    with checkpoint.as_directory() as directory:
+        saved = {name: load_checkpoint(str(Path(directory, name)))
+                 for name in (BEST_FILE, LAST_FILE) if Path(directory, name).is_file()}
+    if BEST_FILE not in saved:
+        raise JobFailed(f"trial {best.trial_id} left no checkpoint", hint="rerun the study")
+    return saved
 
 
 def _trial_checkpoint(best: TrialSummary, grid, callback, study: Study):

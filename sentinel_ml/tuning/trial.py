@@ -13,6 +13,7 @@ AutoRec trial improves almost every epoch; saving each time wrote ~5 MB per epoc
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from sentinel_ml.training.config import Hyperparameters
 
 BEST_FILE, LAST_FILE = "best.pt", "last.pt"
 PLACEMENT_GROUP = "placement_group"  # reported by multi-worker trials
+Report = Callable[..., None]  # report(metrics, checkpoint_dir=None): to Tune, or to Ray Train from a worker
 
 
 @dataclass(frozen=True)
@@ -95,73 +97,80 @@ def trial(config: dict[str, Any], *, study: Study, split) -> None:
     policy = CheckpointPolicy(study.decision_epochs)
 
     def on_state(state) -> None:
-        _report_epoch(state, tune.report, tune.Checkpoint, policy, write=True)
+        _report_epoch(state, _report_to_tune, policy, write=True)
 
     run_loop(hp, Path(study.dataset_dir), split=split, on_state=on_state)
 
 
-def _report_epoch(state, report, checkpoint_cls, policy: CheckpointPolicy, *, write: bool,
+def _report_to_tune(metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
+    from ray import tune
+
+    checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+    tune.report(metrics, checkpoint=checkpoint)
+
+
+def _report_epoch(state, report: Report, policy: CheckpointPolicy, *, write: bool,
                   extra: dict | None = None) -> None:
     """Report the epoch's metrics; with a checkpoint when ``policy`` says it is due.
 
     ``write`` is False on Ray Train ranks other than 0: they report metrics only.
     """
-    from sentinel_ml.store.checkpoint import save_checkpoint
-
     metrics: dict[str, Any] = {k: float(v) for k, v in state.row.items()}
     metrics["epoch"] = int(state.row["epoch"])
     metrics.update(extra or {})
     if not (policy.due(state, metrics) and write):
         report(metrics)
         return
-    model_config = asdict(state.model_config)
     with tempfile.TemporaryDirectory(prefix="sentinel-trial-") as tmp:
-        save_checkpoint(str(Path(tmp, BEST_FILE)), state.best_state_dict, model_config, policy.best_metrics)
-        if state.final:
-            save_checkpoint(str(Path(tmp, LAST_FILE)), state.net.serving_state_dict(), model_config, metrics)
-        report(metrics, checkpoint=checkpoint_cls.from_directory(tmp))
+        _write_trial_checkpoint(tmp, state, policy.best_metrics, metrics)
+        report(metrics, checkpoint_dir=tmp)
+
+
+def _write_trial_checkpoint(directory: str, state, best_metrics: dict[str, Any], metrics: dict[str, Any]) -> None:
+    """``best.pt`` (the best weights so far), and ``last.pt`` too at the final epoch."""
+    from sentinel_ml.store.checkpoint import save_checkpoint
+
+    model_config = asdict(state.model_config)
+    save_checkpoint(str(Path(directory, BEST_FILE)), state.best_state_dict, model_config, best_metrics)
+    if state.final:
+        save_checkpoint(str(Path(directory, LAST_FILE)), state.net.serving_state_dict(), model_config, metrics)
 
 
 def _distributed_trial(hp: Hyperparameters, study: Study, split, trial_id: str) -> None:
     """``workers_per_trial`` Ray Train workers (DDP) for one trial; their reports reach Tune."""
-    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.train import CheckpointConfig, RunConfig
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    trainer = TorchTrainer(
-        _distributed_worker,
-        train_loop_config={"hp": hp, "split": split, "dataset_dir": study.dataset_dir,
-                           "decision_epochs": study.decision_epochs},
-        scaling_config=ScalingConfig(num_workers=study.workers_per_trial, use_gpu=False,
-                                     resources_per_worker={"CPU": study.cpus_per_trial}),
-        torch_config=TorchConfig(backend="gloo"),
-        run_config=RunConfig(name=f"trial-{trial_id}", storage_path=study.scratch,
-                             callbacks=[TuneReportCallback()],
-                             checkpoint_config=CheckpointConfig(num_to_keep=1)),
-    )
+    from sentinel_ml.training.worker_group import worker_group_trainer
+
+    loop_config = {"hp": hp, "split": split, "dataset_dir": study.dataset_dir,
+                   "decision_epochs": study.decision_epochs}
+    run_config = RunConfig(name=f"trial-{trial_id}", storage_path=study.scratch, callbacks=[TuneReportCallback()],
+                           checkpoint_config=CheckpointConfig(num_to_keep=1))
+    trainer = worker_group_trainer(_distributed_worker, loop_config, workers=study.workers_per_trial,
+                                   cpus_per_worker=study.cpus_per_trial, run_config=run_config)
     trainer.fit()
 
 
 def _distributed_worker(loop_config: dict[str, Any]) -> None:
-    import ray.train
-    from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment, prepare_trainer
+    from sentinel_ml.training.worker_group import RayTrainWorker
 
-    from sentinel_ml.training.loop import run_loop
-
-    hp: Hyperparameters = loop_config["hp"]
-    context = ray.train.get_context()
-    rank, world_size = context.get_world_rank(), context.get_world_size()
-    # Named in each report so the driver can release the workers' placement group if Tune stops
-    # the trial (ASHA, or its last epoch) before Ray Train has shut the group down itself.
-    group = ray.util.get_current_placement_group()
-    extra = {PLACEMENT_GROUP: group.id.hex()} if group else {}
-
+    worker = RayTrainWorker.current()
+    extra = _placement_group_report()
     policy = CheckpointPolicy(loop_config["decision_epochs"])
 
     def on_state(state) -> None:
-        _report_epoch(state, ray.train.report, ray.train.Checkpoint, policy, write=rank == 0, extra=extra)
+        _report_epoch(state, worker.report, policy, write=worker.is_rank_zero, extra=extra)
 
-    trainer_kwargs = {"devices": "auto", "strategy": RayDDPStrategy(), "plugins": [RayLightningEnvironment()]}
     # The split comes with the loop config (Ray's object store): no worker reads the dataset files.
-    run_loop(hp, Path(loop_config["dataset_dir"]), rank=rank, world_size=world_size, trainer_kwargs=trainer_kwargs,
-             prepare=prepare_trainer, on_state=on_state, split=loop_config["split"])
+    worker.run_loop(loop_config["hp"], Path(loop_config["dataset_dir"]), on_state=on_state,
+                    split=loop_config["split"])
+
+
+def _placement_group_report() -> dict[str, str]:
+    """Named in each report so the driver can release the workers' placement group if Tune stops
+    the trial (ASHA, or its last epoch) before Ray Train has shut the group down itself."""
+    import ray.util
+
+    group = ray.util.get_current_placement_group()
+    return {PLACEMENT_GROUP: group.id.hex()} if group else {}
