@@ -47,6 +47,9 @@ COLUMNS = [("item", "name"), ("state", "state"), ("found", "detail"), ("fix", "f
 
 def table(result: dict[str, Any]):
     from rich.table import Table
+    from rich.text import Text
+
+    from sentinel_cli.output import literal
 
     grid = Table(title=f"target {result['target']}", header_style="bold")
     for header, _ in COLUMNS:
@@ -54,5 +57,6 @@ def table(result: dict[str, Any]):
     colours = {PASS: "green", FAIL: "bold red", SKIP: "dim"}
     for item in result["items"]:
         colour = colours.get(item["state"], "cyan")
-        grid.add_row(item["name"], f"[{colour}]{item['state']}[/]", item["detail"] or "-", item["fix"] or "")
+        grid.add_row(item["name"], Text(item["state"], style=colour), literal(item["detail"] or "-"),
+                     literal(item["fix"] or ""))
     return grid

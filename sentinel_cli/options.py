@@ -36,16 +36,27 @@ TargetOpt = Annotated[
                  "Default: the profile's target, else local.", envvar="SENTINEL_TARGET",
                  show_default=False),
 ]
+
+
+def _absolute(location: str | None) -> str | None:
+    """Path options become absolute as they are parsed: Ray workers, Serve replicas and jobs run in
+    other working directories (URIs pass as they are)."""
+    from sentinel_ml.paths import absolute
+
+    return absolute(location) if location else location
+
+
 DataOpt = Annotated[
     str | None,
     typer.Option("--data", help="MovieLens 100k source: a zip, a directory, or a file:// / http(s):// URL. "
                  "Default: download from GroupLens once and cache.", envvar="SENTINEL_DATA",
-                 show_default=False),
+                 show_default=False, callback=_absolute),
 ]
 StorageOpt = Annotated[
     str | None,
     typer.Option("--storage", help="Checkpoint store: a directory or s3://bucket/prefix. "
-                 "Default: $SENTINEL_HOME/artifacts.", envvar="SENTINEL_STORAGE", show_default=False),
+                 "Default: $SENTINEL_HOME/artifacts.", envvar="SENTINEL_STORAGE", show_default=False,
+                 callback=_absolute),
 ]
 MlflowOpt = Annotated[
     str | None,

@@ -51,7 +51,7 @@ def key_value_table(rows: Sequence[tuple[str, Any]], title: str | None = None) -
     grid.add_column(style="bold")
     grid.add_column(overflow="fold")
     for key, value in rows:
-        grid.add_row(key, "-" if value is None else str(value))
+        grid.add_row(key, literal("-" if value is None else str(value)))
     return grid
 
 
@@ -67,8 +67,15 @@ def records_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, s
         # The first column names the row (a run id, an object name): never break it.
         table.add_column(header, overflow="fold", no_wrap=position == 0)
     for row in rows:
-        table.add_row(*("-" if row.get(key) is None else _fmt(row.get(key)) for _, key in columns))
+        table.add_row(*(literal("-" if row.get(key) is None else _fmt(row.get(key))) for _, key in columns))
     return table
+
+
+def literal(text: str):
+    """``text`` as it is: a value from another system (a path, an error) is never read as markup."""
+    from rich.text import Text
+
+    return Text(text)
 
 
 def _fmt(value: Any) -> str:

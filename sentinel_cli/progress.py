@@ -13,9 +13,9 @@ def train_progress(event: dict[str, Any]) -> None:
     stderr = console.err()
     kind = event.get("event")
     if kind == "data":
-        stderr.print(f"[dim]data:[/] {event['path']}")
+        stderr.print(f"[dim]data:[/] {escape(str(event['path']))}")
     elif kind == "start":
-        stderr.print(f"[dim]{event['message']}[/]")
+        stderr.print(f"[dim]{escape(event['message'])}[/]")
     elif kind == "epoch":
         stderr.print(
             f"epoch {event['epoch']:>3}/{event['epochs']}  "
@@ -52,6 +52,4 @@ _SHORT = {"regularization": "reg", "embedding_dim": "dim", "batch_size": "batch"
 
 
 def serve_progress(message: str) -> None:
-    from rich.markup import escape
-
     console.err().print(f"[dim]{escape(message)}[/]", highlight=False)

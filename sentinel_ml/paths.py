@@ -28,4 +28,12 @@ def default_mlflow_uri() -> str:
 
 def storage_root(explicit: str | None = None) -> str:
     """Checkpoint root: the flag, then $SENTINEL_STORAGE, then $SENTINEL_HOME/artifacts."""
-    return explicit or os.environ.get("SENTINEL_STORAGE") or str(artifacts_dir())
+    return absolute(explicit or os.environ.get("SENTINEL_STORAGE") or str(artifacts_dir()))
+
+
+def absolute(location: str) -> str:
+    """A path made absolute (``~`` expanded) before it crosses into another process: Ray workers,
+    Serve replicas and jobs run with another working directory. URLs and URIs pass as they are."""
+    if "://" in location:
+        return location
+    return str(Path(location).expanduser().resolve())

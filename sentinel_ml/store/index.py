@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sentinel_ml.errors import CheckpointNotFound, StorageError
+from sentinel_ml.paths import absolute
 from sentinel_ml.store import uri as storage
 from sentinel_ml.store.checkpoint import RUNS_DIR
 
@@ -127,6 +128,8 @@ def resolve_checkpoint(reference: str, root: str | None, *, must_exist: bool = T
     a URI is taken as given (its run id read from the layout). With ``must_exist`` the file itself
     must be there, so a half-written run never resolves.
     """
+    if looks_like_uri(reference):
+        reference = absolute(reference)
     records = read_records(root) if root is not None else []
     if root is None and not looks_like_uri(reference):
         raise CheckpointNotFound(f"no checkpoint store to look {reference!r} up in",
