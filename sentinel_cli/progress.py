@@ -1,4 +1,7 @@
-"""Live progress on stderr: one line per event, so it reads the same in a terminal and in CI logs."""
+"""Live progress on stderr: one line per event, so it reads the same in a terminal and in CI logs.
+
+The backends report through these; text from other systems (pod logs, API messages) is printed
+literally."""
 
 from __future__ import annotations
 
@@ -53,3 +56,25 @@ _SHORT = {"regularization": "reg", "embedding_dim": "dim", "batch_size": "batch"
 
 def serve_progress(message: str) -> None:
     console.err().print(f"[dim]{escape(message)}[/]", highlight=False)
+
+
+def kube_say(message: str) -> None:
+    """A step of the Kubernetes target (applied, upgrading, succeeded)."""
+    console.err().print(message, markup=False, highlight=False)
+
+
+def kube_warning(message: str) -> None:
+    console.err().print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
+
+
+def kube_waiting(waiting) -> None:
+    """What a bounded wait still waits for (a ``k8s.watch`` Waiting), and the hint that would end it."""
+    stderr = console.err()
+    stderr.print(f"[dim]waiting:[/] {escape(waiting.text())}", highlight=False)
+    if waiting.hint:
+        stderr.print(f"[dim]  hint:[/] {escape(waiting.hint)}", highlight=False)
+
+
+def kube_line(line: str) -> None:
+    """A line of a pod's log, as it is."""
+    console.err().print(line, markup=False, highlight=False, soft_wrap=True)

@@ -13,9 +13,12 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sentinel_cli import console
 from sentinel_cli.k8s.request import KubeRequest
 from sentinel_cli.k8s.settings import KubeSettings
+from sentinel_cli.progress import kube_line as _driver_line
+from sentinel_cli.progress import kube_say as _say
+from sentinel_cli.progress import kube_waiting as _waiting
+from sentinel_cli.progress import kube_warning as _warn
 from sentinel_ml.errors import ConfigError, Detached, JobFailed, StorageError
 
 NAME = "k8s"
@@ -455,28 +458,3 @@ def _service_row(obj: dict[str, Any], now: datetime) -> dict[str, Any]:
 def _cluster_row(obj: dict[str, Any], now: datetime) -> dict[str, Any]:
     status = obj.get("status") or {}
     return _row(obj, "RayCluster", status.get("state") or "pending", now, None)
-
-
-def _say(message: str) -> None:
-    console.err().print(message, markup=False, highlight=False)
-
-
-def _warn(message: str) -> None:
-    console.err().print(f"[yellow]warning:[/] {_escape(message)}", highlight=False)
-
-
-def _waiting(waiting) -> None:
-    stderr = console.err()
-    stderr.print(f"[dim]waiting:[/] {_escape(waiting.text())}", highlight=False)
-    if waiting.hint:
-        stderr.print(f"[dim]  hint:[/] {_escape(waiting.hint)}", highlight=False)
-
-
-def _driver_line(line: str) -> None:
-    console.err().print(line, markup=False, highlight=False, soft_wrap=True)
-
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
