@@ -63,11 +63,9 @@ def main(n: int) -> None:
 def _run(env, n: int) -> None:
     from kubernetes import client
 
-    from sentinel_cli.k8s import client as kube
-    from sentinel_cli.k8s import manifests
-    from sentinel_cli.k8s import render
-    from sentinel_cli.k8s import settings
     from sentinel_cli.backends.kubernetes import backend
+    from sentinel_cli.k8s import client as kube
+    from sentinel_cli.k8s import manifests, render, settings
     from sentinel_cli.k8s.request import KubeRequest
     from sentinel_ml.training.config import TrainConfig
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from sentinel_cli.k8s import client as kinds
+
 METRICS_PORT_NAME = "metrics"  # the KubeRay head and worker containers' metrics port
 DASHBOARD_LABEL = {"grafana_dashboard": "1"}  # what Grafana's dashboard sidecar watches for
 MANAGED = {"app.kubernetes.io/managed-by": "sentinel", "app.kubernetes.io/part-of": "sentinel"}
@@ -30,8 +32,7 @@ def monitors(namespace: str) -> list[dict[str, Any]]:
     objects = []
     for role, node_type in (("head", "head"), ("workers", "worker")):
         objects.append({
-            "apiVersion": "monitoring.coreos.com/v1",
-            "kind": "PodMonitor",
+            **kinds.PODMONITOR.type_meta(),
             "metadata": {"name": f"sentinel-ray-{role}", "namespace": namespace,
                          "labels": {**MANAGED, "release": "prometheus"}},
             "spec": {
@@ -94,7 +95,7 @@ def dashboards() -> dict[str, dict[str, Any]]:
 
 def dashboard_configmaps(namespace: str) -> list[dict[str, Any]]:
     """One ConfigMap per dashboard, labelled for Grafana's dashboard sidecar."""
-    return [{"apiVersion": "v1", "kind": "ConfigMap",
+    return [{**kinds.CONFIGMAP.type_meta(),
              "metadata": {"name": f"{name}-dashboard", "namespace": namespace, "labels": {**MANAGED, **DASHBOARD_LABEL}},
              "data": {f"{name}.json": json.dumps(board, indent=1, sort_keys=True)}}
             for name, board in dashboards().items()]

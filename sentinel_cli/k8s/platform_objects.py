@@ -8,8 +8,9 @@ and never prints; pods read it through ``secretKeyRef``, never from a ConfigMap.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
+
+from sentinel_cli.k8s import client as kinds
 
 KUBERAY_VERSION = "1.5.2"
 KUBERAY_CHART = ("kuberay-operator", "https://ray-project.github.io/kuberay-helm/")
@@ -50,7 +51,7 @@ def _deployment(name: str, component: str, ns: str, container: dict[str, Any], v
                             "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "fsGroup": 1000}}
     if volume:
         spec["volumes"] = [{"name": "data", "persistentVolumeClaim": {"claimName": volume}}]
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(name, component, ns),
+    return {**kinds.DEPLOYMENT.type_meta(), "metadata": _meta(name, component, ns),
             "spec": {"replicas": 1, "strategy": {"type": "Recreate"},
                      "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
                      "template": {"metadata": {"labels": {"app.kubernetes.io/name": name, COMPONENT: component}},
@@ -58,19 +59,19 @@ def _deployment(name: str, component: str, ns: str, container: dict[str, Any], v
 
 
 def _service(name: str, component: str, ns: str, port: int) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(name, component, ns),
+    return {**kinds.SERVICE.type_meta(), "metadata": _meta(name, component, ns),
             "spec": {"selector": {"app.kubernetes.io/name": name},
                      "ports": [{"name": "http", "port": port, "targetPort": port}]}}
 
 
 def _claim(name: str, component: str, ns: str, size: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": _meta(name, component, ns),
+    return {**kinds.PVC.type_meta(), "metadata": _meta(name, component, ns),
             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}}}
 
 
 def secret(ns: str, user: str, password: str) -> dict[str, Any]:
     """The credentials Secret (MinIO's root user, also MLflow's S3 credentials). Never printed."""
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(SECRET, "minio", ns), "type": "Opaque",
+    return {**kinds.SECRET.type_meta(), "metadata": _meta(SECRET, "minio", ns), "type": "Opaque",
             "stringData": {"root-user": user, "root-password": password}}
 
 
@@ -91,9 +92,9 @@ def operator(ns: str, node_selector: dict[str, str]) -> list[dict[str, Any]]:
     deployment = _deployment(name, "kuberay-operator", ns, container, None, node_selector)
     deployment["spec"]["template"]["spec"]["serviceAccountName"] = name
     return [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(name, "kuberay-operator", ns)},
+        {**kinds.SERVICEACCOUNT.type_meta(), "metadata": _meta(name, "kuberay-operator", ns)},
         {**role, "metadata": _meta(f"sentinel-{name}", "kuberay-operator", None)},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        {**kinds.CLUSTERROLEBINDING.type_meta(),
          "metadata": _meta(f"sentinel-{name}", "kuberay-operator", None),
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": f"sentinel-{name}"},
          "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}]},
@@ -111,7 +112,7 @@ def minio(ns: str, node_selector: dict[str, str], size: str = "20Gi") -> list[di
                  "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}}}
     script = ('mc alias set store "$STORE" "$USER" "$PASSWORD" >/dev/null && '
               f'mc mb --ignore-existing store/{MLFLOW_BUCKET}')
-    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": _meta("sentinel-minio-bucket", "minio", ns),
+    job = {**kinds.JOB.type_meta(), "metadata": _meta("sentinel-minio-bucket", "minio", ns),
            "spec": {"backoffLimit": 6, "ttlSecondsAfterFinished": 3600, "template": {
                "metadata": {"labels": {COMPONENT: "minio"}},
                "spec": {"restartPolicy": "OnFailure", "nodeSelector": node_selector,
@@ -144,7 +145,7 @@ def mlflow(ns: str, node_selector: dict[str, str], size: str = "5Gi") -> list[di
 
 
 def service_account(ns: str, name: str, role_arn: str | None) -> dict[str, Any]:
-    obj = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(name, "service-account", ns)}
+    obj = {**kinds.SERVICEACCOUNT.type_meta(), "metadata": _meta(name, "service-account", ns)}
     if role_arn:
         obj["metadata"]["annotations"] = {"eks.amazonaws.com/role-arn": role_arn}
     return obj
@@ -184,33 +185,33 @@ def metrics_server() -> list[dict[str, Any]]:
         "volumeMounts": [{"name": "tmp-dir", "mountPath": "/tmp"}],
     }
     return [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(name, namespaced=True)},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        {**kinds.SERVICEACCOUNT.type_meta(), "metadata": meta(name, namespaced=True)},
+        {**kinds.CLUSTERROLE.type_meta(),
          "metadata": meta("system:aggregated-metrics-reader", **{
              "rbac.authorization.k8s.io/aggregate-to-admin": "true",
              "rbac.authorization.k8s.io/aggregate-to-edit": "true",
              "rbac.authorization.k8s.io/aggregate-to-view": "true"}),
          "rules": [{"apiGroups": ["metrics.k8s.io"], "resources": ["pods", "nodes"], "verbs": read}]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": meta("system:metrics-server"),
+        {**kinds.CLUSTERROLE.type_meta(), "metadata": meta("system:metrics-server"),
          "rules": [{"apiGroups": [""], "resources": ["nodes/metrics"], "verbs": ["get"]},
                    {"apiGroups": [""], "resources": ["pods", "nodes"], "verbs": read}]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        {**kinds.ROLEBINDING.type_meta(),
          "metadata": meta("metrics-server-auth-reader", namespaced=True),
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                      "name": "extension-apiserver-authentication-reader"},
          "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        {**kinds.CLUSTERROLEBINDING.type_meta(),
          "metadata": meta("metrics-server:system:auth-delegator"),
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:auth-delegator"},
          "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        {**kinds.CLUSTERROLEBINDING.type_meta(),
          "metadata": meta("system:metrics-server"),
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:metrics-server"},
          "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}]},
-        {"apiVersion": "v1", "kind": "Service", "metadata": meta(name, namespaced=True),
+        {**kinds.SERVICE.type_meta(), "metadata": meta(name, namespaced=True),
          "spec": {"selector": pod_labels,
                   "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": "https"}]}},
-        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta(name, namespaced=True),
+        {**kinds.DEPLOYMENT.type_meta(), "metadata": meta(name, namespaced=True),
          "spec": {"selector": {"matchLabels": pod_labels},
                   "strategy": {"rollingUpdate": {"maxUnavailable": 0}},
                   "template": {"metadata": {"labels": pod_labels},
@@ -218,7 +219,7 @@ def metrics_server() -> list[dict[str, Any]]:
                                         "nodeSelector": {"kubernetes.io/os": "linux"},
                                         "containers": [container],
                                         "volumes": [{"name": "tmp-dir", "emptyDir": {}}]}}}},
-        {"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+        {**kinds.APISERVICE.type_meta(),
          "metadata": meta("v1beta1.metrics.k8s.io"),
          "spec": {"group": "metrics.k8s.io", "version": "v1beta1", "groupPriorityMinimum": 100,
                   "versionPriority": 100, "insecureSkipTLSVerify": True,

@@ -41,6 +41,12 @@ def split_s3(uri: str) -> tuple[str, str]:
 
 
 def write_bytes(uri: str, data: bytes) -> None:
+    """Write ``data`` whole or not at all: a writer killed half way leaves the old object (or none).
+
+    S3: one PUT, which S3 makes visible only once every byte has arrived. Disk: a temporary file
+    beside the target (``.<name>.<random>``, never matched by the index's ``*.json``), then
+    ``os.replace``, which is atomic.
+    """
     if is_s3(uri):
         bucket, key = split_s3(uri)
         _s3_call("write", uri, lambda s3: s3.put_object(Bucket=bucket, Key=key, Body=data))
@@ -101,6 +107,73 @@ def exists(uri: str) -> bool:
             return False
         return True
     return local_path(uri).exists()
+
+
+def size(uri: str) -> int | None:
+    """The object's size in bytes, or None when it does not exist."""
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        try:
+            head = _s3_call("read", uri, lambda s3: s3.head_object(Bucket=bucket, Key=key))
+        except ObjectNotFound:
+            return None
+        return int(head["ContentLength"])
+    try:
+        return local_path(uri).stat().st_size
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise StorageError(f"cannot read {uri}: {e.strerror or e}") from None
+
+
+def sizes_under(prefix_uri: str) -> dict[str, int]:
+    """Every object under ``prefix_uri`` (at any depth) by full URI, with its size: one listing."""
+    if is_s3(prefix_uri):
+        bucket, key = split_s3(prefix_uri.rstrip("/") + "/")
+
+        def list_all(s3):
+            found: dict[str, int] = {}
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
+                found.update({f"s3://{bucket}/{item['Key']}": int(item["Size"]) for item in page.get("Contents", [])})
+            return found
+
+        return _s3_call("list", prefix_uri, list_all)
+    directory = local_path(prefix_uri)
+    found = {}
+    for dirpath, _, names in os.walk(directory):
+        for name in names:
+            path = os.path.join(dirpath, name)
+            try:
+                found[path] = os.stat(path).st_size
+            except OSError:
+                continue
+    return found
+
+
+def bucket_exists(uri: str) -> bool:
+    """Whether the bucket of the S3 ``uri`` exists (and these credentials may see it)."""
+    bucket, _ = split_s3(uri)
+    try:
+        _s3_call("check", f"s3://{bucket}", lambda s3: s3.head_bucket(Bucket=bucket))
+    except ObjectNotFound:
+        return False
+    return True
+
+
+def ensure_bucket(uri: str) -> bool:
+    """Create the bucket of the S3 ``uri`` (in the client's region) unless it exists; True when created."""
+    if bucket_exists(uri):
+        return False
+    bucket, _ = split_s3(uri)
+
+    def create(s3) -> None:
+        region = s3.meta.region_name
+        where = {} if region in (None, "us-east-1") else {
+            "CreateBucketConfiguration": {"LocationConstraint": region}}
+        s3.create_bucket(Bucket=bucket, **where)
+
+    _s3_call("create", f"s3://{bucket}", create)
+    return True
 
 
 @lru_cache(maxsize=1)

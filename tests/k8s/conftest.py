@@ -15,7 +15,12 @@ from pathlib import Path
 import pytest
 
 from tests.testenv import conftest as k8s_conftest
-from tests.testenv.conftest import k8s_api, k8s_namespace, pytest_runtest_makereport, pytest_runtest_setup  # noqa: F401
+from tests.testenv.conftest import (  # noqa: F401
+    k8s_api,
+    k8s_namespace,
+    pytest_runtest_makereport,
+    pytest_runtest_setup,
+)
 
 ASSETS = Path(__file__).parent / "assets"
 EXPECTED = Path(__file__).parent / "expected"

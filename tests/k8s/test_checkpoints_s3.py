@@ -18,8 +18,8 @@ from sentinel_cli.backends.kubernetes.backend import resolve_checkpoint
 from sentinel_cli.k8s.request import Overrides
 from sentinel_cli.k8s.settings import load
 from sentinel_ml.store import index as checkpoints
-from sentinel_ml.store.checkpoint import checkpoint_uri
 from sentinel_ml.store import uri as storage
+from sentinel_ml.store.checkpoint import checkpoint_uri
 from tests.testenv.process import wait_for
 
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sentinel_cli.k8s.watch import LogCursor, explain, hint_for, rayjob_state, rayservice_state
+from sentinel_cli.k8s.watch import (
+    LogCursor,
+    explain,
+    hint_for,
+    rayjob_state,
+    rayservice_state,
+)
 
 
 def _pod(name: str, phase: str = "Pending", node_type: str = "head", **status) -> dict:

@@ -10,8 +10,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from sentinel_cli.aws import eks
 from sentinel_cli.app import app
+from sentinel_cli.aws import eks
 
 
 def _render(*args: str) -> list[dict]:

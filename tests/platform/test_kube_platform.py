@@ -9,8 +9,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from sentinel_cli.backends.kubernetes import platform as kube_platform
 from sentinel_cli.app import app
+from sentinel_cli.backends.kubernetes import platform as kube_platform
 
 pytestmark = pytest.mark.k8s
 
@@ -76,28 +76,45 @@ def test_up_twice_converges_and_down_removes_but_keeps_data(kube_cli, k8s_api, k
     assert purged.exit_code == 0 and _states(report)["credentials"] == "deleted"
 
 
+def test_up_creates_the_bucket_once_through_the_storage_funnel(kube_cli, s3_bucket) -> None:
+    import secrets
+
+    storage = f"s3://sentinel-new-{secrets.token_hex(4)}/artifacts"
+    _, plan = kube_cli("up", "--dry-run", "--storage", storage)
+    assert _states(plan)["s3 bucket"] == "would create", plan["items"]
+    first, report = kube_cli("up", "--storage", storage)
+    assert first.exit_code == 0 and _states(report)["s3 bucket"] == "created", first.output
+    _, again = kube_cli("up", "--dry-run", "--storage", storage)
+    assert {"name": "s3 bucket", "state": "unchanged", "detail": f"{storage.rsplit('/', 1)[0]} exists",
+            "fix": None} in again["items"]
+
+
 def test_doctor_passes_on_the_test_cluster(kube_cli) -> None:
     result, report = kube_cli("doctor")
+    assert result.exit_code == 0 and report["ok"] is True, result.output
     states = _states(report)
     assert states["cluster reachable"] == states["kuberay crds"] == "pass", report
     assert states["node labels"] == states["pod sizes fit"] == "pass", report
     assert states["s3 reachable"] == "skip"
 
 
-def test_doctor_names_a_missing_label_and_an_unschedulable_size(kube_cli, monkeypatch) -> None:
-    monkeypatch.setenv("SENTINEL_PROFILE", "")
-    result = CliRunner().invoke(app, ["doctor", "--target", "k8s", "-o", "json"])
-    assert result.exit_code == 0 or result.exit_code == 1
+def test_doctor_names_a_missing_label_and_an_unschedulable_size(kube_cli, sentinel_home, monkeypatch) -> None:
+    profile = sentinel_home / "gpu-profile.yaml"
+    profile.write_text("kubernetes:\n  spot: {node_selector: {intention: gpu}}\n  worker: {cpu: '64'}\n")
+    monkeypatch.setenv("SENTINEL_PROFILE", str(profile))
+    result, report = kube_cli("doctor")
+    assert result.exit_code == 1 and report["ok"] is False, result.output
     from sentinel_cli.k8s import settings as settings_module
     from sentinel_cli.k8s.request import Overrides
 
     settings = settings_module.load(Overrides(sets=("spot.node_selector.intention=gpu", "worker.cpu=64")))
-    report = kube_platform.doctor(settings)
-    items = {i["name"]: i for i in report["items"]}
-    assert report["ok"] is False
-    assert items["node labels"]["state"] == "fail" and "intention=gpu" in items["node labels"]["detail"]
-    assert "kubectl label node" in items["node labels"]["fix"]
-    assert items["pod sizes fit"]["state"] == "fail" and "worker pod 64 CPU" in items["pod sizes fit"]["detail"]
+    for report in (report, kube_platform.doctor(settings)):
+        items = {i["name"]: i for i in report["items"]}
+        assert report["ok"] is False
+        assert items["node labels"]["state"] == "fail" and "intention=gpu" in items["node labels"]["detail"]
+        assert "kubectl label node" in items["node labels"]["fix"]
+        assert items["pod sizes fit"]["state"] == "fail" and "worker pod 64 CPU" in items["pod sizes fit"]["detail"]
+        assert _states(report)["cluster reachable"] == _states(report)["kuberay crds"] == "pass", report
 
 
 def test_doctor_names_a_missing_crd(kube_cli) -> None:
@@ -112,6 +129,7 @@ def test_metrics_server_is_opt_in_installed_once_and_removed_by_down(kube_cli, k
     from kubernetes import client
 
     from sentinel_cli.k8s import platform_objects
+    from sentinel_cli.k8s.client import Kube
 
     apps = client.AppsV1Api(k8s_api)
     try:
@@ -133,6 +151,6 @@ def test_metrics_server_is_opt_in_installed_once_and_removed_by_down(kube_cli, k
         assert gone.exit_code == 0 and _states(report)["metrics-server"] == "deleted", report["items"]
         assert apps.list_namespaced_deployment("kube-system", label_selector="k8s-app=metrics-server").items == []
     finally:  # an APIService with no backend would block namespace deletion for the rest of the session
-        kube = kube_platform.PlatformKube(k8s_api, "kube-system")  # not closed: k8s_api is the session's
+        kube = Kube(k8s_api, "kube-system")  # not closed: k8s_api is the session's
         for obj in platform_objects.metrics_server():
             kube.delete_object(obj)

@@ -1,8 +1,9 @@
 """The platform on Kubernetes: ``up`` (server-side apply, idempotent), ``down`` and ``doctor``.
 
-Objects come from ``platform_objects`` (pure); every API call goes through ``kube.Kube``'s funnel,
-which names the cause and the next step of any failure. ``PlatformKube`` adds the kinds the
-platform needs (core, apps, batch, RBAC, CRDs, PodMonitors) to that funnel.
+Objects come from ``platform_objects`` (pure); every API call goes through ``k8s.client.Kube``'s
+funnel, which knows every kind the platform uses (core, apps, batch, RBAC, CRDs, PodMonitors) from
+its one table and names the cause and the next step of any failure. The bucket goes through the
+storage funnel (``sentinel_ml.store.uri``).
 """
 
 from __future__ import annotations
@@ -18,100 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sentinel_cli.k8s import platform_objects as po
 from sentinel_cli.checks import FAIL, SKIP, Item, report, run_check
-from sentinel_cli.k8s.client import APPLY_PATCH, FIELD_MANAGER, Kube, NotFound
+from sentinel_cli.k8s import platform_objects as po
+from sentinel_cli.k8s.client import FIELD_MANAGER, Kube
 from sentinel_ml.errors import ConfigError
 
-# kind -> (typed API class, method suffix, namespaced); PodMonitor goes through CustomObjectsApi.
-_KINDS = {
-    "ServiceAccount": ("CoreV1Api", "service_account", True),
-    "Secret": ("CoreV1Api", "secret", True),
-    "Service": ("CoreV1Api", "service", True),
-    "ConfigMap": ("CoreV1Api", "config_map", True),
-    "PersistentVolumeClaim": ("CoreV1Api", "persistent_volume_claim", True),
-    "Deployment": ("AppsV1Api", "deployment", True),
-    "Job": ("BatchV1Api", "job", True),
-    "ClusterRole": ("RbacAuthorizationV1Api", "cluster_role", False),
-    "ClusterRoleBinding": ("RbacAuthorizationV1Api", "cluster_role_binding", False),
-    "RoleBinding": ("RbacAuthorizationV1Api", "role_binding", True),
-    "APIService": ("ApiregistrationV1Api", "api_service", False),
-    "CustomResourceDefinition": ("ApiextensionsV1Api", "custom_resource_definition", False),
-}
 
-
-class PlatformKube(Kube):
-    """``Kube`` plus get / apply / delete for any kind in ``_KINDS`` and PodMonitors."""
-
-    def _method(self, verb: str, obj_kind: str):
-        from kubernetes import client
-
-        api_name, suffix, namespaced = _KINDS[obj_kind]
-        api = getattr(client, api_name)(self.api)
-        return getattr(api, f"{verb}_{'namespaced_' if namespaced else ''}{suffix}"), namespaced
-
-    def _args(self, obj: dict[str, Any]) -> tuple[Any, list[Any]]:
-        kind, name = obj["kind"], obj["metadata"]["name"]
-        if kind == "PodMonitor":
-            from kubernetes import client
-
-            api = client.CustomObjectsApi(self.api)
-            return api, ["monitoring.coreos.com", "v1", obj["metadata"].get("namespace", self.namespace),
-                         "podmonitors", name]
-        return None, [name] + ([obj["metadata"].get("namespace", self.namespace)]
-                               if _KINDS[kind][2] else [])
-
-    def get_object(self, obj: dict[str, Any]) -> dict[str, Any] | None:
-        custom, args = self._args(obj)
-        method = custom.get_namespaced_custom_object if custom else self._method("read", obj["kind"])[0]
-        try:
-            return self._call(f"read {obj['kind']} {obj['metadata']['name']}", None, method, *args)
-        except NotFound:
-            return None
-
-    def apply_object(self, obj: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
-        custom, args = self._args(obj)
-        method = custom.patch_namespaced_custom_object if custom else self._method("patch", obj["kind"])[0]
-        extra = {"field_manager": FIELD_MANAGER, "force": True, "_content_type": APPLY_PATCH}
-        if dry_run:
-            extra["dry_run"] = "All"
-        return self._call(f"apply {obj['kind']} {obj['metadata']['name']}", None, method, *args, obj, **extra)
-
-    def delete_object(self, obj: dict[str, Any]) -> bool:
-        custom, args = self._args(obj)
-        method = custom.delete_namespaced_custom_object if custom else self._method("delete", obj["kind"])[0]
-        try:
-            self._call(f"delete {obj['kind']} {obj['metadata']['name']}", None, method, *args,
-                       propagation_policy="Background")
-        except NotFound:
-            return False
-        return True
-
-    def crd_exists(self, name: str) -> bool:
-        return self.get_object({"kind": "CustomResourceDefinition", "metadata": {"name": name}}) is not None
-
-    def version(self) -> str:
-        from kubernetes import client
-
-        return self._call("read the server version", None, client.VersionApi(self.api).get_code)["gitVersion"]
-
-    def nodes(self) -> list[dict[str, Any]]:
-        from kubernetes import client
-
-        return self._call("list nodes", None, client.CoreV1Api(self.api).list_node).get("items", [])
-
-    def deployments(self, selector: str) -> list[dict[str, Any]]:
-        from kubernetes import client
-
-        return self._call("list deployments", None, client.AppsV1Api(self.api).list_deployment_for_all_namespaces,
-                          label_selector=selector).get("items", [])
-
-
-def connect(settings) -> PlatformKube:
+def connect(settings) -> Kube:
     from sentinel_cli.k8s import client as kube
 
-    base = kube.connect(settings.kubeconfig, settings.context, settings.namespace)
-    return PlatformKube(base.api, base.namespace)
+    return kube.connect(settings.kubeconfig, settings.context, settings.namespace)
 
 
 # -- up --------------------------------------------------------------------------------------------
@@ -145,7 +62,7 @@ def up(settings, request: UpRequest) -> dict[str, Any]:
     return report("k8s", items, namespace=ns, dry_run=request.dry_run, iam_policy=policy)
 
 
-def _apply_all(kube: PlatformKube, name: str, objects: list[dict[str, Any]], request: UpRequest) -> Item:
+def _apply_all(kube: Kube, name: str, objects: list[dict[str, Any]], request: UpRequest) -> Item:
     def apply() -> Item:
         states = [_apply_one(kube, obj, request.dry_run) for obj in objects]
         state = ("would apply" if request.dry_run else "created" if all(s == "created" for s in states)
@@ -155,9 +72,9 @@ def _apply_all(kube: PlatformKube, name: str, objects: list[dict[str, Any]], req
     return run_check(name, apply)
 
 
-def _apply_one(kube: PlatformKube, obj: dict[str, Any], dry_run: bool) -> str:
+def _apply_one(kube: Kube, obj: dict[str, Any], dry_run: bool) -> str:
     before = kube.get_object(obj)
-    after = kube.apply_object(obj, dry_run=dry_run)
+    after = kube.apply(obj, dry_run=dry_run)
     if before is None:
         return "created"
     # Controllers bump resourceVersion (status, annotations); our Apply entry's time moves only when
@@ -171,7 +88,7 @@ def _applied_at(obj: dict[str, Any]) -> str | None:
                 None)
 
 
-def _operator(kube: PlatformKube, settings, request: UpRequest) -> list[Item]:
+def _operator(kube: Kube, settings, request: UpRequest) -> list[Item]:
     helm = shutil.which("helm")
     if helm:
         chart, repo = po.KUBERAY_CHART
@@ -225,20 +142,20 @@ def _fetch(url: str) -> str:
                           hint="pass --crds with a local directory of the CRDs") from None
 
 
-def _credentials(kube: PlatformKube, ns: str, dry_run: bool) -> Item:
+def _credentials(kube: Kube, ns: str, dry_run: bool) -> Item:
     def ensure() -> Item:
         probe = po.secret(ns, "", "")
         if kube.get_object(probe) is not None:
             return Item("credentials", "unchanged", f"Secret/{po.SECRET} kept (values never printed)")
         obj = po.secret(ns, "sentinel-" + secrets.token_hex(4), secrets.token_urlsafe(24))
-        kube.apply_object(obj, dry_run=dry_run)
+        kube.apply(obj, dry_run=dry_run)
         return Item("credentials", "would create" if dry_run else "created",
                     f"Secret/{po.SECRET} with random values (never printed)")
 
     return run_check("credentials", ensure)
 
 
-def _monitoring(kube: PlatformKube, ns: str, request: UpRequest) -> list[Item]:
+def _monitoring(kube: Kube, ns: str, request: UpRequest) -> list[Item]:
     from sentinel_cli.k8s import monitoring
 
     items = [_apply_all(kube, "dashboards", monitoring.dashboard_configmaps(ns), request)]
@@ -249,7 +166,7 @@ def _monitoring(kube: PlatformKube, ns: str, request: UpRequest) -> list[Item]:
     return items
 
 
-def _metrics_server(kube: PlatformKube, request: UpRequest) -> Item:
+def _metrics_server(kube: Kube, request: UpRequest) -> Item:
     """Opt-in: install metrics-server when the cluster has none (never touch someone else's)."""
     installed = kube.deployments("k8s-app=metrics-server")
     ours = [d for d in installed if _managed_by_sentinel(d)]
@@ -269,28 +186,14 @@ def _s3(settings, dry_run: bool) -> list[Item]:
         return [Item("s3 bucket", SKIP, "no kubernetes.storage (s3://bucket/prefix) configured")]
 
     def ensure() -> Item:
-        import boto3
-        from botocore.exceptions import BotoCoreError, ClientError
+        from sentinel_ml.store import uri as storage
 
-        from sentinel_ml.store.uri import split_s3
-
-        bucket, _ = split_s3(settings.storage)
-        s3 = boto3.client("s3")
-        try:
-            s3.head_bucket(Bucket=bucket)
-            return Item("s3 bucket", "unchanged", f"s3://{bucket} exists")
-        except ClientError as e:
-            if e.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket", "NotFound"):
-                raise ConfigError(f"cannot reach s3://{bucket}: {e}", hint="check the AWS credentials and "
-                                                                          "that they allow s3:ListBucket") from None
-        except BotoCoreError as e:
-            raise ConfigError(f"cannot reach S3: {e}", hint="check the network and AWS settings") from None
-        if dry_run:
-            return Item("s3 bucket", "would create", f"s3://{bucket}")
-        region = s3.meta.region_name
-        extra = {} if region in (None, "us-east-1") else {"CreateBucketConfiguration": {"LocationConstraint": region}}
-        s3.create_bucket(Bucket=bucket, **extra)
-        return Item("s3 bucket", "created", f"s3://{bucket}")
+        bucket = "s3://" + storage.split_s3(settings.storage)[0]
+        if dry_run and not storage.bucket_exists(settings.storage):
+            return Item("s3 bucket", "would create", bucket)
+        if not dry_run and storage.ensure_bucket(settings.storage):
+            return Item("s3 bucket", "created", bucket)
+        return Item("s3 bucket", "unchanged", f"{bucket} exists")
 
     return [run_check("s3 bucket", ensure)]
 
@@ -329,7 +232,7 @@ def down(settings, purge: bool = False, dry_run: bool = False) -> dict[str, Any]
     return report("k8s", items, namespace=ns, dry_run=dry_run, purge=purge)
 
 
-def _delete_group(kube: PlatformKube, name: str, objects: list[dict[str, Any]], purge: bool, dry_run: bool) -> Item:
+def _delete_group(kube: Kube, name: str, objects: list[dict[str, Any]], purge: bool, dry_run: bool) -> Item:
     done, kept, absent = [], [], []
     for obj in objects:
         label = f"{obj['kind']}/{obj['metadata']['name']}"
@@ -365,7 +268,7 @@ def doctor(settings, crds: tuple[str, ...] = po.RAY_CRDS) -> dict[str, Any]:
     return report("k8s", items, namespace=settings.namespace)
 
 
-def _crds(kube: PlatformKube, crds: tuple[str, ...]) -> str:
+def _crds(kube: Kube, crds: tuple[str, ...]) -> str:
     missing = [name for name in crds if not kube.crd_exists(name)]
     if missing:
         raise ConfigError(f"missing CRDs: {', '.join(missing)}",
@@ -424,7 +327,7 @@ def _fit(nodes: list[dict[str, Any]], settings) -> str:
     return "head, worker and serve pods each fit a matching node"
 
 
-def _monitors(kube: PlatformKube, ns: str) -> str | Item:
+def _monitors(kube: Kube, ns: str) -> str | Item:
     from sentinel_cli.k8s import monitoring
 
     if not kube.crd_exists(po.PROMETHEUS_CRD):
