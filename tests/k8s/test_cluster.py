@@ -532,6 +532,65 @@ def test_unreachable_cluster_and_missing_kubeconfig_say_what_to_check(cluster, t
     assert result.exit_code == 2 and "no kubeconfig found" in flat(result.output)
 
 
+def _doctor(kubeconfig: Path, monkeypatch) -> tuple[int, dict[str, dict[str, Any]]]:
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    result = cli("doctor", "--target", "k8s", "-o", "json")
+    report = json.loads(result.stdout)
+    return result.exit_code, {item["name"]: item for item in report["items"]}
+
+
+DOCTOR_CHECKS = ["kubeconfig", "cluster reachable", "namespace access", "kuberay crds", "node labels",
+                 "pod sizes fit", "prometheus monitors", "s3 reachable", "checkpoint index"]
+
+
+def test_doctor_lists_its_whole_checklist_when_the_cluster_is_out_of_reach(cluster, tmp_path, monkeypatch) -> None:
+    code, items = _doctor(tmp_path / "missing", monkeypatch)
+    assert code == 1 and list(items) == DOCTOR_CHECKS
+    assert items["kubeconfig"]["state"] == "fail" and "aws eks update-kubeconfig" in items["kubeconfig"]["fix"]
+    assert {items[name]["state"] for name in DOCTOR_CHECKS[1:7]} == {"skip"}
+
+    config = yaml.safe_load(cluster.env.kubeconfig.read_text())
+    import socket
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    for entry in config["clusters"]:
+        entry["cluster"]["server"] = f"https://127.0.0.1:{port}"
+    (tmp_path / "dead").write_text(yaml.safe_dump(config))
+    code, items = _doctor(tmp_path / "dead", monkeypatch)
+    assert code == 1 and list(items) == DOCTOR_CHECKS
+    assert items["kubeconfig"]["state"] == "pass"
+    reachable = items["cluster reachable"]
+    assert reachable["state"] == "fail" and f"127.0.0.1:{port}" in reachable["detail"]
+    assert "kubectl cluster-info" in reachable["fix"]
+    assert {items[name]["state"] for name in DOCTOR_CHECKS[2:7]} == {"skip"}
+
+
+def test_doctor_names_a_forbidden_namespace(cluster, monkeypatch) -> None:
+    ns = cluster.namespace
+    cluster.core.create_namespaced_service_account(ns, {"metadata": {"name": "nobody"}})
+    token = cluster.core.create_namespaced_service_account_token(
+        "nobody", ns, {"spec": {"expirationSeconds": 600}}).status.token
+    config = yaml.safe_load(cluster.env.kubeconfig.read_text())
+    for user in config["users"]:
+        user["user"] = {"token": token}
+    (cluster.tmp / "nobody").write_text(yaml.safe_dump(config))
+    code, items = _doctor(cluster.tmp / "nobody", monkeypatch)
+    assert code == 1 and list(items) == DOCTOR_CHECKS
+    access = items["namespace access"]
+    assert access["state"] == "fail" and "forbidden to list pods" in access["detail"], access
+    assert f"-n {ns}" in access["fix"]
+
+
+def test_doctor_names_missing_kuberay_crds(bare_apiserver, kube_env, monkeypatch) -> None:
+    code, items = _doctor(bare_apiserver, monkeypatch)
+    assert code == 1 and list(items) == DOCTOR_CHECKS
+    assert items["cluster reachable"]["state"] == "pass"
+    crds = items["kuberay crds"]
+    assert crds["state"] == "fail" and "rayjobs.ray.io" in crds["detail"] and "sentinel up" in crds["fix"]
+
+
 def test_a_missing_namespace_is_named(cluster) -> None:
     result = cli("train", "--target", "k8s", "-n", "no-such-namespace", "--no-wait")
     assert result.exit_code == 2, result.output

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sentinel_cli.checks import FAIL, SKIP, Item, report, run_check
+from sentinel_cli.checks import FAIL, PASS, SKIP, Item, report, run_check
 from sentinel_cli.k8s import platform_objects as po
-from sentinel_cli.k8s.client import FIELD_MANAGER, Kube
-from sentinel_ml.errors import ConfigError
+from sentinel_cli.k8s.client import FIELD_MANAGER, Kube, KubeRayMissing
+from sentinel_ml.errors import ConfigError, SentinelError
 
 
 def connect(settings) -> Kube:
@@ -252,20 +252,70 @@ def _delete_group(kube: Kube, name: str, objects: list[dict[str, Any]], purge: b
 # -- doctor ----------------------------------------------------------------------------------------
 
 
+CLUSTER_CHECKS = ("cluster reachable", "namespace access", "kuberay crds", "node labels", "pod sizes fit",
+                  "prometheus monitors")
+
+
 def doctor(settings, crds: tuple[str, ...] = po.RAY_CRDS) -> dict[str, Any]:
-    items: list[Item] = []
-    with connect(settings) as kube:
-        items.append(run_check("cluster reachable", lambda: f"{kube.server} ({kube.version()})"))
-        if items[-1].failed:
-            return report("k8s", items, namespace=settings.namespace)
-        items.append(run_check("kuberay crds", lambda: _crds(kube, crds)))
-        nodes = kube.nodes()
-        items.append(run_check("node labels", lambda: _labels(nodes, settings)))
-        items.append(run_check("pod sizes fit", lambda: _fit(nodes, settings)))
-        items.append(run_check("prometheus monitors", lambda: _monitors(kube, settings.namespace)))
+    """The whole checklist, always: a check that needs what failed before it is skipped and says so."""
+    kubeconfig = _try_connect(settings)
+    items = [kubeconfig.item]
+    if kubeconfig.kube is None:
+        items += [Item(name, SKIP, "needs a kubeconfig (see above)") for name in CLUSTER_CHECKS]
+    else:
+        with kubeconfig.kube as kube:
+            items += _cluster_checks(kube, settings, crds)
     items.append(run_check("s3 reachable", lambda: _s3_reachable(settings)))
     items.append(run_check("checkpoint index", lambda: _index(settings)))
     return report("k8s", items, namespace=settings.namespace)
+
+
+@dataclass(frozen=True)
+class _Connected:
+    item: Item
+    kube: Kube | None
+
+
+def _try_connect(settings) -> _Connected:
+    try:
+        kube = connect(settings)
+    except SentinelError as e:
+        return _Connected(Item("kubeconfig", FAIL, e.message, e.hint), None)
+    context = f" (context {settings.context})" if settings.context else ""
+    return _Connected(Item("kubeconfig", PASS, f"API server {kube.server}{context}"), kube)
+
+
+def _cluster_checks(kube: Kube, settings, crds: tuple[str, ...]) -> list[Item]:
+    reachable = run_check("cluster reachable", lambda: f"{kube.server} ({kube.version()})")
+    if reachable.failed:
+        return [reachable, *(Item(name, SKIP, "needs the API server (see above)") for name in CLUSTER_CHECKS[1:])]
+    nodes: list[dict[str, Any]] = []
+    items = [reachable,
+             run_check("namespace access", lambda: _namespace_access(kube, settings.namespace)),
+             run_check("kuberay crds", lambda: _crds(kube, crds)),
+             run_check("node labels", lambda: _labels(_nodes(kube, nodes), settings))]
+    items.append(run_check("pod sizes fit", lambda: _fit(_nodes(kube, nodes), settings)))
+    items.append(run_check("prometheus monitors", lambda: _monitors(kube, settings.namespace)))
+    return items
+
+
+def _nodes(kube: Kube, cache: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The cluster's nodes, listed once for the checks that need them."""
+    if not cache:
+        cache.extend(kube.nodes())
+    return cache
+
+
+def _namespace_access(kube: Kube, namespace: str) -> str:
+    """What Sentinel does in the namespace: list pods and Ray objects (RBAC may forbid either)."""
+    from sentinel_cli.k8s.client import RAYJOB
+
+    kube.pods("app.kubernetes.io/managed-by=sentinel")
+    try:
+        kube.list(RAYJOB, None)
+    except KubeRayMissing:
+        pass  # the CRD check below says so
+    return f"pods and RayJobs can be listed in namespace {namespace}"
 
 
 def _crds(kube: Kube, crds: tuple[str, ...]) -> str:
