@@ -18,8 +18,11 @@ class _Group(TyperGroup):
     """Expected failures become one line on stderr and their exit code, for every command."""
 
     def invoke(self, ctx):
+        from sentinel_cli.console import stdout_for_data_only
+
         try:
-            return super().invoke(ctx)
+            with stdout_for_data_only():
+                return super().invoke(ctx)
         except SentinelError as e:
             raise typer.Exit(report(e)) from None
 

@@ -18,13 +18,13 @@ class OutputFormat(str, Enum):
 
 
 def emit(data: Any, fmt: OutputFormat, table: Callable[[Any], Table | str] | None = None) -> None:
-    if fmt is OutputFormat.json:
-        print(json.dumps(data, indent=2, default=str))
-    elif fmt is OutputFormat.yaml:
-        print(to_yaml(json.loads(json.dumps(data, default=str))), end="")
-    else:
-        from sentinel_cli import console
+    from sentinel_cli import console
 
+    if fmt is OutputFormat.json:
+        print(json.dumps(data, indent=2, default=str), file=console.data())
+    elif fmt is OutputFormat.yaml:
+        print(to_yaml(json.loads(json.dumps(data, default=str))), end="", file=console.data())
+    else:
         console.out().print(table(data) if table else data)
 
 

@@ -60,7 +60,7 @@ def render(
     stderr.print(f"wrote {out_dir / 'cluster.yaml'} and {out_dir / 'cluster-autoscaler.yaml'}; next:")
     for line in (f"eksctl create cluster -f {out_dir / 'cluster.yaml'}",
                  f"kubectl apply -f {out_dir / 'cluster-autoscaler.yaml'}", "sentinel up --target k8s"):
-        print(line)
+        print(line, file=console.data())
     if not bucket:
         stderr.print("[yellow]note:[/] no --storage s3://bucket/prefix: the pods get no IRSA role for S3")
 
@@ -68,7 +68,9 @@ def render(
 def _print(objects, output: ManifestFormat, to_yaml) -> None:
     import json
 
+    from sentinel_cli import console
+
     if output is ManifestFormat.json:
-        print(json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}, indent=2))
+        print(json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}, indent=2), file=console.data())
     else:
-        print(to_yaml(objects), end="")
+        print(to_yaml(objects), end="", file=console.data())
