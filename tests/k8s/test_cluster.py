@@ -495,7 +495,8 @@ def test_delete_removes_what_sentinel_manages_only(cluster) -> None:
     assert missing.exit_code == 2 and "no RayJob, RayService or RayCluster named" in missing.output
 
 
-def test_forbidden_names_the_missing_permission(cluster, monkeypatch) -> None:
+def _nobody_kubeconfig(cluster) -> Path:
+    """A kubeconfig for a ServiceAccount that RBAC allows nothing (its token, the same server)."""
     ns = cluster.namespace
     cluster.core.create_namespaced_service_account(ns, {"metadata": {"name": "nobody"}})
     token = cluster.core.create_namespaced_service_account_token(
@@ -505,7 +506,26 @@ def test_forbidden_names_the_missing_permission(cluster, monkeypatch) -> None:
         user["user"] = {"token": token}
     kubeconfig = cluster.tmp / "nobody-kubeconfig"
     kubeconfig.write_text(yaml.safe_dump(config))
-    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    return kubeconfig
+
+
+def _dead_kubeconfig(cluster, folder: Path) -> tuple[Path, int]:
+    """A kubeconfig whose server is a loopback port nothing listens on, and that port."""
+    import socket
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    config = yaml.safe_load(cluster.env.kubeconfig.read_text())
+    for entry in config["clusters"]:
+        entry["cluster"]["server"] = f"https://127.0.0.1:{port}"
+    (folder / "dead").write_text(yaml.safe_dump(config))
+    return folder / "dead", port
+
+
+def test_forbidden_names_the_missing_permission(cluster, monkeypatch) -> None:
+    ns = cluster.namespace
+    monkeypatch.setenv("KUBECONFIG", str(_nobody_kubeconfig(cluster)))
     result = cli("status", "--target", "k8s")
     assert result.exit_code == 2, result.output
     assert "forbidden to list rayjobs" in flat(result.output)
@@ -513,16 +533,8 @@ def test_forbidden_names_the_missing_permission(cluster, monkeypatch) -> None:
 
 
 def test_unreachable_cluster_and_missing_kubeconfig_say_what_to_check(cluster, tmp_path, monkeypatch) -> None:
-    config = yaml.safe_load(cluster.env.kubeconfig.read_text())
-    import socket
-
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]
-    for entry in config["clusters"]:
-        entry["cluster"]["server"] = f"https://127.0.0.1:{port}"
-    (tmp_path / "dead").write_text(yaml.safe_dump(config))
-    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "dead"))
+    dead, port = _dead_kubeconfig(cluster, tmp_path)
+    monkeypatch.setenv("KUBECONFIG", str(dead))
     result = cli("status", "--target", "k8s")
     assert result.exit_code == 2, result.output
     assert f"cannot reach the Kubernetes API server at https://127.0.0.1:{port}" in flat(result.output)
@@ -549,16 +561,8 @@ def test_doctor_lists_its_whole_checklist_when_the_cluster_is_out_of_reach(clust
     assert items["kubeconfig"]["state"] == "fail" and "aws eks update-kubeconfig" in items["kubeconfig"]["fix"]
     assert {items[name]["state"] for name in DOCTOR_CHECKS[1:7]} == {"skip"}
 
-    config = yaml.safe_load(cluster.env.kubeconfig.read_text())
-    import socket
-
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]
-    for entry in config["clusters"]:
-        entry["cluster"]["server"] = f"https://127.0.0.1:{port}"
-    (tmp_path / "dead").write_text(yaml.safe_dump(config))
-    code, items = _doctor(tmp_path / "dead", monkeypatch)
+    dead, port = _dead_kubeconfig(cluster, tmp_path)
+    code, items = _doctor(dead, monkeypatch)
     assert code == 1 and list(items) == DOCTOR_CHECKS
     assert items["kubeconfig"]["state"] == "pass"
     reachable = items["cluster reachable"]
@@ -569,14 +573,7 @@ def test_doctor_lists_its_whole_checklist_when_the_cluster_is_out_of_reach(clust
 
 def test_doctor_names_a_forbidden_namespace(cluster, monkeypatch) -> None:
     ns = cluster.namespace
-    cluster.core.create_namespaced_service_account(ns, {"metadata": {"name": "nobody"}})
-    token = cluster.core.create_namespaced_service_account_token(
-        "nobody", ns, {"spec": {"expirationSeconds": 600}}).status.token
-    config = yaml.safe_load(cluster.env.kubeconfig.read_text())
-    for user in config["users"]:
-        user["user"] = {"token": token}
-    (cluster.tmp / "nobody").write_text(yaml.safe_dump(config))
-    code, items = _doctor(cluster.tmp / "nobody", monkeypatch)
+    code, items = _doctor(_nobody_kubeconfig(cluster), monkeypatch)
     assert code == 1 and list(items) == DOCTOR_CHECKS
     access = items["namespace access"]
     assert access["state"] == "fail" and "forbidden to list pods" in access["detail"], access
