@@ -19,6 +19,9 @@ def train_progress(event: dict[str, Any]) -> None:
         stderr.print(f"[dim]data:[/] {escape(str(event['path']))}")
     elif kind == "start":
         stderr.print(f"[dim]{escape(event['message'])}[/]")
+    elif kind == "restart":
+        stderr.print(f"[yellow]restart {event['restart']}[/]: lost {escape(str(event['lost']))}; "
+                     f"resuming from epoch {event['resumed_from_epoch']}", highlight=False)
     elif kind == "epoch":
         stderr.print(
             f"epoch {event['epoch']:>3}/{event['epochs']}  "
@@ -30,10 +33,14 @@ def train_progress(event: dict[str, Any]) -> None:
 def tune_progress(event: dict[str, Any]) -> None:
     """A line per trial start, epoch and end; epochs and ends carry the study's counts and best val RMSE."""
     kind = event.get("event")
-    if kind not in ("trial", "trial_epoch"):
+    if kind not in ("trial", "trial_epoch", "trial_restart"):
         train_progress(event)  # data, start
         return
     trial = f"trial {event['trial']}"
+    if kind == "trial_restart":
+        console.err().print(f"{trial} [yellow]restart {event['restarts']}[/]: {escape(str(event.get('lost')))}; "
+                            "resuming from its last checkpoint", highlight=False)
+        return
     if kind == "trial" and event["state"] == "running":
         config = "  ".join(f"{_SHORT.get(k, k)} {v:.3g}" if isinstance(v, float) else f"{_SHORT.get(k, k)} {v}"
                            for k, v in event.get("config", {}).items())

@@ -10,7 +10,11 @@ import sys
 
 from sentinel_ml.entrypoint import add_job_args, job_tail, run_job
 from sentinel_ml.models.registry import MODELS
-from sentinel_ml.training.config import Hyperparameters, TrainConfig
+from sentinel_ml.training.config import (
+    DEFAULT_MAX_FAILURES,
+    Hyperparameters,
+    TrainConfig,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=MODELS, default=defaults.model)
     p.add_argument("--epochs", type=int)
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--max-failures", type=int, default=DEFAULT_MAX_FAILURES,
+                   help="restarts of the worker group after a lost worker, from the last epoch's checkpoint")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--embedding-dim", type=int)
@@ -33,7 +39,7 @@ def job_argv(config: TrainConfig) -> list[str]:
     """``python -m sentinel_ml.train`` with every flag of ``config``, as ``build_parser`` reads them."""
     hp = config.hp
     words = ["python", "-m", "sentinel_ml.train", "--model", hp.model, "--epochs", hp.epochs,
-             "--workers", config.workers, "--batch-size", hp.batch_size, "--lr", hp.lr,
+             "--workers", config.workers, "--max-failures", config.max_failures, "--batch-size", hp.batch_size, "--lr", hp.lr,
              "--embedding-dim", hp.embedding_dim, "--regularization", hp.regularization,
              "--lr-decay", hp.lr_decay, "--seed", hp.seed, "--split", hp.split, *job_tail(config)]
     return [str(word) for word in words]
@@ -43,7 +49,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     hp = Hyperparameters.for_model(args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                    embedding_dim=args.embedding_dim, regularization=args.regularization,
                                    lr_decay=args.lr_decay, seed=args.seed, split=args.split)
-    return TrainConfig(hp=hp, workers=args.workers, data=args.data, storage=args.storage,
+    return TrainConfig(hp=hp, workers=args.workers, max_failures=args.max_failures, data=args.data, storage=args.storage,
                        mlflow_uri=args.mlflow_uri, run_id=args.run_id)
 
 

@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=None, help="default: one trial per CPU, at most 4")
     p.add_argument("--workers-per-trial", type=int, default=defaults.workers_per_trial)
     p.add_argument("--cpus-per-trial", type=float, default=defaults.cpus_per_trial)
+    p.add_argument("--max-failures", type=int, default=defaults.max_failures,
+                   help="restarts of a trial after a lost worker, from its last checkpoint")
     space = p.add_mutually_exclusive_group()
     space.add_argument("--space", default=None, help="YAML or TOML file overriding search-space dimensions")
     space.add_argument("--space-json", default=None,
@@ -46,7 +48,8 @@ def job_argv(config: StudyConfig) -> list[str]:
         "python", "-m", "sentinel_ml.tune", "--model", config.model, "--samples", config.samples,
         "--max-epochs", config.max_epochs, "--grace-period", config.grace_period,
         "--reduction-factor", config.reduction_factor, "--scheduler", config.scheduler,
-        "--workers-per-trial", config.workers_per_trial, "--seed", config.seed, "--split", config.split,
+        "--workers-per-trial", config.workers_per_trial, "--max-failures", config.max_failures,
+        "--seed", config.seed, "--split", config.split,
     ]
     if config.concurrency is not None:
         words += ["--concurrency", config.concurrency]

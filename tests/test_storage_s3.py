@@ -56,3 +56,31 @@ def test_checkpoint_save_and_load_on_s3(s3_bucket) -> None:
     users, items = torch.tensor([1, 2]), torch.tensor([3, 4])
     assert torch.equal(loaded.predict(users, items), net.predict(users, items))
     assert saved["metrics"] == {"val_rmse": 1.0}
+
+
+def test_sizes_and_remove_tree_on_s3(s3_bucket) -> None:
+    """What the resolver checks a record against (one listing), and how a run's resume state is removed."""
+    root = s3_bucket
+    storage.write_bytes(f"{root}/ray/run-a/checkpoint_1/resume.pt", b"x" * 10)
+    storage.write_bytes(f"{root}/ray/run-a/state.json", b"{}")
+    storage.write_bytes(f"{root}/ray/run-b/state.json", b"{}")
+    assert storage.size(f"{root}/ray/run-a/checkpoint_1/resume.pt") == 10
+    assert storage.size(f"{root}/ray/run-a/nothing") is None
+    assert storage.sizes_under(f"{root}/ray/run-a") == {f"{root}/ray/run-a/checkpoint_1/resume.pt": 10,
+                                                        f"{root}/ray/run-a/state.json": 2}
+    storage.remove_tree(f"{root}/ray/run-a")
+    assert storage.sizes_under(f"{root}/ray") == {f"{root}/ray/run-b/state.json": 2}
+    storage.remove_tree(f"{root}/ray/run-a")  # nothing there: fine
+
+
+def test_a_record_whose_checkpoint_is_partial_on_s3_is_skipped(s3_bucket) -> None:
+    root = s3_bucket
+    for run_id, created, size in (("train-20261201-000000-good", "2026-12-01T00:00:00+00:00", 5),
+                                  ("train-20261202-000000-hurt", "2026-12-02T00:00:00+00:00", 500)):
+        uri = checkpoint_uri(root, run_id, "best")
+        storage.write_bytes(uri, b"model")  # 5 bytes: whole for "good", partial for "hurt"
+        checkpoints.write_record(root, checkpoints.RunRecord(
+            run_id=run_id, kind="train", created_at=created, config={}, metrics={"val_rmse": 0.9},
+            checkpoints={"best": uri}, sizes={"best": size}))
+    assert [r.run_id for r in checkpoints.read_records(root)] == ["train-20261201-000000-good"]
+    assert checkpoints.resolve_checkpoint("latest", root)[1] == "train-20261201-000000-good"

@@ -9,6 +9,7 @@ import typer
 from sentinel_cli import backends, options
 from sentinel_cli.k8s.request import KubeRequest
 from sentinel_cli.output import OutputFormat, emit, key_value_table
+from sentinel_ml.training.config import DEFAULT_MAX_FAILURES
 
 
 @options.kube_options()
@@ -20,6 +21,10 @@ def train(
                                                 "in-process (Ray Train local mode); 2 or more start a DDP "
                                                 "worker group. Default: 1; on k8s the profile's workers (4), "
                                                 "one pod each.")] = None,
+    max_failures: Annotated[int, typer.Option(
+        min=0, help="With 2 or more workers: restarts of the worker group after a lost worker (a killed "
+                    "process, a preempted spot node), each resuming from the last epoch's checkpoint. "
+                    "0: a lost worker ends the run.")] = DEFAULT_MAX_FAILURES,
     batch_size: Annotated[int | None, typer.Option(
         min=1, show_default=False, help="Global batch size (split across workers): ratings (mf, default 512) "
                                         "or movies (autorec, default 128).")] = None,
@@ -48,7 +53,8 @@ def train(
     hp = Hyperparameters.for_model(model.value, epochs=epochs, batch_size=batch_size, lr=lr,
                                    embedding_dim=embedding_dim, regularization=regularization,
                                    lr_decay=lr_decay, seed=seed, split=split.value)
-    config = TrainConfig(hp=hp, workers=workers or 1, data=data, storage=storage, mlflow_uri=mlflow_uri)
+    config = TrainConfig(hp=hp, workers=workers or 1, max_failures=max_failures, data=data, storage=storage,
+                         mlflow_uri=mlflow_uri)
     deploy = deploy.with_extra({"workers": workers} if workers else {})  # k8s: pods, else the profile's
     summary = backends.select(target, deploy.overrides.profile).train(config, deploy)
     emit(summary, output, _summary_table)
@@ -67,5 +73,13 @@ def _summary_table(summary: dict):
         ("last checkpoint", summary["checkpoints"]["last"]),
         ("index record", summary["index_uri"]),
         ("MLflow run", summary["mlflow_run_id"] or f"not recorded ({summary['mlflow_error']})"),
+        ("restarts", _restarts(summary.get("restarts") or [])),
         ("wall time", f"{summary['wall_s']:.1f}s"),
     ])
+
+
+def _restarts(restarts: list[dict]) -> str:
+    if not restarts:
+        return "0"
+    epochs = ", ".join(str(r["resumed_from_epoch"]) for r in restarts)
+    return f"{len(restarts)} (resumed from epoch {epochs})"

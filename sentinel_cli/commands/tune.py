@@ -10,6 +10,7 @@ import typer
 from sentinel_cli import backends, options
 from sentinel_cli.k8s.request import KubeRequest
 from sentinel_cli.output import OutputFormat, emit, key_value_table, records_table
+from sentinel_ml.training.config import DEFAULT_MAX_FAILURES
 from sentinel_ml.tuning import SCHEDULERS
 
 Scheduler = options.choice("Scheduler", SCHEDULERS)
@@ -18,7 +19,7 @@ Scheduler = options.choice("Scheduler", SCHEDULERS)
 TRIAL_COLUMNS = [
     ("trial", "trial_id"), ("state", "state"), ("lr", "lr"), ("reg", "regularization"),
     ("dim", "embedding_dim"), ("batch", "batch_size"), ("epochs", "epochs"), ("best epoch", "best_epoch"),
-    ("val RMSE", "val_rmse"),
+    ("val RMSE", "val_rmse"), ("restarts", "restarts"),
 ]
 
 
@@ -49,6 +50,10 @@ def tune(
     cpus_per_trial: Annotated[float | None, typer.Option(
         min=0.01, help="CPUs per trial (per worker with --workers-per-trial > 1). "
                        "Default: Ray's CPUs shared by --concurrency, at most 1.", show_default=False)] = None,
+    max_failures: Annotated[int, typer.Option(
+        min=0, help="Restarts of a trial after a lost worker (a killed process, a preempted node), each "
+                    "resuming from the trial's last checkpoint. 0: a lost worker fails the trial.")
+    ] = DEFAULT_MAX_FAILURES,
     seed: options.SeedOpt = 42,
     split: options.SplitOpt = options.Split.u1,
     top: Annotated[int, typer.Option(min=1, help="Trials shown in the table (JSON/YAML list them all).")] = 10,
@@ -66,7 +71,8 @@ def tune(
     config = StudyConfig(
         model=model.value, space=load_space(space, model.value), samples=samples, max_epochs=max_epochs,
         grace_period=grace_period, reduction_factor=reduction_factor, scheduler=scheduler.value,
-        concurrency=concurrency, workers_per_trial=workers_per_trial, cpus_per_trial=cpus_per_trial, seed=seed,
+        concurrency=concurrency, workers_per_trial=workers_per_trial, cpus_per_trial=cpus_per_trial,
+        max_failures=max_failures, seed=seed,
         split=split.value,
         data=data, storage=storage, mlflow_uri=mlflow_uri,
     )
@@ -81,7 +87,8 @@ def _tables(summary: dict, top: int):
     if "trials" not in summary:  # k8s: applied, dry run, or no index record to show
         return key_value_table([(k, v) for k, v in summary.items() if k != "objects"])
 
-    rows = [{**t, **{k: _short(v) for k, v in t["config"].items()}} for t in summary["trials"][:top]]
+    rows = [{**t, **{k: _short(v) for k, v in t["config"].items()}, "restarts": _restarts(t)}
+            for t in summary["trials"][:top]]
     shown = f"top {len(rows)} of {len(summary['trials'])} trials" if len(rows) < len(summary["trials"]) \
         else "trials"
     counts = summary["counts"]
@@ -110,6 +117,12 @@ def _wall(summary: dict) -> str:
     split = ", ".join(f"{name.removesuffix('_s')} {phases[name]:.1f}s"
                       for name in ("setup_s", "trials_s", "finish_s") if name in phases)
     return f"{summary['wall_s']:.1f}s" + (f" ({split})" if split else "")
+
+
+def _restarts(trial: dict) -> str:
+    """``0``, or ``1 (from 3)``: the restarts and the epoch each resumed from."""
+    count, epochs = trial.get("restarts") or 0, trial.get("resumed_from_epochs") or []
+    return f"{count} (from {', '.join(map(str, epochs))})" if epochs else str(count)
 
 
 def _short(value):

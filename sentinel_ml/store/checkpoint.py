@@ -19,12 +19,16 @@ def checkpoint_uri(root: str, run_id: str, which: str) -> str:
     return storage.join(root, RUNS_DIR, run_id, f"{which}.pt")
 
 
-def save_checkpoint(uri: str, state_dict: dict, model_config: dict, metrics: dict) -> None:
+def save_checkpoint(uri: str, state_dict: dict, model_config: dict, metrics: dict) -> int:
+    """Write the checkpoint whole or not at all (``uri.write_bytes``); returns its size in bytes,
+    which the run's index record keeps so that a partial file is never resolved."""
     import torch
 
     buffer = io.BytesIO()
     torch.save({"state_dict": state_dict, "model_config": model_config, "metrics": metrics}, buffer)
-    storage.write_bytes(uri, buffer.getvalue())
+    data = buffer.getvalue()
+    storage.write_bytes(uri, data)
+    return len(data)
 
 
 def load_checkpoint(uri: str) -> dict:

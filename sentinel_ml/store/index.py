@@ -8,6 +8,12 @@ Layout under a storage root (local directory or ``s3://bucket/prefix``)::
     <root>/index/<run_id>.json       one small record per training or tuning run
 
 Resolution is a pure function over the records; reading and writing them is at the edges.
+
+Nothing half-written resolves. A run writes its checkpoints first and its record last, each whole or
+not at all (``uri.write_bytes``), and the record keeps each checkpoint's size. ``read_records`` skips
+a record whose checkpoint is missing or not of that size, so ``latest`` and ``best`` only ever see
+complete runs; ``resolve_checkpoint`` also skips, for ``latest`` and ``best``, an older record (one
+without sizes) whose checkpoint file is gone.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ class RunRecord:
     checkpoints: dict[str, str]  # "best" / "last" -> URI
     mlflow_run_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)  # "best" / "last" -> bytes, as written
 
     @property
     def best_checkpoint(self) -> str:
@@ -62,13 +69,24 @@ def utc_now_iso() -> str:
 
 
 def write_record(root: str, record: RunRecord) -> str:
+    """Write the run's record: the last thing a run writes, once its checkpoints are complete."""
     uri = storage.join(root, INDEX_DIR, f"{record.run_id}.json")
     storage.write_bytes(uri, record.to_json().encode())
     return uri
 
 
-def read_records(root: str) -> list[RunRecord]:
-    """All index records under ``root``, newest first. A damaged record is skipped, not fatal."""
+def read_records(root: str, *, include_incomplete: bool = False) -> list[RunRecord]:
+    """The index records under ``root``, newest first. A damaged record is skipped, not fatal, and so
+    is one whose checkpoint is missing or partial (not the size its record says), unless
+    ``include_incomplete``."""
+    records = _parse_records(root)
+    if include_incomplete:
+        return records
+    problems = incomplete_runs(root, records)
+    return [r for r in records if r.run_id not in problems]
+
+
+def _parse_records(root: str) -> list[RunRecord]:
     records = []
     for uri in storage.list_names(storage.join(root, INDEX_DIR), suffix=".json"):
         try:
@@ -76,6 +94,37 @@ def read_records(root: str) -> list[RunRecord]:
         except (ValueError, TypeError, KeyError, StorageError):
             continue
     return sorted(records, key=lambda r: (r.created_at, r.run_id), reverse=True)
+
+
+def incomplete_runs(root: str, records: list[RunRecord]) -> dict[str, str]:
+    """Run id -> what is wrong, for the records whose checkpoints are missing or partial.
+
+    Only records that carry their checkpoints' sizes are checked here (every run writes them); on S3
+    one listing of ``<root>/runs/`` answers for all of them.
+    """
+    sized = [r for r in records if r.sizes]
+    if not sized:
+        return {}
+    runs = storage.join(root, RUNS_DIR)
+    listed = storage.sizes_under(runs) if storage.is_s3(root) else None
+    problems = {}
+    for record in sized:
+        for which, expected in record.sizes.items():
+            uri = record.checkpoints.get(which)
+            if uri is None:
+                continue
+            if listed is not None and uri.startswith(runs.rstrip("/") + "/"):
+                actual = listed.get(uri)
+            else:
+                actual = storage.size(uri)
+            if actual is None:
+                problems[record.run_id] = f"its {which} checkpoint {uri} is missing"
+                break
+            if actual != expected:
+                problems[record.run_id] = (f"its {which} checkpoint {uri} is partial "
+                                           f"({actual} of {expected} bytes)")
+                break
+    return problems
 
 
 def resolve(reference: str, records: list[RunRecord]) -> tuple[str, RunRecord | None]:
@@ -130,15 +179,38 @@ def resolve_checkpoint(reference: str, root: str | None, *, must_exist: bool = T
     """
     if looks_like_uri(reference):
         reference = absolute(reference)
-    records = read_records(root) if root is not None else []
     if root is None and not looks_like_uri(reference):
         raise CheckpointNotFound(f"no checkpoint store to look {reference!r} up in",
                                  hint="pass --storage, or give a checkpoint URI")
-    uri, record = resolve(reference, records)
-    if must_exist and not storage.exists(uri):
-        raise CheckpointNotFound(f"checkpoint {uri} does not exist",
-                                 hint="run `sentinel train` first, or pick a run from `sentinel status`")
-    return uri, record.run_id if record else run_id_from_uri(uri)
+    everything = _parse_records(root) if root is not None else []
+    problems = incomplete_runs(root, everything) if everything else {}
+    records = [r for r in everything if r.run_id not in problems]
+    _refuse_incomplete_run(reference, everything, problems)
+    while True:
+        uri, record = resolve(reference, records)
+        if not must_exist or storage.exists(uri):
+            return uri, record.run_id if record else run_id_from_uri(uri)
+        if record is None or reference not in ("latest", "best"):
+            raise CheckpointNotFound(f"checkpoint {uri} does not exist",
+                                     hint="run `sentinel train` first, or pick a run from `sentinel status`")
+        # An older record without sizes whose checkpoint is gone: `latest`/`best` take the next one.
+        records = [r for r in records if r.run_id != record.run_id]
+        if not records:
+            raise CheckpointNotFound(f"no complete run for {reference!r}: the checkpoint {uri} of the "
+                                     f"last candidate does not exist", hint="run `sentinel train`")
+
+
+def _refuse_incomplete_run(reference: str, records: list[RunRecord], problems: dict[str, str]) -> None:
+    """A run id (or its unique prefix) that names only an incomplete run: say so, not "no such run"."""
+    if not problems or reference in ("latest", "best") or looks_like_uri(reference):
+        return
+    matches = [r for r in records if r.run_id == reference] or [r for r in records if r.run_id.startswith(reference)]
+    complete = [r for r in matches if r.run_id not in problems]
+    if matches and not complete:
+        run_id = matches[0].run_id
+        raise CheckpointNotFound(f"run {run_id} is incomplete: {problems[run_id]}",
+                                 hint="its writer stopped before it finished; train again or pick another run "
+                                      "from `sentinel status`")
 
 
 _RUN_ID_IN_URI = re.compile(rf"/{RUNS_DIR}/([^/]+)/[^/]+\.pt$")

@@ -9,6 +9,7 @@ errors into a ``StorageError`` that names the cause and the next step.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import urllib.parse
 from functools import lru_cache
@@ -150,6 +151,18 @@ def sizes_under(prefix_uri: str) -> dict[str, int]:
     return found
 
 
+def remove_tree(prefix_uri: str) -> None:
+    """Remove everything under ``prefix_uri`` (a directory, or an S3 prefix); nothing there is fine."""
+    if is_s3(prefix_uri):
+        bucket, _ = split_s3(prefix_uri)
+        keys = [split_s3(uri)[1] for uri in sizes_under(prefix_uri)]
+        for start in range(0, len(keys), 1000):  # DeleteObjects takes up to 1000 keys
+            batch = {"Objects": [{"Key": key} for key in keys[start:start + 1000]], "Quiet": True}
+            _s3_call("delete", prefix_uri, lambda s3, batch=batch: s3.delete_objects(Bucket=bucket, Delete=batch))
+        return
+    shutil.rmtree(local_path(prefix_uri), ignore_errors=True)
+
+
 def bucket_exists(uri: str) -> bool:
     """Whether the bucket of the S3 ``uri`` exists (and these credentials may see it)."""
     bucket, _ = split_s3(uri)
@@ -212,3 +225,18 @@ def _s3_call(action: str, uri: str, call):
             f"cannot reach S3 to {action} {uri}: {e}",
             hint="check AWS_ENDPOINT_URL and the network",
         ) from None
+
+
+def delete(uri: str) -> bool:
+    """Remove the object; False when there was none."""
+    if is_s3(uri):
+        if not exists(uri):
+            return False
+        bucket, key = split_s3(uri)
+        _s3_call("delete", uri, lambda s3: s3.delete_object(Bucket=bucket, Key=key))
+        return True
+    try:
+        local_path(uri).unlink()
+    except FileNotFoundError:
+        return False
+    return True

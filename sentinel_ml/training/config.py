@@ -28,10 +28,17 @@ class Hyperparameters:
         return cls(**{**training_defaults(model), **given, "model": model})
 
 
+# Restarts of a Ray Train worker group after a lost worker, from the last per-epoch checkpoint, before a
+# run fails; the same locally and on Kubernetes. Three survive a few spot preemptions in one run and
+# still end a run whose workers keep dying (say, of memory) after at most three repeated epochs each.
+DEFAULT_MAX_FAILURES = 3
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     hp: Hyperparameters = field(default_factory=Hyperparameters)
     workers: int = 1
+    max_failures: int = DEFAULT_MAX_FAILURES  # worker-group restarts (``--workers`` >= 2); 0: none
     data: str | None = None  # dataset source; None: $SENTINEL_DATA or GroupLens
     storage: str | None = None  # checkpoint root; None: $SENTINEL_HOME/artifacts
     mlflow_uri: str | None = None  # "off" disables tracking
@@ -43,6 +50,7 @@ class TrainConfig:
         checks = [
             (hp.epochs >= 1, "--epochs must be at least 1"),
             (self.workers >= 1, "--workers must be at least 1"),
+            (self.max_failures >= 0, "--max-failures must be at least 0"),
             (hp.batch_size >= 1, "--batch-size must be at least 1"),
             (hp.lr > 0, "--lr must be positive"),
             (hp.embedding_dim >= 1, "--embedding-dim must be at least 1"),

@@ -33,6 +33,7 @@ class EpochState:
     best_state_dict: dict[str, torch.Tensor]  # a served BiasedMF's, whichever model trains
     net: torch.nn.Module  # the live network: ``net.serving_state_dict()`` gives this epoch's ("last") weights
     model_config: ModelConfig
+    resume_state: Callable[[], dict[str, Any]]  # what a restarted run resumes from (see ``resume_state``)
 
 
 StateHook = Callable[[EpochState], None]
@@ -58,6 +59,7 @@ def run_loop(
     on_epoch: EpochHook | None = None,
     split: Split | None = None,
     on_state: StateHook | None = None,
+    resume: dict[str, Any] | None = None,
 ) -> LoopResult:
     """Train with Lightning and return the history, the best and last weights and u1 test RMSE.
 
@@ -66,16 +68,26 @@ def run_loop(
     ``trainer_kwargs`` and ``prepare`` let a distributed caller add its strategy and plugins. The global batch
     size stays ``hp.batch_size`` whatever the world size, so results do not depend on it.
     ``on_state`` is for callers that save weights as they go (a Tune trial may be stopped from the
-    outside at any epoch). A non-finite loss or val RMSE ends the run with ``JobFailed``.
+    outside at any epoch, a Ray Train worker may be lost). A non-finite loss or val RMSE ends the run
+    with ``JobFailed``.
+
+    ``resume`` is an ``EpochState.resume_state()`` of an earlier attempt of the same run: the loop
+    continues after that epoch with its weights, optimizer, learning-rate schedule, RNG, history and
+    best epoch, so the run ends as it would have without the interruption.
     """
     _set_up_process(hp.seed)
     split = split or load_split(dataset_dir, hp.split, seed=hp.seed)
     model_config = _model_config(hp, split)
     module = _lightning_module(model_config, split.train)
     train_batches = _train_batches(hp, split, rank, world_size)
-    recorder = _EpochRecorder(on_epoch, on_state, model_config)
-    trainer = _trainer(hp.epochs, recorder, trainer_kwargs, prepare)
-    trainer.fit(module, train_dataloaders=train_batches, val_dataloaders=TensorBatches(split.val, EVAL_BATCH_SIZE))
+    recorder = _EpochRecorder(on_epoch, on_state, model_config, hp.epochs)
+    if resume is not None:
+        recorder.resume_from(resume, module)
+        train_batches._epoch = recorder.start_epoch  # the same shuffles as an uninterrupted run
+    if recorder.start_epoch < hp.epochs:
+        trainer = _trainer(hp.epochs - recorder.start_epoch, recorder, trainer_kwargs, prepare)
+        trainer.fit(module, train_dataloaders=train_batches,
+                    val_dataloaders=TensorBatches(split.val, EVAL_BATCH_SIZE))
     return _loop_result(recorder, module.net, model_config, split.test)
 
 
@@ -154,18 +166,27 @@ def _loop_result(recorder: _EpochRecorder, net: torch.nn.Module, model_config: M
                       model_config=model_config, metrics=metrics)
 
 
+RESUME_FORMAT = 1
+
+
 class _EpochRecorder:
     """Keeps the per-epoch history and a copy of the best weights; calls the hook each epoch.
 
-    The Lightning callback class is created on first use so importing this module stays cheap.
+    After a resume, Lightning's epochs count from 0 again: ``start_epoch`` (the epochs already done)
+    is added to them. The Lightning callback class is created on first use so importing this module
+    stays cheap.
     """
 
-    def __init__(self, on_epoch: EpochHook | None, on_state: StateHook | None, model_config: ModelConfig) -> None:
+    def __init__(self, on_epoch: EpochHook | None, on_state: StateHook | None, model_config: ModelConfig,
+                 epochs: int) -> None:
         self.on_epoch = on_epoch
         self.on_state = on_state
         self.model_config = model_config
+        self.epochs = epochs
+        self.start_epoch = 0
         self.history: list[dict[str, float]] = []
         self.best: dict[str, Any] | None = None
+        self._optimizer_state: dict[str, Any] | None = None  # loaded once Lightning made the optimizer
 
     def as_callback(self):
         import lightning.pytorch as pl
@@ -173,17 +194,62 @@ class _EpochRecorder:
         recorder = self
 
         class _Callback(pl.Callback):
+            def on_train_start(self, trainer, module) -> None:
+                recorder.restore_optimizer(trainer)
+
             def on_train_epoch_end(self, trainer, module) -> None:
                 recorder.record(trainer, module)
 
         return _Callback()
+
+    def resume_from(self, state: dict[str, Any], module) -> None:
+        """Take an earlier attempt's history, best epoch and weights; the optimizer follows at train start."""
+        if state.get("format") != RESUME_FORMAT:
+            raise JobFailed(f"cannot resume from a checkpoint of format {state.get('format')!r}",
+                            hint="start a new run")
+        self.start_epoch = int(state["epoch"])
+        self.history = list(state["history"])
+        self.best = state["best"]
+        module.net.load_state_dict(state["net"])
+        self._optimizer_state = state
+
+    def restore_optimizer(self, trainer) -> None:
+        """The optimizer and schedule as they were after epoch ``start_epoch``, and the RNG."""
+        state, self._optimizer_state = self._optimizer_state, None
+        if state is None:
+            return
+        import warnings
+
+        trainer.optimizers[0].load_state_dict(state["optimizer"])
+        schedule = trainer.lr_scheduler_configs[0].scheduler
+        schedule.load_state_dict(state["scheduler"])
+        # The schedule steps once per epoch. The state was taken in on_train_epoch_end, which this
+        # Lightning runs after that step; should a version run it before, the step is made up here.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "lr_scheduler.step() before optimizer.step()"
+            while schedule.last_epoch < self.start_epoch:
+                schedule.step()
+        _set_rng_state(state["rng"])
+
+    def resume_state(self, trainer, module) -> dict[str, Any]:
+        """Everything a restarted run needs to go on after this epoch."""
+        return {
+            "format": RESUME_FORMAT,
+            "epoch": self.history[-1]["epoch"],
+            "net": module.net.state_dict(),
+            "optimizer": trainer.optimizers[0].state_dict(),
+            "scheduler": trainer.lr_scheduler_configs[0].scheduler.state_dict(),
+            "rng": _rng_state(),
+            "history": list(self.history),
+            "best": self.best,
+        }
 
     def record(self, trainer, module) -> None:
         metrics = trainer.callback_metrics
         if "val/rmse" not in metrics:
             return
         row = {
-            "epoch": trainer.current_epoch + 1,
+            "epoch": self.start_epoch + trainer.current_epoch + 1,
             "train_loss": float(metrics["train/loss"]),
             "val_rmse": float(metrics["val/rmse"]),
             "val_mae": float(metrics["val/mae"]),
@@ -201,6 +267,28 @@ class _EpochRecorder:
         if self.on_epoch is not None:
             self.on_epoch(row)
         if self.on_state is not None:
-            final = trainer.current_epoch + 1 >= trainer.max_epochs
+            final = row["epoch"] >= self.epochs
             self.on_state(EpochState(row, improved, final, self.best["state_dict"], module.net,
-                                     self.model_config))
+                                     self.model_config, lambda: self.resume_state(trainer, module)))
+
+
+def _rng_state() -> dict[str, Any]:
+    import random
+
+    import numpy as np
+
+    name, keys, position, has_gauss, gauss = np.random.get_state()
+    # Plain lists and numbers, so the state loads with ``torch.load(weights_only=True)``.
+    return {"torch": torch.get_rng_state(), "numpy": [name, keys.tolist(), position, has_gauss, gauss],
+            "python": random.getstate()}
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    import random
+
+    import numpy as np
+
+    torch.set_rng_state(state["torch"])
+    name, keys, position, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), position, has_gauss, gauss))
+    random.setstate(state["python"])

@@ -6,21 +6,29 @@ that joins an existing cluster (``RAY_ADDRESS`` set), starts a real Ray Train wo
 Lightning's DDP over gloo. Rank 0 writes the best and last checkpoints and the driver writes the
 checkpoint index record, so ``latest`` and ``best`` resolve the same way for every run.
 
+A worker group survives a lost worker: every epoch rank 0 reports a Ray Train checkpoint with the
+run's resume state (``training.resume``) to the run's storage (``<root>/ray/<run_id>/``), and Ray
+Train's ``FailureConfig(max_failures)`` restarts the group, which resumes after the last reported
+epoch. Each attempt's rank 0 says which epoch it starts from, and the controller (``_LostWorkers``)
+says which worker was lost, so the summary and the index record list every restart.
+
 The RayJob's entrypoint, ``python -m sentinel_ml.train …`` (``sentinel_ml/train.py``), calls ``train``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sentinel_ml.errors import JobFailed
+from sentinel_ml.errors import JobFailed, StorageError
 from sentinel_ml.logs import follow_root_level
 from sentinel_ml.paths import storage_root
 from sentinel_ml.store import index as checkpoints
@@ -45,6 +53,8 @@ class TrainResult:
     mlflow_run_id: str | None
     mlflow_error: str | None
     wall_s: float
+    # One entry per worker-group restart: {"resumed_from_epoch": 3, "lost": "Ray Train worker rank 1 …"}
+    restarts: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,11 +93,12 @@ def train(config: TrainConfig, on_progress: ProgressHook | None = None) -> Train
         mlflow_run_id=record.mlflow_run_id,
         mlflow_error=tracker.error,
         wall_s=round(time.monotonic() - started, 2),
+        restarts=result.get("restarts", []),
     )
 
 
 def _run_params(config: TrainConfig) -> dict[str, Any]:
-    return {**asdict(config.hp), "workers": config.workers}
+    return {**asdict(config.hp), "workers": config.workers, "max_failures": config.max_failures}
 
 
 def _epoch_logger(tracker: Tracker, notify: ProgressHook, epochs: int) -> EpochHook:
@@ -114,7 +125,7 @@ def _train_on_ray(run: _WorkerRun, notify: ProgressHook, on_epoch: EpochHook) ->
     where = running_cluster() or "the embedded local Ray"
     notify({"event": "start", "message": f"run {run.run_id}: starting {run.config.workers} Ray Train "
             f"workers (DDP) on {where}"})
-    return _run_ray(run, on_epoch)
+    return _run_ray(run, on_epoch, notify)
 
 
 def _run_record(run: _WorkerRun, result: dict[str, Any]) -> checkpoints.RunRecord:
@@ -125,6 +136,8 @@ def _run_record(run: _WorkerRun, result: dict[str, Any]) -> checkpoints.RunRecor
         config=_run_params(run.config),
         metrics=result["metrics"],
         checkpoints=result["checkpoints"],
+        sizes=result["sizes"],
+        extra={"restarts": result.get("restarts", [])},
     )
 
 
@@ -139,16 +152,20 @@ def _local_mode(config: TrainConfig) -> bool:
     return config.workers == 1 and not os.environ.get("RAY_ADDRESS")
 
 
-def _save_checkpoints(run: _WorkerRun, result: LoopResult) -> dict[str, str]:
+def _save_checkpoints(run: _WorkerRun, result: LoopResult) -> dict[str, Any]:
+    """``best.pt`` and ``last.pt``, each whole or not at all; their URIs and sizes for the record,
+    which the driver writes after them."""
     uris = {
         "best": checkpoint_uri(run.root, run.run_id, "best"),
         "last": checkpoint_uri(run.root, run.run_id, "last"),
     }
     model_config = asdict(result.model_config)
-    save_checkpoint(uris["best"], result.best["state_dict"], model_config,
-                    {**result.metrics, "epoch": result.best["epoch"]})
-    save_checkpoint(uris["last"], result.last_state_dict, model_config, {**result.history[-1]})
-    return uris
+    sizes = {
+        "best": save_checkpoint(uris["best"], result.best["state_dict"], model_config,
+                                {**result.metrics, "epoch": result.best["epoch"]}),
+        "last": save_checkpoint(uris["last"], result.last_state_dict, model_config, {**result.history[-1]}),
+    }
+    return {"checkpoints": uris, "sizes": sizes}
 
 
 def _run_local(run: _WorkerRun, dataset_dir: Path, on_epoch: EpochHook) -> dict[str, Any]:
@@ -161,8 +178,7 @@ def _run_local(run: _WorkerRun, dataset_dir: Path, on_epoch: EpochHook) -> dict[
 
     def loop(_config: dict) -> None:
         result = run_loop(run.config.hp, dataset_dir, on_epoch=on_epoch)
-        holder.update(metrics=result.metrics, history=result.history,
-                      checkpoints=_save_checkpoints(run, result))
+        holder.update(metrics=result.metrics, history=result.history, **_save_checkpoints(run, result))
 
     trainer = TorchTrainer(loop, scaling_config=ScalingConfig(num_workers=0))
     trainer.fit()
@@ -170,28 +186,43 @@ def _run_local(run: _WorkerRun, dataset_dir: Path, on_epoch: EpochHook) -> dict[
 
 
 def _worker_loop(loop_config: dict[str, Any]) -> None:
-    """Entry point of each Ray Train worker: epochs and, from rank 0, the result go to the progress queue."""
+    """Entry point of each Ray Train worker (on every attempt): resume from the last checkpoint if
+    there is one; report each epoch with a checkpoint (rank 0 writes it); epochs and, from rank 0,
+    the result go to the progress queue."""
+    import ray.train
+
     from sentinel_ml.data.download import ensure_dataset
+    from sentinel_ml.training.resume import read_resume, resumed_from
     from sentinel_ml.training.worker_group import RayTrainWorker
 
     run: _WorkerRun = loop_config["run"]
     progress = loop_config["progress"]
     worker = RayTrainWorker.current()
+    resume = read_resume(ray.train.get_checkpoint())
+    if worker.is_rank_zero:
+        progress.put({"event": _ATTEMPT, "resumed_from_epoch": resumed_from(resume)})
 
-    def on_epoch(row: dict[str, float]) -> None:
-        worker.report(dict(row))
+    def on_state(state) -> None:
+        worker.report_epoch(dict(state.row), state.resume_state if worker.is_rank_zero else None)
         if worker.is_rank_zero:
-            progress.put(row)
+            progress.put(dict(state.row))
 
-    result = worker.run_loop(run.config.hp, ensure_dataset(run.config.data), on_epoch=on_epoch)
+    try:
+        result = worker.run_loop(run.config.hp, ensure_dataset(run.config.data), on_state=on_state, resume=resume)
+    except JobFailed as e:
+        # Every rank sees the same metrics, so all stop here; a restart would only fail the same way.
+        if worker.is_rank_zero:
+            progress.put({"event": _JOB_FAILED, "message": e.message, "hint": e.hint})
+        return
     if worker.is_rank_zero:
         progress.put({"event": "result", "metrics": result.metrics, "history": result.history,
-                      "checkpoints": _save_checkpoints(run, result)})
+                      **_save_checkpoints(run, result)})
 
 
-def _run_ray(run: _WorkerRun, on_epoch: EpochHook) -> dict[str, Any]:
-    """A real worker group: ``workers`` Ray Train workers with DDP, progress through a Ray queue."""
-    from ray.train import RunConfig
+def _run_ray(run: _WorkerRun, on_epoch: EpochHook, notify: ProgressHook) -> dict[str, Any]:
+    """A real worker group: ``workers`` Ray Train workers with DDP, progress through a Ray queue,
+    restarted from the last epoch's checkpoint after a lost worker (``max_failures`` times)."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig
     from ray.util.queue import Queue
 
     from sentinel_ml.ray_runtime import ensure_ray
@@ -199,21 +230,127 @@ def _run_ray(run: _WorkerRun, on_epoch: EpochHook) -> dict[str, Any]:
 
     ensure_ray()
     progress = Queue()
-    trainer = worker_group_trainer(
-        _worker_loop, {"run": run, "progress": progress}, workers=run.config.workers, cpus_per_worker=1,
-        run_config=RunConfig(name=run.run_id, storage_path=_ray_storage_path(run.root)))
+    run_config = RunConfig(
+        name=run.run_id, storage_path=_ray_storage_path(run.root),
+        failure_config=FailureConfig(max_failures=run.config.max_failures),
+        checkpoint_config=CheckpointConfig(num_to_keep=1),  # the resume state of the last epoch
+        callbacks=[_lost_workers_callback(progress)],
+    )
+    trainer = worker_group_trainer(_worker_loop, {"run": run, "progress": progress}, workers=run.config.workers,
+                                   cpus_per_worker=1, run_config=run_config)
     errors: list[BaseException] = []
-    thread = _fit_in_background(trainer, progress, errors)
-    outcome = _relay_progress(progress, thread, on_epoch)
-    thread.join()
+    relay = _Relay(on_epoch, notify)
+    # stdout carries only the result. Ray's driver prints the raylet's error reports there (such as
+    # "A worker died or was killed …" right after a lost worker): they go to stderr with the progress.
+    with contextlib.redirect_stdout(sys.stderr):
+        thread = _fit_in_background(trainer, progress, errors)
+        _relay_progress(progress, thread, relay)
+        thread.join()
     if errors:
-        raise JobFailed(f"Ray Train failed: {_root_cause(errors[0])}") from errors[0]
-    if not outcome:
+        raise _failure(errors[0], relay, run.config.max_failures) from errors[0]
+    if relay.job_failed:
+        raise JobFailed(relay.job_failed["message"], hint=relay.job_failed.get("hint"))
+    if not relay.outcome:
         raise JobFailed("Ray Train finished without a result from rank 0")
-    return outcome
+    _remove_resume_state(run)
+    return {**relay.outcome, "restarts": relay.restarts}
+
+
+def _remove_resume_state(run: _WorkerRun) -> None:
+    """After a run that succeeded, its Ray Train state and last resume checkpoint are of no more use
+    (~16 MB for AutoRec); best.pt and last.pt are what stays. A failed run keeps them."""
+    try:
+        storage.remove_tree(storage.join(_ray_storage_path(run.root), run.run_id))
+    except StorageError:
+        pass  # best effort: a leftover costs space, never correctness
 
 
 _DONE_MARK = "__sentinel_done__"
+_ATTEMPT, _LOST, _JOB_FAILED = "attempt", "worker_lost", "job_failed"
+
+
+class _Relay:
+    """The driver's side of the progress queue: epochs to ``on_epoch``, restarts counted and notified."""
+
+    def __init__(self, on_epoch: EpochHook, notify: ProgressHook) -> None:
+        self.on_epoch = on_epoch
+        self.notify = notify
+        self.attempts = 0
+        self.lost: str | None = None  # what the controller last said was lost
+        self.restarts: list[dict[str, Any]] = []
+        self.outcome: dict[str, Any] = {}
+        self.job_failed: dict[str, Any] | None = None
+
+    def handle(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == _LOST:
+            self.lost = event["lost"]
+        elif kind == _ATTEMPT:
+            self.attempts += 1
+            if self.attempts > 1:
+                restart = {"resumed_from_epoch": event["resumed_from_epoch"],
+                           "lost": self.lost or "a Ray Train worker"}
+                self.restarts.append(restart)
+                self.notify({"event": "restart", "restart": len(self.restarts), **restart})
+        elif kind == _JOB_FAILED:
+            self.job_failed = event
+        elif kind == "result":
+            self.outcome = event
+        else:
+            self.on_epoch(event)
+
+
+def _lost_workers_callback(progress):
+    """A Ray Train ``UserCallback`` (it runs in the controller): which workers were lost, to the queue."""
+    from ray.train import UserCallback
+
+    class _LostWorkers(UserCallback):
+        def after_exception(self, run_context, worker_exceptions: dict[int, Exception]) -> None:
+            progress.put({"event": _LOST, "lost": describe_lost_workers(worker_exceptions)})
+
+    return _LostWorkers()
+
+
+def describe_lost_workers(worker_exceptions: dict[int, BaseException]) -> str:
+    """``Ray Train worker rank 1 (ActorDiedError: …)``: the workers that died; the others' errors (a
+    peer's gloo connection closing, say) only follow from that and are named only when none died."""
+    died = {rank: e for rank, e in worker_exceptions.items() if _is_worker_death(e)}
+    shown = died or worker_exceptions
+    ranks = ", ".join(str(rank) for rank in sorted(shown))
+    first = shown[min(shown)]
+    noun = "worker" if len(shown) == 1 else "workers"
+    return f"Ray Train {noun} rank {ranks} ({_error_line(_death_cause(first))})"
+
+
+def _is_worker_death(error: BaseException) -> bool:
+    from ray.exceptions import RayActorError
+
+    return isinstance(_death_cause(error), RayActorError)
+
+
+def _death_cause(error: BaseException) -> BaseException:
+    return getattr(error, "health_check_failure", None) or error
+
+
+def _error_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    text = lines[0] if lines else ""
+    text = text if len(text) <= 200 else text[:197] + "..."
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _failure(error: BaseException, relay: _Relay, max_failures: int) -> JobFailed:
+    """The run's end after a lost worker it could not survive: what was lost and after how many restarts."""
+    failures = getattr(error, "worker_failures", None)
+    if not failures:
+        return JobFailed(f"Ray Train failed: {_root_cause(error)}")
+    lost = describe_lost_workers(failures)
+    if max_failures == 0:
+        return JobFailed(f"lost {lost}; --max-failures 0 allows no restart",
+                         hint="rerun with --max-failures N to resume from the last epoch's checkpoint")
+    return JobFailed(f"lost {lost} after {len(relay.restarts)} restart(s), the most --max-failures "
+                     f"{max_failures} allows", hint="check why the workers die (memory, node preemption), "
+                                                    "or raise --max-failures")
 
 
 def _fit_in_background(trainer, progress, errors: list[BaseException]) -> threading.Thread:
@@ -232,22 +369,18 @@ def _fit_in_background(trainer, progress, errors: list[BaseException]) -> thread
     return thread
 
 
-def _relay_progress(progress, fitting: threading.Thread, on_epoch: EpochHook) -> dict[str, Any]:
-    """Pass the workers' epochs to ``on_epoch`` until the fit ends; return rank 0's result event, if any."""
-    outcome: dict[str, Any] = {}
+def _relay_progress(progress, fitting: threading.Thread, relay: _Relay) -> None:
+    """Pass the workers' and the controller's events to ``relay`` until the fit ends."""
     while True:
         try:
             event = progress.get(timeout=1.0)
         except queue.Empty:  # ray.util.queue.Empty is a subclass
             if not fitting.is_alive() and progress.empty():
-                return outcome
+                return
             continue
         if event == _DONE_MARK:
-            return outcome
-        if event.get("event") == "result":
-            outcome = event
-        else:
-            on_epoch(event)
+            return
+        relay.handle(event)
 
 
 def _ray_storage_path(root: str) -> str:

@@ -68,6 +68,20 @@ class RayTrainWorker:
         return run_loop(hp, dataset_dir, rank=self.rank, world_size=self.world_size, trainer_kwargs=ddp,
                         prepare=prepare_trainer, **hooks)
 
+    def report_epoch(self, metrics: dict[str, Any], resume_state: Callable[[], dict[str, Any]] | None) -> None:
+        """Report an epoch; with ``resume_state`` (rank 0), a checkpoint of it that a restarted group
+        resumes from. Every rank must report each epoch (Ray Train waits for all of them)."""
+        if resume_state is None:
+            self.report(metrics)
+            return
+        import tempfile
+
+        from sentinel_ml.training.resume import write_resume
+
+        with tempfile.TemporaryDirectory(prefix="sentinel-resume-") as directory:
+            write_resume(directory, resume_state())
+            self.report(metrics, checkpoint_dir=directory)
+
     @staticmethod
     def report(metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
         """Report to Ray Train, with the checkpoint in ``checkpoint_dir`` when there is one."""

@@ -7,12 +7,12 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sentinel_ml.tracking import Tracker
-from sentinel_ml.tuning.trial import PLACEMENT_GROUP
+from sentinel_ml.tuning.trial import PLACEMENT_GROUP, RESUMED_FROM
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,8 @@ class TrialSummary:
     val_rmse: float | None = None  # best epoch's
     best_epoch: int | None = None
     error: str | None = None
+    restarts: int = 0  # after a lost worker (or a retry of a failed trial), each from its last checkpoint
+    resumed_from_epochs: list[int] = field(default_factory=list)  # the first epoch each restart trained
 
 
 class _StudyRecorder:
@@ -47,12 +49,15 @@ class _StudyRecorder:
         # When the first trial started and the last one ended (time.monotonic()).
         self.first_start: float | None = None
         self.last_end: float | None = None
+        self.recovering: set[str] = set()  # restarted by Tune, first result not seen yet
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its run config to save experiment state; the live callback stays here.
         return {**self.__dict__, "tracker": None, "notify": None}
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        if trial.trial_id in self.trials:  # Tune started a restarted trial's new actor
+            return
         config = dict(trial.config)
         self.first_start = self.first_start or time.monotonic()
         self.trials[trial.trial_id] = TrialSummary(trial.trial_id, config)
@@ -60,13 +65,21 @@ class _StudyRecorder:
                            tags={"sentinel.kind": "tune-trial", "sentinel.trial_id": trial.trial_id})
         self._emit("trial", trial.trial_id, config=config)
 
+    def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+        """Tune restarts the trial (its actor was lost, or it failed): it resumes from its last checkpoint."""
+        summary = self.trials.setdefault(trial.trial_id, TrialSummary(trial.trial_id, dict(trial.config)))
+        summary.restarts += 1
+        self.recovering.add(trial.trial_id)
+        self._emit("trial_restart", trial.trial_id, restarts=summary.restarts, lost=_error_text(trial))
+
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         epoch = int(result["epoch"])
+        self._note_resumption(self.trials[trial.trial_id], epoch, result)
         self._score(self.trials[trial.trial_id], epoch, float(result[METRIC]))
         self._keep_distributed_state(trial.trial_id, result)
         self.tracker.log_metrics(trial.trial_id, {k: result[k] for k in ("train_loss", METRIC, "val_mae")}, epoch)
         self._emit("trial_epoch", trial.trial_id, epoch=epoch, max_epochs=self.max_epochs,
-                   val_rmse=float(result[METRIC]))
+                   val_rmse=float(result[METRIC]), pid=result.get("pid"))
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         summary = self.trials[trial.trial_id]
@@ -86,6 +99,16 @@ class _StudyRecorder:
                 self.trials[trial_id] = TrialSummary(trial_id, dict(result.config or {}), FAILED,
                                                      error=_root_cause(result.error))
         return list(self.trials.values())
+
+    def _note_resumption(self, summary: TrialSummary, epoch: int, result: dict[str, Any]) -> None:
+        """The first result after a restart: the epoch it resumed from. A multi-worker trial's worker
+        group restarts inside its TorchTrainer, unseen by Tune: its first report says so itself."""
+        if summary.trial_id in self.recovering:
+            self.recovering.discard(summary.trial_id)
+            summary.resumed_from_epochs.append(int(result.get(RESUMED_FROM) or epoch))
+        elif result.get(RESUMED_FROM):
+            summary.restarts += 1
+            summary.resumed_from_epochs.append(int(result[RESUMED_FROM]))
 
     @staticmethod
     def _score(summary: TrialSummary, epoch: int, val_rmse: float) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sentinel_ml.errors import ConfigError
-from sentinel_ml.tuning import SCHEDULERS
 from sentinel_ml.models.registry import AUTOREC, STUDY_DEFAULTS, check_model
+from sentinel_ml.training.config import DEFAULT_MAX_FAILURES
+from sentinel_ml.tuning import SCHEDULERS
 from sentinel_ml.tuning.search_space import SearchSpace, default_space
-
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ class StudyConfig:
     concurrency: int | None = None  # None: one trial per CPU of the Ray cluster, at most 4
     workers_per_trial: int = 1
     cpus_per_trial: float | None = None  # per trial, or per worker; None: share the CPUs
+    max_failures: int = DEFAULT_MAX_FAILURES  # restarts of a trial after a lost worker, from its last checkpoint
     seed: int = 42
     split: str = "u1"
     data: str | None = None
@@ -54,6 +55,7 @@ class StudyConfig:
             (self.concurrency is None or self.concurrency >= 1, "--concurrency must be at least 1"),
             (self.workers_per_trial >= 1, "--workers-per-trial must be at least 1"),
             (self.cpus_per_trial is None or self.cpus_per_trial > 0, "--cpus-per-trial must be positive"),
+            (self.max_failures >= 0, "--max-failures must be at least 0"),
         ]
         for ok, message in checks:
             if not ok:

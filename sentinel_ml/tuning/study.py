@@ -173,7 +173,10 @@ def _run_record(run_id: str, outcome: _Outcome) -> checkpoints.RunRecord:
         metrics=outcome.metrics,
         checkpoints=outcome.saved["checkpoints"],
         extra={"model": config.model, "scheduler": config.scheduler, "samples": config.samples,
-               "best_trial": outcome.best.trial_id, "trial_states": outcome.counts, "space": config.space.as_dict()},
+               "best_trial": outcome.best.trial_id, "trial_states": outcome.counts, "space": config.space.as_dict(),
+               "restarts": {t.trial_id: {"restarts": t.restarts, "resumed_from_epochs": t.resumed_from_epochs}
+                            for t in outcome.trials if t.restarts}},
+        sizes=outcome.saved["sizes"],
     )
 
 
@@ -328,7 +331,9 @@ def _run_tuner(config: StudyConfig, study: Study, split, callback, run_id: str):
             storage_path=study.scratch,
             verbose=0,
             callbacks=[callback, JsonLoggerCallback()],
-            failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+            # A trial whose worker is lost restarts from its last checkpoint; one that fails by itself
+            # fails its retries at once (tuning.trial).
+            failure_config=tune.FailureConfig(max_failures=config.max_failures, fail_fast=False),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         ),
     )
@@ -434,13 +439,13 @@ def _save_best(root: str, run_id: str, best: TrialSummary, checkpoint, split) ->
         data["metrics"] = {**data["metrics"], "trial_id": best.trial_id,
                            **({"test_rmse": test_rmse} if name == BEST_FILE else {})}
     metrics["val_mae"] = best_file["metrics"].get("val_mae")
-    uris = {}
+    uris, sizes = {}, {}
     for which, name in (("best", BEST_FILE), ("last", LAST_FILE)):
         if name in saved:
             uris[which] = checkpoint_uri(root, run_id, which)
-            save_checkpoint(uris[which], saved[name]["state_dict"], saved[name]["model_config"],
-                            saved[name]["metrics"])
-    return {"metrics": {k: v for k, v in metrics.items() if v is not None}, "checkpoints": uris}
+            sizes[which] = save_checkpoint(uris[which], saved[name]["state_dict"], saved[name]["model_config"],
+                                           saved[name]["metrics"])
+    return {"metrics": {k: v for k, v in metrics.items() if v is not None}, "checkpoints": uris, "sizes": sizes}
 
 
 def _read_trial_checkpoint(best: TrialSummary, checkpoint) -> dict[str, dict]:

@@ -8,19 +8,34 @@ RMSE. ASHA stops trials from the outside, and only right after a report at one o
 small checkpoint (the best weights so far as ``best.pt``, plus ``last.pt`` at the final epoch) goes with
 the reports at those epochs and the last one, when the best changed since the last checkpoint (an
 AutoRec trial improves almost every epoch; saving each time wrote ~5 MB per epoch for nothing).
+
+A trial survives a lost worker. Its checkpoints also hold the loop's resume state (``resume.pt``,
+``training.resume``; from epoch ``RESUME_FROM_EPOCH`` on). Tune restarts a trial whose actor died
+(``FailureConfig(max_failures)``) and hands it its latest checkpoint (``tune.get_checkpoint()``). A
+multi-worker trial fails when one of its Ray Train workers is lost; Tune restarts it, and its new
+TorchTrainer (same name, same storage) resumes from the run's last checkpoint (``ray.train.get_checkpoint()``).
+The loop then goes on after that epoch. A trial that failed by itself (it diverged) leaves a mark in its
+directory, so Tune's retries of it fail at once instead of training to the same end again.
 """
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from sentinel_ml.errors import JobFailed
 from sentinel_ml.training.config import Hyperparameters
 
 BEST_FILE, LAST_FILE = "best.pt", "last.pt"
+FAILED_MARK = "sentinel-failed.json"  # in the trial's directory: the JobFailed that ended it
+# The resume state (as large as the network and its optimizer: ~16 MB for AutoRec) goes into checkpoints
+# from this epoch on; before it, redoing the epochs costs less than writing it.
+RESUME_FROM_EPOCH = 2
+RESUMED_FROM = "resumed_from_epoch"  # in the first report of a multi-worker trial's restarted group
 PLACEMENT_GROUP = "placement_group"  # reported by multi-worker trials
 Report = Callable[..., None]  # report(metrics, checkpoint_dir=None): to Tune, or to Ray Train from a worker
 
@@ -60,6 +75,13 @@ class CheckpointPolicy:
         self.best_metrics: dict[str, Any] = {}
         self._unsaved = False
 
+    def resume_from(self, resume: dict[str, Any] | None) -> None:
+        """After a restart: the best epoch so far (its metrics go with ``best.pt``) is the resumed one's."""
+        if resume and resume.get("best"):
+            best = resume["best"]
+            self.best_metrics = {k: float(v) for k, v in best.items() if k != "state_dict"}
+            self.best_metrics["epoch"] = int(best["epoch"])
+
     def due(self, state, metrics: dict[str, Any]) -> bool:
         if state.improved:
             self.best_metrics, self._unsaved = metrics, True
@@ -87,19 +109,43 @@ def trial(config: dict[str, Any], *, study: Study, split) -> None:
     """The Tune function trainable: one Lightning loop, or a TorchTrainer when several workers."""
     from ray import tune
 
-    from sentinel_ml.training.loop import run_loop
-
     hp = hyperparameters(study, config)
-    if study.workers_per_trial > 1:
-        _distributed_trial(hp, study, split, tune.get_context().get_trial_id())
-        return
+    failed_mark = Path(tune.get_context().get_trial_dir(), FAILED_MARK)
+    _fail_again_if_marked(failed_mark)
+    try:
+        if study.workers_per_trial > 1:
+            _distributed_trial(hp, study, split, tune.get_context().get_trial_id())
+        else:
+            _one_worker_trial(hp, study, split)
+    except JobFailed as e:
+        failed_mark.write_text(json.dumps({"message": e.message, "hint": e.hint}))
+        raise
 
+
+def _one_worker_trial(hp: Hyperparameters, study: Study, split) -> None:
+    """The Lightning loop in this actor, resumed from the trial's last checkpoint after a restart."""
+    from ray import tune
+
+    from sentinel_ml.training.loop import run_loop
+    from sentinel_ml.training.resume import read_resume
+
+    resume = read_resume(tune.get_checkpoint())
     policy = CheckpointPolicy(study.decision_epochs)
+    policy.resume_from(resume)
 
     def on_state(state) -> None:
         _report_epoch(state, _report_to_tune, policy, write=True)
 
-    run_loop(hp, Path(study.dataset_dir), split=split, on_state=on_state)
+    run_loop(hp, Path(study.dataset_dir), split=split, on_state=on_state, resume=resume)
+
+
+def _fail_again_if_marked(mark: Path) -> None:
+    """A retry of a trial that failed by itself: the same error, without training again."""
+    try:
+        failure = json.loads(mark.read_text())
+    except (OSError, ValueError):
+        return
+    raise JobFailed(failure["message"], hint=failure.get("hint"))
 
 
 def _report_to_tune(metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
@@ -127,44 +173,73 @@ def _report_epoch(state, report: Report, policy: CheckpointPolicy, *, write: boo
 
 
 def _write_trial_checkpoint(directory: str, state, best_metrics: dict[str, Any], metrics: dict[str, Any]) -> None:
-    """``best.pt`` (the best weights so far), and ``last.pt`` too at the final epoch."""
+    """``best.pt`` (the best weights so far), ``last.pt`` too at the final epoch, and the resume state
+    before the final epoch (from ``RESUME_FROM_EPOCH`` on)."""
     from sentinel_ml.store.checkpoint import save_checkpoint
+    from sentinel_ml.training.resume import write_resume
 
     model_config = asdict(state.model_config)
     save_checkpoint(str(Path(directory, BEST_FILE)), state.best_state_dict, model_config, best_metrics)
     if state.final:
         save_checkpoint(str(Path(directory, LAST_FILE)), state.net.serving_state_dict(), model_config, metrics)
+    elif metrics["epoch"] >= RESUME_FROM_EPOCH:
+        write_resume(directory, state.resume_state())
 
 
 def _distributed_trial(hp: Hyperparameters, study: Study, split, trial_id: str) -> None:
     """``workers_per_trial`` Ray Train workers (DDP) for one trial; their reports reach Tune."""
-    from ray.train import CheckpointConfig, RunConfig
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from sentinel_ml.training.worker_group import worker_group_trainer
 
     loop_config = {"hp": hp, "split": split, "dataset_dir": study.dataset_dir,
                    "decision_epochs": study.decision_epochs}
+    # A lost worker fails this fit (no restarts in here: one budget, Tune's), Tune restarts the trial,
+    # and the TorchTrainer of the same name finds the run's last checkpoint in storage and resumes.
     run_config = RunConfig(name=f"trial-{trial_id}", storage_path=study.scratch, callbacks=[TuneReportCallback()],
-                           checkpoint_config=CheckpointConfig(num_to_keep=1))
+                           checkpoint_config=CheckpointConfig(num_to_keep=1),
+                           failure_config=FailureConfig(max_failures=0))
     trainer = worker_group_trainer(_distributed_worker, loop_config, workers=study.workers_per_trial,
                                    cpus_per_worker=study.cpus_per_trial, run_config=run_config)
-    trainer.fit()
+    try:
+        trainer.fit()
+    except Exception as e:  # a worker's own JobFailed becomes the trial's (not retried)
+        failure = _workers_job_failed(e)
+        if failure is None:
+            raise
+        raise failure from e
+
+
+def _workers_job_failed(error: BaseException) -> JobFailed | None:
+    """The ``JobFailed`` a Ray Train worker raised (it diverged), out of the fit's ``WorkerGroupError``."""
+    for failure in (getattr(error, "worker_failures", None) or {}).values():
+        cause = getattr(failure, "_base_exc", failure)
+        if isinstance(cause, JobFailed):
+            return JobFailed(cause.message, hint=cause.hint)
+    return None
 
 
 def _distributed_worker(loop_config: dict[str, Any]) -> None:
+    import ray.train
+
+    from sentinel_ml.training.resume import read_resume, resumed_from
     from sentinel_ml.training.worker_group import RayTrainWorker
 
     worker = RayTrainWorker.current()
     extra = _placement_group_report()
+    resume = read_resume(ray.train.get_checkpoint())
     policy = CheckpointPolicy(loop_config["decision_epochs"])
+    policy.resume_from(resume)
+    first = {RESUMED_FROM: resumed_from(resume)} if resume else {}
 
     def on_state(state) -> None:
-        _report_epoch(state, worker.report, policy, write=worker.is_rank_zero, extra=extra)
+        _report_epoch(state, worker.report, policy, write=worker.is_rank_zero, extra={**extra, **first})
+        first.clear()
 
     # The split comes with the loop config (Ray's object store): no worker reads the dataset files.
     worker.run_loop(loop_config["hp"], Path(loop_config["dataset_dir"]), on_state=on_state,
-                    split=loop_config["split"])
+                    split=loop_config["split"], resume=resume)
 
 
 def _placement_group_report() -> dict[str, str]:

@@ -21,7 +21,7 @@ from sentinel_cli.app import app
 from sentinel_cli.k8s import manifests, render, settings
 from sentinel_cli.k8s.request import Overrides
 from sentinel_ml.errors import ConfigError
-from sentinel_ml.training.config import Hyperparameters, TrainConfig
+from sentinel_ml.training.config import DEFAULT_MAX_FAILURES, Hyperparameters, TrainConfig
 from sentinel_ml.tuning.config import StudyConfig
 from tests.k8s.conftest import EXPECTED, PROFILE
 
@@ -53,10 +53,32 @@ def test_templates_render_the_checked_in_expected_output(kube_env, what: str) ->
         expected.write_text(text)
     assert text == expected.read_text(), f"{what}: regenerate with SENTINEL_REGENERATE=1 and review"
     objects = render.render(what, _values(what))
-    assert [o["kind"] for o in objects] == ["ServiceAccount", _KINDS[what]]
+    assert [o["kind"] for o in objects] == ["ServiceAccount", _KINDS[what]] + (["Service"] if what == "serve" else [])
 
 
 _KINDS = {"train": "RayJob", "tune": "RayJob", "serve": "RayService", "cluster": "RayCluster"}
+
+
+def test_serve_exposes_grpc_through_its_own_service(kube_env) -> None:
+    """KubeRay 1.5's serve Service carries only the port named serve: the gRPC port gets a Service
+    that selects this RayService's pods whose Serve proxy is ready, whichever RayCluster they are in."""
+    from sentinel_ml.serving import config as serve_config
+
+    kube = _settings(**{"serve.grpc_port": 9100})
+    _, service, grpc = render.render("serve", manifests.serve_values(kube, CHECKPOINT, RUN_ID))
+    config = yaml.safe_load(service["spec"]["serveConfigV2"])
+    assert config["grpc_options"] == {"port": 9100, "grpc_servicer_functions": [serve_config.GRPC_SERVICER]}
+    cluster = service["spec"]["rayClusterConfig"]
+    for template in [cluster["headGroupSpec"]["template"], cluster["workerGroupSpecs"][0]["template"]]:
+        assert template["metadata"]["labels"]["sentinel.io/rayservice"] == "recommender"
+        ports = {p["name"]: p["containerPort"] for p in template["spec"]["containers"][0]["ports"]}
+        assert (ports["serve"], ports["grpc"]) == (8000, 9100)
+    assert grpc["metadata"]["name"] == "recommender-grpc"
+    assert grpc["spec"]["selector"] == {"sentinel.io/rayservice": "recommender", "ray.io/serve": "true"}
+    assert grpc["spec"]["ports"] == [{"name": "grpc", "port": 9100, "targetPort": "grpc", "protocol": "TCP",
+                                      "appProtocol": "kubernetes.io/h2c"}]
+    with pytest.raises(Exception, match="grpc_port must differ"):
+        _settings(**{"serve.grpc_port": 8000})
 
 
 def test_rayjob_carries_the_profile_defaults_and_policy(kube_env) -> None:
@@ -94,6 +116,22 @@ def test_entrypoint_is_what_the_training_module_parses(kube_env) -> None:
     assert config.hp == Hyperparameters(epochs=3)
     assert (config.workers, config.storage, config.run_id) == (2, "s3://sentinel-test/artifacts", RUN_ID)
     assert config.mlflow_uri == "http://mlflow.ml.svc.cluster.local:5000"
+    assert config.max_failures == DEFAULT_MAX_FAILURES
+
+
+@pytest.mark.parametrize("what", ["train", "tune"])
+def test_max_failures_travels_in_the_entrypoint(kube_env, what: str) -> None:
+    """`--max-failures` reaches the job: Ray Train restarts a group whose worker pod was lost (spot)."""
+    import importlib
+
+    module = importlib.import_module(f"sentinel_ml.{what}")
+    if what == "train":
+        values = manifests.train_values(_settings(), TrainConfig(hp=Hyperparameters(epochs=3), max_failures=0), RUN_ID)
+    else:
+        values = manifests.tune_values(_settings(), StudyConfig(samples=8, max_failures=5), TUNE_ID)
+    argv = shlex.split(render.render(what, values)[1]["spec"]["entrypoint"])
+    parsed = module.config_from_args(module.build_parser().parse_args(argv[3:]))
+    assert parsed.max_failures == (0 if what == "train" else 5)
 
 
 def test_tune_entrypoint_is_what_the_tuning_module_parses(kube_env) -> None:
@@ -106,6 +144,7 @@ def test_tune_entrypoint_is_what_the_tuning_module_parses(kube_env) -> None:
     assert (config.samples, config.scheduler, config.run_id) == (8, "asha", TUNE_ID)
     assert (config.model, config.max_epochs, config.space) == ("autorec", 30, StudyConfig().space)
     assert "--space-json" not in argv  # the default space needs no shipping
+    assert config.max_failures == DEFAULT_MAX_FAILURES
 
 
 def test_a_custom_space_file_travels_inline_with_the_tuning_job(kube_env, tmp_path: Path) -> None:
@@ -139,6 +178,8 @@ def test_serve_config_is_a_valid_serve_application_with_the_checkpoint(kube_env)
     service = render.render("serve", _values("serve"))[1]
     config = yaml.safe_load(service["spec"]["serveConfigV2"])
     ServeDeploySchema.model_validate(config)  # Ray 2.60's own schema of a Serve config file
+    assert config["grpc_options"]["grpc_servicer_functions"] == [serve_config.GRPC_SERVICER]
+    assert config["grpc_options"]["port"] == serve_config.DEFAULT_GRPC_PORT
     app_config = config["applications"][0]
     assert app_config["import_path"] == serve_config.IMPORT_PATH == "sentinel_ml.serve:app_builder"
     assert (app_config["name"], app_config["route_prefix"]) == (serve_config.APP_NAME, serve_config.ROUTE_PREFIX)
@@ -299,7 +340,7 @@ def test_rendered_objects_match_the_kuberay_crd_schemas(kube_env, crd_schemas, w
     import jsonschema
 
     for obj in render.render(what, _values(what)):
-        if obj["kind"] == "ServiceAccount":
+        if obj["kind"] not in crd_schemas:  # ServiceAccount, Service: the API server's own kinds
             continue
         schema = crd_schemas[obj["kind"]]
         jsonschema.Draft7Validator(schema).validate(obj)
@@ -323,9 +364,9 @@ def test_cli_render_serve_and_cluster(kube_env) -> None:
     serve = runner.invoke(app, ["render", "serve", "--profile", str(PROFILE), "--checkpoint", CHECKPOINT,
                                 "--max-replicas", "3"])  # the options of `sentinel serve`
     assert serve.exit_code == 0, serve.output
-    assert "    serveConfigV2: |\n      applications:\n" in serve.stdout  # readable: a literal block
+    assert "    serveConfigV2: |\n      grpc_options: {" in serve.stdout  # readable: a literal block
     items = yaml.safe_load(serve.stdout)["items"]
-    assert items[1]["kind"] == "RayService"
+    assert [item["kind"] for item in items] == ["ServiceAccount", "RayService", "Service"]
     serve_config = yaml.safe_load(items[1]["spec"]["serveConfigV2"])["applications"][0]
     assert (serve_config["args"]["checkpoint"], serve_config["args"]["max_replicas"]) == (CHECKPOINT, 3)
     assert serve_config["deployments"][0]["autoscaling_config"]["max_replicas"] == 3
