@@ -1,5 +1,6 @@
-"""Calls to the serving API (``/recommend``) over HTTP: one funnel that turns failures into
-SentinelErrors. Standard library only, so the CLI stays light."""
+"""Calls to the serving API: HTTP (``/recommend``, TF-Serving's ``/v1``, OIP's ``/v2``) through one funnel
+that turns failures into SentinelErrors (standard library only, so the CLI stays light), and the OIP
+gRPC service through Sentinel's generated stubs (grpcio, imported only when asked for)."""
 
 from __future__ import annotations
 
@@ -10,17 +11,51 @@ import urllib.request
 from typing import Any
 
 from sentinel_ml.errors import ConfigError, JobFailed
-from sentinel_ml.serving.config import ROUTE_PREFIX
+from sentinel_ml.serving.config import RECOMMEND_PATH
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 def endpoint(base_url: str, path: str = "") -> str:
     """``http://127.0.0.1:8000`` + ``/42/top`` → ``http://127.0.0.1:8000/recommend/42/top``."""
-    base = base_url.rstrip("/")
-    if not base.endswith(ROUTE_PREFIX):
-        base += ROUTE_PREFIX
-    return base + path
+    return http_base(base_url) + RECOMMEND_PATH + path
+
+
+def http_base(url: str) -> str:
+    """The server's HTTP base: ``http://h:8000/recommend/`` → ``http://h:8000``."""
+    base = url.rstrip("/")
+    return base.removesuffix(RECOMMEND_PATH) if base.endswith(RECOMMEND_PATH) else base
+
+
+def grpc_infer(address: str, model: str, users: list[int], movies: list[int], timeout_s: float = 30.0) -> dict:
+    """OIP ``ModelInfer`` over gRPC: ``{"model_name", "model_version", "predictions"}``."""
+    import grpc
+    import numpy as np
+
+    from sentinel_ml.serving import grpc_predict_v2_pb2 as pb
+    from sentinel_ml.serving import grpc_predict_v2_pb2_grpc as pb_grpc
+
+    request = pb.ModelInferRequest(model_name=model)
+    for name, values in (("user_id", users), ("movie_id", movies)):
+        request.inputs.add(name=name, datatype="INT64", shape=[len(values)])
+        request.raw_input_contents.append(np.asarray(values, dtype="<i8").tobytes())
+    try:
+        with grpc.insecure_channel(address) as channel:
+            response = pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=timeout_s)
+    except grpc.RpcError as e:
+        code, details = e.code(), e.details() or ""
+        if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
+                    grpc.StatusCode.RESOURCE_EXHAUSTED):
+            raise ConfigError(f"the gRPC service refused the request ({code.name}): {details}",
+                              hint="check the ids: users and movies are MovieLens ids") from None
+        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            raise ConfigError(f"nothing answers gRPC at {address} ({code.name}: {details})",
+                              hint="start it with `sentinel serve --checkpoint latest`, or pass --grpc") from None
+        raise JobFailed(f"the gRPC service failed ({code.name}) at {address}: {details}",
+                        hint="see `sentinel status` and the Serve logs") from None
+    predictions = np.frombuffer(response.raw_output_contents[0], dtype="<f4").tolist()
+    return {"model_name": response.model_name, "model_version": response.model_version,
+            "predictions": predictions}
 
 
 def call(method: str, url: str, body: Any = None, timeout_s: float = 30.0) -> dict:
@@ -57,7 +92,7 @@ def _detail(error: urllib.error.HTTPError) -> str:
         body = json.loads(error.read() or b"{}")
     except ValueError:
         return error.reason or "no details"
-    detail = body.get("detail") if isinstance(body, dict) else None
+    detail = (body.get("detail") or body.get("error")) if isinstance(body, dict) else None
     return detail if isinstance(detail, str) else json.dumps(detail) if detail else str(error.reason)
 
 

@@ -1,5 +1,7 @@
-"""``sentinel predict`` and ``sentinel recommend``: ask the running serving API (POST /recommend,
-GET /recommend/{user}/top) and print the answer."""
+"""``sentinel predict`` and ``sentinel recommend``: ask the running serving API and print the answer.
+``predict`` speaks any of the served protocols (``--protocol``): POST /recommend, TF-Serving's
+``:predict``, the Open Inference Protocol's ``/v2/…/infer`` or its gRPC ``ModelInfer``; ``recommend``
+is GET /recommend/{user}/top."""
 
 from __future__ import annotations
 
@@ -10,24 +12,58 @@ import typer
 from sentinel_cli import options
 from sentinel_cli.output import OutputFormat, emit, records_table
 from sentinel_ml.errors import ConfigError
-from sentinel_ml.serving.config import DEFAULT_URL
+from sentinel_ml.serving.config import (
+    DEFAULT_GRPC_ADDRESS,
+    DEFAULT_URL,
+    MODEL_NAME,
+    PROTOCOLS,
+)
 
 UserOpt = Annotated[int, typer.Option("--user", "-u", min=1, help="MovieLens user id (1-943).")]
+Protocol = options.choice("Protocol", PROTOCOLS)
 
 
 def predict(
     user: UserOpt,
     movies: Annotated[str, typer.Option("--movies", "-m", help="Comma-separated MovieLens movie ids, "
                                         "e.g. 1,2,3 (at most 1000).")],
+    protocol: Annotated[Protocol, typer.Option(  # type: ignore[valid-type]
+        "--protocol", "-p", help="recommend: POST /recommend; tfserving: TF-Serving REST :predict; "
+        "v2: Open Inference Protocol REST; grpc: Open Inference Protocol gRPC (--grpc).")] = Protocol[PROTOCOLS[0]],
     url: options.UrlOpt = DEFAULT_URL,
+    grpc_address: Annotated[str, typer.Option("--grpc", help="host:port of the gRPC service (--protocol grpc).",
+                                              envvar="SENTINEL_GRPC")] = DEFAULT_GRPC_ADDRESS,
+    model: Annotated[str, typer.Option(help="Model name for tfserving, v2 and grpc.")] = MODEL_NAME,
     output: options.OutputOpt = OutputFormat.table,
 ) -> None:
-    """Predicted ratings (1-5) of the given movies for a user."""
+    """Predicted ratings (1-5) of the given movies for a user, over any served protocol."""
+    movie_ids = parse_ids(movies)
+    result = {"user_id": user, **ask(Protocol(protocol).value, user, movie_ids, url, grpc_address, model)}
+    emit(result, output, lambda r: _predictions_table(r, movie_ids))
+
+
+def ask(protocol: str, user: int, movie_ids: list[int], url: str, grpc_address: str, model: str) -> dict:
+    """``{"predictions": [...], "protocol": ...}`` (plus the model's name and version where the
+    protocol reports them) for one user's movies."""
     from sentinel_cli import api_client
 
-    movie_ids = parse_ids(movies)
-    result = api_client.call("POST", api_client.endpoint(url), {"user_id": user, "movie_ids": movie_ids})
-    emit(result, output, lambda r: _predictions_table(r, movie_ids))
+    users = [user] * len(movie_ids)
+    if protocol == "grpc":
+        answer = api_client.grpc_infer(grpc_address, model, users, movie_ids)
+    elif protocol == "tfserving":
+        body = {"inputs": {"user_id": users, "movie_id": movie_ids}}
+        answer = {"predictions": api_client.call(
+            "POST", f"{api_client.http_base(url)}/v1/models/{model}:predict", body)["outputs"]}
+    elif protocol == "v2":
+        body = {"inputs": [{"name": "user_id", "datatype": "INT64", "shape": [len(users)], "data": users},
+                           {"name": "movie_id", "datatype": "INT64", "shape": [len(users)], "data": movie_ids}]}
+        response = api_client.call("POST", f"{api_client.http_base(url)}/v2/models/{model}/infer", body)
+        answer = {"model_name": response["model_name"], "model_version": response.get("model_version"),
+                  "predictions": response["outputs"][0]["data"]}
+    else:
+        answer = {"predictions": api_client.call("POST", api_client.endpoint(url),
+                                                 {"user_id": user, "movie_ids": movie_ids})["predictions"]}
+    return {**answer, "protocol": protocol}
 
 
 def recommend(
@@ -56,8 +92,9 @@ def parse_ids(text: str) -> list[int]:
 
 def _predictions_table(result: dict, movie_ids: list[int]):
     rows = [{"movie_id": m, "rating": r} for m, r in zip(movie_ids, result["predictions"])]
+    via = f" via {result['protocol']}" if result.get("protocol", "recommend") != "recommend" else ""
     return records_table(rows, [("movie id", "movie_id"), ("predicted rating", "rating")],
-                         title=f"user {result['user_id']}")
+                         title=f"user {result['user_id']}{via}")
 
 
 def _top_table(result: dict):

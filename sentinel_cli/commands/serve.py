@@ -13,9 +13,11 @@ from sentinel_cli.output import OutputFormat, emit, key_value_table
 app = typer.Typer(help="Serve the recommender with Ray Serve; `sentinel serve stop` tears it down.")
 
 SUMMARY_ROWS = [
-    ("application", "application"), ("status", "status"), ("url", "url"), ("checkpoint", "checkpoint"),
-    ("run id", "run_id"), ("replicas", "replicas"), ("Ray cluster", "ray_address"),
-    ("RayService", "rayservice"), ("namespace", "namespace"), ("endpoint", "endpoint"), ("state", "state"),
+    ("application", "application"), ("status", "status"), ("url", "url"), ("HTTP", "http"),
+    ("gRPC", "grpc"), ("model", "model_name"), ("model version", "model_version"),
+    ("checkpoint", "checkpoint"), ("run id", "run_id"), ("replicas", "replicas"), ("Ray cluster", "ray_address"),
+    ("RayService", "rayservice"), ("namespace", "namespace"), ("endpoint", "endpoint"),
+    ("gRPC endpoint", "grpc_endpoint"), ("state", "state"),
 ]
 
 
@@ -25,8 +27,12 @@ def serve(
     ctx: typer.Context,
     checkpoint: Annotated[str, typer.Option("--checkpoint", "-c", help="latest, best, a run id (or a unique "
                                             "prefix of one), or a checkpoint URI (path or s3://).")] = "latest",
-    port: Annotated[int | None, typer.Option(min=1, max=65535, help="HTTP port of the API. Default: 8000 "
-                                             "(k8s: the profile's serve.port).", show_default=False)] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="HTTP port of the API (/recommend, "
+                                             "TF-Serving /v1, OIP /v2). Default: 8000 (k8s: the profile's "
+                                             "serve.port).", show_default=False)] = None,
+    grpc_port: Annotated[int | None, typer.Option(min=1, max=65535, help="gRPC port of the Open Inference "
+                                                  "Protocol service. Default: 9000 (k8s: the profile's "
+                                                  "serve.grpc_port).", show_default=False)] = None,
     host: Annotated[str | None, typer.Option(help="Local target: the address the API listens on. "
                                              "Default: 127.0.0.1.", show_default=False)] = None,
     min_replicas: Annotated[int | None, typer.Option(min=0, help="Autoscaling floor. Default: 1.",
@@ -44,14 +50,15 @@ def serve(
                                                   show_default=False)] = None,
     deploy: KubeRequest = KubeRequest(),
 ) -> None:
-    """Serve MovieRecommender at /recommend from a checkpoint; returns once it passes its health check."""
+    """Serve MovieRecommender from a checkpoint (HTTP: /recommend, TF-Serving /v1, OIP /v2; gRPC: OIP);
+    returns once it passes its health check."""
     if ctx.invoked_subcommand:
         return  # `sentinel serve stop`
     from sentinel_ml.serving.config import ServeRequest
 
     scaling = {k: v for k, v in (("min_replicas", min_replicas), ("max_replicas", max_replicas)) if v is not None}
     request = ServeRequest(checkpoint=checkpoint, storage=storage, data=data, host=host, port=port,
-                           timeout_s=timeout, app_args=scaling)
+                           grpc_port=grpc_port, timeout_s=timeout, app_args=scaling)
     summary = backends.select(target, deploy.overrides.profile).serve(request, deploy)
     emit(summary, output, summary_table)
 

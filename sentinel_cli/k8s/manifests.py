@@ -23,6 +23,10 @@ COMPONENT = "app.kubernetes.io/component"
 # The profile's env can override either.
 COMPONENT_ENV = {"serve": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}}
 RUN_ID = "sentinel.io/run-id"
+# On the serving pods: which RayService they belong to, what the gRPC Service selects (KubeRay's own
+# labels name the RayCluster, whose name changes with every cluster upgrade).
+RAYSERVICE_LABEL = "sentinel.io/rayservice"
+SERVE_READY = {"ray.io/serve": "true"}  # KubeRay's label on pods whose Serve proxy takes traffic
 CHECKPOINT = "sentinel.io/checkpoint"
 STORAGE = "sentinel.io/storage"
 IRSA_ROLE = "eks.amazonaws.com/role-arn"
@@ -72,9 +76,16 @@ def _in_cluster(settings: KubeSettings, config, name: str, **more: Any):
                    run_id=name, data=settings.data, **more)
 
 
+def grpc_service_name(rayservice: str) -> str:
+    return f"{rayservice}-grpc"
+
+
 def serve_values(settings: KubeSettings, checkpoint: str, run_id: str | None,
                  name: str | None = None) -> dict[str, Any]:
-    """A RayService serving ``checkpoint`` (an exact URI, already resolved)."""
+    """A RayService serving ``checkpoint`` (an exact URI, already resolved), and a Service for its
+    gRPC port: KubeRay 1.5's serve Service (``<name>-serve-svc``) carries only the container port
+    named ``serve``, even from a custom ``serveService``, so Sentinel adds ``<name>-grpc``, which
+    selects this RayService's pods whose Serve proxy is ready (``ray.io/serve=true``)."""
     name = check_name(name or settings.serve.name, "RayService")
     serving = settings.serve
     autoscaling = {
@@ -87,15 +98,26 @@ def serve_values(settings: KubeSettings, checkpoint: str, run_id: str | None,
     args: dict[str, Any] = {"checkpoint": checkpoint, "run_id": run_id, **autoscaling}
     if settings.data:
         args["data"] = settings.data
+    serve_ports = [{"name": "serve", "containerPort": serving.port},
+                   {"name": "grpc", "containerPort": serving.grpc_port}]
     head = _head(settings, settings.images.serve, "serve")
-    head["ports"] = [*HEAD_PORTS, {"name": "serve", "containerPort": serving.port}]
+    head["ports"] = [*HEAD_PORTS, *serve_ports]
     workers = _group(settings, "serve", settings.images.serve, settings.serve_worker, "serve",
                      replicas=serving.workers, min_replicas=serving.workers,
                      max_replicas=serving.max_workers, spot=False)
-    workers["ports"] = [*WORKER_PORTS, {"name": "serve", "containerPort": serving.port}]
+    workers["ports"] = [*WORKER_PORTS, *serve_ports]
+    for group in (head, workers):
+        group["pod_labels"] = {**group["pod_labels"], RAYSERVICE_LABEL: name}
     labels = _labels("serve", run_id)
     return {
         **_common(settings, name, labels, {CHECKPOINT: checkpoint}),
+        "grpc_options": serving_app.grpc_options(serving.grpc_port),
+        "grpc_service": {
+            "name": grpc_service_name(name),
+            "labels": {**_labels("serve", None), RAYSERVICE_LABEL: name},
+            "selector": {RAYSERVICE_LABEL: name, **SERVE_READY},
+            "port": serving.grpc_port,
+        },
         "app": {
             "name": serving_app.APP_NAME,
             "import_path": serving_app.IMPORT_PATH,

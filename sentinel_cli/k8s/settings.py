@@ -38,7 +38,7 @@ from pydantic import (
 from sentinel_cli.k8s.request import Overrides
 from sentinel_ml.errors import ConfigError
 from sentinel_ml.paths import sentinel_home
-from sentinel_ml.serving.config import AUTOSCALING, DEFAULT_HTTP_PORT
+from sentinel_ml.serving.config import AUTOSCALING, DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT
 
 PROFILE_ENV = "SENTINEL_PROFILE"
 # Environment variable -> dotted key inside the `kubernetes` section.
@@ -182,11 +182,14 @@ class Serving(_Model):
     workers: int = Field(1, ge=0)  # worker pods at start
     max_workers: int = Field(5, ge=0)
     port: int = Field(DEFAULT_HTTP_PORT, ge=1, le=65535)
+    grpc_port: int = Field(DEFAULT_GRPC_PORT, ge=1, le=65535)  # the OIP gRPC service (Service <name>-grpc)
 
     @model_validator(mode="after")
     def _ranges(self) -> Serving:
         if self.max_replicas < self.min_replicas:
             raise ValueError("max_replicas must be >= min_replicas")
+        if self.grpc_port == self.port:
+            raise ValueError("grpc_port must differ from port")
         if self.max_workers < self.workers:
             raise ValueError("max_workers must be >= workers")
         return self

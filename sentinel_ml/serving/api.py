@@ -1,7 +1,9 @@
-"""The ``/recommend`` API's contract: request/response models, limits and input checks.
+"""The ``/recommend`` API's contract: request/response models, limits and input checks, and what
+every protocol shares (``ApiError``, the limits, ``ModelRef``, ``check_pairs``). TF-Serving's REST
+contract is in ``tfserving``, the Open Inference Protocol's (REST and gRPC) in ``oip``.
 
 Pure pydantic, no torch and no Ray, so the contract is testable on its own and shared by the Serve
-deployment (``sentinel_ml.serve``) and the benchmark's plain FastAPI baseline.
+deployment (``sentinel_ml.serve``) and the benchmark's plain baselines.
 
 Policy for bad input (every case is a 4xx with a JSON body ``{"detail": "<message>"}``):
 
@@ -10,16 +12,23 @@ Policy for bad input (every case is a 4xx with a JSON body ``{"detail": "<messag
   more than ``MAX_MOVIE_IDS`` of them (a body that is not even UTF-8 → 400, FastAPI's answer);
 - well-formed ids the model does not know (beyond its user or movie table) → 404 naming them. No
   cold-start fallback for unknown users: an id the model has never seen is almost always a caller's
-  bug, and a silent global-mean answer would hide it.
+  bug, and a silent global-mean answer would hide it;
+- a body over ``MAX_BODY_BYTES`` → 413, on every protocol, before it is parsed.
+
+TF-Serving and OIP answer the same cases with their own body (``{"error": message}``) and 400 where
+``/recommend`` says 422; gRPC maps 400 → INVALID_ARGUMENT, 404 → NOT_FOUND, 413 → RESOURCE_EXHAUSTED.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 MAX_MOVIE_IDS = 1000
+MAX_PAIRS = MAX_MOVIE_IDS  # (user, movie) pairs in one TF-Serving or OIP request
+MAX_BODY_BYTES = 1 << 20  # 1 MiB: 1,000 pairs in the most verbose format take about 45 kB
 MAX_TOP_K = 100
 DEFAULT_TOP_K = 10
 # Top-k skips movies with fewer ratings than this: a movie rated once or twice by enthusiasts gets a
@@ -38,12 +47,61 @@ Id = Annotated[int, Field(ge=1, description="A MovieLens id (1-based)."), Before
 
 
 class ApiError(Exception):
-    """A client error the API answers with ``status_code`` and ``{"detail": message}``."""
+    """A client error: ``status_code`` and a one-line ``message``. ``/recommend`` answers it as
+    ``{"detail": message}``, TF-Serving and OIP REST as ``{"error": message}``, gRPC with the status
+    code of ``GRPC_CODES``."""
 
     def __init__(self, status_code: int, message: str) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.message = message
+
+
+# HTTP status → the gRPC status code name (grpc.StatusCode.<name>) of the same client error.
+GRPC_CODES = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 413: "RESOURCE_EXHAUSTED", 422: "INVALID_ARGUMENT"}
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """What a TF-Serving or OIP request names and what the served model knows."""
+
+    name: str
+    version: int
+    num_users: int
+    num_items: int
+
+    def check(self, name: str, version: str | None = None) -> None:
+        """404 unless ``name`` (and ``version``, when given) is the model served; 400 for a version
+        that is no positive integer."""
+        if name != self.name:
+            raise ApiError(404, f"model {name!r} not found: this server serves {self.name!r}")
+        if version in (None, ""):
+            return
+        if not version.isdigit() or int(version) < 1:
+            raise ApiError(400, f"model version {version!r} is not a positive integer")
+        if int(version) != self.version:
+            raise ApiError(404, f"version {int(version)} of model {name!r} not found: "
+                                f"this server serves version {self.version}")
+
+
+def check_pairs(users: list[int], movies: list[int], num_users: int, num_items: int) -> None:
+    """(user, movie) pairs of a TF-Serving or OIP request: as many users as movies, 1 to MAX_PAIRS,
+    ids from 1 (400), ids the model knows (404)."""
+    if len(users) != len(movies):
+        raise ApiError(400, f"user_id has {len(users)} elements but movie_id has {len(movies)}: "
+                            "give one user per movie")
+    if not users:
+        raise ApiError(400, "no (user_id, movie_id) pairs: give at least one")
+    if len(users) > MAX_PAIRS:
+        raise ApiError(400, f"{len(users)} pairs: at most {MAX_PAIRS} per request")
+    for name, ids in (("user_id", users), ("movie_id", movies)):
+        low = min(ids)
+        if low < 1:
+            raise ApiError(400, f"{name} {low} is not a MovieLens id (ids start at 1)")
+    high = max(users)
+    if high >= num_users:
+        raise ApiError(404, f"unknown user {high}: this model knows users 1-{num_users - 1}")
+    check_movies(movies, num_items)
 
 
 class PredictRequest(BaseModel):
@@ -89,6 +147,8 @@ class BatchingInfo(BaseModel):
 
 
 class ModelInfo(BaseModel):
+    model_name: str = Field(description="The name TF-Serving and OIP requests use.")
+    model_version: int = Field(description="Positive, stable for one checkpoint (see docs/serving.md).")
     checkpoint_uri: str
     run_id: str | None
     metrics: dict[str, float]
@@ -103,12 +163,19 @@ class ErrorBody(BaseModel):
     detail: str
 
 
+class ProtocolErrorBody(BaseModel):
+    """The error body of TF-Serving's REST API and of the Open Inference Protocol's."""
+
+    error: str
+
+
 ERROR_RESPONSES = {
     404: {"model": ErrorBody, "description": "Unknown user or movie ids."},
     422: {"model": ErrorBody, "description": "Invalid request."},
 }
 BODY_ERROR_RESPONSES = {
     400: {"model": ErrorBody, "description": "The body cannot be decoded (not UTF-8)."},
+    413: {"model": ErrorBody, "description": f"Body larger than {MAX_BODY_BYTES} bytes."},
     **ERROR_RESPONSES,
 }
 

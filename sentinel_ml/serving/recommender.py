@@ -8,6 +8,9 @@ ratings that say which movies a user has already rated).
 
 from __future__ import annotations
 
+import hashlib
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,16 +67,19 @@ class Recommender:
         return self.predict_many([(user_id, movie_ids)])[0]
 
     def predict_many(self, requests: list[tuple[int, list[int]]]) -> list[list[float]]:
-        """One vectorized forward pass for all requests; results split back in request order."""
-        lengths = [len(movies) for _, movies in requests]
-        users = np.repeat(np.fromiter((u for u, _ in requests), dtype=np.int64, count=len(requests)), lengths)
-        items = np.fromiter((m for _, movies in requests for m in movies), dtype=np.int64, count=sum(lengths))
-        scores = self.network.predict(torch.from_numpy(users), torch.from_numpy(items)).tolist()
-        out, start = [], 0
-        for n in lengths:
-            out.append(scores[start:start + n])
-            start += n
-        return out
+        """One forward pass for many (user, movie ids) requests; results in request order."""
+        pairs = [([user] * len(movies), movies) for user, movies in requests]
+        return [scores.tolist() for scores in self.score_many(pairs)]
+
+    def score_many(self, requests: Sequence[tuple[Sequence[int], Sequence[int]]]) -> list[np.ndarray]:
+        """One vectorized forward pass for all requests, each a (user ids, movie ids) pair of equal
+        length: float32 ratings clipped to 1-5, split back per request, in request order. Every
+        protocol's requests go through here (the Serve replica's one batching path)."""
+        lengths = [len(users) for users, _ in requests]
+        users = np.fromiter((u for us, _ in requests for u in us), dtype=np.int64, count=sum(lengths))
+        items = np.fromiter((m for _, ms in requests for m in ms), dtype=np.int64, count=sum(lengths))
+        scores = self.network.predict(torch.from_numpy(users), torch.from_numpy(items)).numpy()
+        return np.split(scores, np.cumsum(lengths)[:-1])
 
     def top_k(self, user_id: int, k: int, min_ratings: int = 0) -> list[tuple[int, str | None, float]]:
         """The k highest-scored movies ``user_id`` has not rated, among those with at least
@@ -87,6 +93,22 @@ class Recommender:
         k = min(k, int(torch.isfinite(scores).sum()))
         best = torch.topk(scores, k)
         return [(int(i), self.titles.get(int(i)), float(s)) for s, i in zip(best.values, best.indices)]
+
+
+_RUN_STAMP = re.compile(r"(\d{8})-(\d{6})")
+
+
+def model_version(run_id: str | None, checkpoint_uri: str) -> int:
+    """The model's version in TF-Serving and OIP: a positive integer, the same for one checkpoint.
+
+    The run's creation time as ``YYYYMMDDHHMMSS`` when the run id carries it (``new_run_id`` makes
+    ``train-20261127-115300-3f9a`` → 20261127115300: later runs get larger versions); otherwise a
+    9-digit number from the checkpoint URI's SHA-256. ``ServeArgs.model_version`` overrides both.
+    """
+    stamp = _RUN_STAMP.search(run_id or "")
+    if stamp:
+        return int(stamp.group(1) + stamp.group(2))
+    return int(hashlib.sha256(checkpoint_uri.encode()).hexdigest()[:12], 16) % 900_000_000 + 100_000_000
 
 
 def load_checked(uri: str) -> tuple[BiasedMF, dict]:

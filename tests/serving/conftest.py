@@ -17,18 +17,24 @@ def free_port() -> int:
 
 @pytest.fixture(scope="package")
 def served_app(ray_session, trained_run, dataset_dir):
-    """The application behind Serve's own HTTP proxy, one replica, on a free loopback port."""
+    """The application behind Serve's own HTTP and gRPC proxies, one replica, on free loopback ports."""
     from ray import serve
 
     from sentinel_ml.serving.app import ServeArgs, app_builder
-    from sentinel_ml.serving.config import APP_NAME, ROUTE_PREFIX
+    from sentinel_ml.serving.config import (
+        APP_NAME,
+        RECOMMEND_PATH,
+        ROUTE_PREFIX,
+        grpc_options,
+    )
 
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     checkpoint = trained_run.checkpoints["best"]
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.start(http_options={"host": "127.0.0.1", "port": port}, grpc_options=grpc_options(grpc_port))
     args = ServeArgs(checkpoint=checkpoint, run_id=trained_run.run_id, data=str(dataset_dir),
                      min_replicas=1, max_replicas=1)
     serve.run(app_builder(args), name=APP_NAME, route_prefix=ROUTE_PREFIX)
-    yield SimpleNamespace(url=f"http://127.0.0.1:{port}{ROUTE_PREFIX}", checkpoint=checkpoint,
-                          run_id=trained_run.run_id, dataset_dir=dataset_dir)
+    yield SimpleNamespace(url=f"http://127.0.0.1:{port}{RECOMMEND_PATH}", base=f"http://127.0.0.1:{port}",
+                          grpc=f"127.0.0.1:{grpc_port}", checkpoint=checkpoint, run_id=trained_run.run_id,
+                          dataset_dir=dataset_dir)
     serve.shutdown()

@@ -1,6 +1,7 @@
 """`sentinel serve` as a user runs it, in separate processes: a detached local Ray with the
-throughput settings (HAProxy straight to the replicas), status, predict, recommend, an idempotent
-second serve, bad input through HAProxy, and `serve stop` leaving no process behind."""
+throughput settings (HAProxy straight to the replicas, HTTP and gRPC), status, predict over every
+protocol, recommend, an idempotent second serve, bad input through HAProxy, and `serve stop` leaving
+no process behind."""
 
 from __future__ import annotations
 
@@ -30,8 +31,9 @@ def test_serve_status_predict_recommend_stop(tmp_path, trained_run, dataset_dir)
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "SENTINEL_TARGET")}
     env.update(SENTINEL_HOME=str(home), SENTINEL_STORAGE=trained_run.storage_root, SENTINEL_DATA=str(dataset_dir))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    env.pop("SENTINEL_GRPC", None)
+    port, grpc_port = free_port(), free_port()
+    url, grpc_address = f"http://127.0.0.1:{port}", f"127.0.0.1:{grpc_port}"
     best = trained_run.checkpoints["best"]
 
     def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -40,11 +42,13 @@ def test_serve_status_predict_recommend_stop(tmp_path, trained_run, dataset_dir)
 
     leader = None
     try:
-        served = cli("serve", "--checkpoint", "latest", "--port", str(port), "--timeout", "240", "-o", "json",
-                     timeout=300)
+        served = cli("serve", "--checkpoint", "latest", "--port", str(port), "--grpc-port", str(grpc_port),
+                     "--timeout", "240", "-o", "json", timeout=300)
         assert served.returncode == 0, served.stderr
         summary = json.loads(served.stdout)
         assert summary["checkpoint"] == best and summary["run_id"] == trained_run.run_id
+        assert (summary["http"], summary["grpc"]) == (url, grpc_address)
+        assert summary["model_name"] == "recommender" and summary["model_version"] > 0
         assert f"checkpoint: {best}" in served.stderr  # the exact URI it resolved
         assert summary["status"] == "RUNNING" and summary["replicas"].get("RUNNING", 0) >= 1
         leader = json.loads((home / "ray" / "cluster.json").read_text())["pid"]
@@ -52,7 +56,9 @@ def test_serve_status_predict_recommend_stop(tmp_path, trained_run, dataset_dir)
         serving = json.loads(cli("status", "-o", "json").stdout)["serving"]
         assert serving["status"] == "RUNNING" and serving["replicas"].get("RUNNING", 0) >= 1
         assert serving["checkpoint"] == best and serving["url"] == f"{url}/recommend"
-        assert "serving" in cli("status").stdout
+        assert (serving["grpc"], serving["model_version"]) == (grpc_address, summary["model_version"])
+        table = cli("status").stdout
+        assert "serving" in table and grpc_address in table and "model version" in table
 
         predicted = cli("predict", "--user", "42", "--movies", "1,2,3", "--url", url, "-o", "json")
         assert predicted.returncode == 0, predicted.stderr
@@ -60,6 +66,27 @@ def test_serve_status_predict_recommend_stop(tmp_path, trained_run, dataset_dir)
         assert body["user_id"] == 42 and len(body["predictions"]) == 3
         assert all(1.0 <= p <= 5.0 for p in body["predictions"])
         assert "predicted rating" in cli("predict", "--user", "42", "--movies", "1,2,3", "--url", url).stdout
+        for protocol in ("tfserving", "v2", "grpc"):  # the same answer over every protocol
+            other = cli("predict", "--user", "42", "--movies", "1,2,3", "--url", url, "--grpc", grpc_address,
+                        "--protocol", protocol, "-o", "json")
+            assert other.returncode == 0, other.stderr
+            assert json.loads(other.stdout)["predictions"] == pytest.approx(body["predictions"], abs=1e-6)
+        refused_grpc = cli("predict", "--user", "944", "--movies", "1", "--protocol", "grpc", "--grpc", grpc_address)
+        assert refused_grpc.returncode == 2 and "NOT_FOUND" in refused_grpc.stderr
+
+        import numpy as np
+        import tritonclient.grpc as triton  # OIP over gRPC through HAProxy, with a real client
+
+        with triton.InferenceServerClient(grpc_address) as oip:
+            inputs = [triton.InferInput(n, [3], "INT64") for n in ("user_id", "movie_id")]
+            inputs[0].set_data_from_numpy(np.array([42, 42, 42], dtype=np.int64))
+            inputs[1].set_data_from_numpy(np.array([1, 2, 3], dtype=np.int64))
+            answer = oip.infer("recommender", inputs).as_numpy("predictions")
+            assert answer.tolist() == pytest.approx(body["predictions"], abs=1e-6)
+            inputs[0].set_data_from_numpy(np.array([42, 42, 0], dtype=np.int64))
+            with pytest.raises(triton.InferenceServerException) as bad:
+                oip.infer("recommender", inputs)
+            assert "INVALID_ARGUMENT" in str(bad.value.status())
 
         top = json.loads(cli("recommend", "--user", "42", "-k", "5", "--url", url, "-o", "json").stdout)
         assert len(top["movies"]) == 5 and all(m["title"] for m in top["movies"]) and top["min_ratings"] == 20
@@ -74,8 +101,12 @@ def test_serve_status_predict_recommend_stop(tmp_path, trained_run, dataset_dir)
             assert client.post("", content=b"{oops", headers={"content-type": "application/json"}).status_code == 422
             assert client.post("", json={"user_id": 1, "movie_ids": [1] * 1001}).status_code == 422
             assert client.get("/0/top").status_code == 422
+        with httpx.Client(base_url=url, timeout=30) as client:
+            assert client.post("/v1/models/recommender:predict", json={"instances": []}).status_code == 400
+            assert client.post("/v2/models/other/infer", json={"inputs": []}).status_code == 404
 
-        again = cli("serve", "--checkpoint", trained_run.run_id, "--port", str(port), "-o", "json")
+        again = cli("serve", "--checkpoint", trained_run.run_id, "--port", str(port), "--grpc-port", str(grpc_port),
+                    "-o", "json")
         assert again.returncode == 0, again.stderr
         assert "already serving" in again.stderr
         assert json.loads(again.stdout)["ray_address"] == summary["ray_address"]

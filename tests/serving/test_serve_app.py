@@ -85,13 +85,15 @@ def test_health_and_model_report_the_checkpoint_served(client, served_app):
     info = client.get("/model").json()
     assert info["checkpoint_uri"] == served_app.checkpoint
     assert info["run_id"] == served_app.run_id
+    assert info["model_name"] == "recommender" and info["model_version"] > 0
     assert info["metrics"]["val_rmse"] > 0
     assert (info["num_users"], info["num_items"], info["max_movie_ids"]) == (944, 1683, 1000)
 
 
 def test_openapi_spec_and_docs_are_served(client):
     spec = client.get("/openapi.json").json()
-    assert {"/", "/{user_id}/top", "/healthz", "/model"} <= set(spec["paths"])
+    assert {"/recommend", "/recommend/{user_id}/top", "/recommend/healthz", "/recommend/model",
+            "/v1/models/{model}:predict", "/v2/models/{model}/infer"} <= set(spec["paths"])
     docs = client.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
 
@@ -146,6 +148,7 @@ BAD_REQUESTS = [
     ("empty movies", "POST", "", {"json": {"user_id": 1, "movie_ids": []}}, 422),
     ("oversized movies", "POST", "", {"json": {"user_id": 1, "movie_ids": [1] * 1001}}, 422),
     ("extra field", "POST", "", {"json": {"user_id": 1, "movie_ids": [1], "k": 3}}, 422),
+    ("10 MB body", "POST", "", {"content": b"[" + b"1," * (5 << 20) + b"1]", "headers": JSON}, 413),
     ("top: unknown user", "GET", "/944/top", {}, 404),
     ("top: negative user", "GET", "/-3/top", {}, 422),
     ("top: user not a number", "GET", "/abc/top", {}, 422),
@@ -167,6 +170,7 @@ def test_bad_input_is_a_4xx_with_a_json_message(client, method, path, kwargs, st
     assert response.headers["content-type"].startswith("application/json")
     detail = json.loads(response.text)["detail"]
     assert isinstance(detail, str) and detail
+    assert client.post("", json={"user_id": 1, "movie_ids": [1, 2]}).status_code == 200  # still answering
 
 
 def test_unknown_user_message_names_the_known_range(client):

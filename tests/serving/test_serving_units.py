@@ -152,3 +152,79 @@ def test_api_client_endpoint_and_local_replica_cap():
     assert endpoint("http://h:1") == endpoint("http://h:1/recommend/") + "" == "http://h:1/recommend"
     assert endpoint("http://h:1/", "/7/top?k=3") == "http://h:1/recommend/7/top?k=3"
     assert 1 <= local_max_replicas() <= 5
+
+
+# -- the protocols' pieces that need no server ------------------------------------------------------
+
+
+@pytest.mark.parametrize("args, message", [
+    (["serve", "--grpc-port", "0"], "--grpc-port"),
+    (["serve", "--port", "9100", "--grpc-port", "9100"], "is also the HTTP port"),
+    (["serve", "--port", "9000"], "gRPC port 9000 is also the HTTP port"),
+    (["predict", "--user", "1", "--movies", "1", "--protocol", "soap"], "--protocol"),
+])
+def test_bad_protocol_flags_exit_2(sentinel_home, args, message):
+    result = invoke(*args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+def test_predict_over_grpc_with_nothing_answering_names_the_next_step(sentinel_home):
+    """In a child process: this one must not load Sentinel's gRPC stubs beside tritonclient's."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.serving.conftest import free_port
+
+    result = subprocess.run([sys.executable, "-m", "sentinel_cli", "predict", "--user", "1", "--movies", "1",
+                             "--protocol", "grpc", "--grpc", f"127.0.0.1:{free_port()}"],
+                            capture_output=True, text=True, timeout=120, env=os.environ, check=False)
+    assert result.returncode == 2, result.stderr
+    assert "nothing answers gRPC" in result.stderr and "sentinel serve" in result.stderr
+
+
+def test_http_base_and_grpc_options():
+    from sentinel_cli.api_client import http_base
+    from sentinel_ml.serving.config import GRPC_SERVICER, ServeRequest, grpc_options
+
+    assert http_base("http://h:1/recommend/") == http_base("http://h:1") == "http://h:1"
+    assert grpc_options(9100) == {"port": 9100, "grpc_servicer_functions": [GRPC_SERVICER]}
+    request = ServeRequest().with_local_defaults(timeout_s=10)
+    assert (request.url, request.grpc_address) == ("http://127.0.0.1:8000", "127.0.0.1:9000")
+
+
+def test_the_grpc_servicer_is_importable_as_serve_imports_it():
+    """What Serve's proxies import from gRPCOptions.grpc_servicer_functions (in a child process, for
+    the descriptor-pool reason above)."""
+    import subprocess
+    import sys
+
+    code = ("from ray.serve.config import gRPCOptions; from sentinel_ml.serving.config import grpc_options; "
+            "print(len(gRPCOptions(**grpc_options()).grpc_servicer_func_callable))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0 and result.stdout.strip() == "1", result.stderr
+
+
+@pytest.mark.parametrize("run_id, uri, expected", [
+    ("train-20261201-214838-12de", "/x/runs/train-20261201-214838-12de/best.pt", 20261201214838),
+    ("tune-20260102-030405-ab12", "s3://b/runs/tune-20260102-030405-ab12/best.pt", 20260102030405),
+])
+def test_model_version_comes_from_the_runs_time(run_id, uri, expected):
+    from sentinel_ml.serving.recommender import model_version
+
+    assert model_version(run_id, uri) == expected
+    assert 10**8 <= model_version(None, uri) < 10**9  # no run id: from the URI
+
+
+def test_model_ref_checks_name_and_version():
+    from sentinel_ml.serving.api import ModelRef
+
+    ref = ModelRef("recommender", 7, 944, 1683)
+    ref.check("recommender")
+    ref.check("recommender", "7")
+    for name, version, status in [("other", None, 404), ("recommender", "8", 404), ("recommender", "v7", 400),
+                                  ("recommender", "0", 400)]:
+        with pytest.raises(ApiError) as raised:
+            ref.check(name, version)
+        assert raised.value.status_code == status

@@ -134,7 +134,8 @@ def serve(request, deploy: KubeRequest | None = None) -> dict[str, Any]:
         previous = kube.get(RAYSERVICE, name) if not deploy.dry_run else None
         applied = _apply(kube, planned.objects, deploy.dry_run)
         result = {"target": NAME, "namespace": kube.namespace, "rayservice": name, "checkpoint": uri,
-                  "run_id": run_id, "endpoint": endpoint(name, kube.namespace, settings.serve.port)}
+                  "run_id": run_id, "endpoint": endpoint(name, kube.namespace, settings.serve.port),
+                  "grpc_endpoint": grpc_endpoint(name, kube.namespace, settings.serve.grpc_port)}
         if deploy.dry_run:
             return {**result, "dry_run": True, "objects": applied}
         before = _annotation(previous, manifests.CHECKPOINT)
@@ -240,7 +241,7 @@ def logs(name: str, follow: bool = False, deploy: KubeRequest | None = None) -> 
 def delete(name: str, deploy: KubeRequest | None = None) -> dict[str, Any]:
     """Delete what Sentinel made under ``name`` (its pods and clusters follow); others are refused."""
     from sentinel_cli.k8s import manifests
-    from sentinel_cli.k8s.client import RAY_KINDS, NotFound
+    from sentinel_cli.k8s.client import RAY_KINDS, RAYSERVICE, SERVICE, NotFound
 
     deploy = deploy or KubeRequest()
     settings = _settings(deploy)
@@ -258,6 +259,9 @@ def delete(name: str, deploy: KubeRequest | None = None) -> dict[str, Any]:
                         "dry_run": True}
             kube.delete(kind, name)
             _say(f"deleted {kind.kind} {name} in namespace {kube.namespace}")
+            grpc = kube.get(SERVICE, manifests.grpc_service_name(name)) if kind is RAYSERVICE else None
+            if grpc is not None and _labels(grpc).get(manifests.MANAGED_BY) == manifests.MANAGER:
+                kube.delete(SERVICE, grpc["metadata"]["name"])  # the RayService's gRPC Service (serve)
             return {"kind": kind.kind, "name": name, "namespace": kube.namespace, "deleted": True}
     raise NotFound(f"no RayJob, RayService or RayCluster named {name} in namespace {kube.namespace}",
                    hint="list them: sentinel status --target k8s")
@@ -326,7 +330,8 @@ def _from_request(deploy: KubeRequest | None, request) -> KubeRequest:
 def _serve_settings(request) -> dict[str, Any]:
     """A ServeRequest's port and replica bounds, as the profile's serve.* keys."""
     app_args = getattr(request, "app_args", None) or {}
-    return {"port": getattr(request, "port", None), "min_replicas": app_args.get("min_replicas"),
+    return {"port": getattr(request, "port", None), "grpc_port": getattr(request, "grpc_port", None),
+            "min_replicas": app_args.get("min_replicas"),
             "max_replicas": app_args.get("max_replicas")}
 
 
@@ -387,7 +392,8 @@ def _finish_job(state, namespace: str, settings, with_record: bool) -> dict[str,
         if record:
             outcome.update(metrics=record["metrics"], checkpoints=record["checkpoints"],
                            index_uri=record["index_uri"], mlflow_run_id=record["mlflow_run_id"],
-                           mlflow_error=None, record=record)
+                           mlflow_error=None, restarts=(record.get("extra") or {}).get("restarts", []),
+                           record=record)
     return outcome
 
 
@@ -400,6 +406,13 @@ def _detached(kind: str, name: str, namespace: str, follow: bool):
 
 def endpoint(name: str, namespace: str, port: int) -> str:
     return f"http://{name}-serve-svc.{namespace}.svc.cluster.local:{port}/recommend"
+
+
+def grpc_endpoint(name: str, namespace: str, port: int) -> str:
+    """The OIP gRPC service behind Sentinel's own Service (KubeRay's serve Service carries only HTTP)."""
+    from sentinel_cli.k8s.manifests import grpc_service_name
+
+    return f"{grpc_service_name(name)}.{namespace}.svc.cluster.local:{port}"
 
 
 def _annotation(obj: dict[str, Any] | None, key: str) -> str | None:

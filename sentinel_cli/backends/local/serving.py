@@ -1,8 +1,9 @@
 """Serving on the local target: the MovieRecommender application on a detached local Ray.
 
 ``start`` resolves the checkpoint through the index, starts (or reuses) the local cluster, deploys
-the application and returns once ``/recommend/healthz`` answers and ``/recommend/model`` reports the
-checkpoint asked for; every wait is bounded and says what it waits on. ``describe`` feeds
+the application (HTTP: /recommend, TF-Serving /v1, OIP /v2; gRPC: the OIP service) and returns once
+``/recommend/healthz`` answers and ``/recommend/model`` reports the checkpoint asked for; every wait
+is bounded and says what it waits on. ``describe`` feeds
 ``sentinel status``; ``stop`` removes the application and the cluster Sentinel started.
 """
 
@@ -27,8 +28,10 @@ from sentinel_ml.serving.config import (
     APP_NAME,
     AUTOSCALING,
     DEPLOYMENT_NAME,
+    RECOMMEND_PATH,
     ROUTE_PREFIX,
     ServeRequest,
+    grpc_options,
 )
 from sentinel_ml.store.index import resolve_checkpoint
 
@@ -59,9 +62,14 @@ def start(request: ServeRequest, on_progress: Progress | None = None,
     if serving and serving["port"] != request.port:
         raise ConfigError(f"the local cluster already serves on port {serving['port']}",
                           hint=f"run `sentinel serve stop` first, or pass --port {serving['port']}")
-    if not serving and _port_taken(request.host, request.port):
-        raise ConfigError(f"port {request.port} on {request.host} is already in use",
-                          hint="pass --port with a free port")
+    if serving and serving.get("grpc_port", request.grpc_port) != request.grpc_port:
+        raise ConfigError(f"the local cluster already serves gRPC on port {serving['grpc_port']}",
+                          hint=f"run `sentinel serve stop` first, or pass --grpc-port {serving['grpc_port']}")
+    if not serving:
+        for flag, port in (("--port", request.port), ("--grpc-port", request.grpc_port)):
+            if _port_taken(request.host, port):
+                raise ConfigError(f"port {port} on {request.host} is already in use",
+                                  hint=f"pass {flag} with a free port")
     if cluster is None:
         local_ray.forget()
         cluster = local_ray.start({**serve_env(), **(cluster_env or {})}, on_progress=notify)
@@ -69,14 +77,16 @@ def start(request: ServeRequest, on_progress: Progress | None = None,
     deadline = time.monotonic() + request.timeout_s
     if serving and serving.get("args") == args and _model_info(request.url).get("checkpoint_uri") == uri:
         notify("already serving this checkpoint with these settings")
-        return {**serving, "status": "RUNNING", "replicas": _wait_until_serving(request, uri, deadline, notify)}
-    state = {"application": APP_NAME, "url": request.url + ROUTE_PREFIX, "host": request.host,
-             "port": request.port, "checkpoint": uri, "run_id": run_id, "ray_address": cluster.address,
+        replicas = _wait_until_serving(request, uri, deadline, notify)
+        return {**serving, **_model_fields(_model_info(request.url)), "status": "RUNNING", "replicas": replicas}
+    state = {"application": APP_NAME, "url": request.url + RECOMMEND_PATH, "http": request.url,
+             "grpc": request.grpc_address, "host": request.host, "port": request.port,
+             "grpc_port": request.grpc_port, "checkpoint": uri, "run_id": run_id, "ray_address": cluster.address,
              "deployed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "args": args}
     (local_ray.cluster_dir() / STATE_FILE).write_text(json.dumps(state, indent=2))  # the port is taken now
     _deploy(request, args, notify)
     replicas = _wait_until_serving(request, uri, deadline, notify)
-    return {**state, "status": "RUNNING", "replicas": replicas}
+    return {**state, **_model_fields(_model_info(request.url)), "status": "RUNNING", "replicas": replicas}
 
 
 def serve_env() -> dict[str, str]:
@@ -133,7 +143,8 @@ def describe() -> dict[str, Any] | None:
         return {**state, "status": "NOT DEPLOYED", "replicas": {}}
     deployment = app.deployments.get(DEPLOYMENT_NAME)
     model = _model_info(state["url"])
-    return {**state, "status": app.status.value if hasattr(app.status, "value") else str(app.status),
+    return {**state, **_model_fields(model),
+            "status": app.status.value if hasattr(app.status, "value") else str(app.status),
             "message": app.message or None,
             "replicas": dict(deployment.replica_states) if deployment else {},
             "checkpoint": model.get("checkpoint_uri", state["checkpoint"]),
@@ -174,15 +185,22 @@ def _app_args(request: ServeRequest, uri: str, run_id: str | None, data: str) ->
         raise ConfigError(f"invalid serving settings: {problems}") from None
 
 
+def _model_fields(info: dict[str, Any]) -> dict[str, Any]:
+    """The model's name and version as /recommend/model reports them (absent while it does not answer)."""
+    return {k: info[k] for k in ("model_name", "model_version") if k in info}
+
+
 def _deploy(request: ServeRequest, args: dict[str, Any], notify: Progress) -> None:
-    """Start Serve's proxy on host:port and (re)deploy the application without waiting on it."""
+    """Start Serve's proxies on host:port (HTTP) and grpc_port (gRPC), then (re)deploy the application
+    without waiting on it."""
     from ray import serve
 
     from sentinel_ml.logs import follow_root_level
     from sentinel_ml.serving.app import app_builder
 
     follow_root_level()  # Serve sets its driver logger to INFO on import
-    serve.start(http_options={"host": request.host, "port": request.port}, proxy_location="HeadOnly")
+    serve.start(http_options={"host": request.host, "port": request.port},
+                grpc_options=grpc_options(request.grpc_port), proxy_location="HeadOnly")
     errors: list[BaseException] = []
 
     def run() -> None:
@@ -191,7 +209,8 @@ def _deploy(request: ServeRequest, args: dict[str, Any], notify: Progress) -> No
         except BaseException as e:  # noqa: BLE001 - reported by the waiting loop
             errors.append(e)
 
-    notify(f"deploying {DEPLOYMENT_NAME} at {request.url}{ROUTE_PREFIX}")
+    notify(f"deploying {DEPLOYMENT_NAME} at {request.url} (HTTP: {RECOMMEND_PATH}, /v1, /v2) and "
+           f"{request.grpc_address} (gRPC)")
     thread = threading.Thread(target=run, name="serve-run", daemon=True)
     thread.start()
     thread.join(timeout=5.0)  # serve.run returns quickly when the app is already healthy
