@@ -6,8 +6,19 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    from sentinel_cli.commands import (data, delete, logs, platform, predict, render, serve, status,
-                                       train, tune)
+    from sentinel_cli.commands import (
+        data,
+        delete,
+        logs,
+        platform,
+        predict,
+        render,
+        serve,
+        status,
+        train,
+        tune,
+        verify,
+    )
 
     app.command("train")(train.train)
     app.command("tune")(tune.tune)
@@ -19,4 +30,5 @@ def register(app: typer.Typer) -> None:
     app.command("logs")(logs.logs)
     app.command("delete")(delete.delete)
     platform.register(app)  # up, down, doctor, build, cluster
+    app.command("verify")(verify.verify)
     app.add_typer(data.app, name="data")

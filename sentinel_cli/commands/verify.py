@@ -1,0 +1,34 @@
+"""``sentinel verify``: the platform's smoke test, as a user runs it against their staging cluster."""
+
+from __future__ import annotations
+
+import typer
+
+from sentinel_cli import backends, options
+from sentinel_cli.k8s.request import KubeRequest
+from sentinel_cli.output import OutputFormat, emit
+
+
+@options.kube_options("profile", "namespace", "sets", "timeout")
+def verify(
+    target: options.TargetOpt = None,
+    data: options.DataOpt = None,
+    storage: options.StorageOpt = None,
+    output: options.OutputOpt = OutputFormat.table,
+    deploy: KubeRequest = KubeRequest(),
+) -> None:
+    """Train one epoch, serve it, check one prediction against the checkpoint, then remove all of it.
+    One row per step; exit 0 when every step passed, 1 otherwise."""
+    from sentinel_cli import checks, smoke
+
+    if backends.target_name(target, deploy.overrides.profile) == "k8s":
+        test = smoke.KubeSmoke(deploy, storage)
+    else:
+        from sentinel_cli.k8s.request import check_local
+
+        check_local(deploy)
+        test = smoke.LocalSmoke(data)
+    result = smoke.run(test)
+    emit(result, output, checks.table)
+    if not result["ok"]:
+        raise typer.Exit(1)

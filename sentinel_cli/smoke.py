@@ -1,0 +1,228 @@
+"""The smoke test behind ``sentinel verify``: train one epoch, serve it, check one prediction against
+the checkpoint itself, and remove everything it made. One row per step (pass, fail, or skip when a
+step it needs failed); cleanup always runs. The same steps run on the local target and on a cluster,
+where the prediction goes through the API server's Service proxy, so no route into the cluster
+network is needed (a staging EKS cluster, say).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from sentinel_cli.checks import SKIP, Item, report, run_check
+from sentinel_cli.k8s.request import KubeRequest
+from sentinel_ml.errors import JobFailed, SentinelError
+
+SAMPLE = {"user_id": 1, "movie_ids": [1, 50, 100]}  # MovieLens ids every checkpoint knows
+TOLERANCE = 1e-4
+
+
+@dataclass
+class Made:
+    """What the steps made: what the later steps use and cleanup removes."""
+
+    run_id: str | None = None
+    checkpoint: str | None = None
+    index_uri: str | None = None
+    endpoint: str | None = None
+    service: str | None = None
+    scratch: str | None = None
+    removed: list[str] = field(default_factory=list)
+
+
+def run(smoke) -> dict[str, Any]:
+    """Run ``smoke``'s steps in order; after a failure the rest are skipped, then cleanup runs."""
+    made, items, failed = Made(), [], None
+    for name, step in smoke.steps():
+        if failed:
+            items.append(Item(name, SKIP, f"needs {failed}, which failed"))
+            continue
+        items.append(_timed(name, lambda step=step: step(made)))
+        failed = name if items[-1].failed else None
+    items.append(_timed("cleanup", lambda: smoke.cleanup(made)))
+    return report(smoke.name, items, run_id=made.run_id)
+
+
+def _timed(name: str, step: Callable[[], str | Item]) -> Item:
+    started = time.monotonic()
+    item = run_check(name, step)
+    return replace(item, detail=f"{item.detail} ({time.monotonic() - started:.1f} s)")
+
+
+def check_prediction(answer: dict[str, Any], checkpoint: str) -> str:
+    """The served predictions for ``SAMPLE`` against the checkpoint's own, computed here."""
+    import torch
+
+    from sentinel_ml.store.checkpoint import load_network
+
+    network, _ = load_network(checkpoint)
+    users = torch.full((len(SAMPLE["movie_ids"]),), SAMPLE["user_id"])
+    expected = network.predict(users, torch.tensor(SAMPLE["movie_ids"])).tolist()
+    served = answer.get("predictions") or []
+    worst = max((abs(a - b) for a, b in zip(served, expected)), default=float("inf"))
+    if len(served) != len(expected) or worst > TOLERANCE:
+        raise JobFailed(f"served predictions {served} differ from the checkpoint's {expected}",
+                        hint="the service may be serving another checkpoint: sentinel status")
+    return f"user {SAMPLE['user_id']}: {', '.join(f'{p:.3f}' for p in served)} (match the checkpoint)"
+
+
+def _one_epoch(data: str | None, storage: str | None):
+    from sentinel_ml.training.config import Hyperparameters, TrainConfig
+
+    return TrainConfig(hp=Hyperparameters.for_model("mf", epochs=1), data=data, storage=storage, mlflow_uri="off")
+
+
+def _trained(summary: dict[str, Any], made: Made) -> str:
+    if "checkpoints" not in summary:
+        raise JobFailed(f"run {summary.get('run_id')} finished without an index record to serve from",
+                        hint="check the storage settings: sentinel doctor")
+    made.run_id, made.checkpoint = summary["run_id"], summary["checkpoints"]["best"]
+    made.index_uri = summary.get("index_uri")
+    return f"run {made.run_id}: val RMSE {summary['metrics']['val_rmse']:.4f}, checkpoint {made.checkpoint}"
+
+
+def _remove_run(made: Made) -> None:
+    """The run's checkpoints and index record, so `latest` is what it was before."""
+    from sentinel_ml.store import uri as storage
+
+    for uri in (made.index_uri, made.checkpoint, made.checkpoint and made.checkpoint.replace("/best.pt", "/last.pt")):
+        if uri and storage.delete(uri):
+            made.removed.append(uri)
+
+
+class LocalSmoke:
+    """On this machine: a scratch checkpoint store, a detached local Serve on a free port."""
+
+    name = "local"
+
+    def __init__(self, data: str | None) -> None:
+        self.data = data
+
+    def steps(self):
+        return [("ray", self._ray), ("train", self._train), ("serve", self._serve), ("predict", self._predict)]
+
+    def _ray(self, made: Made) -> str:
+        from sentinel_cli.backends.local import ray_cluster, serving
+
+        if ray_cluster.find() is None:
+            ray_cluster.prepare_auth()  # the serve step starts a cluster: Ray reads this once, at import
+        import ray
+
+        if serving.describe() is not None:
+            raise JobFailed("an application is already serving on the local Ray cluster; verify would replace it",
+                            hint="stop it first (sentinel serve stop), or verify a cluster with --target k8s")
+        return f"ray {ray.__version__}"
+
+    def _train(self, made: Made) -> str:
+        from sentinel_cli.backends.local.backend import LocalBackend
+
+        made.scratch = tempfile.mkdtemp(prefix="sentinel-verify-")
+        return _trained(LocalBackend().train(_one_epoch(self.data, made.scratch), KubeRequest()), made)
+
+    def _serve(self, made: Made) -> str:
+        from sentinel_cli import api_client
+        from sentinel_cli.backends.local.backend import LocalBackend
+        from sentinel_cli.backends.local.ray_cluster import free_ports
+        from sentinel_ml.serving.config import ServeRequest
+
+        port, grpc_port = free_ports(2)
+        request = ServeRequest(checkpoint=made.checkpoint, storage=made.scratch, data=self.data, port=port,
+                               grpc_port=grpc_port)
+        made.service = "local"
+        summary = LocalBackend().serve(request, KubeRequest())
+        made.endpoint = api_client.endpoint(summary["url"])
+        return f"{made.endpoint} serves {made.checkpoint}"
+
+    def _predict(self, made: Made) -> str:
+        from sentinel_cli import api_client
+
+        return check_prediction(api_client.call("POST", made.endpoint, SAMPLE), made.checkpoint)
+
+    def cleanup(self, made: Made) -> str:
+        from sentinel_cli.backends.local import serving
+
+        stopped = serving.stop()["stopped"] if made.service else False
+        if made.scratch:
+            shutil.rmtree(made.scratch, ignore_errors=True)
+        return ("stopped the local application; " if stopped else "") + \
+            (f"removed {made.scratch}" if made.scratch else "nothing to remove")
+
+
+class KubeSmoke:
+    """On the cluster of the kubeconfig and profile: a RayJob, a RayService, the checkpoint store in S3."""
+
+    name = "k8s"
+
+    def __init__(self, deploy: KubeRequest, storage: str | None) -> None:
+        self.deploy, self.storage = deploy, storage
+
+    def steps(self):
+        return [("cluster", self._cluster), ("train", self._train), ("serve", self._serve),
+                ("predict", self._predict)]
+
+    def _settings(self):
+        from sentinel_cli.k8s import settings
+
+        overrides = self.deploy.overrides
+        return settings.load(replace(overrides, storage=self.storage or overrides.storage))
+
+    def _cluster(self, made: Made) -> str:
+        from sentinel_cli.backends.kubernetes.platform import connect
+        from sentinel_cli.k8s.platform_objects import RAY_CRDS
+        from sentinel_ml.errors import ConfigError
+
+        settings = self._settings()
+        with connect(settings) as kube:
+            version = kube.version()
+            missing = [crd for crd in RAY_CRDS if not kube.crd_exists(crd)]
+        if missing:
+            raise ConfigError(f"missing CRDs: {', '.join(missing)}", hint="run `sentinel up --target k8s`")
+        storage = settings.require_storage()
+        return f"{kube.server} (Kubernetes {version}), namespace {settings.namespace}, storage {storage}"
+
+    def _train(self, made: Made) -> str:
+        from sentinel_cli.backends.kubernetes.backend import KubernetesBackend
+        from sentinel_ml.store.index import new_run_id
+
+        name = new_run_id("verify")
+        made.run_id = name
+        summary = KubernetesBackend().train(_one_epoch(None, self.storage), replace(self.deploy, name=name))
+        return _trained(summary, made)
+
+    def _serve(self, made: Made) -> str:
+        from sentinel_cli.backends.kubernetes.backend import KubernetesBackend
+        from sentinel_ml.serving.config import ServeRequest
+
+        made.service = f"{made.run_id}-serve"
+        summary = KubernetesBackend().serve(ServeRequest(checkpoint=made.checkpoint, storage=self.storage),
+                                            replace(self.deploy, name=made.service))
+        return f"RayService {made.service} Ready, serving {summary['checkpoint']}"
+
+    def _predict(self, made: Made) -> str:
+        from sentinel_cli.backends.kubernetes.platform import connect
+        from sentinel_ml.serving.config import ROUTE_PREFIX
+
+        settings = self._settings()
+        with connect(settings) as kube:
+            answer = kube.post_to_service(f"{made.service}-serve-svc", settings.serve.port, ROUTE_PREFIX, SAMPLE)
+        return check_prediction(answer, made.checkpoint)
+
+    def cleanup(self, made: Made) -> str:
+        from sentinel_cli.backends.kubernetes.backend import delete
+
+        deleted = []
+        for name in (made.service, made.run_id):
+            if name:
+                try:
+                    deleted.append(delete(name, self.deploy)["kind"] + f" {name}")
+                except SentinelError:  # not made, or already gone: cleanup goes on
+                    continue
+        _remove_run(made)
+        parts = ([f"deleted {', '.join(deleted)}"] if deleted else []) + \
+            ([f"removed {len(made.removed)} objects of run {made.run_id}"] if made.removed else [])
+        return "; ".join(parts) or "nothing to remove"
