@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from sentinel_cli.k8s import client as kinds
+from sentinel_ml.serving.config import DEPLOYMENT_NAME
 
 METRICS_PORT_NAME = "metrics"  # the KubeRay head and worker containers' metrics port
 DASHBOARD_LABEL = {"grafana_dashboard": "1"}  # what Grafana's dashboard sidecar watches for
@@ -58,13 +59,20 @@ def _panel(panel_id: int, title: str, expr: str, unit: str, x: int, y: int) -> d
             "targets": [{"expr": expr, "refId": "A", "legendFormat": "__auto"}]}
 
 
+# Every protocol's routes: /recommend, TF-Serving's /v1 and the Open Inference Protocol's /v2 (HTTP),
+# and the OIP gRPC service's methods.
+_ROUTES = 'route=~"/recommend.*|/v1/.*|/v2/.*"'
+_GRPC = 'method=~"/inference.GRPCInferenceService/.*"'
 SERVING_PANELS = [
-    ("Requests per second by route", 'sum(rate(ray_serve_num_http_requests_total{route=~"/recommend.*"}[1m])) by (route, code)', "reqps"),
-    ("P95 latency (ms)", 'histogram_quantile(0.95, sum(rate(ray_serve_http_request_latency_ms_bucket{route=~"/recommend.*"}[5m])) by (le))', "ms"),
-    ("Errors per second", 'sum(rate(ray_serve_num_http_error_requests_total{route=~"/recommend.*"}[1m])) by (error_code)', "reqps"),
-    ("Replicas", 'sum(ray_serve_deployment_replica_healthy{deployment="MovieRecommender"})', "short"),
-    ("Ongoing requests per replica", 'avg(ray_serve_replica_processing_queries{deployment="MovieRecommender"})', "short"),
-    ("Queued requests", 'sum(ray_serve_deployment_queued_queries{deployment="MovieRecommender"})', "short"),
+    ("HTTP requests per second by route", f'sum(rate(ray_serve_num_http_requests_total{{{_ROUTES}}}[1m])) by (route, code)', "reqps"),
+    ("gRPC requests per second by method", f'sum(rate(ray_serve_num_grpc_requests_total{{{_GRPC}}}[1m])) by (method)', "reqps"),
+    ("P95 latency (ms)", f'histogram_quantile(0.95, sum(rate(ray_serve_http_request_latency_ms_bucket{{{_ROUTES}}}[5m])) by (le))', "ms"),
+    ("gRPC P95 latency (ms)", f'histogram_quantile(0.95, sum(rate(ray_serve_grpc_request_latency_ms_bucket{{{_GRPC}}}[5m])) by (le))', "ms"),
+    ("HTTP errors per second", f'sum(rate(ray_serve_num_http_error_requests_total{{{_ROUTES}}}[1m])) by (error_code)', "reqps"),
+    ("gRPC errors per second", f'sum(rate(ray_serve_num_grpc_error_requests_total{{{_GRPC}}}[1m])) by (error_code)', "reqps"),
+    ("Replicas", f'sum(ray_serve_deployment_replica_healthy{{deployment="{DEPLOYMENT_NAME}"}})', "short"),
+    ("Ongoing requests per replica", f'avg(ray_serve_replica_processing_queries{{deployment="{DEPLOYMENT_NAME}"}})', "short"),
+    ("Queued requests", f'sum(ray_serve_deployment_queued_queries{{deployment="{DEPLOYMENT_NAME}"}})', "short"),
 ]
 TRAINING_PANELS = [
     ("CPU utilisation by node", 'avg(ray_node_cpu_utilization) by (instance)', "percent"),
