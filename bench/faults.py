@@ -1,7 +1,8 @@
 """Benchmark: faults survived (issue 16). Each scenario injects a real fault (SIGKILL of a real process)
 into a real `sentinel` run and prints one row of figures. Not a test: run it by hand.
 
-    python bench/faults.py [--only train,tune] [--epochs 5] [--kill-after 2] [--seed 42] [--data PATH]
+    python bench/faults.py [--only train,tune,rollout,replica-kill,stop-drain] [--epochs 5] [--kill-after 2]
+                           [--seed 42] [--data PATH] [--concurrency 64] [--duration 60]
 
 Scenarios (one function each, listed in SCENARIOS; add a row by adding one):
   train  `sentinel train --workers 2`: one Ray Train worker SIGKILLed after epoch --kill-after; the
@@ -10,6 +11,18 @@ Scenarios (one function each, listed in SCENARIOS; add a row by adding one):
   tune   `sentinel tune` (mf, ASHA with rungs at 1, 2, 4, one trial at a time): the first trial's
          process SIGKILLed after its epoch --kill-after + 1; the study completes, and the trial's row
          shows the restart and the epoch it resumed from.
+
+  rollout       `sentinel serve --checkpoint <other>` while wrk drives POST /recommend at --concurrency
+                for --duration s, then an update that changes only the replica settings (1..2 -> 2..2):
+                failed requests of each (target 0) and whether every answer after it comes from the
+                new checkpoint (/recommend/model).
+  replica-kill  2 replicas under wrk load: one `ray::ServeReplica:sentinel:MovieRecommender` process
+                SIGKILLed; failed requests (target 0) and the seconds until serve.status() shows 2
+                RUNNING replicas again.
+  stop-drain    `sentinel serve stop` under load (a bounded asyncio client that records every request):
+                requests sent before the stop that failed (target 0; resets named), then what the
+                requests sent after it met.
+The serving scenarios share one short `sentinel train` run (its best and last checkpoints).
 
 The helpers that find and kill processes (`descendants`, `processes_named`, `kill_one`) are shared with
 tests/test_faults.py.
@@ -31,11 +44,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # `python bench/faults.py`: bench.serve's helpers are imported by package
+    sys.path.insert(0, str(REPO))
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "ml-100k.zip"
 SENTINEL = [sys.executable, "-m", "sentinel_cli"]
 
 TRAIN_WORKER = "RayTrainWorker"  # the proctitle of a Ray Train worker: ray::RayTrainWorker.…
 TRIAL_ACTOR = "ImplicitFunc"  # the proctitle of a Tune function trial's actor: ray::ImplicitFunc.…
+REPLICA = "ServeReplica:sentinel:MovieRecommender"  # a Serve replica's proctitle: ray::ServeReplica:<app>:<deployment>
 
 
 # --- finding and killing real processes ------------------------------------------------------------
@@ -218,9 +234,326 @@ def tune_trial_kill(args: argparse.Namespace, home: Path) -> list[str]:
     ]
 
 
+# --- serving under load -----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Wrk:
+    """``wrk`` driving POST /recommend (random valid bodies; bench/serve.py's script) in the background,
+    bounded by its duration; ``result()`` waits for it and parses its figures."""
+
+    def __init__(self, url: str, workdir: Path, connections: int = 64, duration_s: float = 60.0) -> None:
+        from bench.serve import wrk_command, wrk_script
+
+        script = wrk_script(workdir / "recommend.lua", "recommend")
+        self.duration_s = duration_s
+        self.proc = subprocess.Popen(wrk_command(url, script, connections, duration_s), stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+    def result(self) -> dict:
+        from bench.serve import wrk_result
+
+        try:
+            out, err = self.proc.communicate(timeout=self.duration_s + 60)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise RuntimeError("wrk did not finish in time") from None
+        if self.proc.returncode != 0:
+            raise RuntimeError(f"wrk failed ({self.proc.returncode}): {err.strip()[-500:]}")
+        return wrk_result(out)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+class RequestLoad:
+    """A bounded asyncio client (httpx) keeping ``concurrency`` POST /recommend requests in flight; every
+    request is recorded as (sent, done, outcome), outcome one of ok, status <code>, refused, reset,
+    timeout. It stops by itself after ``duration_s`` or ``max_requests``, or when ``stop()`` is called."""
+
+    def __init__(self, url: str, concurrency: int = 64, duration_s: float = 60.0, max_requests: int = 200_000,
+                 timeout_s: float = 30.0) -> None:
+        self.url, self.concurrency, self.duration_s = url, concurrency, duration_s
+        self.max_requests, self.timeout_s = max_requests, timeout_s
+        self.records: list[tuple[float, float, str]] = []
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="request-load", daemon=True)
+        self._thread.start()
+
+    def _main(self) -> None:
+        import asyncio
+
+        asyncio.run(self._run())
+
+    async def _run(self) -> None:
+        import asyncio
+        import random
+
+        import httpx
+
+        rng = random.Random(42)
+        end = time.monotonic() + self.duration_s
+        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+        async with httpx.AsyncClient(timeout=self.timeout_s, limits=limits) as client:
+            async def worker() -> None:
+                while not self._halt.is_set() and time.monotonic() < end and len(self.records) < self.max_requests:
+                    body = {"user_id": rng.randint(1, 943), "movie_ids": [rng.randint(1, 1682) for _ in range(10)]}
+                    sent = time.time()
+                    try:
+                        response = await client.post(self.url, json=body)
+                        outcome = "ok" if response.status_code == 200 else f"status {response.status_code}"
+                    except httpx.ConnectError:
+                        outcome = "refused"
+                    except httpx.TimeoutException:
+                        outcome = "timeout"
+                    except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError):
+                        outcome = "reset"
+                    except httpx.HTTPError as e:
+                        outcome = type(e).__name__
+                    self.records.append((sent, time.time(), outcome))
+                    if outcome != "ok":
+                        await asyncio.sleep(0.05)  # a refused connect returns at once: no busy loop
+
+            await asyncio.gather(*(worker() for _ in range(self.concurrency)))
+
+    def stop(self, timeout_s: float = 60.0) -> list[tuple[float, float, str]]:
+        """Stop sending; wait (bounded) for the requests in flight; every record."""
+        self._halt.set()
+        self._thread.join(timeout_s)
+        return list(self.records)
+
+    def wait(self) -> list[tuple[float, float, str]]:
+        self._thread.join(self.duration_s + self.timeout_s + 30)
+        return self.stop()
+
+
+def outcomes(records: list[tuple[float, float, str]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for _, _, outcome in records:
+        counts[outcome] = counts.get(outcome, 0) + 1
+    return counts
+
+
+WATCH_REPLICAS = """
+import json, sys, time
+from sentinel_cli.backends.local import ray_cluster as local_ray
+local_ray.connect(local_ray.find())  # find() first: it exports the cluster's auth settings before Ray loads
+from ray import serve
+end = time.monotonic() + float(sys.argv[1])
+while time.monotonic() < end:
+    app = serve.status().applications.get("sentinel")
+    deployment = app.deployments.get("MovieRecommender") if app else None
+    states = {str(getattr(k, "value", k)): v for k, v in (deployment.replica_states if deployment else {}).items()}
+    print(json.dumps({"t": time.time(), "replicas": states}), flush=True)
+    time.sleep(0.25)
+"""
+
+
+class ReplicaWatch:
+    """serve.status()'s replica states every 0.25 s from a process of its own (connected once to the
+    local cluster of ``env``'s $SENTINEL_HOME), bounded by ``duration_s``."""
+
+    def __init__(self, env: dict[str, str], duration_s: float) -> None:
+        self.samples: list[tuple[float, dict[str, int]]] = []
+        self.proc = subprocess.Popen([sys.executable, "-c", WATCH_REPLICAS, str(duration_s)], cwd=REPO, env=env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                     start_new_session=True)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            try:
+                sample = json.loads(line)
+            except ValueError:
+                continue
+            self.samples.append((sample["t"], sample["replicas"]))
+
+    def wait_running(self, count: int, timeout_s: float) -> float:
+        """Wait until a sample shows ``count`` RUNNING replicas; its time."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for t, replicas in self.samples:
+                if replicas.get("RUNNING", 0) == count:
+                    return t
+            time.sleep(0.2)
+        raise RuntimeError(f"never {count} RUNNING replicas; last samples: {self.samples[-3:]}")
+
+    def recovered_after(self, since: float, count: int) -> tuple[float | None, float | None]:
+        """After ``since``: when fewer than ``count`` replicas were first RUNNING, and when ``count`` were
+        RUNNING again after that (None where not seen)."""
+        dropped = next((t for t, r in self.samples if t >= since and r.get("RUNNING", 0) < count), None)
+        if dropped is None:
+            return None, None
+        back = next((t for t, r in self.samples if t > dropped and r.get("RUNNING", 0) >= count), None)
+        return dropped, back
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+class Served:
+    """`sentinel serve` on a detached local Ray under its own $SENTINEL_HOME, on free loopback ports."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.port, self.grpc_port = free_port(), free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.url = f"{self.base}/recommend"
+
+    def cli(self, *args: str, timeout: float = 300.0) -> subprocess.CompletedProcess:
+        return subprocess.run([*SENTINEL, *args], cwd=REPO, env=self.env, capture_output=True, text=True,
+                              timeout=timeout, check=False)
+
+    def serve(self, *args: str, timeout: float = 300.0) -> dict:
+        done = self.cli("serve", "--port", str(self.port), "--grpc-port", str(self.grpc_port), "--timeout",
+                        str(int(timeout - 30)), "-o", "json", *args, timeout=timeout)
+        if done.returncode != 0:
+            raise RuntimeError(f"sentinel serve {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        return json.loads(done.stdout)
+
+    def stop(self, timeout: float = 180.0) -> dict:
+        done = self.cli("serve", "stop", "-o", "json", timeout=timeout)
+        if done.returncode != 0:
+            raise RuntimeError(f"sentinel serve stop failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        return json.loads(done.stdout)
+
+    def leader(self) -> int:
+        return json.loads((Path(self.env["SENTINEL_HOME"]) / "ray" / "cluster.json").read_text())["pid"]
+
+    def models(self, count: int = 40) -> list[str]:
+        """The checkpoint that answers /recommend/model, asked ``count`` times (spread over the replicas)."""
+        import httpx
+
+        with httpx.Client(timeout=30) as client:
+            return [client.get(f"{self.url}/model").json()["checkpoint_uri"] for _ in range(count)]
+
+
+_MODEL: dict[str, tuple[str, str]] = {}
+
+
+def serving_checkpoints(args: argparse.Namespace, tmp: Path) -> tuple[str, str]:
+    """The best and last checkpoint of one short `sentinel train` run, trained once for every serving scenario."""
+    if "model" not in _MODEL:
+        run = Run(["train", "--epochs", "3", "--seed", str(args.seed), "--mlflow-uri", "off",
+                   "-o", "json"], sentinel_env(tmp / "serving-model", args.data))
+        code, out, err = run.finish()
+        if code != 0:
+            sys.exit(f"training the served model failed ({code}):\n{err[-3000:]}")
+        checkpoints = json.loads(out)["checkpoints"]
+        _MODEL["model"] = (checkpoints["best"], checkpoints["last"])
+    return _MODEL["model"]
+
+
+def _failed(result: dict) -> str:
+    errors = ", ".join(f"{k} {v}" for k, v in result["errors"].items() if v)
+    return f"failed {result['failed']} of {result['requests']}" + (f" ({errors})" if errors else "")
+
+
+def rollout(args: argparse.Namespace, home: Path) -> list[str]:
+    first, second = serving_checkpoints(args, home.parent)
+    served = Served(sentinel_env(home, args.data))
+    lines = []
+    try:
+        served.serve("--checkpoint", first, "--min-replicas", "1", "--max-replicas", "2")
+        for label, update in (("checkpoint", ["--checkpoint", second, "--min-replicas", "1", "--max-replicas", "2"]),
+                              ("replicas 1..2 -> 2..2", ["--checkpoint", second, "--min-replicas", "2",
+                                                         "--max-replicas", "2"])):
+            load = Wrk(served.url, home, args.concurrency, args.duration)
+            time.sleep(min(5.0, args.duration / 4))
+            started = time.monotonic()
+            summary = served.serve(*update)
+            took = time.monotonic() - started
+            answers = served.models()
+            result = load.result()
+            new = sum(a == second for a in answers)
+            lines.append(f"rollout ({label}) under wrk c={args.concurrency} {args.duration:.0f}s: "
+                         f"{_failed(result)} (target 0: {'met' if result['failed'] == 0 else 'NOT met'})")
+            lines.append(f"  update took {took:.1f}s   replicas after {summary['replicas']}   answers from the new "
+                         f"checkpoint {new}/{len(answers)}   {result['rps']:.0f} req/s p99 {result['p99_ms']:.0f} ms")
+    finally:
+        served.stop()
+    return lines
+
+
+def replica_kill(args: argparse.Namespace, home: Path) -> list[str]:
+    checkpoint, _ = serving_checkpoints(args, home.parent)
+    served = Served(sentinel_env(home, args.data))
+    duration = max(30.0, args.duration / 2)
+    watch = None
+    try:
+        served.serve("--checkpoint", checkpoint, "--min-replicas", "2", "--max-replicas", "2")
+        watch = ReplicaWatch(served.env, duration + 60)
+        watch.wait_running(2, 60)
+        load = Wrk(served.url, home, args.concurrency, duration)
+        time.sleep(5)
+        killed_at = time.time()
+        pid = kill_one(served.leader(), REPLICA, pick=min)
+        result = load.result()
+        dropped, back = watch.recovered_after(killed_at, 2)
+        if back is None:  # the replica may still be starting when the load ends
+            watch.wait_running(2, 60)
+            dropped, back = watch.recovered_after(killed_at, 2)
+    finally:
+        if watch:
+            watch.stop()
+        served.stop()
+    recovery = f"{back - killed_at:.1f}" if back else "not seen"
+    noticed = f"{dropped - killed_at:.1f}" if dropped else "not seen"
+    return [(f"replica kill (SIGKILL ray::{REPLICA} pid {pid}, 2 replicas, wrk c={args.concurrency} "
+             f"{duration:.0f}s): {_failed(result)} (target 0: {'met' if result['failed'] == 0 else 'NOT met'})"),
+            (f"  Serve noticed after {noticed}s   2 replicas RUNNING again after {recovery}s   "
+             f"{result['rps']:.0f} req/s p99 {result['p99_ms']:.0f} ms")]
+
+
+def drain_report(records: list[tuple[float, float, str]], stop_at: float) -> dict:
+    """Requests sent before ``stop_at`` (all must succeed) and after it (refused is fine, reset is not)."""
+    before = [r for r in records if r[0] < stop_at]
+    after = [r for r in records if r[0] >= stop_at]
+    return {"before": outcomes(before), "after": outcomes(after),
+            "before_failed": sum(1 for r in before if r[2] != "ok"),
+            "in_flight_at_stop": sum(1 for r in before if r[1] >= stop_at),
+            "last_ok_s": max((r[1] for r in records if r[2] == "ok"), default=stop_at) - stop_at}
+
+
+def stop_drain(args: argparse.Namespace, home: Path) -> list[str]:
+    checkpoint, _ = serving_checkpoints(args, home.parent)
+    served = Served(sentinel_env(home, args.data))
+    served.serve("--checkpoint", checkpoint, "--min-replicas", "2", "--max-replicas", "2")
+    load = RequestLoad(served.url, args.concurrency, duration_s=120)
+    try:
+        time.sleep(8)
+        stop_at = time.time()
+        stopped = served.stop()
+        took = time.time() - stop_at
+        time.sleep(1)
+    finally:
+        records = load.stop()
+    report = drain_report(records, stop_at)
+    return [(f"stop under load (asyncio client c={args.concurrency}): requests sent before the stop "
+             f"{sum(report['before'].values())}, failed {report['before_failed']} (target 0: "
+             f"{'met' if report['before_failed'] == 0 else 'NOT met'}) {report['before']}"),
+            (f"  in flight when the stop began {report['in_flight_at_stop']}   last answer "
+             f"{report['last_ok_s']:.1f}s after it   stop took {took:.1f}s   after the stop: {report['after']}   "
+             f"{stopped['message']}")]
+
+
 SCENARIOS: dict[str, Callable[[argparse.Namespace, Path], list[str]]] = {
     "train": train_worker_kill,
     "tune": tune_trial_kill,
+    "rollout": rollout,
+    "replica-kill": replica_kill,
+    "stop-drain": stop_drain,
 }
 
 
@@ -231,6 +564,8 @@ def main() -> None:
     parser.add_argument("--kill-after", type=int, default=2, help="the epoch after which the process is killed")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--concurrency", type=int, default=64, help="serving scenarios: requests in flight")
+    parser.add_argument("--duration", type=float, default=60.0, help="serving scenarios: seconds of load")
     args = parser.parse_args()
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = [name for name in chosen if name not in SCENARIOS]

@@ -116,10 +116,8 @@ def main() -> int:
     data = str(ensure_dataset(args.data))
     print(f"checkpoint: {uri}")
     work = Path(tempfile.mkdtemp(prefix="sentinel-bench-"))
-    scripts = {}
-    for protocol, script in (("recommend", WRK_RECOMMEND), ("tfserving", WRK_TFSERVING)):
-        scripts[protocol] = work / f"{protocol}.lua"
-        scripts[protocol].write_text((script + WRK_DONE) % {"seed": 42, "movies": args.movies})
+    scripts = {protocol: wrk_script(work / f"{protocol}.lua", protocol, args.movies)
+               for protocol in ("recommend", "tfserving")}
     grpc_data = work / "grpc.json"
     grpc_data.write_text(json.dumps(_grpc_requests(args.movies)))
     ports = (args.port, args.grpc_port, args.baseline_port, args.baseline_grpc_port)
@@ -180,14 +178,32 @@ def main() -> int:
     return 0
 
 
-def _wrk(url: str, script: Path, connections: int, duration_s: float) -> dict:
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration_s))}s", "--timeout", "10s", "-s", str(script), url]
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    line = next(line for line in out.splitlines() if line.startswith("RESULT "))
+def wrk_script(path: Path, protocol: str = "recommend", movies: int = 10, seed: int = 42) -> Path:
+    """Write wrk's Lua script for ``protocol`` (random valid POST bodies, a RESULT line at the end)."""
+    script = {"recommend": WRK_RECOMMEND, "tfserving": WRK_TFSERVING}[protocol]
+    path.write_text((script + WRK_DONE) % {"seed": seed, "movies": movies})
+    return path
+
+
+def wrk_command(url: str, script: Path, connections: int, duration_s: float) -> list[str]:
+    return ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration_s))}s", "--timeout", "10s", "-s",
+            str(script), url]
+
+
+def wrk_result(stdout: str) -> dict:
+    """requests/s, p50/p99 ms, requests, failed (non-2xx and socket errors) and each error count."""
+    line = next(line for line in stdout.splitlines() if line.startswith("RESULT "))
     raw = json.loads(line[len("RESULT "):])
-    failed = sum(raw[k] for k in ("connect", "read", "write", "status", "timeout"))
+    errors = {k: raw[k] for k in ("connect", "read", "write", "status", "timeout")}
     return {"rps": raw["requests"] / (raw["duration_us"] / 1e6), "p50_ms": raw["p50_us"] / 1000,
-            "p99_ms": raw["p99_us"] / 1000, "requests": raw["requests"], "failed": failed}
+            "p99_ms": raw["p99_us"] / 1000, "requests": raw["requests"], "failed": sum(errors.values()),
+            "errors": errors}
+
+
+def _wrk(url: str, script: Path, connections: int, duration_s: float) -> dict:
+    out = subprocess.run(wrk_command(url, script, connections, duration_s), capture_output=True, text=True,
+                         check=True).stdout
+    return wrk_result(out)
 
 
 def _report(rows: dict, protocols: list[str], levels: list[int], loads: dict, replicas) -> None:

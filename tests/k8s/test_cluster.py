@@ -398,6 +398,17 @@ def test_serve_resolves_through_s3_upgrades_in_place_and_waits_for_ready(cluster
     assert older.best_checkpoint in service["spec"]["serveConfigV2"]
     assert service["metadata"]["generation"] == 2
     assert {c["metadata"]["name"] for c in cluster.items("rayclusters")} == clusters_before  # in place
+    # The real operator takes the update: it submits the new serveConfigV2 to the running cluster's
+    # Serve REST API (the stand-in dashboard records it) instead of building another cluster.
+    wait_for("the operator to submit the other checkpoint", _submitted(cluster, older.best_checkpoint), TIMEOUT_S)
+    rescaled = cli("serve", "--target", "k8s", "--checkpoint", "best", "--min-replicas", "2", "--max-replicas", "3",
+                   "--no-wait", "-o", "json")  # an update of the replica settings only
+    assert rescaled.exit_code == 0, rescaled.output
+    service = cluster.get("rayservices", "recommender")
+    assert service["metadata"]["generation"] == 3 and older.best_checkpoint in service["spec"]["serveConfigV2"]
+    wait_for("the operator to submit the replica settings", _submitted(cluster, '"min_replicas": 2'), TIMEOUT_S)
+    assert _submitted(cluster, '"max_replicas": 3')() is None
+    assert {c["metadata"]["name"] for c in cluster.items("rayclusters")} == clusters_before  # still in place
 
     # The stand-in dashboard holds the Serve application at DEPLOYING, then lets it run: the operator
     # itself then labels the head pod, the serve Service gets its endpoint and the RayService is Ready.
@@ -410,6 +421,23 @@ def test_serve_resolves_through_s3_upgrades_in_place_and_waits_for_ready(cluster
     assert "RayService recommender is Ready" in flat(waited.stderr)
     assert json.loads(waited.stdout)["endpoint"] == \
         f"http://recommender-serve-svc.{cluster.namespace}.svc.cluster.local:8000/recommend"
+
+
+def _submitted(cluster: _Cluster, text: str):
+    """A wait_for condition: the last Serve config the operator submitted in the namespace holds ``text``."""
+    from tests.testenv.dashboard import _namespace
+
+    dashboard = cluster.env.dashboard
+
+    def reason() -> str | None:
+        with dashboard._lock:  # the stand-in keeps the last config PUT to each dashboard host
+            configs = [json.dumps(c) for host, c in dashboard._serve_configs.items()
+                       if _namespace(host) == cluster.namespace]
+        if any(text in config for config in configs):
+            return None
+        return f"no submitted Serve config holds {text!r}; submitted: {[c[:300] for c in configs]}"
+
+    return reason
 
 
 def test_serve_that_never_gets_ready_times_out_with_3(cluster) -> None:

@@ -1,0 +1,149 @@
+"""Serving survives its faults (issue 16, items 3-5), on a real detached local Ray with real Serve and
+HAProxy, under real load on loopback (``wrk`` when installed, else the bounded asyncio client of
+bench/faults.py), faults injected by killing real processes:
+
+* a rollout (`sentinel serve --checkpoint <other>`, then a change of the replica settings) under load
+  fails no request, and every answer after it comes from the new checkpoint;
+* a SIGKILLed replica process is replaced by Serve (2 RUNNING again) and the load sees at most the
+  requests that were inside the killed process;
+* `sentinel serve stop` under load lets every request sent before the stop finish, then stops.
+
+The figures at concurrency 64 for 60 s come from ``python bench/faults.py --only rollout,replica-kill,stop-drain``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+
+import pytest
+
+from bench.faults import (
+    REPLICA,
+    ReplicaWatch,
+    RequestLoad,
+    Served,
+    Wrk,
+    drain_report,
+    kill_one,
+    outcomes,
+    sentinel_env,
+)
+
+pytestmark = pytest.mark.slow
+
+CONCURRENCY = 64
+
+
+class Load:
+    """wrk where installed, else the asyncio client; ``result()``: requests and failed (and the detail)."""
+
+    def __init__(self, url: str, workdir, duration_s: float) -> None:
+        self.wrk = Wrk(url, workdir, CONCURRENCY, duration_s) if shutil.which("wrk") else None
+        self.client = None if self.wrk else RequestLoad(url, CONCURRENCY, duration_s)
+
+    def result(self) -> dict:
+        if self.wrk:
+            return self.wrk.result()
+        counts = outcomes(self.client.wait())
+        return {"requests": sum(counts.values()), "failed": sum(n for k, n in counts.items() if k != "ok"),
+                "errors": counts}
+
+    def stop(self) -> None:
+        if self.wrk:
+            self.wrk.stop()
+        else:
+            self.client.stop()
+
+
+@pytest.fixture
+def served(tmp_path, trained_run, dataset_dir):
+    env = sentinel_env(tmp_path / "home", dataset_dir)
+    env["SENTINEL_STORAGE"] = trained_run.storage_root
+    app = Served(env)
+    yield app
+    if (tmp_path / "home" / "ray" / "cluster.json").exists():
+        app.stop()
+
+
+def test_rollout_under_load_fails_nothing(served, trained_run, tmp_path):
+    best, last = trained_run.checkpoints["best"], trained_run.checkpoints["last"]
+    assert best != last
+    served.serve("--checkpoint", best, "--min-replicas", "1", "--max-replicas", "2", timeout=240)
+    assert set(served.models(10)) == {best}
+
+    load = Load(served.url, tmp_path, duration_s=30)
+    try:
+        time.sleep(3)
+        updated = served.serve("--checkpoint", last, "--min-replicas", "1", "--max-replicas", "2", timeout=180)
+        assert updated["checkpoint"] == last
+        assert set(served.models()) == {last}  # every answer after the update: the new checkpoint
+
+        rescaled = served.serve("--checkpoint", last, "--min-replicas", "2", "--max-replicas", "2", timeout=180)
+        assert rescaled["replicas"].get("RUNNING", 0) >= 1
+        assert set(served.models()) == {last}
+    finally:
+        result = load.result()
+    assert result["requests"] > 100, result
+    assert result["failed"] == 0, result
+
+
+def test_killed_replica_is_replaced_under_load(served, trained_run, tmp_path):
+    served.serve("--checkpoint", trained_run.checkpoints["best"], "--min-replicas", "2", "--max-replicas", "2",
+                 timeout=240)
+    watch = ReplicaWatch(served.env, duration_s=150)
+    try:
+        watch.wait_running(2, 60)
+        load = Load(served.url, tmp_path, duration_s=20)
+        try:
+            time.sleep(4)
+            killed_at = time.time()
+            kill_one(served.leader(), REPLICA, timeout=10)
+        finally:
+            result = load.result()
+        deadline = time.monotonic() + 90
+        while (back := watch.recovered_after(killed_at, 2)[1]) is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+    finally:
+        watch.stop()
+    assert back is not None, f"Serve did not bring back 2 RUNNING replicas; last: {watch.samples[-3:]}"
+    recovery = back - killed_at
+    print(f"replica kill: {result['failed']} failed of {result['requests']} ({result.get('errors')}); "
+          f"2 RUNNING again after {recovery:.1f}s")
+    assert result["requests"] > 100, result
+    # Not 0 (Ray's behaviour, docs/serving.md "Faults"): the requests inside the killed process are reset
+    # (at most max_ongoing_requests, 32) and HAProxy answers 502/503 for those it sends to the dead server
+    # before its health check takes it out; it does not retry a POST. Measured: 64 of 44,524.
+    assert result["failed"] <= 3 * 32, result
+    assert recovery < 90
+
+
+def test_stop_under_load_drains_accepted_requests(served, trained_run, tmp_path):
+    served.serve("--checkpoint", trained_run.checkpoints["best"], "--min-replicas", "2", "--max-replicas", "2",
+                 timeout=240)
+    leader = served.leader()
+    load = RequestLoad(served.url, CONCURRENCY, duration_s=90)
+    try:
+        time.sleep(5)
+        stop_at = time.time()
+        stopped = served.stop()
+    finally:
+        records = load.stop()
+    report = drain_report(records, stop_at)
+    print(f"stop under load: {report}")
+    assert stopped["stopped"] is True
+    assert report["before"].get("ok", 0) > 50, report
+    assert report["before_failed"] == 0, report  # no reset for a request sent before the stop
+    deadline = time.monotonic() + 30
+    while _group_alive(leader) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not _group_alive(leader), "processes of the local Ray cluster are still running"
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
