@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sentinel_cli.k8s.client import RAYJOB, RAYSERVICE, Kube
-from sentinel_ml.errors import JobFailed, SentinelError, WaitTimeout
+from sentinel_ml.errors import ConfigError, JobFailed, SentinelError, WaitTimeout
 
 POLL_S = 2.0
 SUBMITTER_CONTAINER = "ray-job-submitter"  # KubeRay 1.5's default submitter container
@@ -41,12 +41,19 @@ HINTS = [
     ("ErrImagePull", "the image cannot be pulled: check kubernetes.images in the profile (name, tag) "
                      "and that the nodes may pull from the registry (ECR policy, pull secret)"),
     ("InvalidImageName", "the image reference is malformed: fix kubernetes.images in the profile"),
+    ("ErrImageNeverPull", "the image is not on the node and its pull policy is Never: load it onto the "
+                          "nodes, or fix kubernetes.images (or images.pull_policy) in the profile"),
     ("CrashLoopBackOff", "a container keeps crashing: read its log (kubectl logs --previous)"),
     ("serviceaccount", "the service account is missing: keep service_account.create: true, or create it"),
     ("exceeded quota", "the namespace's ResourceQuota is exhausted: free resources or raise the quota"),
 ]
-WAITING_REASONS = {"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CrashLoopBackOff",
-                   "CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
+WAITING_REASONS = {"ImagePullBackOff", "ErrImagePull", "ErrImageNeverPull", "InvalidImageName",
+                   "CrashLoopBackOff", "CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
+# Waiting will not help: the kubelet never retries these.
+HOPELESS_REASONS = ("ErrImageNeverPull", "InvalidImageName")
+# A failing pull alternates between these two; a pull that fails this long is taken as final.
+PULL_REASONS = ("ErrImagePull", "ImagePullBackOff")
+PULL_GIVE_UP_S = 30.0
 
 
 def hint_for(text: str) -> str | None:
@@ -168,7 +175,16 @@ class Waiting:
 
     @property
     def key(self) -> tuple[str, tuple[str, ...]]:
-        return self.summary, self.problems
+        """What counts as a change: a failing pull's alternation between ErrImagePull and
+        ImagePullBackOff (and its changing message) is the same problem, not progress."""
+        return self.summary, tuple(_pull_failure(p) or p for p in self.problems)
+
+    def hopeless(self) -> str | None:
+        """A problem that waiting cannot solve."""
+        return next((p for p in self.problems if any(f": {r} (" in p for r in HOPELESS_REASONS)), None)
+
+    def pull_failure(self) -> str | None:
+        return next((p for p in self.problems if _pull_failure(p)), None)
 
     def text(self) -> str:
         return "; ".join((self.summary, *self.problems))
@@ -208,9 +224,18 @@ def _pod_problems(pod: dict[str, Any]) -> list[str]:
     for container in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
         waiting = (container.get("state") or {}).get("waiting") or {}
         if waiting.get("reason") in WAITING_REASONS:
-            out.append(f"Pod {name}: {waiting['reason']} ({container.get('name')}): "
-                       f"{_one_line(waiting.get('message') or container.get('image') or '')}")
+            message, image = _one_line(waiting.get("message") or ""), container.get("image") or ""
+            shown = message if image in message else f"{message} (image {image})".strip()
+            out.append(f"Pod {name}: {waiting['reason']} ({container.get('name')}): {shown}")
     return out
+
+
+def _pull_failure(problem: str) -> str | None:
+    """``Pod x: image pull failing`` for a pod's ErrImagePull or ImagePullBackOff line."""
+    for reason in PULL_REASONS:
+        if f": {reason} (" in problem:
+            return problem.split(f": {reason} (", 1)[0] + ": image pull failing"
+    return None
 
 
 def _phases(pods: list[dict[str, Any]]) -> str:
@@ -423,6 +448,7 @@ class _Watch:
         self.kube, self.what, self.timeout_s, self.on_wait, self.rest = kube, what, timeout_s, on_wait, rest
         self.stall = Stall(timeout_s)
         self.last_key: tuple | None = None
+        self.pull_failing_since: float | None = None
 
     def observe(self, status: str, pods: list[dict[str, Any]], names: set[str]) -> None:
         names = names | {p["metadata"]["name"] for p in pods}
@@ -431,10 +457,22 @@ class _Watch:
             self.on_wait(waiting)
             self.last_key = waiting.key
             self.stall.progress()
+        self._give_up_on_images(waiting)
         if self.stall.expired():
             hint = f"{waiting.hint}; {self.rest}" if waiting.hint else self.rest
             raise WaitTimeout(f"{self.what} made no progress for {self.timeout_s:g}s: {waiting.text()}",
                               hint=hint)
+
+
+    def _give_up_on_images(self, waiting: Waiting) -> None:
+        """An image that is not there is a configuration error: say so now, not after the timeout."""
+        pulling = waiting.pull_failure()
+        self.pull_failing_since = (self.pull_failing_since or time.monotonic()) if pulling else None
+        failing_long = pulling and time.monotonic() - self.pull_failing_since >= PULL_GIVE_UP_S
+        problem = waiting.hopeless() or (pulling if failing_long else None)
+        if problem:
+            raise ConfigError(f"{self.what} cannot start: {problem}",
+                              hint=waiting.hint or "check kubernetes.images in the profile")
 
 
 def follow_pod(kube: Kube, pod: str, container: str | None, on_line: Callable[[str], None], *,
