@@ -29,6 +29,7 @@ class _Group(TyperGroup):
 
 app = typer.Typer(
     cls=_Group,
+    rich_markup_mode=None,
     name="sentinel",
     help="Run a Ray recommender platform: train, tune, serve and watch it, locally or on Kubernetes.",
     no_args_is_help=True,
