@@ -24,9 +24,12 @@ setup: $(BIN)/python
 setup-dev: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 
-# Builds (first time: many minutes) or reuses the Kubernetes test binaries under ~/.cache/sentinel.
+# Builds (first time: many minutes) or reuses the Kubernetes test binaries (the real node's too)
+# and the real node's images (Dockerfile.train/serve on a local Debian 12 base, with buildah) under
+# ~/.cache/sentinel. See docs/testing.md.
 testenv: setup-dev
 	$(BIN)/python -m tests.testenv.env build
+	$(BIN)/python -m tests.testenv.images build
 
 test: testenv
 	SENTINEL_TEST_DATA="$(abspath $(or $(DATA),../shared/data/ml-100k.zip))" $(BIN)/python -m pytest

@@ -42,7 +42,8 @@ def test_dockerfile_passes_hadolint(dockerfile: str) -> None:
 def test_dockerfile_uses_our_ray_version_non_root_and_pinned_deps(what: str) -> None:
     text = (REPO / f"Dockerfile.{what}").read_text()
     assert f"ARG RAY_VERSION={version('ray')}\n" in text
-    assert "FROM rayproject/ray:${RAY_VERSION}-py311-cpu" in text
+    assert "ARG BASE_IMAGE=rayproject/ray:${RAY_VERSION}-py311-cpu\n" in text  # users' default base
+    assert "FROM ${BASE_IMAGE}\n" in text
     users = re.findall(r"^USER (\S+)", text, flags=re.M)
     assert users and users[-1].split(":")[0] not in ("root", "0")
     assert "pip install --no-cache-dir --no-deps ." in text  # the project itself

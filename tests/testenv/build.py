@@ -10,8 +10,14 @@ it, then renamed), so an interrupted build never leaves a half-filled directory 
         etcd-v3.5.35/         etcd
         kwok-v0.7.0/          kwok
         kuberay-v1.5.2/       ray-operator crds/ray.io_*.yaml
+        kubernetes-node-v1.34.12/  kubelet kube-proxy          (the real node: node.py)
+        coredns-v1.12.4/      coredns
+        pause-<hash>/         pause                            (the sandbox image's program)
     ~/.cache/sentinel/gomod/      Go's module cache (GOMODCACHE)
     ~/.cache/sentinel/go-build/   Go's build cache (GOCACHE)
+
+The control plane's binaries (``locate``) and the real node's (``locate_node``) are found separately,
+so the kwok tests need only the former; ``build`` builds both.
 
 envtest's convention is honoured: when ``KUBEBUILDER_ASSETS`` names a directory holding ``etcd``
 and ``kube-apiserver``, those two (and any other of our binaries found there) are used instead.
@@ -20,6 +26,7 @@ and ``kube-apiserver``, those two (and any other of our binaries found there) ar
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -60,6 +67,7 @@ class Component:
     module: str  # the module the wrapper requires, checked against its go.mod
     packages: dict[str, str]  # binary name -> main package, built in the wrapper module
     stamps: dict[str, str] = field(default_factory=dict)  # `-X` link-time variable settings
+    wrapper: str = ""  # the wrapper module's directory under go/, when not ``name``
 
     @property
     def binaries(self) -> tuple[str, ...]:
@@ -68,6 +76,10 @@ class Component:
     @property
     def dirname(self) -> str:
         return f"{self.name}-{self.version}"
+
+    @property
+    def wrapper_dir(self) -> Path:
+        return WRAPPERS / (self.wrapper or self.name)
 
 
 def _kubernetes_stamps(version: str) -> dict[str, str]:
@@ -98,6 +110,30 @@ KUBERAY = Component("kuberay", versions.KUBERAY, KUBERAY_MODULE, {"ray-operator"
 COMPONENTS = (KUBERNETES, ETCD, KWOK, KUBERAY)
 
 
+def _source_version(wrapper: str) -> str:
+    """A version for a wrapper with no upstream release: the hash of its sources."""
+    digest = hashlib.sha256()
+    for path in sorted((WRAPPERS / wrapper).iterdir()):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return "src-" + digest.hexdigest()[:12]
+
+
+# The real node: kubelet and kube-proxy from the control plane's wrapper module (same release),
+# CoreDNS with a minimal plugin set, and the sandbox image's pause program.
+KUBE_NODE = Component(
+    "kubernetes-node",
+    versions.KUBERNETES,
+    "k8s.io/kubernetes",
+    {name: f"k8s.io/kubernetes/cmd/{name}" for name in ("kubelet", "kube-proxy")},
+    _kubernetes_stamps(versions.KUBERNETES),
+    wrapper="kubernetes",
+)
+COREDNS = Component("coredns", versions.COREDNS, "github.com/coredns/coredns",
+                    {"coredns": "sentinel.local/testenv/coredns"})
+PAUSE = Component("pause", _source_version("pause"), "", {"pause": "sentinel.local/testenv/pause"})
+NODE_COMPONENTS = (KUBE_NODE, COREDNS, PAUSE)
+
+
 @dataclass(frozen=True)
 class Assets:
     """Where every binary and CRD of the environment lives."""
@@ -114,6 +150,16 @@ class Assets:
 def sentinel_cache() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "sentinel"
+
+
+@dataclass(frozen=True)
+class NodeAssets:
+    """The real node's binaries (containerd, runc and the CNI plugins come from Debian)."""
+
+    kubelet: Path
+    kube_proxy: Path
+    coredns: Path
+    pause: Path
 
 
 def cache_root() -> Path:
@@ -148,11 +194,11 @@ def _kubebuilder_assets() -> dict[str, Path]:
     return found
 
 
-def _candidates() -> dict[str, Path]:
+def _candidates(components: tuple[Component, ...] = COMPONENTS) -> dict[str, Path]:
     """Every binary name mapped to where it is (or would be, once built)."""
     paths = {
         binary: _binary_dir(component) / binary
-        for component in COMPONENTS
+        for component in components
         for binary in component.binaries
     }
     paths.update({k: v for k, v in _kubebuilder_assets().items() if k in paths})
@@ -165,13 +211,13 @@ def _crds() -> tuple[Path, ...]:
 
 
 def _missing() -> list[Path]:
-    wanted = [*_candidates().values(), *_crds()]
+    wanted = [*_candidates().values(), *_crds(), *_candidates(NODE_COMPONENTS).values()]
     return [p for p in wanted if not p.is_file()]
 
 
 def locate() -> Assets:
     """The assets, without building anything; raises AssetsMissing naming what is absent."""
-    missing = _missing()
+    missing = [p for p in _missing() if p not in _candidates(NODE_COMPONENTS).values()]
     if missing:
         listed = "\n  ".join(str(p) for p in missing)
         raise AssetsMissing(
@@ -190,15 +236,30 @@ def locate() -> Assets:
     )
 
 
+def locate_node() -> NodeAssets:
+    """The real node's binaries, without building anything; raises AssetsMissing naming them."""
+    paths = _candidates(NODE_COMPONENTS)
+    missing = [p for p in paths.values() if not p.is_file()]
+    if missing:
+        listed = "\n  ".join(str(p) for p in missing)
+        raise AssetsMissing(
+            f"real node binaries missing:\n  {listed}\n"
+            "build them with: python -m tests.testenv.env build"
+        )
+    return NodeAssets(kubelet=paths["kubelet"], kube_proxy=paths["kube-proxy"],
+                      coredns=paths["coredns"], pause=paths["pause"])
+
+
 def build() -> Assets:
-    """Build every component whose binaries are missing, then return all assets."""
+    """Build every component whose binaries are missing (the real node's too), then return the
+    control plane's assets (``locate_node`` gives the node's)."""
     root = cache_root()
     root.mkdir(parents=True, exist_ok=True)
     if _missing() and shutil.which("go") is None:
         raise BuildFailed("`go` is not on PATH: install Go 1.24 or newer to build the binaries")
     with _locked(root / ".lock"):
         missing = set(_missing())
-        for component in COMPONENTS:
+        for component in (*COMPONENTS, *NODE_COMPONENTS):
             target = _binary_dir(component)
             outputs = {p for p in missing if p.is_relative_to(target)}
             if not outputs:
@@ -228,7 +289,7 @@ def _try_lock(handle: IO[str]) -> bool:
 
 
 def _build_component(component: Component, target: Path) -> None:
-    wrapper = WRAPPERS / component.name
+    wrapper = component.wrapper_dir
     _check_pin(component, wrapper / "go.mod")
     staging = Path(tempfile.mkdtemp(prefix=f".{component.dirname}-", dir=target.parent))
     try:
@@ -257,6 +318,8 @@ def _ldflags(component: Component) -> str:
 
 def _check_pin(component: Component, gomod: Path) -> None:
     """Refuse to build when the wrapper's go.mod and versions.py disagree."""
+    if not component.module:  # our own program, no upstream module
+        return
     pinned = wrapper_requirement(gomod, component.module)
     if pinned != component.version:
         raise BuildFailed(

@@ -28,6 +28,8 @@ from tests.testenv.env import Environment, up
 from tests.testenv.process import sigterm_as_interrupt, wait_for
 
 _OPERATOR_LOG_START = pytest.StashKey[int]()
+_NODE_LOG_STARTS = pytest.StashKey[dict[str, int]]()
+_NODE_LOGS = ("kubelet", "containerd")  # attached too while the real node runs (node.py)
 _ENVIRONMENT: list[Environment] = []  # the session's environment while one runs
 _USERS: list[None] = []  # one entry per fixture currently using it
 _CLEANUP: list[ExitStack] = []
@@ -111,7 +113,9 @@ def _namespace_name(test_name: str) -> str:
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if _ENVIRONMENT:
-        item.stash[_OPERATOR_LOG_START] = _size(_ENVIRONMENT[0].log_path("ray-operator"))
+        env = _ENVIRONMENT[0]
+        item.stash[_OPERATOR_LOG_START] = _size(env.log_path("ray-operator"))
+        item.stash[_NODE_LOG_STARTS] = {name: _size(env.log_path(name)) for name in _NODE_LOGS}
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -126,6 +130,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report.sections.append(
         ("KubeRay operator log during this test", _read_from(env.log_path("ray-operator"), start))
     )
+    if env.node is not None:
+        starts = item.stash.get(_NODE_LOG_STARTS, {})
+        for name in _NODE_LOGS:
+            report.sections.append((f"real node: {name} log during this test",
+                                    _read_from(env.log_path(name), starts.get(name, 0))))
     namespace = funcargs.get("k8s_namespace")
     if isinstance(namespace, str):
         report.sections.append((f"events in namespace {namespace}", _events(env, namespace)))

@@ -12,13 +12,19 @@ it keeps the config the operator submitted and reports its applications with the
 RUNNING unless told otherwise) and the Serve proxy's health check (``GET http://<pod-ip>:8000/-/healthz``),
 so the operator itself labels the head pod, the serve Service gets an endpoint and the RayService
 becomes Ready.
+
+With the real node (node.py), ``upstream`` says which hosts run there: requests for them are
+forwarded to the real Ray dashboard (or Serve proxy) in the pod, and the stand-in answers only for
+clusters on kwok nodes.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -39,6 +45,11 @@ class Request:
     method: str
     namespace: str  # from the head service's host name; "" if the host was not one
     path: str
+    forwarded_to: str = ""  # "ip:port" of the real dashboard that answered, if one did
+
+# Headers that belong to one connection, not to the request (RFC 9110, 7.6.1).
+_HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
+               "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"}
 
 
 class StandInDashboard:
@@ -51,6 +62,8 @@ class StandInDashboard:
         self._serve_configs: dict[str, dict] = {}  # by dashboard host: the last config submitted
         self._serve_status: dict[str, str] = {}  # by namespace
         self._lock = threading.Lock()
+        # host ("name.ns.svc.cluster.local:8265" or "ip:port") -> (ip, port) of a real target
+        self.upstream: Callable[[str], tuple[str, int] | None] | None = None
         self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
@@ -143,6 +156,12 @@ def _handler(dashboard: StandInDashboard) -> type[BaseHTTPRequestHandler]:
             url = urlsplit(self.path)
             host = url.netloc or self.headers.get("Host", "")
             namespace = _namespace(host)
+            upstream = dashboard.upstream
+            target = upstream(host) if upstream is not None else None
+            if target is not None:
+                dashboard.record(Request(self.command, namespace, url.path, f"{target[0]}:{target[1]}"))
+                self._forward(target, url.path + (f"?{url.query}" if url.query else ""))
+                return
             dashboard.record(Request(self.command, namespace, url.path))
             parts = [p for p in url.path.split("/") if p]
             if parts == ["-", "healthz"]:  # the Serve proxy on a pod's serving port
@@ -174,6 +193,29 @@ def _handler(dashboard: StandInDashboard) -> type[BaseHTTPRequestHandler]:
                 self._send(200, {"stopped": True})
             else:
                 self._send(200, {"deleted": True})
+
+        def _forward(self, target: tuple[str, int], path: str) -> None:
+            """Relay the request to the real dashboard and its answer back (502 if unreachable)."""
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else None
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+            connection = http.client.HTTPConnection(*target, timeout=30)
+            try:
+                connection.request(self.command, path, body=body, headers=headers)
+                response = connection.getresponse()
+                data = response.read()
+            except OSError as error:
+                self._send(502, {"error": f"the real dashboard at {target[0]}:{target[1]}: {error}"})
+                return
+            finally:
+                connection.close()
+            self.send_response(response.status)
+            for key, value in response.getheaders():
+                if key.lower() not in _HOP_BY_HOP and key.lower() != "content-length":
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
 
         def _send(self, code: int, body: object) -> None:
             data = json.dumps(body).encode()

@@ -2,6 +2,8 @@
 
     python -m tests.testenv.env build    build or reuse the binaries (see build.py)
     python -m tests.testenv.env up       start everything, print the kubeconfig path, leave it running
+    python -m tests.testenv.env up --node   the same plus the real node (node.py; images.py builds
+                                            its images: python -m tests.testenv.images build)
     python -m tests.testenv.env down     stop what `up` started and remove its files
 
 Start order: etcd → kube-apiserver → (CRDs, fake nodes, kube-controller-manager, kube-scheduler,
@@ -24,11 +26,19 @@ from pathlib import Path
 
 from kubernetes import client, config
 
-from tests.testenv import build, cluster, commands, pki, probes
+from tests.testenv import build, cluster, commands, node, pki, probes
 from tests.testenv.build import Assets
 from tests.testenv.commands import Paths, Ports
 from tests.testenv.dashboard import StandInDashboard
-from tests.testenv.process import NotReady, Process, sigterm_as_interrupt, start, stop, wait_for
+from tests.testenv.node import NodeState, RealNode
+from tests.testenv.process import (
+    NotReady,
+    Process,
+    sigterm_as_interrupt,
+    start,
+    stop,
+    wait_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +64,8 @@ class Environment:
     detached: bool = False
     processes: list[Process] = field(default_factory=list)
     dashboard: StandInDashboard | None = None  # None when detached: it lives in this process
+    node: RealNode | None = None  # the real node, when started (node.start_node)
+    node_state: NodeState | None = None  # what a dead environment's node left to undo (reaping)
 
     @property
     def kubeconfig(self) -> Path:
@@ -74,12 +86,17 @@ class Environment:
 
     def stop(self) -> None:
         """End every process, newest first, and remove the work directory. Idempotent."""
+        if self.node is not None:
+            self.node.stop()
         for process in reversed(self.processes):
             try:
                 stop(process)
             except OSError as error:
                 log.warning("could not stop %s (pid %d): %s", process.name, process.pid, error)
         self.processes.clear()
+        if self.node_state is not None:  # a node whose environment died: undo its host changes
+            node.cleanup(self.node_state)
+            self.node_state = None
         if self.dashboard is not None:
             self.dashboard.stop()
             self.dashboard = None
@@ -96,6 +113,9 @@ class Environment:
             "ports": self.ports.__dict__,
             "processes": [p.to_state() for p in self.processes],
         }
+        node_state = self.node.state if self.node is not None else self.node_state
+        if node_state is not None:
+            state["node"] = node_state.to_state()
         self.paths.state.write_text(json.dumps(state, indent=2))
 
     @classmethod
@@ -104,15 +124,18 @@ class Environment:
         state = json.loads((root / "state.json").read_text())
         env = cls(Paths(root), Ports(**state["ports"]), state["detached"])
         env.processes = [Process.from_state(p) for p in state["processes"]]
+        if state.get("node"):
+            env.node_state = NodeState.from_state(state["node"])
         return env, int(state["owner"])
 
-    def launch(self, name: str, argv: list[str], proxy: str | None = None) -> Process:
+    def launch(self, name: str, argv: list[str], proxy: str | None = None, exe: str = "",
+               extra_env: dict[str, str] | None = None) -> Process:
         no_proxy = NO_PROXY if proxy is None else OPERATOR_NO_PROXY
         environ = {**os.environ, "NO_PROXY": no_proxy, "no_proxy": no_proxy,
-                   "KUBECONFIG": str(self.kubeconfig)}
+                   "KUBECONFIG": str(self.kubeconfig), **(extra_env or {})}
         if proxy is not None:
             environ.update(HTTP_PROXY=proxy, http_proxy=proxy)
-        process = start(name, argv, self.paths.logs, environ)
+        process = start(name, argv, self.paths.logs, environ, exe)
         self.processes.append(process)
         self.save()
         log.info("started %s (pid %d)", name, process.pid)
@@ -243,6 +266,13 @@ def _cmd_up(args: argparse.Namespace) -> int:
         return 2
     env = up(build.build(), detached=True, timeout_s=args.timeout)
     pointer.write_text(str(env.paths.root))
+    if args.node:
+        try:
+            node.start_node(env, timeout_s=max(args.timeout, node.STEP_TIMEOUT_S))
+        except BaseException:
+            env.stop()
+            pointer.unlink()
+            raise
     print(f"export KUBECONFIG={env.kubeconfig}", file=sys.stderr)
     print(env.kubeconfig)
     return 0
@@ -270,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     up_parser = commands_.add_parser("up", help="start the environment and leave it running")
     up_parser.add_argument("--timeout", type=float, default=STEP_TIMEOUT_S,
                            help="seconds each component may take to become ready")
+    up_parser.add_argument("--node", action="store_true",
+                           help="also start the real node (kubelet, containerd, CoreDNS; node.py)")
     up_parser.set_defaults(run=_cmd_up)
     commands_.add_parser("down", help="stop the environment `up` started").set_defaults(
         run=_cmd_down)
@@ -280,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with sigterm_as_interrupt():
             return int(args.run(args))
-    except (build.AssetsMissing, build.BuildFailed, NotReady) as error:
+    except (build.AssetsMissing, build.BuildFailed, NotReady, node.NodeUnavailable) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
 

@@ -32,26 +32,33 @@ class Process:
     log_path: Path
     pid: int
     popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    exe: str = ""  # what /proc shows it runs, when a launcher execs it (argv[0] otherwise)
+
+    @property
+    def program(self) -> str:
+        return self.exe or self.argv[0]
 
     def exited(self) -> int | None:
         """The exit code if the process has ended, else None."""
         if self.popen is not None:
             return self.popen.poll()
-        return None if _runs(self.pid, self.argv[0]) else -1
+        return None if _runs(self.pid, self.program) else -1
 
     def log_tail(self, lines: int = 30) -> str:
         return tail(self.log_path, lines)
 
     def to_state(self) -> dict[str, object]:
-        return {"name": self.name, "argv": self.argv, "log": str(self.log_path), "pid": self.pid}
+        return {"name": self.name, "argv": self.argv, "log": str(self.log_path), "pid": self.pid,
+                "exe": self.exe}
 
     @classmethod
     def from_state(cls, data: dict[str, object]) -> Process:
         argv = [str(a) for a in data["argv"]]  # type: ignore[attr-defined]
-        return cls(str(data["name"]), argv, Path(str(data["log"])), int(str(data["pid"])))
+        return cls(str(data["name"]), argv, Path(str(data["log"])), int(str(data["pid"])),
+                   exe=str(data.get("exe") or ""))
 
 
-def start(name: str, argv: list[str], log_dir: Path, env: dict[str, str]) -> Process:
+def start(name: str, argv: list[str], log_dir: Path, env: dict[str, str], exe: str = "") -> Process:
     log_path = log_dir / f"{name}.log"
     with log_path.open("ab") as log:
         popen = subprocess.Popen(
@@ -62,15 +69,15 @@ def start(name: str, argv: list[str], log_dir: Path, env: dict[str, str]) -> Pro
             env=env,
             start_new_session=True,
         )
-    return Process(name, argv, log_path, popen.pid, popen)
+    return Process(name, argv, log_path, popen.pid, popen, exe)
 
 
 def stop(process: Process, grace_s: float = _GRACE_S) -> None:
     """End one process: SIGTERM, then SIGKILL after ``grace_s``."""
     if process.popen is not None:
         _stop_child(process.popen, grace_s)
-    elif _runs(process.pid, process.argv[0]):
-        _stop_foreign(process.pid, process.argv[0], grace_s)
+    elif _runs(process.pid, process.program):
+        _stop_foreign(process.pid, process.program, grace_s)
 
 
 def _stop_child(popen: subprocess.Popen[bytes], grace_s: float) -> None:

@@ -9,9 +9,10 @@ import pytest
 from tests.testenv import build
 
 
-@pytest.mark.parametrize("component", build.COMPONENTS, ids=lambda c: c.name)
+@pytest.mark.parametrize("component", [c for c in (*build.COMPONENTS, *build.NODE_COMPONENTS)
+                                       if c.module], ids=lambda c: c.name)
 def test_wrapper_requires_the_pinned_version(component: build.Component) -> None:
-    gomod = build.WRAPPERS / component.name / "go.mod"
+    gomod = component.wrapper_dir / "go.mod"
     assert build.wrapper_requirement(gomod, component.module) == component.version
     assert (gomod.parent / "go.sum").is_file(), "go.sum pins every hash: commit it"
 

@@ -8,3 +8,4 @@ KUBERNETES = "v1.34.12"
 ETCD = "v3.5.35"
 KWOK = "v0.7.0"
 KUBERAY = "v1.5.2"
+COREDNS = "v1.12.4"  # the real node's cluster DNS (tests/testenv/go/coredns)

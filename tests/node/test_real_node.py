@@ -1,0 +1,250 @@
+"""Sentinel's objects on the real node: Ray starts in real containers from our own images.
+
+One RayCluster rendered by ``sentinel render cluster`` (a head and one worker, small requests: the
+node has 2 CPUs) serves the module's tests; the others show what Sentinel's bounded waits say
+when the real kubelet cannot pull an image or the real scheduler finds no room.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+from typer.testing import CliRunner
+
+from sentinel_cli.app import app
+from tests.testenv import node
+from tests.testenv.process import wait_for
+
+pytestmark = [pytest.mark.k8s, pytest.mark.node]
+
+CLUSTER = "real"
+SMALL = ["workers=1", "head.cpu=500m", "head.memory=1500Mi", "worker.cpu=500m",
+         "worker.memory=1500Mi"]
+START_TIMEOUT_S = 300  # image unpacked, Ray head and worker started, on 2 busy cores
+PROMPT_S = 90  # "promptly": the kubelet reports a pull failure within seconds of scheduling
+REPO = Path(__file__).resolve().parents[2]
+
+
+def cli(*args: str):
+    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def sets(*items: str) -> list[str]:
+    return [arg for item in items for arg in ("--set", item)]
+
+
+def _rendered(namespace: str) -> list[dict[str, Any]]:
+    result = cli("render", "cluster", "--name", CLUSTER, "-n", namespace, *sets(*SMALL))
+    assert result.exit_code == 0, result.output
+    return yaml.safe_load(result.stdout)["items"]
+
+
+def _apply(api: client.ApiClient, objects: list[dict[str, Any]]) -> None:
+    for obj in objects:
+        namespace = obj["metadata"]["namespace"]
+        if obj["kind"] == "ServiceAccount":
+            client.CoreV1Api(api).create_namespaced_service_account(namespace, obj)
+        elif obj["kind"] == "RayCluster":
+            client.CustomObjectsApi(api).create_namespaced_custom_object(
+                "ray.io", "v1", namespace, "rayclusters", obj)
+        else:
+            raise AssertionError(f"unexpected object in `sentinel render cluster`: {obj['kind']}")
+
+
+def _cluster_reason(api: client.ApiClient, namespace: str) -> str | None:
+    obj = client.CustomObjectsApi(api).get_namespaced_custom_object(
+        "ray.io", "v1", namespace, "rayclusters", CLUSTER)
+    status = obj.get("status") or {}
+    if status.get("state") == "ready" and status.get("readyWorkerReplicas") == 1:
+        return None
+    pods = client.CoreV1Api(api).list_namespaced_pod(namespace).items
+    phases = ", ".join(f"{p.metadata.name} {p.status.phase} on {p.spec.node_name}" for p in pods)
+    return f"RayCluster state {status.get('state')!r}, ready workers {status.get('readyWorkerReplicas')}; {phases}"
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(real_node: node.RealNode, k8s_api, tmp_path_factory) -> dict[str, Any]:
+    """The rendered RayCluster, Ready on the real node, in a namespace of its own."""
+    namespace = f"t-real-node-{int(time.time()) % 100000}"
+    core = client.CoreV1Api(k8s_api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
+        name=namespace, labels={"app.kubernetes.io/created-by": "sentinel-tests"})))
+    profile = tmp_path_factory.mktemp("profile") / "profile.yaml"
+    profile.write_text(yaml.safe_dump(real_node.profile(namespace=namespace)))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SENTINEL_PROFILE", str(profile))
+        patch.setenv("KUBECONFIG", str(real_node.env.kubeconfig))
+        patch.setenv("SENTINEL_HOME", str(profile.parent))
+        wait_for(f"the default ServiceAccount of {namespace}",
+                 lambda: None if core.list_namespaced_service_account(namespace).items
+                 else "not yet", 30)
+        started = time.monotonic()
+        _apply(k8s_api, _rendered(namespace))
+        wait_for(f"RayCluster {CLUSTER} ready on the real node",
+                 lambda: _cluster_reason(k8s_api, namespace), START_TIMEOUT_S)
+        ready_s = time.monotonic() - started
+    print(f"\nRayCluster {CLUSTER} ready in {ready_s:.0f} s; node memory {node_memory(real_node)}")
+    yield {"namespace": namespace, "profile": profile, "ready_s": ready_s}
+    core.delete_namespace(namespace)
+
+
+@pytest.fixture
+def cluster_cli(ray_cluster, real_node: node.RealNode, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """ray_cluster, with the CLI pointed at it ($SENTINEL_PROFILE, $KUBECONFIG)."""
+    monkeypatch.setenv("SENTINEL_PROFILE", str(ray_cluster["profile"]))
+    monkeypatch.setenv("SENTINEL_HOME", str(ray_cluster["profile"].parent))
+    monkeypatch.setenv("KUBECONFIG", str(real_node.env.kubeconfig))
+    return ray_cluster
+
+
+def node_memory(real_node: node.RealNode) -> str:
+    """The pods' memory (their cgroup) and the node's own processes' resident memory."""
+    pods = node.CGROUP_HIERARCHIES / "memory" / real_node.state.cgroup / "kubepods"
+    usage = int((pods / "memory.usage_in_bytes").read_text()) if pods.is_dir() else 0
+    rss = 0
+    for process in real_node.processes:
+        try:
+            status = (node.Path(f"/proc/{process.pid}/status")).read_text()
+        except OSError:
+            continue
+        rss += next(int(line.split()[1]) * 1024 for line in status.splitlines()
+                    if line.startswith("VmRSS:"))
+    return f"pods {usage / 2**20:.0f} MiB, node processes {rss / 2**20:.0f} MiB"
+
+
+def _head_ip(namespace: str) -> str:
+    name = f"{CLUSTER}-head-svc.{namespace}.svc.{node.CLUSTER_DOMAIN}"
+    addresses = node.dns_query(node.NODE_ADDRESS, name)
+    assert addresses, f"CoreDNS does not resolve {name}"
+    return addresses[0]
+
+
+def _get_json(url: str) -> Any:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url, timeout=10) as response:
+        return json.load(response)
+
+
+def _alive_nodes(head_ip: str) -> int:
+    answer = _get_json(f"http://{head_ip}:8265/api/v0/nodes?limit=100")
+    rows = answer["data"]["result"]["result"]
+    return sum(1 for row in rows if row.get("state") == "ALIVE")
+
+
+def test_a_rendered_raycluster_runs_real_ray_and_its_worker_joins(cluster_cli, real_node, k8s_api) -> None:
+    namespace = cluster_cli["namespace"]
+    pods = client.CoreV1Api(k8s_api).list_namespaced_pod(namespace).items
+    assert {p.spec.node_name for p in pods} == {real_node.name}
+    assert {p.spec.containers[0].image for p in pods} == {real_node.images["train"].reference}
+    head_ip = _head_ip(namespace)  # the headless Service, through CoreDNS
+    assert node.ip_address(head_ip) in node.ip_network(node.POD_CIDR)
+    wait_for("2 alive Ray nodes on the head's dashboard",
+             lambda: None if _alive_nodes(head_ip) == 2 else f"{_alive_nodes(head_ip)} alive", 60)
+
+    result = cli("status", "--target", "k8s", "-n", namespace, "-o", "json")
+    assert result.exit_code == 0, result.output
+    rows = [r for r in json.loads(result.stdout)["objects"] if r.get("name") == CLUSTER]
+    assert rows, result.stdout
+    assert rows[0]["kind"] == "RayCluster" and rows[0]["state"] == "ready", rows
+
+
+def test_logs_of_the_head_stream_real_ray_output(cluster_cli) -> None:
+    result = cli("logs", CLUSTER, "-n", cluster_cli["namespace"])
+    assert result.exit_code == 0, result.output
+    text = flat(result.stderr)
+    assert "Ray runtime started" in text, text[-3000:]
+    assert "kwok pod" not in text  # not the kwok nodes' fixed line
+
+
+def test_the_operator_talks_to_the_real_dashboard(ray_cluster, real_node, k8s_api) -> None:
+    """A RayJob submitted over HTTP to the running cluster: the operator's requests go through
+    the stand-in's proxy route to the real head, where the job really runs."""
+    namespace = ray_cluster["namespace"]
+    job = {
+        "apiVersion": "ray.io/v1", "kind": "RayJob", "metadata": {"name": "hello"},
+        "spec": {
+            "submissionMode": "HTTPMode",
+            "clusterSelector": {"ray.io/cluster": CLUSTER},
+            "entrypoint": "python -c \"import ray; ray.init(); print('resources', ray.cluster_resources())\"",
+        },
+    }
+    custom = client.CustomObjectsApi(k8s_api)
+    custom.create_namespaced_custom_object("ray.io", "v1", namespace, "rayjobs", job)
+
+    def done() -> str | None:
+        status = custom.get_namespaced_custom_object("ray.io", "v1", namespace, "rayjobs",
+                                                     "hello").get("status") or {}
+        if status.get("jobDeploymentStatus") in ("Complete", "Failed"):
+            return None
+        return f"{status.get('jobDeploymentStatus')} / {status.get('jobStatus')}"
+
+    wait_for("RayJob hello to finish", done, 180)
+    status = custom.get_namespaced_custom_object("ray.io", "v1", namespace, "rayjobs", "hello")["status"]
+    assert (status["jobDeploymentStatus"], status["jobStatus"]) == ("Complete", "SUCCEEDED"), status
+    forwarded = [r for r in real_node.env.dashboard.requests
+                 if r.namespace == namespace and r.forwarded_to]
+    assert forwarded and all(r.forwarded_to.endswith(":8265") for r in forwarded)
+    assert not [r for r in real_node.env.dashboard.requests
+                if r.namespace == namespace and not r.forwarded_to], "the stand-in answered"
+
+
+def sentinel(*args: str, timeout_s: float) -> tuple[int | None, str, float]:
+    """The CLI as a subprocess, ended after ``timeout_s``: (exit code or None, stderr, seconds)."""
+    started = time.monotonic()
+    process = subprocess.Popen([sys.executable, "-m", "sentinel_cli", *args], cwd=REPO,
+                               env={**os.environ, "COLUMNS": "200"}, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _, stderr = process.communicate(timeout=timeout_s)
+        code: int | None = process.returncode
+    except subprocess.TimeoutExpired:
+        process.kill()
+        _, stderr = process.communicate()
+        code = None
+    return code, stderr, time.monotonic() - started
+
+
+@pytest.mark.parametrize(("pull_policy", "reasons"), [
+    ("Never", ("ErrImageNeverPull",)),
+    ("IfNotPresent", ("ErrImagePull", "ImagePullBackOff")),
+])
+def test_a_wrong_image_tag_ends_the_bounded_wait_promptly(node_profile, k8s_namespace, pull_policy,
+                                                          reasons) -> None:
+    wrong = "sentinel-train:no-such-tag"
+    code, stderr, elapsed = sentinel(
+        "train", "--target", "k8s", "--name", "wrong-image", "--timeout", "300",
+        *sets(*SMALL, f"images.train={wrong}", f"images.pull_policy={pull_policy}",
+              "storage=s3://sentinel-tests/none"),
+        timeout_s=PROMPT_S)
+    text = flat(stderr)
+    assert any(reason in text for reason in reasons), text[-3000:]
+    assert wrong in text, text[-3000:]
+    assert "kubernetes.images" in text  # the fix
+    # A missing image is a configuration error (README: exit 2), said as soon as the kubelet
+    # reports it -- not after the whole --timeout (300 s), nor never (pulls that keep failing
+    # alternate between ErrImagePull and ImagePullBackOff, which the no-progress timer sees as change).
+    assert code is not None, f"still waiting after {elapsed:.0f} s (--timeout 300): {text[-2000:]}"
+    assert code == 2, f"exit {code} after {elapsed:.0f} s: {text[-2000:]}"
+
+
+def test_more_cpu_than_the_real_node_has_gets_insufficient_cpu_with_the_fix(node_profile) -> None:
+    result = cli("train", "--target", "k8s", "--name", "too-big", "--timeout", "15",
+                 *sets(*SMALL, "head.cpu=3", "storage=s3://sentinel-tests/none"))
+    text = flat(result.stderr)
+    assert result.exit_code == 3, result.output
+    assert "Insufficient cpu" in text, text[-3000:]
+    assert "kubernetes.head.cpu" in text  # Sentinel's hint names the setting to lower
