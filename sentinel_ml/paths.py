@@ -36,4 +36,4 @@ def absolute(location: str) -> str:
     Serve replicas and jobs run with another working directory. URLs and URIs pass as they are."""
     if "://" in location:
         return location
-    return str(Path(location).expanduser().resolve())
+    return os.path.abspath(os.path.expanduser(location))  # as given, symlinks kept

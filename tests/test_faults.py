@@ -58,9 +58,12 @@ def test_training_survives_a_killed_worker_and_resumes_from_its_last_epoch(tmp_p
     summary = json.loads(out)
     assert [row["epoch"] for row in summary["history"]] == [1, 2, 3]
     [restart] = summary["restarts"]
-    assert restart["resumed_from_epoch"] == 2, summary["restarts"]  # not from epoch 1
+    # From the last checkpoint the controller took in before the kill: epoch 2 or, when the worker
+    # was faster than the 3 s the kill waits, epoch 3 -- never epoch 1 (a start from scratch).
+    resumed = restart["resumed_from_epoch"]
+    assert resumed in (2, 3), summary["restarts"]
     assert "Ray Train worker rank" in restart["lost"] and "ActorDiedError" in restart["lost"]
-    assert "restart 1: lost Ray Train worker rank" in err and "resuming from epoch 2" in err
+    assert "restart 1: lost Ray Train worker rank" in err and f"resuming from epoch {resumed}" in err
     record = json.loads(Path(summary["index_uri"]).read_text())
     assert record["extra"]["restarts"] == summary["restarts"]
     assert record["sizes"]["best"] == Path(summary["checkpoints"]["best"]).stat().st_size
