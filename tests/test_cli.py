@@ -97,7 +97,9 @@ def _complete(words: str, current: int) -> list[str]:
 def test_shell_completion_offers_commands_options_and_choices() -> None:
     assert invoke("--help").stdout.count("--install-completion") == 1
     sentinel = Path(sys.executable).parent / "sentinel"
-    script = subprocess.run([str(sentinel), "--show-completion", "bash"], capture_output=True, text=True, timeout=60)
+    # As a user types it in bash: the shell is detected from the parent process.
+    script = subprocess.run(["bash", "-c", f"'{sentinel}' --show-completion"], capture_output=True, text=True,
+                            timeout=60)
     assert script.returncode == 0 and "complete -o default -F _sentinel_completion sentinel" in script.stdout
     assert "train" in _complete("sentinel tr", 1) and "tune" in _complete("sentinel tu", 1)
     assert _complete("sentinel train --mo", 2) == ["--model"]
