@@ -97,8 +97,9 @@ def _complete(words: str, current: int) -> list[str]:
 def test_shell_completion_offers_commands_options_and_choices() -> None:
     assert invoke("--help").stdout.count("--install-completion") == 1
     sentinel = Path(sys.executable).parent / "sentinel"
-    # As a user types it in bash: the shell is detected from the parent process.
-    script = subprocess.run(["bash", "-c", f"'{sentinel}' --show-completion"], capture_output=True, text=True,
+    # As a user types it in bash: typer detects the shell from the parent process (the `; exit` keeps
+    # bash from exec-ing the command, which would leave make's sh as the parent).
+    script = subprocess.run(["bash", "-c", f"'{sentinel}' --show-completion; exit $?"], capture_output=True, text=True,
                             timeout=60)
     assert script.returncode == 0 and "complete -o default -F _sentinel_completion sentinel" in script.stdout
     assert "train" in _complete("sentinel tr", 1) and "tune" in _complete("sentinel tu", 1)
