@@ -38,3 +38,11 @@ def served_app(ray_session, trained_run, dataset_dir):
                           grpc=f"127.0.0.1:{grpc_port}", checkpoint=checkpoint, run_id=trained_run.run_id,
                           dataset_dir=dataset_dir)
     serve.shutdown()
+
+
+@pytest.fixture(scope="package")
+def model(served_app):
+    """The served checkpoint loaded in the test process: the reference for every protocol's answers."""
+    from sentinel_ml.serving.recommender import Recommender
+
+    return Recommender.load(served_app.checkpoint, served_app.dataset_dir)

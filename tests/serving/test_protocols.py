@@ -30,13 +30,6 @@ def http(served_app):
 
 
 @pytest.fixture(scope="module")
-def model(served_app):
-    from sentinel_ml.serving.recommender import Recommender
-
-    return Recommender.load(served_app.checkpoint, served_app.dataset_dir)
-
-
-@pytest.fixture(scope="module")
 def version(http) -> int:
     return http.get("/recommend/model").json()["model_version"]
 

@@ -19,14 +19,6 @@ def client(served_app):
         yield c
 
 
-@pytest.fixture(scope="module")
-def model(served_app):
-    """The same checkpoint loaded in the test process: the reference for the API's answers."""
-    from sentinel_ml.serving.recommender import Recommender
-
-    return Recommender.load(served_app.checkpoint, served_app.dataset_dir)
-
-
 @pytest.mark.parametrize("path", ["", "/"])
 def test_predict_gives_one_clipped_rating_per_movie_in_request_order(client, model, path):
     movie_ids = [50, 1, 1682, 1, 181]
