@@ -30,6 +30,8 @@ SERVE_READY = {"ray.io/serve": "true"}  # KubeRay's label on pods whose Serve pr
 CHECKPOINT = "sentinel.io/checkpoint"
 STORAGE = "sentinel.io/storage"
 IRSA_ROLE = "eks.amazonaws.com/role-arn"
+SUBMITTER_CONTAINER = "ray-job-submitter"  # KubeRay 1.5's name for it
+S3_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")  # in kubernetes.s3.credentials_secret
 
 # KubeRay 1.5: a RayCluster name is at most 53 characters; RayJob and RayService names at most 47.
 NAME_LIMITS = {"RayJob": 47, "RayService": 47, "RayCluster": 53}
@@ -150,8 +152,18 @@ def _rayjob_values(settings: KubeSettings, name: str, component: str, argv: list
         **_common(settings, name, _labels(component, name), annotations),
         "entrypoint": argv,
         "rayjob": settings.rayjob.model_dump(),
+        "submitter": _submitter(settings, component, name),
         "cluster": _cluster(settings, head, [workers], autoscaling=False),
     }
+
+
+def _submitter(settings: KubeSettings, component: str, run_id: str) -> dict[str, Any]:
+    """The pod that runs `ray job submit` (KubeRay's K8sJobMode): beside the head, small. KubeRay
+    fills in its command; the container keeps KubeRay's name, which `logs` looks for."""
+    pod = _pod(settings, SUBMITTER_CONTAINER, settings.images.train, settings.submitter, component,
+               run_id, node_selector=settings.head_node_selector, tolerations=[])
+    pod["env"] = [e for e in pod["env"] if e["name"] in settings.env]  # no S3 credentials needed
+    return pod
 
 
 def _labels(component: str, run_id: str | None) -> dict[str, str]:
@@ -201,7 +213,7 @@ def _train_workers(settings: KubeSettings, component: str, run_id: str | None = 
 def _group(settings: KubeSettings, group_name: str, image: str, resources: Resources, component: str,
            *, replicas: int, min_replicas: int, max_replicas: int, spot: bool,
            run_id: str | None = None) -> dict[str, Any]:
-    selector = settings.spot.node_selector if spot else {}
+    selector = settings.spot.node_selector if spot else settings.serve.node_selector
     tolerations = [t.model_dump(exclude_none=True) for t in settings.spot.tolerations] if spot else []
     group = _pod(settings, "ray-worker", image, resources, component, run_id,
                  node_selector=selector, tolerations=tolerations)
@@ -221,8 +233,20 @@ def _pod(settings: KubeSettings, container: str, image: str, resources: Resource
         "pod_labels": _labels(component, run_id),
         "node_selector": dict(node_selector),
         "tolerations": tolerations,
-        "env": [{"name": k, "value": v}
-                for k, v in {**COMPONENT_ENV.get(component, {}), **settings.env}.items()],
+        "env": [*_s3_env(settings), *({"name": k, "value": v}
+                for k, v in {**COMPONENT_ENV.get(component, {}), **settings.env}.items())],
         "resources": {"cpu": resources.cpu, "memory": resources.memory},
     }
+
+
+def _s3_env(settings: KubeSettings) -> list[dict[str, Any]]:
+    """The S3-compatible endpoint and the Secret's keys (kubernetes.s3), as boto3 reads them."""
+    env: list[dict[str, Any]] = []
+    if settings.s3.endpoint:
+        env.append({"name": "AWS_ENDPOINT_URL", "value": settings.s3.endpoint})
+    if settings.s3.credentials_secret:
+        env += [{"name": key, "valueFrom": {"secretKeyRef": {"name": settings.s3.credentials_secret,
+                                                             "key": key}}}
+                for key in S3_SECRET_KEYS]
+    return env
 

@@ -156,6 +156,30 @@ class ServiceAccount(_Model):
         return value
 
 
+class S3(_Model):
+    """How pods reach the checkpoint store when it is not AWS S3 through IRSA: an S3-compatible
+    endpoint (the platform's MinIO: http://sentinel-minio.<namespace>.svc:9000) and a Secret with
+    the keys ``AWS_ACCESS_KEY_ID`` and ``AWS_SECRET_ACCESS_KEY`` (``sentinel up`` makes
+    ``sentinel-minio``). The CLI itself uses the usual AWS settings of its own machine."""
+
+    endpoint: str | None = None
+    credentials_secret: str | None = None
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError(f"{value!r} is not an http(s):// endpoint URL")
+        return value.rstrip("/") if value else value
+
+    @field_validator("credentials_secret")
+    @classmethod
+    def _secret(cls, value: str | None) -> str | None:
+        if value is not None and not _LABEL.match(value):
+            raise ValueError(f"{value!r} is not a Secret name (lower-case letters, digits, '-')")
+        return value
+
+
 class RayJobPolicy(_Model):
     shutdown_after_job_finishes: bool = True
     ttl_seconds_after_finished: int = Field(300, ge=0)
@@ -183,6 +207,12 @@ class Serving(_Model):
     max_workers: int = Field(5, ge=0)
     port: int = Field(DEFAULT_HTTP_PORT, ge=1, le=65535)
     grpc_port: int = Field(DEFAULT_GRPC_PORT, ge=1, le=65535)  # the OIP gRPC service (Service <name>-grpc)
+    node_selector: dict[str, str] = Field(default_factory=dict)  # where serve worker pods go (any node)
+
+    @field_validator("node_selector")
+    @classmethod
+    def _selector(cls, value: dict[str, str]) -> dict[str, str]:
+        return _check_labels(value)
 
     @model_validator(mode="after")
     def _ranges(self) -> Serving:
@@ -206,13 +236,17 @@ class KubeSettings(_Model):
     head: Resources = Field(default_factory=Resources)
     worker: Resources = Field(default_factory=Resources)
     serve_worker: Resources = Field(default_factory=lambda: Resources(cpu="500m", memory="2Gi"))
+    # The RayJob's submitter pod (`ray job submit`, then following the job's logs); KubeRay's own
+    # default asks for 500m.
+    submitter: Resources = Field(default_factory=lambda: Resources(cpu="200m", memory="512Mi"))
     workers: int = Field(4, ge=1, description="Ray Train workers (one worker pod each).")
     head_node_selector: dict[str, str] = Field(default_factory=lambda: {"lifecycle": "OnDemand"})
     spot: Spot = Field(default_factory=Spot)
     service_account: ServiceAccount = Field(default_factory=ServiceAccount)
     storage: str | None = None  # s3://bucket/prefix: checkpoints and the index
     mlflow_uri: str | None = None  # None: tracking off inside the cluster
-    data: str | None = None  # MovieLens source inside the pods; None: download from GroupLens
+    data: str | None = None  # MovieLens inside the pods (s3://, http(s):// or a path); None: GroupLens
+    s3: S3 = Field(default_factory=S3)
     env: dict[str, str] = Field(default_factory=dict)
     rayjob: RayJobPolicy = Field(default_factory=RayJobPolicy)
     serve: Serving = Field(default_factory=Serving)
@@ -350,7 +384,7 @@ def _describe(error: ValidationError, path: Path | None, sources: dict[str, str]
 
 # Mappings keyed by free-form strings: `--set env.NAME=value` sets one key, keeping the others
 # (the profile's, else the defaults).
-_MAPPINGS = ("env", "head_node_selector", "spot.node_selector")
+_MAPPINGS = ("env", "head_node_selector", "spot.node_selector", "serve.node_selector")
 
 
 def _set_dotted(target: dict[str, Any], key: str, value: Any) -> None:

@@ -18,10 +18,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sentinel_cli.k8s.client import RAYJOB, RAYSERVICE, Kube
+from sentinel_cli.k8s.manifests import SUBMITTER_CONTAINER
 from sentinel_ml.errors import ConfigError, JobFailed, SentinelError, WaitTimeout
 
 POLL_S = 2.0
-SUBMITTER_CONTAINER = "ray-job-submitter"  # KubeRay 1.5's default submitter container
 HEAD_CONTAINER = "ray-head"
 
 # Known causes in scheduler and kubelet messages -> what to do about them.

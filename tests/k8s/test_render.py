@@ -106,6 +106,53 @@ def test_rayjob_carries_the_profile_defaults_and_policy(kube_env) -> None:
     assert worker["containers"][0]["env"] == [{"name": "AWS_REGION", "value": "us-east-1"}]
 
 
+def test_the_submitter_pod_goes_beside_the_head_with_small_requests(kube_env) -> None:
+    """KubeRay's default submitter has no node selector (it may land anywhere) and asks for 500m."""
+    spec = render.render("train", _values("train"))[1]["spec"]
+    pod = spec["submitterPodTemplate"]["spec"]
+    (container,) = pod["containers"]
+    assert pod["nodeSelector"] == {"lifecycle": "OnDemand"} and pod["restartPolicy"] == "Never"
+    assert container["name"] == manifests.SUBMITTER_CONTAINER  # what `logs` reads
+    assert container["image"] == spec["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["image"]
+    assert container["resources"]["requests"] == container["resources"]["limits"] == {"cpu": "200m",
+                                                                                      "memory": "512Mi"}
+    assert "command" not in container  # KubeRay fills in `ray job submit …`
+
+
+def test_an_s3_compatible_store_reaches_the_ray_pods_but_not_the_submitter(kube_env) -> None:
+    kube = _settings(s3={"endpoint": "http://sentinel-minio.ml.svc:9000", "credentials_secret": "sentinel-minio"})
+    for what in ("train", "serve"):
+        objects = render.render(what, _values(what, kube))
+        spec = next(o for o in objects if o["kind"] in ("RayJob", "RayService"))["spec"]
+        cluster = spec.get("rayClusterSpec") or spec["rayClusterConfig"]
+        pods = [cluster["headGroupSpec"]["template"]["spec"],
+                *(g["template"]["spec"] for g in cluster["workerGroupSpecs"])]
+        for pod in pods:
+            env = {e["name"]: e for e in pod["containers"][0]["env"]}
+            assert env["AWS_ENDPOINT_URL"]["value"] == "http://sentinel-minio.ml.svc:9000"
+            for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+                assert env[key]["valueFrom"] == {"secretKeyRef": {"name": "sentinel-minio", "key": key}}
+            assert env["AWS_REGION"]["value"] == "us-east-1"  # the profile's env stays
+        if what == "train":
+            submitter = spec["submitterPodTemplate"]["spec"]["containers"][0]
+            assert [e["name"] for e in submitter["env"]] == ["AWS_REGION"]
+
+
+def test_serve_workers_follow_their_own_node_selector(kube_env) -> None:
+    default = render.render("serve", _values("serve"))[1]["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]
+    assert "nodeSelector" not in default["template"]["spec"]  # any node, as before
+    kube = _settings(serve={"node_selector": {"lifecycle": "OnDemand"}})
+    group = render.render("serve", _values("serve", kube))[1]["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]
+    assert group["template"]["spec"]["nodeSelector"] == {"lifecycle": "OnDemand"}
+
+
+def test_s3_settings_are_checked(kube_env) -> None:
+    with pytest.raises(ConfigError, match=r"kubernetes.s3.endpoint .*not an http\(s\):// endpoint"):
+        _settings(s3={"endpoint": "minio:9000"})
+    with pytest.raises(ConfigError, match="kubernetes.s3.credentials_secret"):
+        _settings(s3={"credentials_secret": "Bad_Name"})
+
+
 def test_entrypoint_is_what_the_training_module_parses(kube_env) -> None:
     from sentinel_ml.train import build_parser, config_from_args
 
