@@ -36,6 +36,15 @@ def up(
         rich_help_panel=PLATFORM_PANEL)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.",
                                           rich_help_panel=PLATFORM_PANEL)] = False,
+    operator: Annotated[bool, typer.Option(
+        "--operator/--no-operator", help="Install the KubeRay operator; --no-operator when the cluster "
+        "already runs one (its CRDs are checked).", rich_help_panel=PLATFORM_PANEL)] = True,
+    wait: Annotated[bool, typer.Option(
+        "--wait/--no-wait", help="Wait until MinIO, its buckets and MLflow are ready.",
+        rich_help_panel=PLATFORM_PANEL)] = True,
+    timeout: Annotated[float, typer.Option(
+        min=1, help="Stop waiting after this many seconds without progress.",
+        rich_help_panel=PLATFORM_PANEL)] = 600.0,
     output: options.OutputOpt = OutputFormat.table,
 ) -> None:
     """Bring the platform up (idempotent) and print each component and its state."""
@@ -43,14 +52,31 @@ def up(
         from sentinel_cli.backends.local import platform as local_platform
 
         _reject_kube_flags(namespace=namespace, crds=crds, metrics_server=metrics_server, role_arn=role_arn,
-                           dry_run=dry_run)
+                           dry_run=dry_run, no_operator=not operator)
         _finish(_report("local", local_platform.prerequisites(data, storage, mlflow_uri)), output)
         return
     from sentinel_cli.backends.kubernetes import platform as kube_platform
 
     request = kube_platform.UpRequest(crds=crds, metrics_server=metrics_server, role_arn=role_arn,
-                                      dry_run=dry_run)
-    _finish(kube_platform.up(_settings(profile, namespace, storage), request), output)
+                                      dry_run=dry_run, operator=operator, wait=wait, timeout_s=timeout)
+    settings = _settings(profile, namespace, storage)
+    result = kube_platform.up(settings, request)
+    _suggest_profile(settings, result["profile"], output)
+    _finish(result, output)
+
+
+def _suggest_profile(settings, wanted: dict[str, Any], output: OutputFormat) -> None:
+    """Say which profile keys point jobs at this platform's MinIO and MLflow, when they do not yet."""
+    from sentinel_cli.progress import kube_say
+
+    current = {"s3": settings.s3.model_dump(), "mlflow_uri": settings.mlflow_uri}
+    if output != OutputFormat.table or current == wanted:
+        return
+    keys = [f"kubernetes.s3.endpoint: {wanted['s3']['endpoint']}",
+            f"kubernetes.s3.credentials_secret: {wanted['s3']['credentials_secret']}",
+            f"kubernetes.mlflow_uri: {wanted['mlflow_uri']}"]
+    kube_say("to keep checkpoints in this platform's MinIO and track runs in its MLflow, set in the "
+             "profile: " + "; ".join(keys) + " (and kubernetes.storage: s3://<bucket>/<prefix>)")
 
 
 def down(

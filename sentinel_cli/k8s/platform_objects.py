@@ -29,6 +29,8 @@ MC_IMAGE = "quay.io/minio/mc:RELEASE.2025-04-16T18-13-26Z"
 MLFLOW_IMAGE = "ghcr.io/mlflow/mlflow:v3.17.2-full"
 COMPONENT = "sentinel.io/platform"
 SECRET = "sentinel-minio"
+MINIO, MLFLOW = "sentinel-minio", "sentinel-mlflow"  # Deployments and Services
+BUCKET_JOB = "sentinel-minio-bucket"
 MLFLOW_BUCKET = "mlflow"
 DATA_KINDS = ("PersistentVolumeClaim", "Secret")  # kept by `down` unless --purge
 
@@ -70,9 +72,22 @@ def _claim(name: str, component: str, ns: str, size: str) -> dict[str, Any]:
 
 
 def secret(ns: str, user: str, password: str) -> dict[str, Any]:
-    """The credentials Secret (MinIO's root user, also MLflow's S3 credentials). Never printed."""
+    """The credentials Secret (MinIO's root user, also MLflow's S3 credentials). Never printed.
+    It carries them twice: as MinIO names them, and as boto3 does, for the jobs' pods
+    (``kubernetes.s3.credentials_secret``)."""
     return {**kinds.SECRET.type_meta(), "metadata": _meta(SECRET, "minio", ns), "type": "Opaque",
-            "stringData": {"root-user": user, "root-password": password}}
+            "stringData": {"root-user": user, "root-password": password,
+                           "AWS_ACCESS_KEY_ID": user, "AWS_SECRET_ACCESS_KEY": password}}
+
+
+def endpoint(ns: str) -> str:
+    """The platform's MinIO as pods reach it (``kubernetes.s3.endpoint``)."""
+    return f"http://{MINIO}.{ns}.svc:9000"
+
+
+def mlflow_uri(ns: str) -> str:
+    """The platform's MLflow as pods reach it (``kubernetes.mlflow_uri``)."""
+    return f"http://{MLFLOW}.{ns}.svc:5000"
 
 
 def operator(ns: str, node_selector: dict[str, str]) -> list[dict[str, Any]]:
@@ -102,23 +117,29 @@ def operator(ns: str, node_selector: dict[str, str]) -> list[dict[str, Any]]:
     ]
 
 
-def minio(ns: str, node_selector: dict[str, str], size: str = "20Gi") -> list[dict[str, Any]]:
-    name, endpoint = "sentinel-minio", "http://sentinel-minio:9000"
+def minio(ns: str, node_selector: dict[str, str], size: str = "20Gi",
+          buckets: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """MinIO, and a Job that makes MLflow's bucket and ``buckets`` (the checkpoint store's, when
+    it lives here)."""
+    name, endpoint = MINIO, f"http://{MINIO}:9000"
     container = {"name": "minio", "image": MINIO_IMAGE, "args": ["server", "/data", "--console-address", ":9001"],
                  "env": _secret_env(("MINIO_ROOT_USER", "root-user"), ("MINIO_ROOT_PASSWORD", "root-password")),
                  "ports": [{"name": "http", "containerPort": 9000}],
                  "volumeMounts": [{"name": "data", "mountPath": "/data"}],
                  "readinessProbe": {"httpGet": {"path": "/minio/health/ready", "port": 9000}},
                  "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}}}
-    script = ('mc alias set store "$STORE" "$USER" "$PASSWORD" >/dev/null && '
-              f'mc mb --ignore-existing store/{MLFLOW_BUCKET}')
-    job = {**kinds.JOB.type_meta(), "metadata": _meta("sentinel-minio-bucket", "minio", ns),
+    wanted = " ".join(f"store/{bucket}" for bucket in dict.fromkeys((MLFLOW_BUCKET, *buckets)))
+    script = f'mc alias set store "$STORE" "$USER" "$PASSWORD" >/dev/null && mc mb --ignore-existing {wanted}'
+
+    job = {**kinds.JOB.type_meta(), "metadata": _meta(BUCKET_JOB, "minio", ns),
            "spec": {"backoffLimit": 6, "ttlSecondsAfterFinished": 3600, "template": {
                "metadata": {"labels": {COMPONENT: "minio"}},
                "spec": {"restartPolicy": "OnFailure", "nodeSelector": node_selector,
                         "securityContext": {"runAsNonRoot": True, "runAsUser": 1000},
                         "containers": [{"name": "mc", "image": MC_IMAGE, "command": ["/bin/sh", "-c", script],
+                                        # mc keeps its aliases under $HOME, unwritable for uid 1000
                                         "env": [{"name": "STORE", "value": endpoint},
+                                                {"name": "MC_CONFIG_DIR", "value": "/tmp/.mc"},
                                                 *_secret_env(("USER", "root-user"), ("PASSWORD", "root-password"))],
                                         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
                                                       "limits": {"memory": "128Mi"}}}]}}}}
@@ -128,12 +149,12 @@ def minio(ns: str, node_selector: dict[str, str], size: str = "20Gi") -> list[di
 
 
 def mlflow(ns: str, node_selector: dict[str, str], size: str = "5Gi") -> list[dict[str, Any]]:
-    name = "sentinel-mlflow"
+    name = MLFLOW
     command = ["mlflow", "server", "--host", "0.0.0.0", "--port", "5000",
                "--backend-store-uri", "sqlite:////data/mlflow.db",
                "--artifacts-destination", f"s3://{MLFLOW_BUCKET}/artifacts", "--serve-artifacts"]
     container = {"name": "mlflow", "image": MLFLOW_IMAGE, "command": command,
-                 "env": [{"name": "MLFLOW_S3_ENDPOINT_URL", "value": "http://sentinel-minio:9000"},
+                 "env": [{"name": "MLFLOW_S3_ENDPOINT_URL", "value": f"http://{MINIO}:9000"},
                          *_secret_env(("AWS_ACCESS_KEY_ID", "root-user"), ("AWS_SECRET_ACCESS_KEY", "root-password"))],
                  "ports": [{"name": "http", "containerPort": 5000}],
                  "volumeMounts": [{"name": "data", "mountPath": "/data"}],

@@ -45,14 +45,14 @@ def test_up_twice_converges_and_down_removes_but_keeps_data(kube_cli, k8s_api, k
     assert dry.exit_code == 0, dry.output
     assert _states(plan)["minio"] == "would apply" and _states(plan)["credentials"] == "would create"
 
-    first, report = kube_cli("up")
+    first, report = kube_cli("up", "--no-wait")
     assert first.exit_code == 0, first.output
     states = _states(report)
     assert states["minio"] == states["mlflow"] == states["kuberay-operator"] == "created", report
     assert states["credentials"] == "created" and states["kuberay crds"] == "unchanged"
     values = _secret_values(k8s_api, k8s_namespace)
 
-    second, report = kube_cli("up")
+    second, report = kube_cli("up", "--no-wait")
     assert second.exit_code == 0, second.output
     states = _states(report)
     assert all(states[c] == "unchanged" for c in ("minio", "mlflow", "kuberay-operator", "credentials",  # noqa
@@ -82,11 +82,21 @@ def test_up_creates_the_bucket_once_through_the_storage_funnel(kube_cli, s3_buck
     storage = f"s3://sentinel-new-{secrets.token_hex(4)}/artifacts"
     _, plan = kube_cli("up", "--dry-run", "--storage", storage)
     assert _states(plan)["s3 bucket"] == "would create", plan["items"]
-    first, report = kube_cli("up", "--storage", storage)
+    first, report = kube_cli("up", "--no-wait", "--storage", storage)
     assert first.exit_code == 0 and _states(report)["s3 bucket"] == "created", first.output
     _, again = kube_cli("up", "--dry-run", "--storage", storage)
     assert {"name": "s3 bucket", "state": "unchanged", "detail": f"{storage.rsplit('/', 1)[0]} exists",
             "fix": None} in again["items"]
+
+
+def test_up_waits_for_the_platform_but_says_at_once_when_a_volume_cannot_bind(kube_cli) -> None:
+    """The test cluster has no StorageClass (its nodes are simulated): waiting would never end, so
+    `up` names the claim, the binder's reason and the fix instead of running out its --timeout."""
+    result, report = kube_cli("up", "--timeout", "300")  # running out would read "still waiting"
+    assert result.exit_code == 1, result.output
+    ready = {i["name"]: i for i in report["items"]}["ready"]
+    assert ready["state"] == "fail" and "cannot bind" in ready["detail"], ready
+    assert "-data" in ready["detail"] and "StorageClass" in ready["fix"], ready
 
 
 def test_doctor_passes_on_the_test_cluster(kube_cli) -> None:
@@ -136,7 +146,7 @@ def test_metrics_server_is_opt_in_installed_once_and_removed_by_down(kube_cli, k
         _, report = kube_cli("up", "--dry-run")
         assert _states(report)["metrics-server"] == "skip"
 
-        first, report = kube_cli("up", "--metrics-server")
+        first, report = kube_cli("up", "--no-wait", "--metrics-server")
         assert first.exit_code == 0, first.output
         assert _states(report)["metrics-server"] == "created", report["items"]
         deployment = apps.read_namespaced_deployment("metrics-server", "kube-system")
@@ -144,7 +154,7 @@ def test_metrics_server_is_opt_in_installed_once_and_removed_by_down(kube_cli, k
         service = client.ApiregistrationV1Api(k8s_api).read_api_service("v1beta1.metrics.k8s.io")
         assert service.spec.service.name == "metrics-server"
 
-        _, report = kube_cli("up")  # ours is kept up to date even without the flag
+        _, report = kube_cli("up", "--no-wait")  # ours is kept up to date even without the flag
         assert _states(report)["metrics-server"] == "unchanged", report["items"]
 
         gone, report = kube_cli("down")

@@ -40,6 +40,9 @@ class UpRequest:
     metrics_server: bool = False
     role_arn: str | None = None
     dry_run: bool = False
+    operator: bool = True  # False: the cluster already runs a KubeRay operator; only check its CRDs
+    wait: bool = True  # wait (bounded) until MinIO, its buckets and MLflow are ready
+    timeout_s: float = 600.0  # give up waiting after this long without progress
 
 
 def up(settings, request: UpRequest) -> dict[str, Any]:
@@ -49,17 +52,112 @@ def up(settings, request: UpRequest) -> dict[str, Any]:
         items.append(run_check("cluster", lambda: f"{kube.server} ({kube.version()})"))
         if items[-1].failed:
             return report("k8s", items, namespace=ns, dry_run=request.dry_run)
-        items += _operator(kube, settings, request)
+        items += _operator(kube, settings, request) if request.operator else [_existing_operator(kube)]
         items.append(_apply_all(kube, "service account", [po.service_account(
             ns, settings.service_account.name, request.role_arn or settings.service_account.role_arn)], request))
         items.append(_credentials(kube, ns, request.dry_run))
-        items.append(_apply_all(kube, "minio", po.minio(ns, heads), request))
+        items.append(_apply_all(kube, "minio", po.minio(ns, heads, buckets=_platform_buckets(settings)), request))
         items.append(_apply_all(kube, "mlflow", po.mlflow(ns, heads), request))
         items += _monitoring(kube, ns, request)
         items.append(_metrics_server(kube, request))
+        if request.wait and not request.dry_run and not any(i.failed for i in items):
+            items.append(run_check("ready", lambda: _wait_ready(kube, ns, request)))
     items += _s3(settings, request.dry_run)
     policy = _policy(settings)
-    return report("k8s", items, namespace=ns, dry_run=request.dry_run, iam_policy=policy)
+    return report("k8s", items, namespace=ns, dry_run=request.dry_run, iam_policy=policy,
+                  profile=platform_profile(ns))
+
+
+def platform_profile(ns: str) -> dict[str, Any]:
+    """The profile keys that point jobs and services at this platform's MinIO and MLflow."""
+    return {"s3": {"endpoint": po.endpoint(ns), "credentials_secret": po.SECRET},
+            "mlflow_uri": po.mlflow_uri(ns)}
+
+
+def _platform_buckets(settings) -> tuple[str, ...]:
+    """The checkpoint store's bucket, when it lives in the platform's MinIO."""
+    from sentinel_ml.store.uri import split_s3
+
+    if settings.storage and settings.s3.endpoint == po.endpoint(settings.namespace):
+        return (split_s3(settings.storage)[0],)
+    return ()
+
+
+def _existing_operator(kube: Kube) -> Item:
+    """--no-operator: the cluster's own KubeRay operator (a platform team's, or a test environment's)."""
+    missing = [name for name in po.RAY_CRDS if not kube.crd_exists(name)]
+    if missing:
+        return Item("kuberay-operator", FAIL, f"--no-operator, and the CRDs are missing: {', '.join(missing)}",
+                    "install the KubeRay operator first, or drop --no-operator to let `up` install it")
+    return Item("kuberay-operator", SKIP, "--no-operator: the cluster's own operator (its CRDs are present)")
+
+
+def _wait_ready(kube: Kube, ns: str, request: UpRequest) -> str:
+    """Until MinIO and MLflow answer their readiness probes and the bucket Job has completed;
+    bounded: ``timeout_s`` without a change in what is still waited for."""
+    import time
+
+    from sentinel_ml.errors import WaitTimeout
+
+    started = last_change = time.monotonic()
+    previous = None
+    while True:
+        waiting = _not_ready(kube, ns)
+        if not waiting:
+            return f"MinIO, its buckets and MLflow ready in {time.monotonic() - started:.0f} s"
+        if waiting != previous:
+            previous, last_change = waiting, time.monotonic()
+        if time.monotonic() - last_change > request.timeout_s:
+            raise WaitTimeout(f"still waiting after {request.timeout_s:.0f} s without progress for: "
+                              + "; ".join(waiting),
+                              hint=f"kubectl -n {ns} describe pods -l {po.COMPONENT}; then `sentinel up` again")
+        time.sleep(2)
+
+
+def _not_ready(kube: Kube, ns: str) -> list[str]:
+    from sentinel_cli.k8s.client import DEPLOYMENT, JOB
+
+    _claims_can_bind(kube, ns)
+    waiting = []
+    for name in (po.MINIO, po.MLFLOW):
+        deployment = kube.get(DEPLOYMENT, name, ns) or {}
+        if not (deployment.get("status") or {}).get("availableReplicas"):
+            waiting.append(f"Deployment {name} available ({_pod_reasons(kube, name)})")
+    job = kube.get(JOB, po.BUCKET_JOB, ns)
+    if job is not None and not (job.get("status") or {}).get("succeeded"):
+        waiting.append(f"Job {po.BUCKET_JOB} complete ({_pod_reasons(kube, None)})")
+    return waiting
+
+
+def _claims_can_bind(kube: Kube, ns: str) -> None:
+    """A claim that the cluster cannot bind (no default StorageClass, no matching volume) never
+    will by waiting: say so at once, with the fix."""
+    from sentinel_cli.k8s.client import PVC
+
+    pending = {f"{name}-data" for name in (po.MINIO, po.MLFLOW)
+               if ((kube.get(PVC, f"{name}-data", ns) or {}).get("status") or {}).get("phase") == "Pending"}
+    for event in kube.events() if pending else []:
+        involved = event.get("involvedObject") or {}
+        if involved.get("kind") == "PersistentVolumeClaim" and involved.get("name") in pending \
+                and event.get("reason") in ("FailedBinding", "ProvisioningFailed"):
+            raise ConfigError(
+                f"PersistentVolumeClaim {involved['name']} cannot bind: {event.get('message', '').strip()}",
+                hint="give the cluster a default StorageClass (on EKS: gp3 through the EBS CSI driver) or a "
+                     "PersistentVolume for the claim; then `sentinel up` again (or --no-wait to skip waiting)")
+
+
+def _pod_reasons(kube: Kube, app: str | None) -> str:
+    """What the pods of an app (or of the bucket Job) say: phase, or the reason a container waits."""
+    selector = f"app.kubernetes.io/name={app}" if app else f"batch.kubernetes.io/job-name={po.BUCKET_JOB}"
+    said = []
+    for pod in kube.pods(selector):
+        status = pod.get("status") or {}
+        reasons = [c["state"]["waiting"].get("reason", "waiting") for c in status.get("containerStatuses") or []
+                   if (c.get("state") or {}).get("waiting")]
+        unschedulable = [c.get("message", "") for c in status.get("conditions") or []
+                         if c.get("reason") == "Unschedulable"]
+        said.append(f"{pod['metadata']['name']}: {', '.join(reasons + unschedulable) or status.get('phase', '?')}")
+    return "; ".join(said) or "no pods yet"
 
 
 def _apply_all(kube: Kube, name: str, objects: list[dict[str, Any]], request: UpRequest) -> Item:
@@ -74,12 +172,36 @@ def _apply_all(kube: Kube, name: str, objects: list[dict[str, Any]], request: Up
 
 def _apply_one(kube: Kube, obj: dict[str, Any], dry_run: bool) -> str:
     before = kube.get_object(obj)
+    if before is not None and obj["kind"] == "Job" and _job_command(before) != _job_command(obj):
+        if dry_run:
+            return "replaced"
+        before = _delete_job(kube, obj)  # a Job's pod template is immutable: a new one replaces it
     after = kube.apply(obj, dry_run=dry_run)
     if before is None:
         return "created"
     # Controllers bump resourceVersion (status, annotations); our Apply entry's time moves only when
     # the apply changed one of our fields.
     return "configured" if _applied_at(after) != _applied_at(before) else "unchanged"
+
+
+def _job_command(job: dict[str, Any]) -> list[str]:
+    return job["spec"]["template"]["spec"]["containers"][0].get("command") or []
+
+
+def _delete_job(kube: Kube, job: dict[str, Any]) -> None:
+    import time
+
+    from sentinel_cli.k8s.client import JOB
+
+    name, ns = job["metadata"]["name"], job["metadata"].get("namespace")
+    kube.delete(JOB, name, ns)
+    deadline = time.monotonic() + 60
+    while kube.get(JOB, name, ns) is not None:
+        if time.monotonic() > deadline:
+            raise SentinelError(f"Job {name} is still being deleted after 60 s",
+                                hint=f"kubectl -n {ns} get job {name}; then `sentinel up` again")
+        time.sleep(1)
+    return None
 
 
 def _applied_at(obj: dict[str, Any]) -> str | None:
@@ -145,8 +267,16 @@ def _fetch(url: str) -> str:
 def _credentials(kube: Kube, ns: str, dry_run: bool) -> Item:
     def ensure() -> Item:
         probe = po.secret(ns, "", "")
-        if kube.get_object(probe) is not None:
+        existing = kube.get_object(probe)
+        if existing is not None and set(probe["stringData"]) <= set(existing.get("data") or {}):
             return Item("credentials", "unchanged", f"Secret/{po.SECRET} kept (values never printed)")
+        if existing is not None:  # made by an older `up`: add the keys boto3 reads, same values
+            import base64
+
+            data = existing["data"]
+            user, password = (base64.b64decode(data[k]).decode() for k in ("root-user", "root-password"))
+            kube.apply(po.secret(ns, user, password), dry_run=dry_run)
+            return Item("credentials", "configured", f"Secret/{po.SECRET}: AWS_* keys added (values never printed)")
         obj = po.secret(ns, "sentinel-" + secrets.token_hex(4), secrets.token_urlsafe(24))
         kube.apply(obj, dry_run=dry_run)
         return Item("credentials", "would create" if dry_run else "created",
