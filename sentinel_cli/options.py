@@ -48,7 +48,7 @@ def _absolute(location: str | None) -> str | None:
 
 DataOpt = Annotated[
     str | None,
-    typer.Option("--data", help="MovieLens 100k source: a zip, a directory, or a file:// / http(s):// URL. "
+    typer.Option("--data", help="MovieLens 100k source: a zip, a directory, or a file://, http(s):// or s3:// URL. "
                  "Default: download from GroupLens once and cache.", envvar="SENTINEL_DATA",
                  show_default=False, callback=_absolute),
 ]

@@ -129,3 +129,23 @@ def test_missing_local_source_names_the_path(tmp_path: Path) -> None:
 def test_unsupported_scheme_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="unsupported dataset source"):
         download.ensure_dataset("ftp://example.invalid/ml-100k.zip", cache_dir=tmp_path)
+
+
+def test_s3_source_downloads_once_from_the_bucket(tmp_path: Path, movielens_zip: Path, s3_bucket: str) -> None:
+    """What pods without internet access use: the archive in the platform's bucket (a real S3
+    server, boto3 through the storage funnel)."""
+    from sentinel_ml.store import uri as storage
+
+    source = s3_bucket + "/data/ml-100k.zip"
+    storage.write_bytes(source, movielens_zip.read_bytes())
+    cache = tmp_path / "cache"
+    extracted = download.ensure_dataset(source, cache_dir=cache)
+    assert (extracted / "u1.base").is_file() and (extracted / ".complete").is_file()
+    storage.delete(source)  # the cache answers from now on
+    assert download.ensure_dataset(source, cache_dir=cache) == extracted
+
+
+def test_missing_s3_source_names_the_uri_and_the_upload(tmp_path: Path, s3_bucket: str) -> None:
+    with pytest.raises(DataError, match="dataset not found at s3://") as info:
+        download.ensure_dataset(s3_bucket + "/data/none.zip", cache_dir=tmp_path / "cache")
+    assert "aws s3 cp" in info.value.hint

@@ -36,14 +36,18 @@ def status(
 def _table(report: dict):
     if report.get("target") == "k8s":
         return _kube_table(report)
+    return _with_serving(_runs_table(report, "run `sentinel train`"), report.get("serving"))
+
+
+def _runs_table(report: dict, next_step: str):
     rows = [
         {**run, "val_rmse": run["metrics"].get("val_rmse"), "test_rmse": run["metrics"].get("test_rmse"),
          "epochs": run["metrics"].get("epochs"), "checkpoint": run["checkpoints"].get("best"),
          "model": (run.get("config") or {}).get("model", "mf")}  # records before --model: mf
         for run in report["runs"]
     ]
-    runs = records_table(rows, RUN_COLUMNS, title="runs", empty="no runs yet: run `sentinel train`")
-    return _with_serving(runs, report.get("serving"))
+    return records_table(rows, RUN_COLUMNS, title=f"runs in {report.get('storage')}",
+                         empty=f"no runs yet: {next_step}")
 
 
 def _with_serving(runs, serving: dict | None):
@@ -68,6 +72,14 @@ def _kube_table(report: dict):
     title = f"managed by Sentinel in namespace {report['namespace']}" + (
         f" ({hidden} older RayJobs not shown: --limit)" if hidden else "")
     columns = KUBE_COLUMNS if report["namespace"] == "*" else [c for c in KUBE_COLUMNS if c[1] != "namespace"]
-    return records_table(report["objects"], columns, title=title,
-                         empty=f"nothing managed by Sentinel in namespace {report['namespace']}: "
-                               "run `sentinel train --target k8s`")
+    objects = records_table(report["objects"], columns, title=title,
+                            empty=f"nothing managed by Sentinel in namespace {report['namespace']}: "
+                                  "run `sentinel train --target k8s`")
+    if not report.get("storage"):
+        return objects
+    from rich.console import Group
+    from rich.text import Text
+
+    if report.get("runs_error"):
+        return Group(objects, "", Text(f"runs in {report['storage']}: cannot read the index: {report['runs_error']}"))
+    return Group(objects, "", _runs_table(report, "run `sentinel train --target k8s`"))

@@ -1,7 +1,8 @@
 """Fetch the MovieLens 100k archive once, verify it, and extract it atomically into the cache.
 
-Sources: the GroupLens URL (default), or an override from ``--data`` / ``$SENTINEL_DATA``: an http(s)
-or ``file://`` URL, a local zip, or a directory that already holds the extracted files.
+Sources: the GroupLens URL (default), or an override from ``--data`` / ``$SENTINEL_DATA``: an http(s),
+``s3://`` (the archive in a bucket: what pods without internet access use) or ``file://`` URL, a
+local zip, or a directory that already holds the extracted files.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ def ensure_dataset(source: str | None = None, *, cache_dir: Path | None = None) 
         archive = Path(tmp) / "ml-100k.zip"
         if local is not None:
             shutil.copyfile(local, archive)
+        elif source.startswith("s3://"):
+            _download_s3(source, archive)
         else:
             _download(source, archive)
         verify_checksum(archive)
@@ -117,16 +120,28 @@ def _download(url: str, dest: Path) -> None:
         ) from None
 
 
+def _download_s3(uri: str, dest: Path) -> None:
+    from sentinel_ml.store import uri as storage
+
+    log.info("downloading %s", uri)
+    try:
+        dest.write_bytes(storage.read_bytes(uri))
+    except storage.ObjectNotFound:
+        raise DataError(f"dataset not found at {uri}",
+                        hint=f"upload ml-100k.zip there (aws s3 cp ml-100k.zip {uri}), or pass --data "
+                             "with another source") from None
+
+
 def _as_local_path(source: str) -> Path | None:
     parsed = urllib.parse.urlparse(source)
-    if parsed.scheme in ("http", "https"):
+    if parsed.scheme in ("http", "https", "s3"):
         return None
     if parsed.scheme == "file":
         return Path(urllib.request.url2pathname(parsed.path))
     if parsed.scheme and len(parsed.scheme) > 1:
         raise DataError(
             f"unsupported dataset source {source!r}",
-            hint="use an http(s):// or file:// URL, a path to ml-100k.zip, or a directory",
+            hint="use an http(s)://, s3:// or file:// URL, a path to ml-100k.zip, or a directory",
         )
     return Path(source).expanduser()
 

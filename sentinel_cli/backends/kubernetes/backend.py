@@ -19,7 +19,7 @@ from sentinel_cli.progress import kube_line as _driver_line
 from sentinel_cli.progress import kube_say as _say
 from sentinel_cli.progress import kube_waiting as _waiting
 from sentinel_cli.progress import kube_warning as _warn
-from sentinel_ml.errors import ConfigError, Detached, JobFailed, StorageError
+from sentinel_ml.errors import ConfigError, Detached, JobFailed, SentinelError, StorageError
 
 NAME = "k8s"
 
@@ -185,7 +185,20 @@ def status(limit: int = 20, deploy: KubeRequest | None = None) -> dict[str, Any]
             + [_cluster_row(c, now) for c in standalone])
     return {"target": NAME, "namespace": namespace, "objects": rows,
             "counts": {"RayJob": len(jobs), "RayService": len(services), "RayCluster": len(standalone)},
-            "shown_jobs": min(limit, len(jobs))}
+            "shown_jobs": min(limit, len(jobs)), **_runs(settings.storage, limit)}
+
+
+def _runs(storage: str | None, limit: int) -> dict[str, Any]:
+    """The checkpoint index's newest runs, beside the objects; an unreachable store is said, not fatal."""
+    if not storage:
+        return {"storage": None, "runs": []}
+    from sentinel_ml.store.index import read_records
+
+    try:
+        records = read_records(storage)
+    except SentinelError as e:
+        return {"storage": storage, "runs": [], "runs_error": f"{e.message} ({e.hint})" if e.hint else e.message}
+    return {"storage": storage, "runs": [asdict(r) for r in records[:limit]]}
 
 
 def logs(name: str, follow: bool = False, deploy: KubeRequest | None = None) -> dict[str, Any]:
