@@ -83,5 +83,25 @@ def kube_waiting(waiting) -> None:
 
 
 def kube_line(line: str) -> None:
-    """A line of a pod's log, as it is."""
+    """A line of a pod's log: a job's progress event (a JSON line from the entrypoint) as the local
+    target shows it, anything else as it is."""
+    event = _progress_event(line)
+    if event is not None:
+        try:
+            tune_progress(event)  # train's events too
+            return
+        except (KeyError, TypeError, ValueError):
+            pass  # not an event of ours after all
     console.err().print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _progress_event(line: str) -> dict[str, Any] | None:
+    if not (line.startswith("{") and '"event"' in line):
+        return None
+    import json
+
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return None
+    return event if isinstance(event, dict) else None

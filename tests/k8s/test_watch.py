@@ -96,3 +96,20 @@ def test_rayservice_is_done_only_when_ready_for_its_latest_spec() -> None:
     broken = rayservice_state(service(2, 2, "True", "DEPLOY_FAILED"))
     assert not broken.done and broken.failed_apps == {"sentinel": "x"}
     assert rayservice_state(service(2, 2, "True")).clusters == ("s-abc",)
+
+
+def test_a_jobs_progress_lines_read_as_on_the_local_target(capsys) -> None:
+    """The entrypoint writes its progress as JSON lines; followed from a pod they read as the local
+    target prints them, and any other line (or a JSON line of someone else's) stays as it is."""
+    import json
+
+    from sentinel_cli.progress import kube_line
+
+    epoch = {"event": "epoch", "epoch": 2, "epochs": 4, "train_loss": 0.8, "val_rmse": 0.95, "val_mae": 0.75}
+    kube_line(json.dumps(epoch))
+    kube_line('{"event": "trial_epoch", "trial": "t1"}')  # not ours: fields missing
+    kube_line("[/__w/gloo/pair.cc:545] Connection closed by peer")  # markup-like text, literally
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].split() == ["epoch", "2/4", "train_loss", "0.8000", "val_rmse", "0.9500", "val_mae", "0.7500"]
+    assert lines[1] == '{"event": "trial_epoch", "trial": "t1"}'
+    assert lines[2] == "[/__w/gloo/pair.cc:545] Connection closed by peer"
