@@ -150,7 +150,8 @@ def minio(ns: str, node_selector: dict[str, str], size: str = "20Gi",
 
 def mlflow(ns: str, node_selector: dict[str, str], size: str = "5Gi") -> list[dict[str, Any]]:
     name = MLFLOW
-    command = ["mlflow", "server", "--host", "0.0.0.0", "--port", "5000",
+    # Two server workers: MLflow's default (4) needs more than 1Gi and was OOM-killed at that limit.
+    command = ["mlflow", "server", "--host", "0.0.0.0", "--port", "5000", "--workers", "2",
                "--backend-store-uri", "sqlite:////data/mlflow.db",
                "--artifacts-destination", f"s3://{MLFLOW_BUCKET}/artifacts", "--serve-artifacts"]
     container = {"name": "mlflow", "image": MLFLOW_IMAGE, "command": command,
@@ -159,7 +160,7 @@ def mlflow(ns: str, node_selector: dict[str, str], size: str = "5Gi") -> list[di
                  "ports": [{"name": "http", "containerPort": 5000}],
                  "volumeMounts": [{"name": "data", "mountPath": "/data"}],
                  "readinessProbe": {"httpGet": {"path": "/health", "port": 5000}},
-                 "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}}}
+                 "resources": {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}}
     return [_claim(f"{name}-data", "mlflow", ns, size),
             _deployment(name, "mlflow", ns, container, f"{name}-data", node_selector),
             _service(name, "mlflow", ns, 5000)]

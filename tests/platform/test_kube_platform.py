@@ -164,3 +164,25 @@ def test_metrics_server_is_opt_in_installed_once_and_removed_by_down(kube_cli, k
         kube = Kube(k8s_api, "kube-system")  # not closed: k8s_api is the session's
         for obj in platform_objects.metrics_server():
             kube.delete_object(obj)
+
+
+def _pod(container_status: dict) -> dict:
+    return {"metadata": {"name": "sentinel-mlflow-abc", "namespace": "ml"},
+            "status": {"phase": "Running", "containerStatuses": [{"name": "mlflow", "image": "mlflow:x",
+                                                                  **container_status}]}}
+
+
+def test_a_container_that_keeps_crashing_ends_the_wait_with_its_cause() -> None:
+    """Measured on the real node: MLflow's server with its default 4 workers was OOM-killed at 1Gi;
+    `up` kept waiting, since CrashLoopBackOff and Running alternate."""
+    from sentinel_ml.errors import ConfigError, SentinelError
+
+    oom = {"restartCount": 3, "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+           "lastState": {"terminated": {"reason": "OOMKilled", "exitCode": 137}}}
+    with pytest.raises(SentinelError, match="keeps failing: OOMKilled \\(exit code 137\\), restarted 3") as info:
+        kube_platform._failing(_pod(oom))
+    assert "logs sentinel-mlflow-abc -c mlflow --previous" in info.value.hint and "memory" in info.value.hint
+    kube_platform._failing(_pod({**oom, "restartCount": 1}))  # once may be a fluke: keep waiting
+    pull = {"restartCount": 0, "state": {"waiting": {"reason": "ErrImageNeverPull", "message": "not present"}}}
+    with pytest.raises(ConfigError, match="image mlflow:x cannot be pulled \\(ErrImageNeverPull"):
+        kube_platform._failing(_pod(pull))

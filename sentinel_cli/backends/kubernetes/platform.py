@@ -129,6 +129,24 @@ def _not_ready(kube: Kube, ns: str) -> list[str]:
     return waiting
 
 
+def _failing(pod: dict[str, Any]) -> None:
+    name, ns = pod["metadata"]["name"], pod["metadata"].get("namespace")
+    for container in (pod.get("status") or {}).get("containerStatuses") or []:
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in IMAGE_ERRORS:
+            raise ConfigError(f"pod {name}: image {container.get('image')} cannot be pulled "
+                              f"({waiting['reason']}: {waiting.get('message', '').strip()})",
+                              hint="make the image available to the cluster's nodes (a registry they reach, "
+                                   "or preloaded), then `sentinel up` again")
+        last = (container.get("lastState") or {}).get("terminated")
+        if last and container.get("restartCount", 0) >= CRASH_RESTARTS:
+            raise SentinelError(
+                f"pod {name}: container {container['name']} keeps failing: {last.get('reason', 'Error')} "
+                f"(exit code {last.get('exitCode')}), restarted {container['restartCount']} times",
+                hint=f"read its log: kubectl -n {ns} logs {name} -c {container['name']} --previous"
+                     + ("; raise its memory limit" if last.get("reason") == "OOMKilled" else ""))
+
+
 def _claims_can_bind(kube: Kube, ns: str) -> None:
     """A claim that the cluster cannot bind (no default StorageClass, no matching volume) never
     will by waiting: say so at once, with the fix."""
@@ -146,11 +164,17 @@ def _claims_can_bind(kube: Kube, ns: str) -> None:
                      "PersistentVolume for the claim; then `sentinel up` again (or --no-wait to skip waiting)")
 
 
+CRASH_RESTARTS = 3  # a container restarted this often keeps failing: waiting longer will not help
+IMAGE_ERRORS = ("ErrImageNeverPull", "InvalidImageName", "ImagePullBackOff", "ErrImagePull")
+
+
 def _pod_reasons(kube: Kube, app: str | None) -> str:
-    """What the pods of an app (or of the bucket Job) say: phase, or the reason a container waits."""
+    """What the pods of an app (or of the bucket Job) say: phase, or the reason a container waits.
+    A container that keeps crashing, or whose image cannot be had, ends the wait with its cause."""
     selector = f"app.kubernetes.io/name={app}" if app else f"batch.kubernetes.io/job-name={po.BUCKET_JOB}"
     said = []
     for pod in kube.pods(selector):
+        _failing(pod)
         status = pod.get("status") or {}
         reasons = [c["state"]["waiting"].get("reason", "waiting") for c in status.get("containerStatuses") or []
                    if (c.get("state") or {}).get("waiting")]
