@@ -13,11 +13,16 @@ it, then renamed), so an interrupted build never leaves a half-filled directory 
         kubernetes-node-v1.34.12/  kubelet kube-proxy          (the real node: node.py)
         coredns-v1.12.4/      coredns
         pause-<hash>/         pause                            (the sandbox image's program)
+        minio-v0.0.0-20250422221226-0d7408fc9969/  minio       (the platform's images: images.py)
+        mc-v0.0.0-20250416181326-b00526b153a3/     mc
     ~/.cache/sentinel/gomod/      Go's module cache (GOMODCACHE)
     ~/.cache/sentinel/go-build/   Go's build cache (GOCACHE)
 
 The control plane's binaries (``locate``) and the real node's (``locate_node``) are found separately,
-so the kwok tests need only the former; ``build`` builds both.
+so the kwok tests need only the former; ``build`` builds both. MinIO's server and client
+(``PLATFORM_COMPONENTS``) go only into the platform's images for the real node: ``build_platform``
+builds them, called by ``python -m tests.testenv.images build``. MinIO is AGPL-3.0: it is built and
+run here as a test fixture only, never shipped with or linked into Sentinel.
 
 envtest's convention is honoured: when ``KUBEBUILDER_ASSETS`` names a directory holding ``etcd``
 and ``kube-apiserver``, those two (and any other of our binaries found there) are used instead.
@@ -68,6 +73,7 @@ class Component:
     packages: dict[str, str]  # binary name -> main package, built in the wrapper module
     stamps: dict[str, str] = field(default_factory=dict)  # `-X` link-time variable settings
     wrapper: str = ""  # the wrapper module's directory under go/, when not ``name``
+    tags: tuple[str, ...] = ()  # build tags (`go build -tags`)
 
     @property
     def binaries(self) -> tuple[str, ...]:
@@ -132,6 +138,34 @@ COREDNS = Component("coredns", versions.COREDNS, "github.com/coredns/coredns",
                     {"coredns": "sentinel.local/testenv/coredns"})
 PAUSE = Component("pause", _source_version("pause"), "", {"pause": "sentinel.local/testenv/pause"})
 NODE_COMPONENTS = (KUBE_NODE, COREDNS, PAUSE)
+
+
+def _minio_stamps(package: str, release: str, commit: str) -> dict[str, str]:
+    """What MinIO's buildscripts/gen-ldflags.go stamps for a release, so that ``minio --version``
+    and ``mc --version`` name it: RELEASE.2025-04-22T22-12-26Z has Version 2025-04-22T22:12:26Z."""
+    date, time_ = release.removeprefix("RELEASE.").removesuffix("Z").split("T")
+    return {f"{package}.Version": f"{date}T{time_.replace('-', ':')}Z",
+            f"{package}.ReleaseTag": release,
+            f"{package}.CommitID": commit,
+            f"{package}.ShortCommitID": commit[:12],
+            f"{package}.CopyrightYear": date[:4]}
+
+
+# The platform's object store for the real node's images (images.py): the MinIO releases that
+# sentinel_cli/k8s/platform_objects.py names, as the pseudo-versions of their tags' commits (MinIO
+# publishes no semver tags). CGO off and the kqueue tag, as MinIO's Makefiles build them.
+MINIO_RELEASE = "RELEASE.2025-04-22T22-12-26Z"
+MINIO_COMMIT = "0d7408fc9969caf07de6a8c3a84f9fbb10a6739e"
+MC_RELEASE = "RELEASE.2025-04-16T18-13-26Z"
+MC_COMMIT = "b00526b153a31b36767991a4f5ce2cced435ee8e"
+MINIO = Component("minio", "v0.0.0-20250422221226-0d7408fc9969", "github.com/minio/minio",
+                  {"minio": "github.com/minio/minio"},
+                  _minio_stamps("github.com/minio/minio/cmd", MINIO_RELEASE, MINIO_COMMIT),
+                  tags=("kqueue",))
+MC = Component("mc", "v0.0.0-20250416181326-b00526b153a3", "github.com/minio/mc",
+               {"mc": "github.com/minio/mc"},
+               _minio_stamps("github.com/minio/mc/cmd", MC_RELEASE, MC_COMMIT), tags=("kqueue",))
+PLATFORM_COMPONENTS = (MINIO, MC)
 
 
 @dataclass(frozen=True)
@@ -269,6 +303,36 @@ def build() -> Assets:
     return locate()
 
 
+def locate_platform() -> dict[str, Path]:
+    """MinIO's binaries (name -> path), without building; raises AssetsMissing naming them."""
+    paths = _candidates(PLATFORM_COMPONENTS)
+    missing = [p for p in paths.values() if not p.is_file()]
+    if missing:
+        listed = "\n  ".join(str(p) for p in missing)
+        raise AssetsMissing(f"platform binaries missing:\n  {listed}\n"
+                            "build them with: python -m tests.testenv.images build")
+    return paths
+
+
+def build_platform() -> dict[str, Path]:
+    """Build MinIO's server and client when missing (a first build takes many minutes)."""
+    root = cache_root()
+    root.mkdir(parents=True, exist_ok=True)
+    paths = _candidates(PLATFORM_COMPONENTS)
+    if all(p.is_file() for p in paths.values()):
+        return paths
+    if shutil.which("go") is None:
+        raise BuildFailed("`go` is not on PATH: install Go 1.24 or newer to build MinIO's binaries")
+    with _locked(root / ".lock"):
+        for component in PLATFORM_COMPONENTS:
+            target = _binary_dir(component)
+            if all((target / binary).is_file() for binary in component.binaries):
+                log.info("%s %s: present in %s", component.name, component.version, target)
+                continue
+            _build_component(component, target)
+    return locate_platform()
+
+
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
     with path.open("w") as handle:
@@ -299,6 +363,7 @@ def _build_component(component: Component, target: Path) -> None:
             log.info("%s: building (%d of %d; a first build takes minutes)",
                      label, index, len(component.packages))
             argv = ["go", "build", "-v", "-mod=readonly", "-trimpath",
+                    *([f"-tags={','.join(component.tags)}"] if component.tags else []),
                     f"-ldflags={_ldflags(component)}", "-o", str(staging / binary), package]
             _go(argv, cwd=wrapper, label=label)
         if component is KUBERAY:

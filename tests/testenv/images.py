@@ -1,6 +1,7 @@
 """Sentinel's images for the real node: built from our own Dockerfiles with no Docker engine.
 
     python -m tests.testenv.images build    build (or reuse) every image archive
+    python -m tests.testenv.images build minio mc mlflow    only those (names as `list` shows)
     python -m tests.testenv.images list     print each image, its archive and whether it is built
 
 The steps, each cached under ``~/.cache/sentinel/images/`` by a hash of its inputs:
@@ -18,6 +19,14 @@ The steps, each cached under ``~/.cache/sentinel/images/`` by a hash of its inpu
 4. ``train``, ``serve``: Dockerfile.train and Dockerfile.serve, built exactly as users build them
    (the repository as the context, its .dockerignore), with ``BASE_IMAGE`` pointing at the base
    and ``TORCH_INDEX_URL`` at the wheelhouse.
+5. ``minio``, ``mc``, ``mlflow``: the platform that ``sentinel up --target k8s`` applies, under the
+   very names sentinel_cli/k8s/platform_objects.py gives them (``quay.io/minio/minio:RELEASE...``,
+   ``quay.io/minio/mc:RELEASE...``, ``ghcr.io/mlflow/mlflow:v...-full``), from
+   docker/platform/*.Dockerfile on the rootfs: MinIO's server and client are built from their
+   release's Go module on the host (build.py, cached apart) and copied in; MLflow and boto3 come
+   from PyPI at the versions of requirements-mlflow.txt. Each is checked after its build: its
+   program runs as uid 1000, as the platform's pods run it. MinIO is AGPL-3.0: built and run here
+   as a test fixture only, never shipped with or linked into Sentinel.
 
 The builder is buildah (Debian's package), rootful, with the overlay storage driver, run in a
 private mount namespace so that none of its mounts outlive it; its storage stays in the cache so
@@ -49,12 +58,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from sentinel_cli.k8s import platform_objects
 from tests.testenv import build
 
 log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
 BASE_DOCKERFILE = REPO / "docker" / "base" / "Dockerfile"
+PLATFORM_DIR = REPO / "docker" / "platform"
+MLFLOW_REQUIREMENTS = PLATFORM_DIR / "requirements-mlflow.txt"
+APPS = ("train", "serve")
+# The platform's images (those of platform_objects.py) and the Go build each one copies in.
+PLATFORM = {"minio": platform_objects.MINIO_IMAGE, "mc": platform_objects.MC_IMAGE,
+            "mlflow": platform_objects.MLFLOW_IMAGE}
+PLATFORM_BINARIES = {"minio": build.MINIO, "mc": build.MC}
 RAY_VERSION = importlib.metadata.version("ray")
 TORCH_VERSION = importlib.metadata.version("torch").split("+")[0]
 PYTHON = "3.11"
@@ -84,7 +101,7 @@ class ImageBuildFailed(RuntimeError):
 
 @dataclass(frozen=True)
 class Image:
-    name: str  # train, serve
+    name: str  # train, serve, minio, mc, mlflow
     reference: str  # what the rendered objects use, e.g. sentinel-train:latest
     dockerfile: Path
     archive: Path
@@ -158,13 +175,34 @@ def app_key(name: str) -> str:
     return _digest(*parts)
 
 
+def platform_key(name: str) -> str:
+    """A platform image's inputs: the rootfs, its Dockerfile and name, and what it copies in (the
+    Go component's version and link-time settings, or MLflow's requirements)."""
+    parts: list[bytes | str] = ["platform", name, PLATFORM[name], rootfs_key(),
+                                (PLATFORM_DIR / f"{name}.Dockerfile").read_bytes()]
+    if name in PLATFORM_BINARIES:
+        component = PLATFORM_BINARIES[name]
+        parts += [component.dirname, *component.tags,
+                  *(f"{k}={v}" for k, v in sorted(component.stamps.items()))]
+    else:
+        parts.append(MLFLOW_REQUIREMENTS.read_bytes())
+    return _digest(*parts)
+
+
 def images() -> dict[str, Image]:
-    """The train and serve images, with the archives their current inputs build to."""
-    return {
+    """Every image of the real node (train and serve, then the platform's), with the archives
+    their current inputs build to."""
+    found = {
         name: Image(name, f"sentinel-{name}:latest", REPO / f"Dockerfile.{name}",
                     cache_dir() / f"{name}-{app_key(name)}.oci.tar")
-        for name in ("train", "serve")
+        for name in APPS
     }
+    found.update({
+        name: Image(name, reference, PLATFORM_DIR / f"{name}.Dockerfile",
+                    cache_dir() / f"{name}-{platform_key(name)}.oci.tar")
+        for name, reference in PLATFORM.items()
+    })
+    return found
 
 
 def locate() -> dict[str, Image]:
@@ -192,8 +230,9 @@ def locate() -> dict[str, Image]:
 # -- the steps ----------------------------------------------------------------------------------
 
 
-def build_all() -> dict[str, Image]:
-    """Build whatever is missing, in a private mount namespace (see module doc)."""
+def build_all(names: Iterable[str] = ()) -> dict[str, Image]:
+    """Build whatever is missing (of ``names`` only, when given), in a private mount namespace
+    (see module doc); returns the images built or present."""
     absent = [tool for tool in TOOLS if shutil.which(tool) is None]
     if absent:
         raise ImageBuildFailed(
@@ -202,18 +241,28 @@ def build_all() -> dict[str, Image]:
     cache = cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
     wanted = images()
+    if names:
+        unknown = sorted(set(names) - set(wanted))
+        if unknown:
+            raise ImageBuildFailed(f"no image named {', '.join(unknown)} (there are {', '.join(wanted)})")
+        wanted = {name: image for name, image in wanted.items() if name in names}
     if all(image.archive.is_file() for image in wanted.values()):
         log.info("images: present (%s)", ", ".join(i.archive.name for i in wanted.values()))
         return wanted
     with build._locked(cache / ".lock"), _buildah_session() as buildah:
         started = time.monotonic()
-        base = _base(buildah)
-        wheels = _torch_wheelhouse()
         for image in wanted.values():
             if image.archive.is_file():
                 log.info("%s: present in %s", image.name, image.archive)
-                continue
-            _app(buildah, image, base, wheels)
+        apps = [i for i in wanted.values() if i.name in APPS and not i.archive.is_file()]
+        if apps:
+            base = _base(buildah)
+            wheels = _torch_wheelhouse()
+            for image in apps:
+                _app(buildah, image, base, wheels)
+        for image in wanted.values():
+            if image.name in PLATFORM and not image.archive.is_file():
+                _platform(buildah, image)
         _prune(wanted.values())
         _prune_storage(buildah)
         log.info("images built in %.0f s", time.monotonic() - started)
@@ -334,6 +383,57 @@ def _app(buildah: _Buildah, image: Image, base: str, wheels: Path) -> None:
              image.archive, image.archive.stat().st_size / 1e6)
 
 
+def _platform(buildah: _Buildah, image: Image) -> None:
+    """A platform image: its Dockerfile with the rootfs and what it copies in as the context."""
+    rootfs = _rootfs()
+    binaries = build.build_platform() if image.name in PLATFORM_BINARIES else {}
+    tag = f"localhost/sentinel-platform-{image.name}:{platform_key(image.name)}"
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix=f"sentinel-{image.name}-", dir=cache_dir()) as tmp:
+        context = Path(tmp)
+        os.link(rootfs, context / "rootfs.tar")
+        if image.name in PLATFORM_BINARIES:
+            shutil.copyfile(binaries[image.name], context / image.name)
+        else:
+            shutil.copyfile(MLFLOW_REQUIREMENTS, context / MLFLOW_REQUIREMENTS.name)
+        log.info("%s: building %s", image.name, image.dockerfile.name)
+        buildah.bud(image.dockerfile, context, tag, {})
+    _check_platform(buildah, image, tag)
+    buildah.save(tag, image.archive, image.reference)
+    # The archive is its cache: a rebuild (minutes at most) does without buildah's layers.
+    buildah("rmi", tag, label=f"remove {tag} from buildah's storage")
+    log.info("%s: built in %.0f s; %s (%.0f MB)", image.name, time.monotonic() - started,
+             image.archive, image.archive.stat().st_size / 1e6)
+
+
+def platform_checks(name: str) -> list[list[str]]:
+    """Commands that show a platform image works as its pods run it (uid 1000, no network):
+    its program starts and names its version, and mc can write its configuration."""
+    if name == "mlflow":
+        return [["mlflow", "--version"],
+                ["python", "-c", "import boto3, mlflow.server; print('boto3', boto3.__version__)"]]
+    checks = [[name, "--version"]]
+    if name == "mc":  # an alias, as the bucket Job sets one (--api: no probe of the endpoint)
+        checks.append(["/bin/sh", "-c", ("mc alias set store http://127.0.0.1:9 user password "
+                                          "--api S3v4 >/dev/null && mc alias list store")])
+    return checks
+
+
+def _check_platform(buildah: _Buildah, image: Image, tag: str) -> None:
+    """Run platform_checks as uid 1000; the versions must be the ones the manifests name."""
+    container = buildah("from", "--quiet", "--pull=false", tag, label=f"check {tag}").strip()
+    try:
+        said = [buildah("run", "--network=none", "--user=1000:1000", container, "--", *argv,
+                        label=f"{argv[0]} in {image.name}") for argv in platform_checks(image.name)]
+    finally:
+        buildah("rm", container, label=f"remove {container}")
+    expected = image.reference.rsplit(":", 1)[1].removeprefix("v").removesuffix("-full")
+    if expected not in said[0]:
+        raise ImageBuildFailed(f"{tag}: `{' '.join(platform_checks(image.name)[0])}` said "
+                               f"{said[0]!r}, not {expected}")
+    log.info("%s: %s", image.name, " / ".join(out.strip().splitlines()[0] for out in said))
+
+
 def _check_cpu_only(buildah: _Buildah, tag: str) -> None:
     """The image has our torch and none of what it dropped (pip would fall back to PyPI's torch
     if it could not read the wheelhouse), and torch imports and trains a step."""
@@ -355,9 +455,12 @@ def _check_cpu_only(buildah: _Buildah, tag: str) -> None:
 
 
 def _prune(keep: Iterable[Image]) -> None:
-    """Remove archives of older inputs (the buildah layer cache keeps what a rebuild reuses)."""
+    """Remove the older archives of these images (the buildah layer cache keeps what a rebuild
+    reuses), and of the base when one of them is train or serve."""
+    keep = list(keep)
     kept = {image.archive.name for image in keep}
-    for name in ("train", "serve", "base"):
+    names = [image.name for image in keep]
+    for name in (*names, *(["base"] if set(names) & set(APPS) else [])):
         for old in cache_dir().glob(f"{name}-*.tar"):
             if old.name not in kept and old.name != f"base-{base_key()}.oci.tar":
                 old.unlink()
@@ -483,6 +586,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.testenv.images", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=("build", "list"))
+    parser.add_argument("names", nargs="*", help="build only these images (default: all)")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -500,7 +604,7 @@ def main(argv: list[str] | None = None) -> int:
         environ = {**os.environ, "SENTINEL_IMAGES_UNSHARED": "1"}
         return subprocess.run(command, env=environ, cwd=REPO, check=False).returncode
     try:
-        for image in build_all().values():
+        for image in build_all(args.names).values():
             print(f"{image.reference}: {image.archive} ({image.archive.stat().st_size / 1e6:.0f} MB)",
                   file=sys.stderr)
     except (ImageBuildFailed, build.BuildFailed) as error:

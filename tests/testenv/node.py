@@ -22,8 +22,10 @@ environment's kubeconfig works unchanged inside.
 
 Images: containerd's root (its content store and snapshots) persists under
 ``~/.cache/sentinel/node/containerd``, so images imported once stay; each start removes the
-containers a previous run left there. Sentinel's images (images.py) and the sandbox image (our
-pause program, packed here) are imported when missing, under the names the pods use.
+containers a previous run left there. Sentinel's images (images.py: train and serve, and the
+platform's MinIO, mc and MLflow under the very names platform_objects.py gives them, such as
+``quay.io/minio/minio:RELEASE...``) and the sandbox image (our pause program, packed here) are
+imported when missing, under the names the pods use.
 
 The KubeRay operator reaches the real head's dashboard through the stand-in dashboard, its HTTP
 proxy: a host name that CoreDNS resolves into POD_CIDR is forwarded to the pod (dashboard.py).
@@ -143,7 +145,7 @@ class RealNode:
     env: Any  # tests.testenv.env.Environment (not imported: env imports this module)
     state: NodeState
     root: Path
-    images: dict[str, images.Image]
+    images: dict[str, images.Image]  # by name: train, serve, minio, mc, mlflow (images.images())
     processes: list[Process] = field(default_factory=list)
     lock: IO[str] | None = None
     name: str = NODE_NAME
