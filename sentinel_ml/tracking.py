@@ -96,7 +96,13 @@ class Tracker:
         except BrokenPipeError:
             out, err = "", ""
         for line in out.splitlines():
-            message = json.loads(line)
+            try:
+                message = json.loads(line)
+            except ValueError:  # not an answer (the child keeps stdout for them; be safe anyway)
+                log.debug("MLflow tracking child printed: %s", line)
+                continue
+            if not isinstance(message, dict):
+                continue
             if "error" in message:
                 self.error = message["error"]
             else:
@@ -135,10 +141,24 @@ def _serve(uri: str, experiment: str) -> int:
     return 0
 
 
+_PROTOCOL: list[Any] = []  # the child's answer channel: the original stdout (see _own_stdout)
+
+
+def _own_stdout() -> None:
+    """Keep stdout for the protocol alone: MLflow prints to it ("View run … at: http://…" when a run
+    ends on a tracking server), which broke the parent's reading of the answers. Everything else
+    printed goes to stderr."""
+    _PROTOCOL.append(os.fdopen(os.dup(sys.stdout.fileno()), "w"))
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    sys.stdout = sys.stderr
+
+
 def _answer(message: dict[str, Any]) -> None:
     """One line of the protocol's answers to the parent (stdout is the protocol's channel, not a log)."""
-    sys.stdout.write(json.dumps(message) + "\n")
-    sys.stdout.flush()
+    channel = _PROTOCOL[0] if _PROTOCOL else sys.stdout
+    channel.write(json.dumps(message) + "\n")
+    channel.flush()
 
 
 class _MlflowWriter:
@@ -227,6 +247,7 @@ if __name__ == "__main__":
     # on a 2-core machine during the seconds Ray and the first trials start up. Niced, the child
     # runs in the gaps and still has the whole backlog written when the job ends.
     os.nice(10)
+    _own_stdout()
     code = _serve(sys.argv[1], sys.argv[2])
     # Every write is committed and every answer flushed: skip the interpreter teardown (~0.6 s with
     # mlflow and SQLAlchemy loaded), which the parent would otherwise wait for at the end of each job.
