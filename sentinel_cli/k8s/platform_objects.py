@@ -31,6 +31,8 @@ COMPONENT = "sentinel.io/platform"
 SECRET = "sentinel-minio"
 MINIO, MLFLOW = "sentinel-minio", "sentinel-mlflow"  # Deployments and Services
 BUCKET_JOB = "sentinel-minio-bucket"
+MLFLOW_HOSTS = (MLFLOW, f"{MLFLOW}:*", f"{MLFLOW}.*", "localhost", "localhost:*", "127.0.0.1", "127.0.0.1:*",
+                "10.*", "172.*", "192.168.*")
 MLFLOW_BUCKET = "mlflow"
 DATA_KINDS = ("PersistentVolumeClaim", "Secret")  # kept by `down` unless --purge
 
@@ -150,17 +152,22 @@ def minio(ns: str, node_selector: dict[str, str], size: str = "20Gi",
 
 def mlflow(ns: str, node_selector: dict[str, str], size: str = "5Gi") -> list[dict[str, Any]]:
     name = MLFLOW
-    # Two server workers: MLflow's default (4) needs more than 1Gi and was OOM-killed at that limit.
+    # Two server workers and no job runner: MLflow 3.17's defaults (4 workers, a runner with 7
+    # processes) take about 1.9 GiB and were OOM-killed at 1Gi on the test environment's node.
     command = ["mlflow", "server", "--host", "0.0.0.0", "--port", "5000", "--workers", "2",
                "--backend-store-uri", "sqlite:////data/mlflow.db",
                "--artifacts-destination", f"s3://{MLFLOW_BUCKET}/artifacts", "--serve-artifacts"]
     container = {"name": "mlflow", "image": MLFLOW_IMAGE, "command": command,
                  "env": [{"name": "MLFLOW_S3_ENDPOINT_URL", "value": f"http://{MINIO}:9000"},
+                         {"name": "MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "value": "false"},
+                         # MLflow answers only Host headers it allows (default: localhost and private
+                         # IPs); the pods call it by its Service name (mlflow_uri).
+                         {"name": "MLFLOW_SERVER_ALLOWED_HOSTS", "value": ",".join(MLFLOW_HOSTS)},
                          *_secret_env(("AWS_ACCESS_KEY_ID", "root-user"), ("AWS_SECRET_ACCESS_KEY", "root-password"))],
                  "ports": [{"name": "http", "containerPort": 5000}],
                  "volumeMounts": [{"name": "data", "mountPath": "/data"}],
                  "readinessProbe": {"httpGet": {"path": "/health", "port": 5000}},
-                 "resources": {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}}
+                 "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "1536Mi"}}}
     return [_claim(f"{name}-data", "mlflow", ns, size),
             _deployment(name, "mlflow", ns, container, f"{name}-data", node_selector),
             _service(name, "mlflow", ns, 5000)]
