@@ -7,6 +7,9 @@
     node_profile   function: a Sentinel profile for a fresh namespace whose pods land on the real
                    node only, in $SENTINEL_PROFILE, with $KUBECONFIG set; returns its path
 
+``TIMINGS`` collects what the end-to-end tests measure (each step's wall time, the node's memory);
+the terminal summary prints it as "node lifecycle".
+
 Without the node's pieces (Debian packages, binaries, images), tests skip with the commands that
 provide them; under CI=true they fail instead.
 """
@@ -30,6 +33,40 @@ from tests.testenv.conftest import (  # noqa: F401 - fixtures and hooks shared w
     pytest_runtest_setup,
 )
 from tests.testenv.env import Environment
+
+TIMINGS: list[tuple[str, float | str]] = []
+
+
+def node_memory(real_node: node.RealNode) -> str:
+    """The pods' memory now and at its peak (their cgroup), and the node's own processes' resident
+    memory now and at its peak."""
+    pods = node.CGROUP_HIERARCHIES / "memory" / real_node.state.cgroup / "kubepods"
+
+    def read(name: str) -> int:
+        path = pods / name
+        return int(path.read_text()) if path.is_file() else 0
+
+    rss = peak = 0
+    for process in real_node.processes:
+        try:
+            status = Path(f"/proc/{process.pid}/status").read_text()
+        except OSError:
+            continue
+        fields = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in status.splitlines()
+                  if line.startswith(("VmRSS:", "VmHWM:"))}
+        rss, peak = rss + fields.get("VmRSS", 0), peak + fields.get("VmHWM", 0)
+    mib = 2 ** 20
+    return (f"pods {read('memory.usage_in_bytes') / mib:.0f} MiB (peak {read('memory.max_usage_in_bytes') / mib:.0f}), "
+            f"node processes {rss / mib:.0f} MiB (peak {peak / mib:.0f})")
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if not TIMINGS:
+        return
+    terminalreporter.section("node lifecycle")
+    for name, value in TIMINGS:
+        shown = f"{value:7.1f} s" if isinstance(value, float) else value
+        terminalreporter.write_line(f"{name:<70} {shown}")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -22,6 +22,7 @@ from kubernetes import client
 from typer.testing import CliRunner
 
 from sentinel_cli.app import app
+from tests.node.conftest import node_memory
 from tests.testenv import node
 from tests.testenv.process import wait_for
 
@@ -109,21 +110,6 @@ def cluster_cli(ray_cluster, real_node: node.RealNode, monkeypatch: pytest.Monke
     monkeypatch.setenv("SENTINEL_HOME", str(ray_cluster["profile"].parent))
     monkeypatch.setenv("KUBECONFIG", str(real_node.env.kubeconfig))
     return ray_cluster
-
-
-def node_memory(real_node: node.RealNode) -> str:
-    """The pods' memory (their cgroup) and the node's own processes' resident memory."""
-    pods = node.CGROUP_HIERARCHIES / "memory" / real_node.state.cgroup / "kubepods"
-    usage = int((pods / "memory.usage_in_bytes").read_text()) if pods.is_dir() else 0
-    rss = 0
-    for process in real_node.processes:
-        try:
-            status = (node.Path(f"/proc/{process.pid}/status")).read_text()
-        except OSError:
-            continue
-        rss += next(int(line.split()[1]) * 1024 for line in status.splitlines()
-                    if line.startswith("VmRSS:"))
-    return f"pods {usage / 2**20:.0f} MiB, node processes {rss / 2**20:.0f} MiB"
 
 
 def _head_ip(namespace: str) -> str:
