@@ -164,6 +164,7 @@ def main() -> int:
                     rows[(protocol, name, c)] = load(protocol, target, c, args.duration)
                 loads[(protocol, c)] = _uptime().split("load average:")[-1].strip()
         replicas = local_serve.describe() or {}
+        batching = _batching(http["serve"])
     finally:
         try:
             local_serve.stop()
@@ -174,6 +175,9 @@ def main() -> int:
             shutil.rmtree(work, ignore_errors=True)
     _report(rows, protocols, levels, loads, replicas.get("replicas"))
     print("serve replicas after each warm-up: " + ", ".join(f"{p} c={c}: {r}" for (p, c), r in replicas_seen.items()))
+    print("serve batching at the end (each replica answering /recommend/model): " + "; ".join(
+        f"{b['requests']} requests in {b['batches']} batches ({b['requests'] / max(b['batches'], 1):.1f} a batch), "
+        f"largest {b['largest_batch']}, wait now {b['current_wait_s'] * 1000:g} ms" for b in batching))
     print(f"load after: {_uptime()}")
     return 0
 
@@ -236,6 +240,21 @@ def _report(rows: dict, protocols: list[str], levels: list[int], loads: dict, re
               f"{throughput:.2f}x {'PASS' if throughput >= ratio_target else 'FAIL'}; "
               f"p99 <= {p99_target:.0f} ms: {p99_ms:.1f} ms {'PASS' if p99_ms <= p99_target else 'FAIL'}; "
               f"failed requests (all runs): {failed} {'PASS' if failed == 0 else 'FAIL'}")
+
+
+def _batching(base_url: str, asks: int = 8) -> list[dict]:
+    """The replicas' batching counters (GET /recommend/model lands on one replica or another)."""
+    import httpx
+
+    seen: dict[tuple, dict] = {}
+    with httpx.Client(timeout=10) as client:
+        for _ in range(asks):
+            try:
+                info = client.get(f"{base_url}/recommend/model").json()["batching"]
+            except (httpx.HTTPError, KeyError, ValueError):
+                continue
+            seen[(info["batches"], info["requests"])] = info
+    return sorted(seen.values(), key=lambda b: b["requests"])  # no load now: one entry per replica
 
 
 def _ratios(rows: dict, protocol: str, c: int) -> tuple[float, float]:

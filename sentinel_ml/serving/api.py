@@ -137,10 +137,12 @@ class Health(BaseModel):
 
 
 class BatchingInfo(BaseModel):
-    """This replica's ``@serve.batch`` settings and what it has done since it started."""
+    """This replica's batching settings and what it has done since it started."""
 
     max_batch_size: int
-    batch_wait_timeout_s: float
+    batch_wait_timeout_s: float = Field(description="The longest a batch waits to fill (the setting).")
+    current_wait_s: float = Field(0.0, description="The longest batches wait now: the setting while "
+                                  "callers overlap, 0 while batches hold one request each.")
     batches: int = 0
     requests: int = 0
     largest_batch: int = 0

@@ -9,8 +9,9 @@ not use ``from __future__ import annotations``).
 
 Each replica loads the model from the checkpoint URI (local path or ``s3://``) and the dataset
 (titles, rated movies) from the data source when it starts. Predictions of every protocol go through
-one ``@serve.batch`` method: requests queued from all callers share one forward pass. The contracts
-and the bad-input policy live in ``sentinel_ml.serving.api``, ``tfserving`` and ``oip``.
+one batching path (``sentinel_ml.serving.batching.MicroBatcher``): requests from all callers share
+one forward pass. The contracts and the bad-input policy live in ``sentinel_ml.serving.api``,
+``tfserving`` and ``oip``.
 """
 
 import logging
@@ -49,6 +50,7 @@ from sentinel_ml.serving.api import (
     check_user,
     validation_message,
 )
+from sentinel_ml.serving.batching import AdaptiveWait, MicroBatcher
 from sentinel_ml.serving.config import (
     APP_NAME,
     AUTOSCALING,
@@ -84,8 +86,10 @@ class ServeArgs(BaseModel):
     max_ongoing_requests: int = Field(32, ge=1, description="Requests one replica takes at once; "
                                       "the rest wait in the proxy. Also the largest useful batch.")
     max_batch_size: int = Field(32, ge=1)
-    batch_wait_timeout_s: float = Field(0.0, ge=0, description="How long a batch waits to fill. 0: "
-                                        "batch whatever queued while the previous batch ran.")
+    batch_wait_timeout_s: float = Field(0.005, ge=0, description="The longest a batch waits for more "
+                                        "requests while they keep arriving (at most 1 ms after the last; "
+                                        "a lone caller does not wait; see sentinel_ml.serving.batching). "
+                                        "0: never wait, batch whatever queued while the previous batch ran.")
     torch_threads: int = Field(1, ge=1, description="Intra-op threads per replica.")
     access_log: bool = Field(False, description="Log every request in the replica logs (costs throughput).")
 
@@ -209,10 +213,12 @@ class MovieRecommender:
                  version, self.model.num_users, self.model.num_items)
 
     def reconfigure(self, config: dict[str, Any]) -> None:
-        self.batching = BatchingInfo(max_batch_size=int(config["max_batch_size"]),
-                                     batch_wait_timeout_s=float(config["batch_wait_timeout_s"]))
-        self._predict_batch.set_max_batch_size(self.batching.max_batch_size)
-        self._predict_batch.set_batch_wait_timeout_s(self.batching.batch_wait_timeout_s)
+        wait = AdaptiveWait(float(config["batch_wait_timeout_s"]))
+        self.batching = BatchingInfo(max_batch_size=int(config["max_batch_size"]), batch_wait_timeout_s=wait.wait_s)
+        if getattr(self, "_batcher", None) is None:
+            self._batcher = MicroBatcher(self._predict_batch, self.batching.max_batch_size, wait)
+        else:  # a user_config update: the queue and its worker stay
+            self._batcher.max_size, self._batcher.wait = self.batching.max_batch_size, wait
 
     def check_health(self) -> None:
         self.model.predict(1, [1])  # raises if the model is broken
@@ -221,10 +227,10 @@ class MovieRecommender:
 
     async def _score(self, users: list[int], movies: list[int]) -> np.ndarray:
         """float32 predictions for checked (user, movie) pairs, batched with other callers' requests."""
-        return await self._predict_batch((users, movies))
+        return await self._batcher.submit((users, movies))
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0)
-    async def _predict_batch(self, requests: list[tuple[list[int], list[int]]]) -> list[np.ndarray]:
+    def _predict_batch(self, requests: list[tuple[list[int], list[int]]]) -> list[np.ndarray]:
+        """One forward pass for a batch of requests (``MicroBatcher`` calls it on the event loop)."""
         stats = self.batching
         stats.batches += 1
         stats.requests += len(requests)
@@ -265,7 +271,7 @@ class MovieRecommender:
         return {"model_name": self.ref.name, "model_version": self.ref.version,
                 "checkpoint_uri": m.checkpoint_uri, "run_id": m.run_id, "metrics": m.metrics,
                 "num_users": m.num_users, "num_items": m.num_items, "embedding_dim": m.embedding_dim,
-                "batching": self.batching}
+                "batching": self.batching.model_copy(update={"current_wait_s": self._batcher.wait.current_s})}
 
     # -- TensorFlow Serving REST (/v1) ---------------------------------------------------------------
 

@@ -234,7 +234,7 @@ def test_every_protocol_gives_the_same_answer_through_the_same_batches(http, tri
     assert oip_rest.tolist() == pytest.approx(recommend, abs=1e-6)
     assert oip_grpc.tolist() == pytest.approx(recommend, abs=1e-6)
     after = http.get("/recommend/model").json()["batching"]["requests"]
-    assert after - before == 4 + 3  # every request went through the one @serve.batch method
+    assert after - before == 4 + 3  # every request went through the one batching path (MicroBatcher)
 
 
 # -- bad input: TF-Serving REST -----------------------------------------------------------------------

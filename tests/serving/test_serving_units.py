@@ -228,3 +228,116 @@ def test_model_ref_checks_name_and_version():
         with pytest.raises(ApiError) as raised:
             ref.check(name, version)
         assert raised.value.status_code == status
+
+
+# -- the batch wait --------------------------------------------------------------------------------
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_batches_wait_while_callers_overlap_and_stop_for_a_lone_caller():
+    from sentinel_ml.serving.batching import AdaptiveWait
+
+    clock = _Clock()
+    wait = AdaptiveWait(0.005, clock=clock)
+    assert wait.current_s == 0.005
+    lonely = AdaptiveWait.LONELY
+    assert [wait.after_batch(n) for n in [6] + [1] * (lonely - 1) + [4]] == [None] * (lonely + 1)  # company came
+    assert [wait.after_batch(1) for _ in range(lonely - 1)] == [None] * (lonely - 1)
+    assert wait.after_batch(1) == 0.0  # LONELY lone batches in a row: stop waiting
+    assert (wait.waiting, wait.current_s) == (False, 0.0)
+    clock.now += AdaptiveWait.PROBE_EVERY_S / 2
+    assert wait.after_batch(1) is None and wait.after_batch(5) is None  # not before the probe
+    clock.now += AdaptiveWait.PROBE_EVERY_S / 2
+    assert wait.after_batch(1) == 0.005  # probe: wait again, and keep waiting while batches fill
+    assert [wait.after_batch(n) for n in (3, 8, 1)] == [None] * 3
+    assert wait.current_s == 0.005
+
+
+def test_a_zero_batch_wait_never_waits():
+    from sentinel_ml.serving.batching import AdaptiveWait
+
+    wait = AdaptiveWait(0.0, clock=_Clock())
+    assert wait.current_s == 0.0
+    assert {wait.after_batch(n) for n in (1, 1, 1, 1, 9, 1)} == {None}
+
+
+def _batcher(wait_s: float, gap_s: float = 0.001, max_size: int = 32):
+    from sentinel_ml.serving.batching import AdaptiveWait, MicroBatcher
+
+    batches: list[list[int]] = []
+
+    def run(items: list[int]) -> list[int]:
+        batches.append(list(items))
+        if -1 in items:
+            raise ValueError("bad batch")
+        return [item * 10 for item in items]
+
+    return MicroBatcher(run, max_size, AdaptiveWait(wait_s), gap_s=gap_s), batches
+
+
+def test_concurrent_callers_share_batches_and_each_gets_its_own_answer():
+    import asyncio
+
+    batcher, batches = _batcher(0.0, max_size=8)
+
+    async def main():
+        return await asyncio.gather(*(batcher.submit(i) for i in range(20)))
+
+    assert asyncio.run(main()) == [i * 10 for i in range(20)]
+    assert [len(b) for b in batches] == [8, 8, 4]  # everything queued when the worker ran, max_size at a time
+    assert [item for batch in batches for item in batch] == list(range(20))  # arrival order
+
+
+def test_a_batch_waits_for_trickling_callers_and_goes_when_they_stop():
+    """The callers arrive one by one (as Serve's gRPC server admits them); the batch collects them while
+    they keep coming and runs after a gap without arrivals, long before its longest wait."""
+    import asyncio
+
+    batcher, batches = _batcher(3600.0, gap_s=0.05)
+
+    async def main():
+        calls = []
+        for i in range(5):
+            calls.append(asyncio.ensure_future(batcher.submit(i)))
+            await asyncio.sleep(0.001)
+        return await asyncio.wait_for(asyncio.gather(*calls), 60)  # a bound, not a timing target
+
+    assert asyncio.run(main()) == [0, 10, 20, 30, 40]
+    assert batches == [[0, 1, 2, 3, 4]]
+
+
+def test_a_failed_batch_fails_its_callers_and_the_next_batch_runs():
+    import asyncio
+
+    batcher, _ = _batcher(0.0)
+
+    async def main():
+        failed = await asyncio.gather(batcher.submit(-1), batcher.submit(2), return_exceptions=True)
+        return failed, await batcher.submit(3)
+
+    failed, after = asyncio.run(main())
+    assert [type(e) for e in failed] == [ValueError, ValueError]
+    assert after == 30
+
+
+def test_a_caller_that_gave_up_is_left_out_of_its_batch():
+    import asyncio
+
+    batcher, batches = _batcher(3600.0, gap_s=0.05)
+
+    async def main():
+        gone = asyncio.ensure_future(batcher.submit(1))
+        kept = asyncio.ensure_future(batcher.submit(2))
+        await asyncio.sleep(0)
+        gone.cancel()
+        return await asyncio.wait_for(kept, 60)
+
+    assert asyncio.run(main()) == 20
+    assert batches == [[2]]
