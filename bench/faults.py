@@ -2,7 +2,7 @@
 into a real `sentinel` run and prints one row of figures. Not a test: run it by hand.
 
     python bench/faults.py [--only train,tune,rollout,replica-kill,stop-drain] [--epochs 5] [--kill-after 2]
-                           [--seed 42] [--data PATH] [--concurrency 64] [--duration 60]
+                           [--seed 42] [--data PATH] [--concurrency 64] [--seconds 60]
 
 Scenarios (one function each, listed in SCENARIOS; add a row by adding one):
   train  `sentinel train --workers 2`: one Ray Train worker SIGKILLed after epoch --kill-after; the
@@ -489,14 +489,14 @@ def rollout(args: argparse.Namespace, home: Path) -> list[str]:
 def replica_kill(args: argparse.Namespace, home: Path) -> list[str]:
     checkpoint, _ = serving_checkpoints(args, home.parent)
     served = Served(sentinel_env(home, args.data))
-    duration = max(30.0, args.duration / 2)
+    duration = args.duration
     watch = None
     try:
         served.serve("--checkpoint", checkpoint, "--min-replicas", "2", "--max-replicas", "2")
         watch = ReplicaWatch(served.env, duration + 60)
         watch.wait_running(2, 60)
         load = Wrk(served.url, home, args.concurrency, duration)
-        time.sleep(5)
+        time.sleep(min(10.0, duration / 4))  # steady load first; the rest of the run watches the recovery
         killed_at = time.time()
         pid = kill_one(served.leader(), REPLICA, pick=min)
         result = load.result()
@@ -567,18 +567,24 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--concurrency", type=int, default=64, help="serving scenarios: requests in flight")
-    parser.add_argument("--duration", type=float, default=60.0, help="serving scenarios: seconds of load")
+    parser.add_argument("--seconds", "--duration", dest="duration", type=float, default=60.0,
+                        help="serving scenarios: seconds of load in each (the rollout, the replica kill)")
     args = parser.parse_args()
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = [name for name in chosen if name not in SCENARIOS]
     if unknown:
         sys.exit(f"unknown scenario(s): {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
+    from sentinel_cli.backends.local.serving import HAPROXY_RETRIES
+
+    retries = {k: os.environ.get(k, v) for k, v in HAPROXY_RETRIES.items()}
     print(f"faults: {', '.join(chosen)}  epochs={args.epochs} kill_after={args.kill_after} seed={args.seed} "
-          f"cpus={os.cpu_count()} load={os.getloadavg()[0]:.2f}", flush=True)
+          f"seconds={args.duration:.0f} cpus={os.cpu_count()} load={', '.join(f'{x:.2f}' for x in os.getloadavg())}"
+          f"  HAProxy {retries}", flush=True)
     with tempfile.TemporaryDirectory(prefix="sentinel-faults-") as tmp:
         for name in chosen:
             for line in SCENARIOS[name](args, Path(tmp, name)):
                 print(line, flush=True)
+            print(f"  load average after {name}: {', '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 - a Ray Train worker of `sentinel train --workers 2` SIGKILLed: the group restarts from the last
   epoch's checkpoint and the run ends as it would have; with `--max-failures 0` it ends with exit 1
   and names the lost worker;
-- a Tune trial's process SIGKILLed: the trial resumes from its last checkpoint, the study completes;
+- a Tune trial's process SIGKILLed, and one Ray Train worker of a trial with 2 workers: the trial
+  resumes from its last checkpoint, the study completes;
 - a writer SIGKILLed while it writes a large checkpoint, on disk and on the S3 test server: no index
   record resolves to a missing or partial checkpoint, `latest` and `best` skip the run, and the next
   run is unaffected.
@@ -123,6 +124,35 @@ def test_a_killed_trial_resumes_from_its_last_checkpoint_and_the_study_completes
     assert (trial["state"], trial["epochs"], trial["restarts"], trial["resumed_from_epochs"]) == \
         ("completed", 4, 1, [3]), trial
     assert result.counts["failed"] == 0 and len(result.trials) == 2
+    record = checkpoints.read_records(str(tmp_path / "artifacts"))[0]
+    assert record.extra["restarts"] == {killed["trial"]: {"restarts": 1, "resumed_from_epochs": [3]}}
+
+
+@pytest.mark.slow
+def test_a_killed_worker_of_a_multi_worker_trial_resumes_from_its_last_checkpoint(ray_session, dataset_dir,
+                                                                                  tmp_path) -> None:
+    """A trial of 2 Ray Train workers (DDP): one worker SIGKILLed after epoch 3. The trial's TorchTrainer
+    fails, Tune restarts the trial, and its new worker group resumes from the epoch-2 checkpoint (an
+    ASHA rung with the resume state)."""
+    from sentinel_ml.tuning.config import StudyConfig
+    from sentinel_ml.tuning.study import tune
+
+    killed: dict[str, int | str] = {}
+
+    def on_progress(event: dict) -> None:
+        if event.get("event") == "trial_epoch" and event["epoch"] == 3 and not killed:
+            # The workers run below this process's Ray (ray_session); either rank will do.
+            killed.update(trial=event["trial"], pid=kill_one(os.getpid(), TRAIN_WORKER, timeout=30))
+
+    config = StudyConfig(model="mf", samples=1, max_epochs=4, scheduler="asha", grace_period=1, reduction_factor=2,
+                         concurrency=1, workers_per_trial=2, cpus_per_trial=0.5, seed=3, data=str(dataset_dir),
+                         storage=str(tmp_path / "artifacts"), mlflow_uri="off")
+    result = tune(config, on_progress=on_progress)
+    assert killed, "the trial never reached epoch 3"
+    [trial] = result.trials
+    assert trial["trial_id"] == killed["trial"]
+    assert (trial["state"], trial["epochs"], trial["restarts"], trial["resumed_from_epochs"]) == \
+        ("completed", 4, 1, [3]), trial
     record = checkpoints.read_records(str(tmp_path / "artifacts"))[0]
     assert record.extra["restarts"] == {killed["trial"]: {"restarts": 1, "resumed_from_epochs": [3]}}
 

@@ -21,7 +21,8 @@ COMPONENT = "app.kubernetes.io/component"
 # Ray Serve's documented throughput mode: HAProxy forwards straight to the replicas instead of the
 # Python proxy (measured locally: 0.05x -> 0.6-0.7x of a plain uvicorn server; docs/serving.md).
 # The profile's env can override either.
-COMPONENT_ENV = {"serve": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}}
+COMPONENT_ENV = {"serve": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1",
+                           **serving_app.HAPROXY_RETRIES}}  # a lost replica loses no request
 RUN_ID = "sentinel.io/run-id"
 # On the serving pods: which RayService they belong to, what the gRPC Service selects (KubeRay's own
 # labels name the RayCluster, whose name changes with every cluster upgrade).

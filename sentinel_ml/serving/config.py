@@ -78,3 +78,12 @@ class ServeRequest:
 def grpc_options(port: int = DEFAULT_GRPC_PORT) -> dict[str, Any]:
     """Ray Serve's ``gRPCOptions`` (``serve.start(grpc_options=…)``, a RayService's ``grpc_options``)."""
     return {"port": port, "grpc_servicer_functions": [GRPC_SERVICER]}
+
+
+# HAProxy's `retry-on` and `retries` (Ray renders them into its `defaults` section, with `option
+# redispatch 1`: each retry goes to another replica). `empty-response`/`junk-response` are layer-7
+# retries: HAProxy keeps a copy of the request (up to tune.bufsize, 16 kB; larger requests are not
+# replayed) and sends it again when the replica closed the connection without a whole answer. Safe
+# because every call of this API is an idempotent read. Locally and in the RayService's pods.
+HAPROXY_RETRIES = {"RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response junk-response",
+                   "RAY_SERVE_HAPROXY_RETRIES": "3"}

@@ -4,11 +4,12 @@ bench/faults.py), faults injected by killing real processes:
 
 * a rollout (`sentinel serve --checkpoint <other>`, then a change of the replica settings) under load
   fails no request, and every answer after it comes from the new checkpoint;
-* a SIGKILLed replica process is replaced by Serve (2 RUNNING again) and the load sees at most the
-  requests that were inside the killed process;
+* a SIGKILLed replica process is replaced by Serve (2 RUNNING again), and HAProxy replays the requests
+  that were inside it (or were sent to it before it was marked down) on the other replica;
 * `sentinel serve stop` under load lets every request sent before the stop finish, then stops.
 
-The figures at concurrency 64 for 60 s come from ``python bench/faults.py --only rollout,replica-kill,stop-drain``.
+The figures at concurrency 64 for 60 s come from
+``python bench/faults.py --only rollout,replica-kill,stop-drain --seconds 60``.
 """
 
 from __future__ import annotations
@@ -44,11 +45,13 @@ class Load:
         self.client = None if self.wrk else RequestLoad(url, CONCURRENCY, duration_s)
 
     def result(self) -> dict:
+        """requests, failed, errors (the detail) and http_errors (answers with an error status)."""
         if self.wrk:
-            return self.wrk.result()
+            result = self.wrk.result()
+            return {**result, "http_errors": result["errors"]["status"]}
         counts = outcomes(self.client.wait())
         return {"requests": sum(counts.values()), "failed": sum(n for k, n in counts.items() if k != "ok"),
-                "errors": counts}
+                "errors": counts, "http_errors": sum(n for k, n in counts.items() if k.startswith("status"))}
 
     def stop(self) -> None:
         if self.wrk:
@@ -112,11 +115,13 @@ def test_killed_replica_is_replaced_under_load(served, trained_run, tmp_path):
     print(f"replica kill: {result['failed']} failed of {result['requests']} ({result.get('errors')}); "
           f"2 RUNNING again after {recovery:.1f}s")
     assert result["requests"] > 100, result
-    # Not 0 (Ray's behaviour, docs/serving.md "Faults"): the requests inside the killed process are reset
-    # (at most max_ongoing_requests, 32) and HAProxy answers 502/503 for those it sends to the dead server
-    # before its health check takes it out; it does not retry a POST. Measured: 64 of 44,524.
-    assert result["failed"] <= 3 * 32, result
-    assert recovery < 90
+    # HAProxy replays on the other replica every request that was inside the killed process (closed
+    # without an answer) or sent to it before it was marked down (refused): no error answer at all.
+    # Ray's default (retry-on conn-failure only) answered 500 for those, and reset the callers of the
+    # ones inside (docs/serving.md "Faults": 43 of 116,490). Not asserted 0 overall: an answer cut by the
+    # kill after HAProxy has forwarded part of it cannot be replayed (seen twice: 1 of 113,115, 1 of 11,393).
+    assert result["http_errors"] == 0, result
+    assert result["failed"] <= 2, result
 
 
 def test_stop_under_load_drains_accepted_requests(served, trained_run, tmp_path):

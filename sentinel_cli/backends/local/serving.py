@@ -25,6 +25,7 @@ from sentinel_cli.backends.local import ray_cluster as local_ray
 from sentinel_ml.errors import ConfigError, JobFailed, WaitTimeout
 from sentinel_ml.paths import storage_root
 from sentinel_ml.serving.config import (
+    HAPROXY_RETRIES,
     APP_NAME,
     AUTOSCALING,
     DEPLOYMENT_NAME,
@@ -89,6 +90,8 @@ def start(request: ServeRequest, on_progress: Progress | None = None,
     return {**state, **_model_fields(_model_info(request.url)), "status": "RUNNING", "replicas": replicas}
 
 
+
+
 def serve_env() -> dict[str, str]:
     """Ray Serve's throughput mode for the local cluster, read by Ray's processes when they start.
 
@@ -114,6 +117,11 @@ def serve_env() -> dict[str, str]:
         "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(fallback_grpc),
         # No external load balancer to deregister from: stopping a replica need not wait 30 s.
         "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
+        # A lost replica loses no request: HAProxy replays a request on another replica when the
+        # connection to its replica fails (Ray's default), and also when that replica dies with the
+        # request inside (closed without an answer, or with half a one). Safe because every call of
+        # this API is an idempotent read; the environment may override (e.g. back to "conn-failure").
+        **{name: os.environ.get(name, value) for name, value in HAPROXY_RETRIES.items()},
     }
 
 
