@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -18,18 +17,12 @@ from pathlib import Path
 import pytest
 
 from sentinel_ml.tracking import Tracker
-from tests.testenv.process import wait_for
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.testenv.process import free_ports, wait_for
 
 
 @pytest.fixture
 def mlflow_server(tmp_path: Path):
-    port = _free_port()
+    [port] = free_ports(1)
     log = (tmp_path / "mlflow.log").open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",

@@ -199,7 +199,8 @@ def _apply_one(kube: Kube, obj: dict[str, Any], dry_run: bool) -> str:
     if before is not None and obj["kind"] == "Job" and _job_command(before) != _job_command(obj):
         if dry_run:
             return "replaced"
-        before = _delete_job(kube, obj)  # a Job's pod template is immutable: a new one replaces it
+        _delete_job(kube, obj)  # a Job's pod template is immutable: a new one replaces it
+        before = None
     after = kube.apply(obj, dry_run=dry_run)
     if before is None:
         return "created"
@@ -225,7 +226,6 @@ def _delete_job(kube: Kube, job: dict[str, Any]) -> None:
             raise SentinelError(f"Job {name} is still being deleted after 60 s",
                                 hint=f"kubectl -n {ns} get job {name}; then `sentinel up` again")
         time.sleep(1)
-    return None
 
 
 def _applied_at(obj: dict[str, Any]) -> str | None:
@@ -338,8 +338,9 @@ def _managed_by_sentinel(obj: dict[str, Any]) -> bool:
 def _s3(settings, dry_run: bool) -> list[Item]:
     if not settings.storage:
         return [Item("s3 bucket", SKIP, "no kubernetes.storage (s3://bucket/prefix) configured")]
-    if _platform_buckets(settings):  # this machine may not reach MinIO, nor have its keys yet
-        bucket = "s3://" + _platform_buckets(settings)[0]
+    in_minio = _platform_buckets(settings)
+    if in_minio:  # this machine may not reach MinIO, nor have its keys yet
+        bucket = "s3://" + in_minio[0]
         return [Item("s3 bucket", "would create" if dry_run else PASS,
                      f"{bucket} in the platform's MinIO, made by Job/{po.BUCKET_JOB}")]
 
