@@ -205,11 +205,11 @@ class KubeSmoke:
 
     def _predict(self, made: Made) -> str:
         from sentinel_cli.backends.kubernetes.platform import connect
-        from sentinel_ml.serving.config import ROUTE_PREFIX
+        from sentinel_ml.serving.config import RECOMMEND_PATH
 
         settings = self._settings()
         with connect(settings) as kube:
-            answer = kube.post_to_service(f"{made.service}-serve-svc", settings.serve.port, ROUTE_PREFIX, SAMPLE)
+            answer = kube.post_to_service(f"{made.service}-serve-svc", settings.serve.port, RECOMMEND_PATH, SAMPLE)
         return check_prediction(answer, made.checkpoint)
 
     def cleanup(self, made: Made) -> str:
