@@ -3,6 +3,8 @@
 - a Ray Train worker of `sentinel train --workers 2` SIGKILLed: the group restarts from the last
   epoch's checkpoint and the run ends as it would have; with `--max-failures 0` it ends with exit 1
   and names the lost worker;
+- every worker node of a `ray start` cluster SIGKILLed, new ones joining (a spot reclaim on
+  Kubernetes): the run resumes on the new nodes;
 - a Tune trial's process SIGKILLed, and one Ray Train worker of a trial with 2 workers: the trial
   resumes from its last checkpoint, the study completes;
 - a writer SIGKILLed while it writes a large checkpoint, on disk and on the S3 test server: no index
@@ -28,6 +30,7 @@ from sentinel_ml.errors import CheckpointNotFound
 from sentinel_ml.store import index as checkpoints
 from sentinel_ml.store import uri as storage
 from sentinel_ml.store.checkpoint import checkpoint_uri, load_checkpoint
+from tests.ray_nodes import ray_nodes
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -84,6 +87,51 @@ def test_with_max_failures_0_a_lost_worker_ends_the_run_with_exit_1(tmp_path, mo
     assert "error: lost Ray Train worker rank" in err and "--max-failures 0 allows no restart" in err, err[-3000:]
     assert "Traceback" not in err
     assert not list((tmp_path / "home" / "artifacts" / "index").glob("*.json"))  # no record of a failed run
+
+
+@pytest.mark.slow
+def test_training_survives_losing_every_worker_node_and_resumes_on_new_ones(tmp_path, movielens_zip) -> None:
+    """As on Kubernetes, where a spot reclaim deletes the worker pods and KubeRay makes new ones: a
+    cluster whose head offers no CPU (``num-cpus: 0``, as Sentinel's heads do) and two 1-CPU worker
+    nodes. Both nodes are SIGKILLed after epoch 1 and two new ones join. Whatever the run keeps
+    outside the driver's node is lost with them: its progress queue once was, and the run failed."""
+    home = tmp_path / "home"
+    with ray_nodes(tmp_path) as cluster:
+        cluster.start("--num-cpus=0")
+        workers = [cluster.start("--num-cpus=1") for _ in range(2)]
+        env = {**sentinel_env(home, movielens_zip), **cluster.env, "RAY_ADDRESS": cluster.address}
+        run = Run(["train", "--workers", "2", "--epochs", "3", "--mlflow-uri", "off", "-o", "json"], env)
+        try:
+            run.wait_for(r"^epoch\s+1/3\b", timeout=300)
+            time.sleep(3)  # Ray Train's controller takes in the report and its checkpoint at its next poll
+            for node in workers:
+                os.killpg(node.pid, signal.SIGKILL)
+            for _ in workers:
+                cluster.start("--num-cpus=1")
+            code, out, err = run.finish(timeout=600)
+        finally:
+            run.stop()
+    assert code == 0, err[-3000:]
+    summary = json.loads(out)
+    assert [row["epoch"] for row in summary["history"]] == [1, 2, 3]
+    assert summary["restarts"] and summary["restarts"][0]["resumed_from_epoch"] >= 2, summary["restarts"]
+
+
+def test_a_lost_progress_queue_ends_the_run_with_a_message_not_a_traceback(ray_session) -> None:
+    import threading
+
+    from ray.util.queue import Queue
+
+    from sentinel_ml.errors import JobFailed
+    from sentinel_ml.training.run import _Relay, _relay_progress
+
+    progress = Queue()
+    ray_session.kill(progress.actor)  # as when its node goes
+    fitting = threading.Thread(target=time.sleep, args=(2,))
+    fitting.start()
+    with pytest.raises(JobFailed, match="lost the run's progress queue: .*ActorDiedError"):
+        _relay_progress(progress, fitting, _Relay(lambda *_: None, lambda *_: None))
+    fitting.join()
 
 
 def test_the_lost_worker_is_named_not_its_peers_follow_on_errors() -> None:

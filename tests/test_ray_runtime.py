@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 import pytest
 
-from sentinel_cli.backends.local import ray_cluster as local_ray
 from sentinel_ml.entrypoint import exit_code
+from tests.ray_nodes import closed_port, ray_nodes
 
 PROBE = r"""
 import json, os, sys
@@ -80,17 +78,12 @@ def test_no_warm_workers_when_joining_a_running_ray(monkeypatch) -> None:
     assert ray_runtime.await_warm_workers(timeout_s=0.1) == set()
 
 
-def _closed_port() -> int:
-    with socket.create_server(("127.0.0.1", 0)) as s:
-        return s.getsockname()[1]
-
-
 def test_an_unreachable_ray_address_fails_at_once_with_the_next_step(monkeypatch) -> None:
     """Ray itself retries an absent GCS for minutes without a word."""
     from sentinel_ml import ray_runtime
     from sentinel_ml.errors import ConfigError
 
-    address = f"127.0.0.1:{_closed_port()}"
+    address = f"127.0.0.1:{closed_port()}"
     monkeypatch.setenv("RAY_ADDRESS", address)
     monkeypatch.setattr("ray.is_initialized", lambda: False)
     started = time.monotonic()
@@ -102,7 +95,7 @@ def test_an_unreachable_ray_address_fails_at_once_with_the_next_step(monkeypatch
 
 
 def test_cli_exits_2_without_a_traceback_when_ray_address_does_not_answer(sentinel_home) -> None:
-    env = {**os.environ, "RAY_ADDRESS": f"127.0.0.1:{_closed_port()}"}
+    env = {**os.environ, "RAY_ADDRESS": f"127.0.0.1:{closed_port()}"}
     proc = subprocess.run([sys.executable, "-m", "sentinel_cli", "tune", "--samples", "1", "--max-epochs", "1"],
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2, proc.stderr[-2000:]
@@ -113,33 +106,13 @@ def test_cli_exits_2_without_a_traceback_when_ray_address_does_not_answer(sentin
 @pytest.mark.slow
 def test_tune_joins_a_cluster_started_with_ray_start(sentinel_home, tmp_path) -> None:
     """Like ``ray.init()``, a job joins the cluster ``ray start`` recorded on this machine (and its
-    token) instead of failing on the embedded Ray's system config. RAY_TMPDIR and HOME keep this
-    cluster, its address file and its token away from any other Ray on the machine."""
-    ray_tmp = tempfile.mkdtemp(prefix="rs-", dir="/tmp")  # short: Ray's socket paths are limited
-    # Without RAY_AUTH_* (a Ray started earlier in this process sets RAY_AUTH_MODE), `ray start` makes
-    # its own token in $HOME/.ray, as on a user's machine.
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS" and not k.startswith("RAY_AUTH_")}
-    env.update({"RAY_TMPDIR": ray_tmp, "HOME": str(tmp_path), "RAY_USAGE_STATS_ENABLED": "0",
-                "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"})  # SIGTERM stops it in seconds, not 30+
-    log = tmp_path / "ray-start.log"
-    with log.open("wb") as out:
-        head = subprocess.Popen([sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
-                                 "--num-cpus=2", "--include-dashboard=false", f"--port={_closed_port()}"],
-                                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        address_file = os.path.join(ray_tmp, "ray", "ray_current_cluster")
-        deadline = time.monotonic() + 120
-        while not os.path.exists(address_file):
-            assert head.poll() is None and time.monotonic() < deadline, f"ray start failed:\n{log.read_text()[-3000:]}"
-            time.sleep(0.25)
-        address = open(address_file).read().strip()
+    token) instead of failing on the embedded Ray's system config."""
+    with ray_nodes(tmp_path) as cluster:
+        cluster.start("--num-cpus=2")
         proc = subprocess.run([sys.executable, "-m", "sentinel_cli", "tune", "--samples", "2", "--max-epochs", "1",
-                               "-o", "json"], capture_output=True, text=True, env=env, timeout=600)
+                               "-o", "json"], capture_output=True, text=True, env=cluster.env, timeout=600)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        assert f"on the Ray cluster at {address}" in " ".join(proc.stderr.split())  # rich wraps lines
+        assert f"on the Ray cluster at {cluster.address}" in " ".join(proc.stderr.split())  # rich wraps lines
         result = json.loads(proc.stdout)
         assert len(result["trials"]) == 2 and result["counts"]["failed"] == 0
-    finally:
-        local_ray._stop_group(head.pid, grace_s=60)  # SIGTERM to the group, SIGKILL if it lingers
-        shutil.rmtree(ray_tmp, ignore_errors=True)
 

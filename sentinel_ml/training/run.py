@@ -229,7 +229,7 @@ def _run_ray(run: _WorkerRun, on_epoch: EpochHook, notify: ProgressHook) -> dict
     from sentinel_ml.training.worker_group import worker_group_trainer
 
     ensure_ray()
-    progress = Queue()
+    progress = Queue(actor_options=_beside_the_driver())
     run_config = RunConfig(
         name=run.run_id, storage_path=_ray_storage_path(run.root),
         failure_config=FailureConfig(max_failures=run.config.max_failures),
@@ -369,8 +369,22 @@ def _fit_in_background(trainer, progress, errors: list[BaseException]) -> thread
     return thread
 
 
+def _beside_the_driver() -> dict[str, Any]:
+    """Actor options that keep the progress queue on the driver's node, with no CPU. By default an
+    actor needs a CPU to be placed, and a cluster's head offers none (``num-cpus: 0``), so the queue
+    landed on a worker: losing that worker (a spot preemption) lost the queue and failed the run
+    that Ray Train was about to restart. Ray Train pins its controller the same way."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    driver_node = ray.get_runtime_context().get_node_id()
+    return {"num_cpus": 0, "scheduling_strategy": NodeAffinitySchedulingStrategy(driver_node, soft=False)}
+
+
 def _relay_progress(progress, fitting: threading.Thread, relay: _Relay) -> None:
     """Pass the workers' and the controller's events to ``relay`` until the fit ends."""
+    from ray.exceptions import RayActorError
+
     while True:
         try:
             event = progress.get(timeout=1.0)
@@ -378,6 +392,9 @@ def _relay_progress(progress, fitting: threading.Thread, relay: _Relay) -> None:
             if not fitting.is_alive() and progress.empty():
                 return
             continue
+        except RayActorError as e:  # its node went: the driver's node, so the cluster is going
+            raise JobFailed(f"lost the run's progress queue: {_error_line(e)}",
+                            hint="check the Ray head's pod (memory, restarts) and rerun") from e
         if event == _DONE_MARK:
             return
         relay.handle(event)
