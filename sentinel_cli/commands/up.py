@@ -87,6 +87,12 @@ def down(
                                         "and the CRDs.", rich_help_panel=PLATFORM_PANEL)] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be removed; remove nothing.",
                                           rich_help_panel=PLATFORM_PANEL)] = False,
+    wait: Annotated[bool, typer.Option(
+        "--wait/--no-wait", help="Wait until what was deleted is gone (pods stopped, claims released).",
+        rich_help_panel=PLATFORM_PANEL)] = True,
+    timeout: Annotated[float, typer.Option(
+        min=1, help="Stop waiting after this many seconds without progress.",
+        rich_help_panel=PLATFORM_PANEL)] = 600.0,
     output: options.OutputOpt = OutputFormat.table,
 ) -> None:
     """Remove what `sentinel up` created; data is kept unless --purge."""
@@ -99,7 +105,8 @@ def down(
         return
     from sentinel_cli.backends.kubernetes import platform as kube_platform
 
-    _finish(kube_platform.down(_settings(profile, namespace, None), purge=purge, dry_run=dry_run), output)
+    _finish(kube_platform.down(_settings(profile, namespace, None), purge=purge, dry_run=dry_run, wait=wait,
+                               timeout_s=timeout), output)
 
 
 def doctor(

@@ -74,6 +74,40 @@ def test_up_twice_converges_and_down_removes_but_keeps_data(kube_cli, k8s_api, k
 
     purged, report = kube_cli("down", "--purge")
     assert purged.exit_code == 0 and _states(report)["credentials"] == "deleted"
+    assert report["gone_in_s"] is not None  # it returned once they were gone, not once asked
+    assert client.CoreV1Api(k8s_api).list_namespaced_persistent_volume_claim(k8s_namespace).items == []
+
+
+def test_down_waits_for_what_it_deleted_and_names_what_holds_it(kube_cli, k8s_api, k8s_namespace) -> None:
+    """A finalizer nobody removes holds the Secret: `down --purge` waits, bounded, names it, exits 3."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(k8s_api)
+    up, _ = kube_cli("up", "--no-wait")
+    assert up.exit_code == 0, up.output
+    hold = {"metadata": {"finalizers": ["sentinel.dev/test-hold"]}}
+    core.patch_namespaced_secret("sentinel-minio", k8s_namespace, hold)
+    try:
+        held, _ = kube_cli("down", "--purge", "--timeout", "3")
+        assert held.exit_code == 3, held.output
+        said = " ".join(held.stderr.split())
+        assert "waiting until deleted: Secret/sentinel-minio (finalizers: sentinel.dev/test-hold)" in said
+        assert "still there after 3 s without progress: Secret/sentinel-minio" in said
+        assert "Traceback" not in held.output
+    finally:
+        core.patch_namespaced_secret("sentinel-minio", k8s_namespace, {"metadata": {"finalizers": None}})
+    again, _ = kube_cli("down", "--purge")
+    assert again.exit_code == 0, again.output
+    assert [s.metadata.name for s in core.list_namespaced_secret(k8s_namespace).items
+            if s.metadata.name == "sentinel-minio"] == []
+
+
+def test_a_claim_still_in_use_is_named_as_such() -> None:
+    claim = {"kind": "PersistentVolumeClaim", "metadata": {"name": "sentinel-minio-data"}}
+    live = {"metadata": {"finalizers": ["kubernetes.io/pvc-protection"]}}
+    assert kube_platform._still_there(claim, live) == \
+        "PersistentVolumeClaim/sentinel-minio-data (in use by a pod that is still stopping)"
+    assert kube_platform._still_there(claim, {"metadata": {}}) == "PersistentVolumeClaim/sentinel-minio-data"
 
 
 def test_up_creates_the_bucket_once_through_the_storage_funnel(kube_cli, s3_bucket) -> None:

@@ -370,7 +370,10 @@ def _policy(settings) -> dict[str, Any] | None:
 # -- down ------------------------------------------------------------------------------------------
 
 
-def down(settings, purge: bool = False, dry_run: bool = False) -> dict[str, Any]:
+def down(settings, purge: bool = False, dry_run: bool = False, wait: bool = True,
+         timeout_s: float = 600.0) -> dict[str, Any]:
+    """Delete what ``up`` made (the data too with ``purge``); with ``wait``, until it is gone: a
+    claim still terminating when ``up`` runs again would be reused, then removed under MinIO."""
     ns, heads = settings.namespace, dict(settings.head_node_selector)
     from sentinel_cli.k8s import monitoring
 
@@ -379,7 +382,7 @@ def down(settings, purge: bool = False, dry_run: bool = False) -> dict[str, Any]
               ("credentials", [po.secret(ns, "", "")]),
               ("service account", [po.service_account(ns, settings.service_account.name, None)]),
               ("kuberay-operator", po.operator(ns, heads))]
-    items = []
+    items, deleted = [], []
     with connect(settings) as kube:
         has_monitors = kube.crd_exists(po.PROMETHEUS_CRD)
         if any(_managed_by_sentinel(d) for d in kube.deployments("k8s-app=metrics-server")):
@@ -387,25 +390,65 @@ def down(settings, purge: bool = False, dry_run: bool = False) -> dict[str, Any]
         for name, objects in groups:
             if name == "pod monitors" and not has_monitors:
                 continue
-            items.append(run_check(name, lambda name=name, objects=objects: _delete_group(kube, name, objects, purge, dry_run)))
-    return report("k8s", items, namespace=ns, dry_run=dry_run, purge=purge)
+            items.append(run_check(name, lambda name=name, objects=objects:
+                                   _delete_group(kube, name, objects, purge, dry_run, deleted)))
+        gone = _wait_gone(kube, ns, deleted, timeout_s) if wait and deleted else None
+    return report("k8s", items, namespace=ns, dry_run=dry_run, purge=purge, gone_in_s=gone)
 
 
-def _delete_group(kube: Kube, name: str, objects: list[dict[str, Any]], purge: bool, dry_run: bool) -> Item:
+def _delete_group(kube: Kube, name: str, objects: list[dict[str, Any]], purge: bool, dry_run: bool,
+                  deleted: list[dict[str, Any]]) -> Item:
     done, kept, absent = [], [], []
     for obj in objects:
-        label = f"{obj['kind']}/{obj['metadata']['name']}"
+        label = _label(obj)
         if obj["kind"] in po.DATA_KINDS and not purge:
             (kept if kube.get_object(obj) is not None else absent).append(label)
         elif dry_run:
             (done if kube.get_object(obj) is not None else absent).append(label)
         elif kube.delete_object(obj):
             done.append(label)
+            deleted.append(obj)
         else:
             absent.append(label)
     state = ("would delete" if dry_run and done else "deleted" if done else "kept" if kept else "absent")
     detail = "; ".join(part for part in (", ".join(done), ("kept (data): " + ", ".join(kept)) if kept else "") if part)
     return Item(name, state, detail or "nothing there")
+
+
+def _label(obj: dict[str, Any]) -> str:
+    return f"{obj['kind']}/{obj['metadata']['name']}"
+
+
+def _wait_gone(kube: Kube, ns: str, deleted: list[dict[str, Any]], timeout_s: float) -> float:
+    """Seconds until every deleted object is gone; bounded: ``timeout_s`` without one going."""
+    import time
+
+    from sentinel_cli.progress import kube_say
+    from sentinel_ml.errors import WaitTimeout
+
+    started = last_change = time.monotonic()
+    previous: list[str] = []
+    while True:
+        left = [_still_there(obj, live) for obj in deleted if (live := kube.get_object(obj)) is not None]
+        if not left:
+            return round(time.monotonic() - started, 1)
+        if left != previous:
+            kube_say(f"waiting until deleted: {'; '.join(left)}")
+            previous, last_change = left, time.monotonic()
+        if time.monotonic() - last_change > timeout_s:
+            raise WaitTimeout(f"deleted, and still there after {timeout_s:.0f} s without progress: "
+                              + "; ".join(left),
+                              hint=f"kubectl -n {ns} get pods,pvc to see what holds them; "
+                                   "`sentinel down` again waits again")
+        time.sleep(1)
+
+
+def _still_there(obj: dict[str, Any], live: dict[str, Any]) -> str:
+    """An object being deleted, and what holds it (a claim: a pod still using it)."""
+    finalizers = (live.get("metadata") or {}).get("finalizers") or []
+    if "kubernetes.io/pvc-protection" in finalizers:
+        return f"{_label(obj)} (in use by a pod that is still stopping)"
+    return f"{_label(obj)} (finalizers: {', '.join(finalizers)})" if finalizers else _label(obj)
 
 
 # -- doctor ----------------------------------------------------------------------------------------
