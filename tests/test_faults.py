@@ -43,6 +43,10 @@ def _train(home: Path, movielens_zip: Path, *flags: str) -> Run:
                sentinel_env(home, movielens_zip))
 
 
+def _sentinel_settings(env: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k.startswith("SENTINEL_") or k == "COLUMNS"}
+
+
 def _kill_a_worker_after_epoch(run: Run, epoch: int, epochs: int = 3) -> int:
     run.wait_for(rf"^epoch\s+{epoch}/{epochs}\b", timeout=240)
     # Ray Train's controller takes in a report (and its checkpoint) at its next poll, every 2 s.
@@ -99,7 +103,9 @@ def test_training_survives_losing_every_worker_node_and_resumes_on_new_ones(tmp_
     with ray_nodes(tmp_path) as cluster:
         cluster.start("--num-cpus=0")
         workers = [cluster.start("--num-cpus=1") for _ in range(2)]
-        env = {**sentinel_env(home, movielens_zip), **cluster.env, "RAY_ADDRESS": cluster.address}
+        # The cluster's environment, not this process's: a Ray started here set RAY_AUTH_* for itself.
+        env = {**cluster.env, **_sentinel_settings(sentinel_env(home, movielens_zip)),
+               "RAY_ADDRESS": cluster.address}
         run = Run(["train", "--workers", "2", "--epochs", "3", "--mlflow-uri", "off", "-o", "json"], env)
         try:
             run.wait_for(r"^epoch\s+1/3\b", timeout=300)

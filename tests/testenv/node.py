@@ -488,11 +488,26 @@ def _import_images(node: RealNode, assets: build.NodeAssets) -> None:
         started = time.monotonic()
         for old in marks.glob(f"{image.name}-*"):
             old.unlink()
-        # The archive names its image in full; --base-name keeps names with that prefix.
-        node.ctr("images", "import", f"--base-name={image.normalized.rsplit(':', 1)[0]}",
-                 str(image.archive))
+        _import(node, image)
         mark.touch()
         log.info("imported %s into containerd in %.0f s", image.normalized, time.monotonic() - started)
+
+
+def _import(node: RealNode, image) -> None:
+    # The archive names its image in full; --base-name keeps names with that prefix.
+    args = ("images", "import", f"--base-name={image.normalized.rsplit(':', 1)[0]}", str(image.archive))
+    try:
+        node.ctr(*args)
+    except NotReady as error:
+        # The import moves the tag off the older image; containerd's garbage collection then removes
+        # that image's snapshots, which can include a shared layer's that the unpack has just found
+        # and means to build on ("parent snapshot … does not exist"; seen once in CI). Once the
+        # collection is over, the same import unpacks that layer anew.
+        if "does not exist" not in str(error):
+            raise
+        log.warning("importing %s met containerd's garbage collection; importing again", image.normalized)
+        time.sleep(2)
+        node.ctr(*args)
 
 
 def _node_reason(api: client.ApiClient) -> str | None:
