@@ -15,6 +15,8 @@ from sentinel_cli import options
 from sentinel_cli.output import OutputFormat, emit
 
 PLATFORM_PANEL = "Platform on Kubernetes (--target k8s)"
+WaitTimeoutOpt = Annotated[float, typer.Option(
+    min=1, help="Stop waiting after this many seconds without progress.", rich_help_panel=PLATFORM_PANEL)]
 
 
 def up(
@@ -42,9 +44,7 @@ def up(
     wait: Annotated[bool, typer.Option(
         "--wait/--no-wait", help="Wait until MinIO, its buckets and MLflow are ready.",
         rich_help_panel=PLATFORM_PANEL)] = True,
-    timeout: Annotated[float, typer.Option(
-        min=1, help="Stop waiting after this many seconds without progress.",
-        rich_help_panel=PLATFORM_PANEL)] = 600.0,
+    timeout: WaitTimeoutOpt = 600.0,
     output: options.OutputOpt = OutputFormat.table,
 ) -> None:
     """Bring the platform up (idempotent) and print each component and its state."""
@@ -90,9 +90,7 @@ def down(
     wait: Annotated[bool, typer.Option(
         "--wait/--no-wait", help="Wait until what was deleted is gone (pods stopped, claims released).",
         rich_help_panel=PLATFORM_PANEL)] = True,
-    timeout: Annotated[float, typer.Option(
-        min=1, help="Stop waiting after this many seconds without progress.",
-        rich_help_panel=PLATFORM_PANEL)] = 600.0,
+    timeout: WaitTimeoutOpt = 600.0,
     output: options.OutputOpt = OutputFormat.table,
 ) -> None:
     """Remove what `sentinel up` created; data is kept unless --purge."""
