@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from sentinel_cli.backends.local import ray_cluster as local_ray
 from sentinel_ml.entrypoint import exit_code
 from tests.ray_nodes import closed_port, ray_nodes
 
@@ -116,3 +117,9 @@ def test_tune_joins_a_cluster_started_with_ray_start(sentinel_home, tmp_path) ->
         result = json.loads(proc.stdout)
         assert len(result["trials"]) == 2 and result["counts"]["failed"] == 0
 
+
+
+def test_ports_for_later_listeners_lie_outside_the_ephemeral_range_and_rays_worker_ports() -> None:
+    ports = local_ray.free_ports(4)
+    assert len(set(ports)) == 4
+    assert all(local_ray.RAY_WORKER_PORTS_END < p < local_ray._ephemeral_ports_start() for p in ports), ports

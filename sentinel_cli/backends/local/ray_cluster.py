@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import secrets
 import signal
 import socket
@@ -226,7 +227,37 @@ def _port_open(address: str) -> bool:
     return True
 
 
+RAY_WORKER_PORTS_END = 19999  # Ray's workers listen on 10002-19999 (min/max_worker_port)
+
+
 def free_ports(count: int) -> list[int]:
+    """Ports free now, for listeners that other processes open later. Taken between Ray's worker
+    ports and the kernel's ephemeral range: a port from bind(0) lies in that range, where outgoing
+    connections draw theirs, and was once taken by one before HAProxy could listen on it."""
+    low, high = RAY_WORKER_PORTS_END + 1, _ephemeral_ports_start() - 1
+    if high - low < 1000:  # an unusual ephemeral range: fall back to the kernel's choice
+        return _kernel_ports(count)
+    ports: list[int] = []
+    for port in random.sample(range(low, high + 1), k=min(high - low + 1, 200)):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+        if len(ports) == count:
+            return ports
+    return ports + _kernel_ports(count - len(ports))
+
+
+def _ephemeral_ports_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def _kernel_ports(count: int) -> list[int]:
     sockets = []
     try:
         for _ in range(count):
