@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,10 +19,8 @@ from sentinel_cli.backends.local import ray_cluster as local_ray
 
 
 def closed_port() -> int:
-    """A port nothing listens on (free a moment ago)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on (free a moment ago), from the range the CLI takes its own from."""
+    return local_ray.free_ports(1)[0]
 
 
 @dataclass
