@@ -313,7 +313,7 @@ def test_the_whole_lifecycle_on_the_real_node(life: Lifecycle) -> None:
         assert json.loads(out)["ok"] is True
 
     with step(life, "a failing job is honest"):
-        code, out, err = life.cli("train", "--target", "k8s", "--epochs", "1", "--name", "life-bad",
+        code, out, err = life.cli("train", "--target", "k8s", "--workers", "1", "--epochs", "1", "--name", "life-bad",
                                   "--set", "data=s3://sentinel/data/missing.zip", timeout_s=900)
         assert code == 1, f"exit {code}\n{_tail(err)}"
         assert "dataset not found at s3://sentinel/data/missing.zip" in " ".join(err.split()), _tail(err)

@@ -24,6 +24,10 @@ so the kwok tests need only the former; ``build`` builds both. MinIO's server an
 builds them, called by ``python -m tests.testenv.images build``. MinIO is AGPL-3.0: it is built and
 run here as a test fixture only, never shipped with or linked into Sentinel.
 
+``python -m tests.testenv.build`` builds all of them (platform's included) with the standard library
+only, so .ci/run starts it, CPU-bound for many minutes on a cold machine, before the virtualenv
+exists and beside the downloads that make the venv and the images.
+
 envtest's convention is honoured: when ``KUBEBUILDER_ASSETS`` names a directory holding ``etcd``
 and ``kube-apiserver``, those two (and any other of our binaries found there) are used instead.
 """
@@ -458,3 +462,26 @@ def _drain(stream: IO[str], keep: Callable[[str], None], label: str | None) -> N
             continue
         quiet = line.startswith("go: downloading") or _PACKAGE_LINE.fullmatch(line)
         log.log(logging.DEBUG if quiet else logging.INFO, "%s: %s", label, line)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m tests.testenv.build",
+                                     description="Build (or find) every Go binary of the test environment.")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        build()
+        build_platform()
+    except BuildFailed as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
