@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -259,6 +260,17 @@ def _mlflow_epochs(life: Lifecycle, run_id: str) -> list[dict[str, Any]]:
     return history.get("metrics", [])
 
 
+def _unroutable(*addresses: str) -> str | None:
+    """The first address that refuses a TCP connection, with the error; None when all accept."""
+    for address in addresses:
+        host, port = address.removeprefix("http://").rsplit(":", 1)
+        try:
+            socket.create_connection((host, int(port)), timeout=3).close()
+        except OSError as error:
+            return f"{address}: {error}"
+    return None
+
+
 def _predictions(out: str) -> list[float]:
     answer = json.loads(out)
     return [row["predicted_rating"] if isinstance(row, dict) else row
@@ -336,6 +348,9 @@ def test_the_whole_lifecycle_on_the_real_node(life: Lifecycle) -> None:
     with step(life, "predict: HTTP and gRPC through the Services, equal to a local serve"):
         http = f"http://{life.service_address(f'{SERVICE}-serve-svc')}:8000"
         grpc = f"{life.service_address(f'{SERVICE}-grpc')}:9000"
+        # Ready means the Services have endpoints in the API; kube-proxy on the node programs their
+        # ClusterIPs a little later (until then the node answers "network unreachable").
+        wait_for(f"kube-proxy to route {http} and {grpc}", lambda: _unroutable(http, grpc), 90)
         out, _ = life.ok("predict", "--url", http, "-u", str(SAMPLE_USER), "-m", SAMPLE_MOVIES, "-o", "json")
         cluster_http = _predictions(out)
         out, _ = life.ok("predict", "--protocol", "grpc", "--grpc", grpc, "-u", str(SAMPLE_USER), "-m",
