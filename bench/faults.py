@@ -275,16 +275,30 @@ class Wrk:
             self.proc.wait()
 
 
+# httpcore's message for a connection closed before any byte of the response arrived.
+UNANSWERED = "Server disconnected without sending a response"
+
+
 class RequestLoad:
     """A bounded asyncio client (httpx) keeping ``concurrency`` POST /recommend requests in flight; every
     request is recorded as (sent, done, outcome), outcome one of ok, status <code>, refused, reset,
-    timeout. It stops by itself after ``duration_s`` or ``max_requests``, or when ``stop()`` is called."""
+    timeout. It stops by itself after ``duration_s`` or ``max_requests``, or when ``stop()`` is called.
+
+    ``retry_unanswered``: send a request once more, on a new connection, when its kept-alive
+    connection was closed before any byte of an answer (RFC 9112 §9.3.1 allows it for a request the
+    client knows to be idempotent; every call of this API is). HAProxy closes a reused client
+    connection that way, with no log line, when the replica's connection it reused dies before
+    answering: its signal that it never processed the request and the client may send it again
+    (haproxy/haproxy#1423, #3414). ``client_retries`` counts them; ``details`` counts every failure
+    by its exception's text."""
 
     def __init__(self, url: str, concurrency: int = 64, duration_s: float = 60.0, max_requests: int = 200_000,
-                 timeout_s: float = 30.0) -> None:
+                 timeout_s: float = 30.0, retry_unanswered: bool = False) -> None:
         self.url, self.concurrency, self.duration_s = url, concurrency, duration_s
-        self.max_requests, self.timeout_s = max_requests, timeout_s
+        self.max_requests, self.timeout_s, self.retry_unanswered = max_requests, timeout_s, retry_unanswered
         self.records: list[tuple[float, float, str]] = []
+        self.details: dict[str, int] = {}
+        self.client_retries = 0
         self._halt = threading.Event()
         self._thread = threading.Thread(target=self._main, name="request-load", daemon=True)
         self._thread.start()
@@ -308,22 +322,37 @@ class RequestLoad:
                 while not self._halt.is_set() and time.monotonic() < end and len(self.records) < self.max_requests:
                     body = {"user_id": rng.randint(1, 943), "movie_ids": [rng.randint(1, 1682) for _ in range(10)]}
                     sent = time.time()
+                    error: Exception | None = None
                     try:
-                        response = await client.post(self.url, json=body)
+                        response = await self._post(client, body)
                         outcome = "ok" if response.status_code == 200 else f"status {response.status_code}"
-                    except httpx.ConnectError:
-                        outcome = "refused"
-                    except httpx.TimeoutException:
-                        outcome = "timeout"
-                    except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError):
-                        outcome = "reset"
+                    except httpx.ConnectError as e:
+                        outcome, error = "refused", e
+                    except httpx.TimeoutException as e:
+                        outcome, error = "timeout", e
+                    except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError) as e:
+                        outcome, error = "reset", e
                     except httpx.HTTPError as e:
-                        outcome = type(e).__name__
+                        outcome, error = type(e).__name__, e
                     self.records.append((sent, time.time(), outcome))
+                    if error is not None:
+                        detail = f"{outcome}: {type(error).__name__}: {error}"
+                        self.details[detail] = self.details.get(detail, 0) + 1
                     if outcome != "ok":
                         await asyncio.sleep(0.05)  # a refused connect returns at once: no busy loop
 
             await asyncio.gather(*(worker() for _ in range(self.concurrency)))
+
+    async def _post(self, client, body: dict):
+        import httpx
+
+        try:
+            return await client.post(self.url, json=body)
+        except httpx.RemoteProtocolError as e:
+            if not (self.retry_unanswered and UNANSWERED in str(e)):
+                raise
+            self.client_retries += 1
+            return await client.post(self.url, json=body)
 
     def stop(self, timeout_s: float = 60.0) -> list[tuple[float, float, str]]:
         """Stop sending; wait (bounded) for the requests in flight; every record."""
