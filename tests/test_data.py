@@ -66,7 +66,7 @@ def test_checksum_mismatch_is_rejected(tmp_path: Path, movielens_zip: Path) -> N
     payload[len(payload) // 2] ^= 0xFF
     corrupt.write_bytes(bytes(payload))
     with pytest.raises(DataError, match="checksum mismatch"):
-        download.verify_checksum(corrupt)
+        download.verify_archive(corrupt)
 
 
 def test_corrupt_archive_leaves_no_cache_behind(tmp_path: Path, movielens_zip: Path) -> None:
