@@ -11,18 +11,31 @@ DATA ?= $(wildcard ../shared/data/ml-100k.zip)
 
 BIN := $(VENV)/bin
 
-.PHONY: setup setup-dev test testenv lint clean
+.PHONY: setup setup-dev test testenv lint lock lock-upgrade clean
 
+# Every install comes from the lock (requirements/, made by tools/lock.py): exact versions and
+# hashes, so a fresh machine gets what CI tested. pip and the build backend first, then the
+# dependencies, then the project itself with no resolution and no download.
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/build.txt
 
 setup: $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet --require-hashes -r requirements/cli.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	@if [ -n "$(DATA)" ]; then $(BIN)/sentinel data fetch --data "$(DATA)"; fi
 
 setup-dev: $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes -r requirements/dev.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+
+# After a dependency change in pyproject.toml: resolve again, keeping the locked versions that still
+# fit (lock-upgrade: the newest the ranges allow). tests/test_lock.py fails until this is run.
+lock: setup-dev
+	$(BIN)/python tools/lock.py
+
+lock-upgrade: setup-dev
+	$(BIN)/python tools/lock.py --upgrade
 
 # Builds (first time: many minutes) or reuses the Kubernetes test binaries (the real node's too)
 # and the real node's images (Dockerfile.train/serve on a local Debian 12 base, with buildah) under

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from sentinel_cli import images
 from sentinel_cli.app import app
+from tools import lock
 
 REPO = Path(__file__).resolve().parents[1]
 ECR_HOST = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
@@ -40,7 +41,7 @@ def test_dockerfile_passes_hadolint(dockerfile: str) -> None:
 
 
 @pytest.mark.parametrize("what", ["train", "serve"])
-def test_dockerfile_uses_our_ray_version_non_root_and_pinned_deps(what: str) -> None:
+def test_dockerfile_uses_our_ray_version_non_root_and_the_lock(what: str) -> None:
     text = (REPO / f"Dockerfile.{what}").read_text()
     assert f"ARG RAY_VERSION={version('ray')}\n" in text
     assert "ARG BASE_IMAGE=rayproject/ray:${RAY_VERSION}-py311-cpu\n" in text  # users' default base
@@ -48,12 +49,16 @@ def test_dockerfile_uses_our_ray_version_non_root_and_pinned_deps(what: str) -> 
     users = re.findall(r"^USER (\S+)", text, flags=re.M)
     assert users and users[-1].split(":")[0] not in ("root", "0")
     assert "pip install --no-cache-dir --no-deps ." in text  # the project itself
-    requirements = (REPO / "docker" / f"requirements-{what}.txt").read_text().splitlines()
-    pins = [line for line in requirements if line and not line.startswith("#")]
-    assert pins and "torch==" + version("torch") in pins
-    for pin in pins:
-        name, _, pinned = pin.partition("==")
-        assert pinned == version(name), f"{pin}: the tests run with {name} {version(name)}"
+    # What it adds to the base installs at the lock's versions: the ones this venv was made from.
+    assert "COPY --chown=1000:100 requirements/images.txt /tmp/constraints.txt\n" in text
+    assert "-r /tmp/requirements.txt -c /tmp/constraints.txt" in text
+    assert "!requirements/images.txt" in (REPO / ".dockerignore").read_text().splitlines()
+    names = lock.requirement_names(REPO / "docker" / f"requirements-{what}.txt")
+    assert "torch" in names
+    locked = lock.locked_versions()
+    for name in names:
+        assert name in locked, f"{name} is not in requirements/lock.txt: add it to pyproject.toml, run make lock"
+        assert locked[name] == version(name).split("+")[0], f"the tests run with {name} {version(name)}"
 
 
 def test_plan_builds_then_pushes_with_our_ray_version() -> None:

@@ -24,7 +24,7 @@ The steps, each cached under ``~/.cache/sentinel/images/`` by a hash of its inpu
    ``quay.io/minio/mc:RELEASE...``, ``ghcr.io/mlflow/mlflow:v...-full``), from
    docker/platform/*.Dockerfile on the rootfs: MinIO's server and client are built from their
    release's Go module on the host (build.py, cached apart) and copied in; MLflow and boto3 come
-   from PyPI at the versions of requirements-mlflow.txt. Each is checked after its build: its
+   from PyPI at the lock's versions (requirements/images.txt, as every image here). Each is checked after its build: its
    program runs as uid 1000, as the platform's pods run it. MinIO is AGPL-3.0: built and run here
    as a test fixture only, never shipped with or linked into Sentinel.
 
@@ -67,6 +67,8 @@ REPO = Path(__file__).resolve().parents[2]
 BASE_DOCKERFILE = REPO / "docker" / "base" / "Dockerfile"
 PLATFORM_DIR = REPO / "docker" / "platform"
 MLFLOW_REQUIREMENTS = PLATFORM_DIR / "requirements-mlflow.txt"
+# The lock's versions (tools/lock.py): every image installs with them as pip constraints.
+CONSTRAINTS = REPO / "requirements" / "images.txt"
 APPS = ("train", "serve")
 # The platform's images (those of platform_objects.py) and the Go build each one copies in.
 PLATFORM = {"minio": platform_objects.MINIO_IMAGE, "mc": platform_objects.MC_IMAGE,
@@ -149,7 +151,7 @@ def rootfs_key() -> str:
 
 
 def base_key() -> str:
-    return _digest("base", rootfs_key(), BASE_DOCKERFILE.read_bytes(), RAY_VERSION)
+    return _digest("base", rootfs_key(), BASE_DOCKERFILE.read_bytes(), RAY_VERSION, CONSTRAINTS.read_bytes())
 
 
 def torch_key() -> str:
@@ -158,7 +160,7 @@ def torch_key() -> str:
 
 def context_files() -> list[Path]:
     """The files Dockerfile.train and Dockerfile.serve may copy: what .dockerignore lets through."""
-    files = [REPO / "pyproject.toml", REPO / "README.md",
+    files = [REPO / "pyproject.toml", REPO / "README.md", CONSTRAINTS,
              *sorted((REPO / "docker").glob("requirements-*.txt"))]
     for package in ("sentinel_ml", "sentinel_cli", "templates"):
         files += sorted(p for p in (REPO / package).rglob("*")
@@ -185,7 +187,7 @@ def platform_key(name: str) -> str:
         parts += [component.dirname, *component.tags,
                   *(f"{k}={v}" for k, v in sorted(component.stamps.items()))]
     else:
-        parts.append(MLFLOW_REQUIREMENTS.read_bytes())
+        parts += [MLFLOW_REQUIREMENTS.read_bytes(), CONSTRAINTS.read_bytes()]
     return _digest(*parts)
 
 
@@ -358,6 +360,7 @@ def _base(buildah: _Buildah) -> str:
     with tempfile.TemporaryDirectory(prefix="sentinel-base-", dir=cache_dir()) as context:
         os.link(rootfs, Path(context) / "rootfs.tar")
         shutil.copyfile(BASE_DOCKERFILE, Path(context) / "Dockerfile")
+        shutil.copyfile(CONSTRAINTS, Path(context) / "constraints.txt")
         started = time.monotonic()
         buildah.bud(Path(context) / "Dockerfile", Path(context), f"{reference}-{base_key()}",
                     {"RAY_VERSION": RAY_VERSION})
@@ -396,6 +399,7 @@ def _platform(buildah: _Buildah, image: Image) -> None:
             shutil.copyfile(binaries[image.name], context / image.name)
         else:
             shutil.copyfile(MLFLOW_REQUIREMENTS, context / MLFLOW_REQUIREMENTS.name)
+            shutil.copyfile(CONSTRAINTS, context / CONSTRAINTS.name)
         log.info("%s: building %s", image.name, image.dockerfile.name)
         buildah.bud(image.dockerfile, context, tag, {})
     _check_platform(buildah, image, tag)

@@ -16,6 +16,7 @@ import pytest
 from sentinel_cli.k8s import platform_objects
 from tests.test_images import hadolint_path
 from tests.testenv import build, images
+from tools import lock
 
 DOCKERFILES = sorted(images.PLATFORM_DIR.glob("*.Dockerfile"))
 
@@ -53,12 +54,14 @@ def test_the_go_builds_pin_the_releases_the_images_name(component: build.Compone
     assert component.tags == ("kqueue",) and component in build.PLATFORM_COMPONENTS
 
 
-def test_mlflow_requirements_pin_the_versions_the_tests_run_with() -> None:
-    lines = images.MLFLOW_REQUIREMENTS.read_text().splitlines()
-    pins = dict(line.split("==") for line in lines if line and not line.startswith("#"))
-    assert set(pins) == {"mlflow", "boto3"}
-    assert pins == {name: version(name) for name in pins}
-    assert platform_objects.MLFLOW_IMAGE.endswith(f":v{pins['mlflow']}-full")
+def test_mlflow_image_installs_the_lock_s_versions_the_tests_run_with() -> None:
+    names = lock.requirement_names(images.MLFLOW_REQUIREMENTS)
+    assert names == ["mlflow", "boto3"]
+    text = (images.PLATFORM_DIR / "mlflow.Dockerfile").read_text()
+    assert "--requirement /opt/requirements-mlflow.txt --constraint /opt/images.txt" in text
+    locked = lock.locked_versions()
+    assert {name: locked[name] for name in names} == {name: version(name) for name in names}
+    assert platform_objects.MLFLOW_IMAGE.endswith(f":v{locked['mlflow']}-full")
 
 
 def test_each_input_changes_its_image_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -69,6 +72,11 @@ def test_each_input_changes_its_image_only(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(images, "MLFLOW_REQUIREMENTS", copy)
     after = {name: images.platform_key(name) for name in images.PLATFORM}
     assert [name for name in before if before[name] != after[name]] == ["mlflow"]
+    constraints = tmp_path / "images.txt"  # a new lock rebuilds MLflow's image (and the apps')
+    constraints.write_text(images.CONSTRAINTS.read_text() + "\n# changed\n")
+    monkeypatch.setattr(images, "CONSTRAINTS", constraints)
+    relocked = {name: images.platform_key(name) for name in images.PLATFORM}
+    assert [name for name in before if after[name] != relocked[name]] == ["mlflow"]
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
