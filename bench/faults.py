@@ -3,6 +3,11 @@ into a real `sentinel` run and prints one row of figures. Not a test: run it by 
 
     python bench/faults.py [--only train,tune,rollout,replica-kill,stop-drain] [--epochs 5] [--kill-after 2]
                            [--seed 42] [--data PATH] [--concurrency 64] [--seconds 60]
+                           [--repeat N] [--haproxy-log]
+
+``--repeat N`` runs the chosen scenarios N times in a row and closes with a tally per serving case;
+``--haproxy-log`` collects HAProxy's own request log and names, per case, every answer that was not a
+plain 200 (its status, termination state, and whether HAProxy replayed it on another replica).
 
 Scenarios (one function each, listed in SCENARIOS; add a row by adding one):
   train  `sentinel train --workers 2`: one Ray Train worker SIGKILLed after epoch --kill-after; the
@@ -275,8 +280,11 @@ class Wrk:
             self.proc.wait()
 
 
-# httpcore's message for a connection closed before any byte of the response arrived.
+# httpcore's messages for a connection closed before any byte of the response arrived, and for one
+# closed after the status line and headers but before the whole body (a replica killed mid-answer:
+# HAProxy had already passed the 200 on, so it cannot replay the request; its log says SD--).
 UNANSWERED = "Server disconnected without sending a response"
+HALF_ANSWERED = "peer closed connection without sending complete message body"
 
 
 class RequestLoad:
@@ -284,13 +292,15 @@ class RequestLoad:
     request is recorded as (sent, done, outcome), outcome one of ok, status <code>, refused, reset,
     timeout. It stops by itself after ``duration_s`` or ``max_requests``, or when ``stop()`` is called.
 
-    ``retry_unanswered``: send a request once more, on a new connection, when its kept-alive
-    connection was closed before any byte of an answer (RFC 9112 §9.3.1 allows it for a request the
-    client knows to be idempotent; every call of this API is). HAProxy closes a reused client
-    connection that way, with no log line, when the replica's connection it reused dies before
-    answering: its signal that it never processed the request and the client may send it again
-    (haproxy/haproxy#1423, #3414). ``client_retries`` counts them; ``details`` counts every failure
-    by its exception's text."""
+    ``retry_unanswered``: send a request once more, on a new connection, when its connection was
+    closed before a whole answer arrived: before any byte of it, or after the headers but before the
+    whole body (RFC 9112 §9.3.1 allows a client to resend such an aborted request when it knows it is
+    idempotent; every call of this API is). HAProxy closes a reused client connection unanswered, with
+    no log line, when the replica's connection it reused dies before answering: its signal that it
+    never processed the request and the client may send it again (haproxy/haproxy#1423, #3414). A
+    replica killed after its headers left but before its body did cannot be replayed by HAProxy at
+    all (the 200 is already on its way; HAProxy logs SD--): only the client can. ``client_retries``
+    counts the resends; ``details`` counts every failure by its exception's text."""
 
     def __init__(self, url: str, concurrency: int = 64, duration_s: float = 60.0, max_requests: int = 200_000,
                  timeout_s: float = 30.0, retry_unanswered: bool = False) -> None:
@@ -349,7 +359,7 @@ class RequestLoad:
         try:
             return await client.post(self.url, json=body)
         except httpx.RemoteProtocolError as e:
-            if not (self.retry_unanswered and UNANSWERED in str(e)):
+            if not (self.retry_unanswered and (UNANSWERED in str(e) or HALF_ANSWERED in str(e))):
                 raise
             self.client_retries += 1
             return await client.post(self.url, json=body)
@@ -431,6 +441,57 @@ class ReplicaWatch:
             self.proc.wait()
 
 
+class HaproxyLog:
+    """HAProxy's own request log, sent to a UDP listener on loopback (``RAY_SERVE_HAPROXY_LOG_TARGET``
+    = ``target``, set in the environment of the `sentinel serve` that starts the cluster): for each
+    request, the server that answered, the status, the termination state (``SD--``: the server
+    closed during the body, ``SH--``: before its headers, ``sC--``: the connection to it failed) and
+    the retries (``+1``: replayed on another server). ``unusual()`` names what a failure met."""
+
+    LINE = re.compile(r"\] http_frontend (?P<server>\S+) \S+ (?P<status>\d{3}) \d+ \S+ \S+ (?P<term>\S{4}) "
+                      r"\d+/\d+/\d+/\d+/(?P<retries>\+?\d+) \S+ \"(?P<method>\S+) (?P<path>\S+)")
+
+    def __init__(self) -> None:
+        import socket
+
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.5)
+        self.target = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        self.records: list[tuple[float, dict[str, str]]] = []
+        self._halt = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        while not self._halt.is_set():
+            try:
+                data = self.sock.recv(65535)
+            except OSError:
+                continue
+            match = self.LINE.search(data.decode(errors="replace"))
+            if match and match["path"].startswith("/recommend") and len(self.records) < 2_000_000:
+                self.records.append((time.time(), match.groupdict()))
+
+    def unusual(self, since: float = 0.0) -> dict[str, int]:
+        """Requests after ``since`` that were not a plain 200, by status, termination state and whether
+        HAProxy replayed them (the closing 400 CH-- of a load generator that hangs up left out)."""
+        counts: dict[str, int] = {}
+        for t, r in self.records:
+            if t < since or (r["status"], r["term"]) == ("400", "CH--"):
+                continue
+            replayed = r["retries"].startswith("+")
+            if r["status"] == "200" and r["term"] == "----" and not replayed:
+                continue
+            key = (f"{r['status']} {r['term']}{' replayed' if replayed else ''} "
+                   f"via {'fallback proxy' if 'fallback' in r['server'] else 'replica'}")
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.sock.close()
+
+
 class Served:
     """`sentinel serve` on a detached local Ray under its own $SENTINEL_HOME, on free loopback ports."""
 
@@ -459,6 +520,21 @@ class Served:
 
     def leader(self) -> int:
         return json.loads((Path(self.env["SENTINEL_HOME"]) / "ray" / "cluster.json").read_text())["pid"]
+
+    def keep_logs(self, dest: Path) -> Path:
+        """Copy what the running cluster logged (Serve's controller, proxy and replica logs, and
+        HAProxy's own stdout/stderr) to ``dest``, before a stop removes them."""
+        import glob
+        import hashlib
+        import shutil
+
+        home = Path(self.env["SENTINEL_HOME"]) / "ray"
+        temp = json.loads((home / "cluster.json").read_text())["temp_dir"]
+        shutil.copytree(Path(temp) / "session_latest" / "logs" / "serve", dest / "serve", dirs_exist_ok=True)
+        haproxy = Path("/tmp") / f"sentinel-hap-{hashlib.sha1(str(home).encode()).hexdigest()[:8]}"
+        for path in glob.glob(f"{haproxy}/*/*.log"):
+            shutil.copy2(path, dest / Path(path).name)
+        return dest
 
     def models(self, count: int = 40) -> list[str]:
         """The checkpoint that answers /recommend/model, asked ``count`` times (spread over the replicas)."""
@@ -489,15 +565,30 @@ def _failed(result: dict) -> str:
     return f"failed {result['failed']} of {result['requests']}" + (f" ({errors})" if errors else "")
 
 
+def _serving_env(args: argparse.Namespace, home: Path) -> dict[str, str]:
+    env = sentinel_env(home, args.data)
+    if args.haproxy_log is not None:
+        env["RAY_SERVE_HAPROXY_LOG_TARGET"] = args.haproxy_log.target
+    return env
+
+
+def _haproxy_said(args: argparse.Namespace, since: float) -> list[str]:
+    if args.haproxy_log is None:
+        return []
+    unusual = args.haproxy_log.unusual(since)
+    return [f"  HAProxy's log: {', '.join(f'{k}: {v}' for k, v in sorted(unusual.items())) or 'every request a plain 200'}"]
+
+
 def rollout(args: argparse.Namespace, home: Path) -> list[str]:
     first, second = serving_checkpoints(args, home.parent)
-    served = Served(sentinel_env(home, args.data))
+    served = Served(_serving_env(args, home))
     lines = []
     try:
         served.serve("--checkpoint", first, "--min-replicas", "1", "--max-replicas", "2")
         for label, update in (("checkpoint", ["--checkpoint", second, "--min-replicas", "1", "--max-replicas", "2"]),
                               ("replicas 1..2 -> 2..2", ["--checkpoint", second, "--min-replicas", "2",
                                                          "--max-replicas", "2"])):
+            load_started = time.time()
             load = Wrk(served.url, home, args.concurrency, args.duration)
             time.sleep(min(5.0, args.duration / 4))
             started = time.monotonic()
@@ -506,10 +597,15 @@ def rollout(args: argparse.Namespace, home: Path) -> list[str]:
             answers = served.models()
             result = load.result()
             new = sum(a == second for a in answers)
+            args.tally.append((f"rollout ({label})", result["failed"], result["requests"]))
+            if result["failed"] and args.keep_logs:
+                kept = served.keep_logs(args.keep_logs / f"{home.name}-{label.split()[0]}")
+                lines.append(f"  logs kept in {kept}")
             lines.append(f"rollout ({label}) under wrk c={args.concurrency} {args.duration:.0f}s: "
                          f"{_failed(result)} (target 0: {'met' if result['failed'] == 0 else 'NOT met'})")
             lines.append(f"  update took {took:.1f}s   replicas after {summary['replicas']}   answers from the new "
                          f"checkpoint {new}/{len(answers)}   {result['rps']:.0f} req/s p99 {result['p99_ms']:.0f} ms")
+            lines += _haproxy_said(args, load_started)
     finally:
         served.stop()
     return lines
@@ -517,18 +613,21 @@ def rollout(args: argparse.Namespace, home: Path) -> list[str]:
 
 def replica_kill(args: argparse.Namespace, home: Path) -> list[str]:
     checkpoint, _ = serving_checkpoints(args, home.parent)
-    served = Served(sentinel_env(home, args.data))
+    served = Served(_serving_env(args, home))
     duration = args.duration
     watch = None
+    kept_logs = None
     try:
         served.serve("--checkpoint", checkpoint, "--min-replicas", "2", "--max-replicas", "2")
         watch = ReplicaWatch(served.env, duration + 60)
         watch.wait_running(2, 60)
+        load_started = time.time()
         load = Wrk(served.url, home, args.concurrency, duration)
         time.sleep(min(10.0, duration / 4))  # steady load first; the rest of the run watches the recovery
         killed_at = time.time()
         pid = kill_one(served.leader(), REPLICA, pick=min)
         result = load.result()
+        kept_logs = (served.keep_logs(args.keep_logs / home.name) if result["failed"] and args.keep_logs else None)
         dropped, back = watch.recovered_after(killed_at, 2)
         if back is None:  # the replica may still be starting when the load ends
             watch.wait_running(2, 60)
@@ -539,10 +638,12 @@ def replica_kill(args: argparse.Namespace, home: Path) -> list[str]:
         served.stop()
     recovery = f"{back - killed_at:.1f}" if back else "not seen"
     noticed = f"{dropped - killed_at:.1f}" if dropped else "not seen"
+    args.tally.append(("replica kill", result["failed"], result["requests"]))
     return [(f"replica kill (SIGKILL ray::{REPLICA} pid {pid}, 2 replicas, wrk c={args.concurrency} "
              f"{duration:.0f}s): {_failed(result)} (target 0: {'met' if result['failed'] == 0 else 'NOT met'})"),
             (f"  Serve noticed after {noticed}s   2 replicas RUNNING again after {recovery}s   "
-             f"{result['rps']:.0f} req/s p99 {result['p99_ms']:.0f} ms")]
+             f"{result['rps']:.0f} req/s p99 {result['p99_ms']:.0f} ms"), *_haproxy_said(args, load_started),
+            *([f"  logs kept in {kept_logs}"] if kept_logs else [])]
 
 
 def drain_report(records: list[tuple[float, float, str]], stop_at: float) -> dict:
@@ -598,7 +699,15 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64, help="serving scenarios: requests in flight")
     parser.add_argument("--seconds", "--duration", dest="duration", type=float, default=60.0,
                         help="serving scenarios: seconds of load in each (the rollout, the replica kill)")
+    parser.add_argument("--repeat", type=int, default=1, help="run the chosen scenarios this many times in a "
+                        "row; a closing tally gives each serving case's failed requests per run")
+    parser.add_argument("--haproxy-log", action="store_true", help="serving scenarios: collect HAProxy's request "
+                        "log (a UDP listener on loopback) and name the unusual answers of each case")
+    parser.add_argument("--keep-logs", type=Path, default=None, help="serving scenarios: where to copy Serve's and "
+                        "HAProxy's logs of a case that failed a request")
     args = parser.parse_args()
+    args.tally = []
+    args.haproxy_log = HaproxyLog() if args.haproxy_log else None
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = [name for name in chosen if name not in SCENARIOS]
     if unknown:
@@ -610,10 +719,19 @@ def main() -> None:
           f"seconds={args.duration:.0f} cpus={os.cpu_count()} load={', '.join(f'{x:.2f}' for x in os.getloadavg())}"
           f"  HAProxy {retries}", flush=True)
     with tempfile.TemporaryDirectory(prefix="sentinel-faults-") as tmp:
-        for name in chosen:
-            for line in SCENARIOS[name](args, Path(tmp, name)):
-                print(line, flush=True)
-            print(f"  load average after {name}: {', '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+        for run in range(1, args.repeat + 1):
+            for name in chosen:
+                if args.repeat > 1:
+                    print(f"[run {run}/{args.repeat}, {time.strftime('%H:%M:%S')}] {name}", flush=True)
+                for line in SCENARIOS[name](args, Path(tmp, f"{name}-{run}")):
+                    print(line, flush=True)
+                print(f"  load average after {name}: {', '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+    if args.repeat > 1:
+        for case in dict.fromkeys(label for label, _, _ in args.tally):
+            runs = [(failed, requests) for label, failed, requests in args.tally if label == case]
+            print(f"{case}: {len(runs)} runs, {sum(1 for f, _ in runs if f == 0)} with 0 failed; failed "
+                  f"{sum(f for f, _ in runs)} of {sum(r for _, r in runs)} requests "
+                  f"(per run: {', '.join(str(f) for f, _ in runs)})", flush=True)
 
 
 if __name__ == "__main__":

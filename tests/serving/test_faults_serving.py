@@ -6,11 +6,12 @@ bench/faults.py), faults injected by killing real processes:
   fails no request, and every answer after it comes from the new checkpoint;
 * a SIGKILLed replica process is replaced by Serve (2 RUNNING again), and HAProxy replays the requests
   that were inside it (or were sent to it before it was marked down) on the other replica; the few it
-  cannot replay it closes unanswered, and the client sends them again (RFC 9112 §9.3.1);
+  cannot replay (closed unanswered, or cut after the replica's headers had left) the client sends
+  again (RFC 9112 §9.3.1);
 * `sentinel serve stop` under load lets every request sent before the stop finish, then stops.
 
-The figures at concurrency 64 for 60 s come from
-``python bench/faults.py --only rollout,replica-kill,stop-drain --seconds 60``.
+Each test collects HAProxy's own request log, so a failure names what HAProxy saw. The figures at
+concurrency 64 come from ``python bench/faults.py --only rollout,replica-kill --repeat 10 --haproxy-log``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import pytest
 
 from bench.faults import (
     REPLICA,
+    HaproxyLog,
     ReplicaWatch,
     RequestLoad,
     Served,
@@ -69,21 +71,32 @@ class Load:
 
 
 @pytest.fixture
-def served(tmp_path, trained_run, dataset_dir):
+def haproxy_log():
+    """HAProxy's own request log, so that a failure names what HAProxy saw (status, termination state,
+    replayed or not, replica or fallback proxy)."""
+    log = HaproxyLog()
+    yield log
+    log.stop()
+
+
+@pytest.fixture
+def served(tmp_path, trained_run, dataset_dir, haproxy_log):
     env = sentinel_env(tmp_path / "home", dataset_dir)
     env["SENTINEL_STORAGE"] = trained_run.storage_root
+    env["RAY_SERVE_HAPROXY_LOG_TARGET"] = haproxy_log.target
     app = Served(env)
     yield app
     if (tmp_path / "home" / "ray" / "cluster.json").exists():
         app.stop()
 
 
-def test_rollout_under_load_fails_nothing(served, trained_run, tmp_path):
+def test_rollout_under_load_fails_nothing(served, trained_run, tmp_path, haproxy_log):
     best, last = trained_run.checkpoints["best"], trained_run.checkpoints["last"]
     assert best != last
     served.serve("--checkpoint", best, "--min-replicas", "1", "--max-replicas", "2", timeout=240)
     assert set(served.models(10)) == {best}
 
+    load_started = time.time()
     load = Load(served.url, tmp_path, duration_s=30)
     try:
         time.sleep(3)
@@ -96,16 +109,18 @@ def test_rollout_under_load_fails_nothing(served, trained_run, tmp_path):
         assert set(served.models()) == {last}
     finally:
         result = load.result()
+    result["haproxy"] = haproxy_log.unusual(load_started)
     assert result["requests"] > 100, result
     assert result["failed"] == 0, result
 
 
-def test_killed_replica_is_replaced_under_load(served, trained_run, tmp_path):
+def test_killed_replica_is_replaced_under_load(served, trained_run, tmp_path, haproxy_log):
     served.serve("--checkpoint", trained_run.checkpoints["best"], "--min-replicas", "2", "--max-replicas", "2",
                  timeout=240)
     watch = ReplicaWatch(served.env, duration_s=150)
     try:
         watch.wait_running(2, 60)
+        load_started = time.time()
         load = Load(served.url, tmp_path, duration_s=20, retry_unanswered=True)
         try:
             time.sleep(4)
@@ -118,11 +133,12 @@ def test_killed_replica_is_replaced_under_load(served, trained_run, tmp_path):
             time.sleep(0.5)
     finally:
         watch.stop()
+    result["haproxy"] = haproxy_log.unusual(load_started)
     assert back is not None, f"Serve did not bring back 2 RUNNING replicas; last: {watch.samples[-3:]}"
     recovery = back - killed_at
     print(f"replica kill: {result['failed']} failed of {result['requests']} ({result['errors']}; "
-          f"{result['resent']} sent again by the client after HAProxy closed them unanswered); "
-          f"2 RUNNING again after {recovery:.1f}s")
+          f"{result['resent']} sent again by the client after their connection closed before a whole answer); "
+          f"2 RUNNING again after {recovery:.1f}s; HAProxy's log: {result['haproxy']}")
     assert result["requests"] > 100, result
     # HAProxy replays on the other replica every request that was inside the killed process (closed
     # without an answer) or sent to it before it was marked down (refused): no error answer at all.
