@@ -4,6 +4,7 @@ gRPC service through Sentinel's generated stubs (grpcio, imported only when aske
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.parse
@@ -59,6 +60,41 @@ def grpc_infer(address: str, model: str, users: list[int], movies: list[int], ti
 
 
 def call(method: str, url: str, body: Any = None, timeout_s: float = 30.0) -> dict:
+    """One call of the API. A connection closed before a whole answer (a replica that died while it
+    answered: nothing, or headers without the whole body) is sent once more on a new connection, as
+    HTTP allows for an idempotent request (RFC 9112 §9.3.1): every call of this API is a read."""
+    try:
+        return _call_once(method, url, body, timeout_s)
+    except _Aborted:
+        pass
+    try:
+        return _call_once(method, url, body, timeout_s)
+    except _Aborted as e:
+        raise JobFailed(f"{url} closed the connection before a whole answer, twice ({e.__cause__})",
+                        hint="see `sentinel status` and the Serve logs") from None
+
+
+class _Aborted(Exception):
+    """The connection closed before a whole answer arrived."""
+
+
+def _is_aborted(error: BaseException) -> bool:
+    if isinstance(error, urllib.error.URLError) and isinstance(error.reason, BaseException):
+        error = error.reason
+    return isinstance(error, (http.client.IncompleteRead, http.client.RemoteDisconnected, ConnectionResetError))
+
+
+def _call_once(method: str, url: str, body: Any, timeout_s: float) -> dict:
+    try:
+        return _request(method, url, body, timeout_s)
+    except (http.client.HTTPException, OSError) as e:
+        if _is_aborted(e):
+            raise _Aborted(str(e)) from e
+        raise JobFailed(f"{url} answered with a broken HTTP response ({type(e).__name__}: {e})",
+                        hint="is --url the Sentinel serving API?") from None
+
+
+def _request(method: str, url: str, body: Any, timeout_s: float) -> dict:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method=method,
                                      headers={"Content-Type": "application/json", "Accept": "application/json"})
@@ -73,6 +109,8 @@ def call(method: str, url: str, body: Any = None, timeout_s: float = 30.0) -> di
         raise JobFailed(f"the API failed ({e.code}) at {url}: {detail}",
                         hint="see `sentinel status` and the Serve logs") from None
     except (urllib.error.URLError, OSError) as e:
+        if _is_aborted(e):
+            raise
         reason = getattr(e, "reason", e)
         raise ConfigError(f"nothing answers at {url} ({reason})",
                           hint="start it with `sentinel serve --checkpoint latest`, or pass --url") from None
