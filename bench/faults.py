@@ -309,6 +309,7 @@ class RequestLoad:
         self.records: list[tuple[float, float, str]] = []
         self.details: dict[str, int] = {}
         self.client_retries = 0
+        self.resent: dict[str, int] = {}  # the resends by what the connection met: unanswered, half-answered
         self._halt = threading.Event()
         self._thread = threading.Thread(target=self._main, name="request-load", daemon=True)
         self._thread.start()
@@ -362,6 +363,8 @@ class RequestLoad:
             if not (self.retry_unanswered and (UNANSWERED in str(e) or HALF_ANSWERED in str(e))):
                 raise
             self.client_retries += 1
+            kind = "unanswered" if UNANSWERED in str(e) else "half-answered"
+            self.resent[kind] = self.resent.get(kind, 0) + 1
             return await client.post(self.url, json=body)
 
     def stop(self, timeout_s: float = 60.0) -> list[tuple[float, float, str]]:

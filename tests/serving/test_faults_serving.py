@@ -61,7 +61,8 @@ class Load:
         counts = outcomes(self.client.wait())
         return {"requests": sum(counts.values()), "failed": sum(n for k, n in counts.items() if k != "ok"),
                 "errors": counts, "http_errors": sum(n for k, n in counts.items() if k.startswith("status")),
-                "resent": self.client.client_retries, "details": self.client.details}
+                "resent": self.client.client_retries, "resent_after": self.client.resent,
+                "details": self.client.details}
 
     def stop(self) -> None:
         if self.wrk:
@@ -137,7 +138,8 @@ def test_killed_replica_is_replaced_under_load(served, trained_run, tmp_path, ha
     assert back is not None, f"Serve did not bring back 2 RUNNING replicas; last: {watch.samples[-3:]}"
     recovery = back - killed_at
     print(f"replica kill: {result['failed']} failed of {result['requests']} ({result['errors']}; "
-          f"{result['resent']} sent again by the client after their connection closed before a whole answer); "
+          f"{result['resent']} sent again by the client after their connection closed before a whole answer: "
+          f"{result['resent_after']}); "
           f"2 RUNNING again after {recovery:.1f}s; HAProxy's log: {result['haproxy']}")
     assert result["requests"] > 100, result
     # HAProxy replays on the other replica every request that was inside the killed process (closed
