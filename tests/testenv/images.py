@@ -429,8 +429,13 @@ def _check_platform(buildah: _Buildah, image: Image, tag: str) -> None:
     try:
         said = [buildah("run", "--network=none", "--user=1000:1000", container, "--", *argv,
                         label=f"{argv[0]} in {image.name}") for argv in platform_checks(image.name)]
+        frozen = (buildah("run", "--network=none", container, "--", "pip", "list", "--format=freeze",
+                          label=f"pip list in {tag}") if image.name == "mlflow" else "")
     finally:
         buildah("rm", container, label=f"remove {container}")
+    differ = lock_mismatches(_frozen(frozen))
+    if differ:
+        raise ImageBuildFailed(f"{tag} differs from the lock (requirements/images.txt): {', '.join(differ)}")
     expected = image.reference.rsplit(":", 1)[1].removeprefix("v").removesuffix("-full")
     if expected not in said[0]:
         raise ImageBuildFailed(f"{tag}: `{' '.join(platform_checks(image.name)[0])}` said "
@@ -449,13 +454,39 @@ def _check_cpu_only(buildah: _Buildah, tag: str) -> None:
                 label=f"torch in {tag}")
     finally:
         buildah("rm", container, label=f"remove {container}")
-    packages = {line.split("==")[0].lower(): line.split("==")[-1] for line in frozen.splitlines()
-                if "==" in line}
+    packages = _frozen(frozen)
+    differ = lock_mismatches(packages)
+    if differ:
+        raise ImageBuildFailed(f"{tag} differs from the lock (requirements/images.txt): {', '.join(differ)}")
     dropped = sorted(name for name in packages if name.startswith(DROPPED_REQUIREMENTS))
     torch = packages.get("torch", "")
     if dropped or not torch.endswith(f"+{LOCAL_LABEL}"):
         raise ImageBuildFailed(f"{tag} has torch {torch or '(none)'} and {', '.join(dropped) or '(none)'}: "
                                f"expected torch +{LOCAL_LABEL} without {', '.join(DROPPED_REQUIREMENTS)}")
+
+
+def _frozen(text: str) -> dict[str, str]:
+    """`pip list --format=freeze` as name -> version."""
+    return {line.split("==")[0].lower(): line.split("==")[-1] for line in text.splitlines() if "==" in line}
+
+
+# What a venv brings with it, at Python's versions rather than the lock's.
+_VENV_OWN = ("pip", "setuptools", "wheel")
+
+
+def lock_mismatches(installed: dict[str, str]) -> list[str]:
+    """The packages of an image (name -> version, from `pip list --format=freeze`) whose version is
+    not the lock's, for Linux and the images' Python; a local label (+notriton, +cpu) is ignored."""
+    from tools import lock
+
+    environment = {"sys_platform": "linux", "platform_system": "Linux", "platform_machine": "x86_64",
+                   "python_version": PYTHON, "python_full_version": f"{PYTHON}.0",
+                   "implementation_name": "cpython", "platform_python_implementation": "CPython"}
+    locked = lock.locked_versions(CONSTRAINTS.read_text(), environment)
+    return sorted(f"{name} {version} (locked {locked[lock.normalize(name)]})"
+                  for name, version in installed.items()
+                  if lock.normalize(name) in locked and lock.normalize(name) not in _VENV_OWN
+                  and version.split("+")[0] != locked[lock.normalize(name)])
 
 
 def _prune(keep: Iterable[Image]) -> None:
