@@ -301,8 +301,15 @@ class _Reader:
 
 
 def _sentinel(*args: str, env: dict[str, str]) -> subprocess.Popen:
+    """The CLI as a user runs it in a terminal, where Ctrl-C reaches it: SIGINT at its default even when
+    this run inherited it ignored (a shell starts background jobs that way, and Python keeps it so)."""
     return subprocess.Popen([sys.executable, "-m", "sentinel_cli", *args], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def test_following_survives_a_dropped_stream_and_the_rayjob_decides(cluster) -> None:

@@ -98,7 +98,10 @@ def test_rollout_under_load_fails_nothing(served, trained_run, tmp_path, haproxy
     assert set(served.models(10)) == {best}
 
     load_started = time.time()
-    load = Load(served.url, tmp_path, duration_s=30)
+    # The documented client: it resends, once, a request whose connection closed before a whole
+    # answer (RFC 9112 §9.3.1; docs/serving.md "Faults"). A cold CI run met one such close during a
+    # rollout (`reset`, 1 of 3,348) that a plain client counts as failed.
+    load = Load(served.url, tmp_path, duration_s=30, retry_unanswered=True)
     try:
         time.sleep(3)
         updated = served.serve("--checkpoint", last, "--min-replicas", "1", "--max-replicas", "2", timeout=180)
@@ -111,8 +114,8 @@ def test_rollout_under_load_fails_nothing(served, trained_run, tmp_path, haproxy
     finally:
         result = load.result()
     result["haproxy"] = haproxy_log.unusual(load_started)
-    assert result["requests"] > 100, result
-    assert result["failed"] == 0, result
+    assert result["requests"] > 100, str(result)
+    assert result["failed"] == 0, str(result)  # a str: pytest prints it whole (HAProxy's log, the details)
 
 
 def test_killed_replica_is_replaced_under_load(served, trained_run, tmp_path, haproxy_log):
@@ -141,15 +144,15 @@ def test_killed_replica_is_replaced_under_load(served, trained_run, tmp_path, ha
           f"{result['resent']} sent again by the client after their connection closed before a whole answer: "
           f"{result['resent_after']}); "
           f"2 RUNNING again after {recovery:.1f}s; HAProxy's log: {result['haproxy']}")
-    assert result["requests"] > 100, result
+    assert result["requests"] > 100, str(result)
     # HAProxy replays on the other replica every request that was inside the killed process (closed
     # without an answer) or sent to it before it was marked down (refused): no error answer at all.
     # Ray's default (retry-on conn-failure only) answered 500 for those, and reset the callers of the
     # ones inside (docs/serving.md "Faults": 43 of 116,490). The few it cannot replay (sent on a reused
     # connection to the replica when it died) it closes unanswered, by design, for the client to send
     # again; RequestLoad does, once. So every request is answered, and answered 200.
-    assert result["http_errors"] == 0, result
-    assert result["failed"] == 0, result
+    assert result["http_errors"] == 0, str(result)
+    assert result["failed"] == 0, str(result)
 
 
 def test_stop_under_load_drains_accepted_requests(served, trained_run, tmp_path):
