@@ -67,6 +67,15 @@ class Entry:
     lines: list[str]
     via: list[str] = field(default_factory=list)
 
+    @property
+    def requirement(self) -> str:
+        """The first line without its continuation: ``name==version [; markers]``."""
+        return self.lines[0].rstrip(" \\")
+
+    @property
+    def marker(self) -> str:
+        return self.requirement.partition(";")[2].strip()
+
 
 def normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
@@ -112,8 +121,7 @@ def parse(text: str) -> tuple[str | None, list[Entry]]:
         if not line.strip() or (line.startswith("#") and not entries):
             continue
         if not line.startswith((" ", "#")):  # a requirement: name==version [; markers] [\]
-            pin = line.split(";", 1)[0].rstrip(" \\")
-            name, _, version = pin.partition("==")
+            name, _, version = line.split(";", 1)[0].rstrip(" \\").partition("==")
             if not version:
                 raise LockError(f"{LOCK.name}: not an exact pin: {line!r}")
             entries.append(Entry(normalize(name), version.strip(), [line]))
@@ -183,10 +191,7 @@ def derive(lock_text: str, pyproject: dict) -> dict[str, str]:
     for name, start in roots(pyproject).items():
         wanted = closure(entries, start)
         files[name] = header(name) + "".join("\n".join(e.lines) + "\n" for e in entries if e.name in wanted)
-    constraints = []
-    for entry in entries:
-        constraints.append(entry.lines[0].rstrip(" \\"))
-    files["images.txt"] = header("images.txt") + "\n".join(constraints) + "\n"
+    files["images.txt"] = header("images.txt") + "".join(f"{e.requirement}\n" for e in entries)
     return files
 
 
@@ -195,12 +200,7 @@ def locked_versions(text: str | None = None, environment: dict[str, str] | None 
     from packaging.markers import Marker
 
     _, entries = parse(LOCK.read_text() if text is None else text)
-    versions = {}
-    for entry in entries:
-        _, _, marker = entry.lines[0].rstrip(" \\").partition(";")
-        if not marker.strip() or Marker(marker).evaluate(environment):
-            versions[entry.name] = entry.version
-    return versions
+    return {e.name: e.version for e in entries if not e.marker or Marker(e.marker).evaluate(environment)}
 
 
 def requirement_names(path: Path) -> list[str]:

@@ -77,6 +77,10 @@ PLATFORM_BINARIES = {"minio": build.MINIO, "mc": build.MC}
 RAY_VERSION = importlib.metadata.version("ray")
 TORCH_VERSION = importlib.metadata.version("torch").split("+")[0]
 PYTHON = "3.11"
+# The images' platform, for evaluating the lock's markers (tools/lock.py): Linux, x86_64, CPython PYTHON.
+IMAGE_ENVIRONMENT = {"sys_platform": "linux", "platform_system": "Linux", "platform_machine": "x86_64",
+                     "python_version": PYTHON, "python_full_version": f"{PYTHON}.0",
+                     "implementation_name": "cpython", "platform_python_implementation": "CPython"}
 DEBIAN = "bookworm"
 # What the base image's root filesystem holds besides Debian's minbase: Python, bash (KubeRay runs
 # `bash -c "ray start ..."`), wget and grep (KubeRay's probes), ps (Ray's tooling), CA certificates.
@@ -433,9 +437,7 @@ def _check_platform(buildah: _Buildah, image: Image, tag: str) -> None:
                           label=f"pip list in {tag}") if image.name == "mlflow" else "")
     finally:
         buildah("rm", container, label=f"remove {container}")
-    differ = lock_mismatches(_frozen(frozen))
-    if differ:
-        raise ImageBuildFailed(f"{tag} differs from the lock (requirements/images.txt): {', '.join(differ)}")
+    _check_lock(tag, _frozen(frozen))
     expected = image.reference.rsplit(":", 1)[1].removeprefix("v").removesuffix("-full")
     if expected not in said[0]:
         raise ImageBuildFailed(f"{tag}: `{' '.join(platform_checks(image.name)[0])}` said "
@@ -455,9 +457,7 @@ def _check_cpu_only(buildah: _Buildah, tag: str) -> None:
     finally:
         buildah("rm", container, label=f"remove {container}")
     packages = _frozen(frozen)
-    differ = lock_mismatches(packages)
-    if differ:
-        raise ImageBuildFailed(f"{tag} differs from the lock (requirements/images.txt): {', '.join(differ)}")
+    _check_lock(tag, packages)
     dropped = sorted(name for name in packages if name.startswith(DROPPED_REQUIREMENTS))
     torch = packages.get("torch", "")
     if dropped or not torch.endswith(f"+{LOCAL_LABEL}"):
@@ -476,17 +476,22 @@ _VENV_OWN = ("pip", "setuptools", "wheel")
 
 def lock_mismatches(installed: dict[str, str]) -> list[str]:
     """The packages of an image (name -> version, from `pip list --format=freeze`) whose version is
-    not the lock's, for Linux and the images' Python; a local label (+notriton, +cpu) is ignored."""
+    not the lock's, for the images' platform; a local label (+notriton, +cpu) is ignored."""
     from tools import lock
 
-    environment = {"sys_platform": "linux", "platform_system": "Linux", "platform_machine": "x86_64",
-                   "python_version": PYTHON, "python_full_version": f"{PYTHON}.0",
-                   "implementation_name": "cpython", "platform_python_implementation": "CPython"}
-    locked = lock.locked_versions(CONSTRAINTS.read_text(), environment)
-    return sorted(f"{name} {version} (locked {locked[lock.normalize(name)]})"
-                  for name, version in installed.items()
-                  if lock.normalize(name) in locked and lock.normalize(name) not in _VENV_OWN
-                  and version.split("+")[0] != locked[lock.normalize(name)])
+    locked = lock.locked_versions(CONSTRAINTS.read_text(), IMAGE_ENVIRONMENT)
+    differ = []
+    for name, version in installed.items():
+        pinned = locked.get(lock.normalize(name))
+        if pinned and lock.normalize(name) not in _VENV_OWN and version.split("+")[0] != pinned:
+            differ.append(f"{name} {version} (locked {pinned})")
+    return sorted(differ)
+
+
+def _check_lock(tag: str, installed: dict[str, str]) -> None:
+    differ = lock_mismatches(installed)
+    if differ:
+        raise ImageBuildFailed(f"{tag} differs from the lock (requirements/images.txt): {', '.join(differ)}")
 
 
 def _prune(keep: Iterable[Image]) -> None:

@@ -116,10 +116,7 @@ def test_the_checks_after_a_build_run_each_program() -> None:
 
 def test_an_image_that_differs_from_the_lock_is_named() -> None:
     """Each image's `pip list` is checked against the lock after its build (images.py)."""
-    locked = lock.locked_versions(images.CONSTRAINTS.read_text(), {
-        "sys_platform": "linux", "platform_machine": "x86_64", "python_version": images.PYTHON,
-        "python_full_version": f"{images.PYTHON}.0", "platform_python_implementation": "CPython",
-        "implementation_name": "cpython", "platform_system": "Linux"})
+    locked = lock.locked_versions(images.CONSTRAINTS.read_text(), images.IMAGE_ENVIRONMENT)
     agreeing = {"torch": f"{locked['torch']}+notriton", "boto3": locked["boto3"], "pip": "23.0.1",
                 "not-in-the-lock": "1.0"}
     assert images.lock_mismatches(agreeing) == []
