@@ -64,13 +64,13 @@ def call(method: str, url: str, body: Any = None, timeout_s: float = 30.0) -> di
     answered: nothing, or headers without the whole body) is sent once more on a new connection, as
     HTTP allows for an idempotent request (RFC 9112 §9.3.1): every call of this API is a read."""
     try:
-        return _call_once(method, url, body, timeout_s)
+        return _request(method, url, body, timeout_s)
     except _Aborted:
-        pass
+        pass  # sent once more below, on a new connection
     try:
-        return _call_once(method, url, body, timeout_s)
+        return _request(method, url, body, timeout_s)
     except _Aborted as e:
-        raise JobFailed(f"{url} closed the connection before a whole answer, twice ({e.__cause__})",
+        raise JobFailed(f"{url} closed the connection before a whole answer, twice ({e})",
                         hint="see `sentinel status` and the Serve logs") from None
 
 
@@ -82,16 +82,6 @@ def _is_aborted(error: BaseException) -> bool:
     if isinstance(error, urllib.error.URLError) and isinstance(error.reason, BaseException):
         error = error.reason
     return isinstance(error, (http.client.IncompleteRead, http.client.RemoteDisconnected, ConnectionResetError))
-
-
-def _call_once(method: str, url: str, body: Any, timeout_s: float) -> dict:
-    try:
-        return _request(method, url, body, timeout_s)
-    except (http.client.HTTPException, OSError) as e:
-        if _is_aborted(e):
-            raise _Aborted(str(e)) from e
-        raise JobFailed(f"{url} answered with a broken HTTP response ({type(e).__name__}: {e})",
-                        hint="is --url the Sentinel serving API?") from None
 
 
 def _request(method: str, url: str, body: Any, timeout_s: float) -> dict:
@@ -108,9 +98,12 @@ def _request(method: str, url: str, body: Any, timeout_s: float) -> dict:
                               hint="check the ids: users and movies are MovieLens ids") from None
         raise JobFailed(f"the API failed ({e.code}) at {url}: {detail}",
                         hint="see `sentinel status` and the Serve logs") from None
-    except (urllib.error.URLError, OSError) as e:
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
         if _is_aborted(e):
-            raise
+            raise _Aborted(str(e)) from None
+        if isinstance(e, http.client.HTTPException):
+            raise JobFailed(f"{url} answered with a broken HTTP response ({type(e).__name__}: {e})",
+                            hint="is --url the Sentinel serving API?") from None
         reason = getattr(e, "reason", e)
         raise ConfigError(f"nothing answers at {url} ({reason})",
                           hint="start it with `sentinel serve --checkpoint latest`, or pass --url") from None
