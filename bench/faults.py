@@ -308,7 +308,6 @@ class RequestLoad:
         self.max_requests, self.timeout_s, self.retry_unanswered = max_requests, timeout_s, retry_unanswered
         self.records: list[tuple[float, float, str]] = []
         self.details: dict[str, int] = {}
-        self.client_retries = 0
         self.resent: dict[str, int] = {}  # the resends by what the connection met: unanswered, half-answered
         self._halt = threading.Event()
         self._thread = threading.Thread(target=self._main, name="request-load", daemon=True)
@@ -362,10 +361,13 @@ class RequestLoad:
         except httpx.RemoteProtocolError as e:
             if not (self.retry_unanswered and (UNANSWERED in str(e) or HALF_ANSWERED in str(e))):
                 raise
-            self.client_retries += 1
             kind = "unanswered" if UNANSWERED in str(e) else "half-answered"
             self.resent[kind] = self.resent.get(kind, 0) + 1
             return await client.post(self.url, json=body)
+
+    @property
+    def client_retries(self) -> int:
+        return sum(self.resent.values())
 
     def stop(self, timeout_s: float = 60.0) -> list[tuple[float, float, str]]:
         """Stop sending; wait (bounded) for the requests in flight; every record."""
@@ -527,16 +529,15 @@ class Served:
     def keep_logs(self, dest: Path) -> Path:
         """Copy what the running cluster logged (Serve's controller, proxy and replica logs, and
         HAProxy's own stdout/stderr) to ``dest``, before a stop removes them."""
-        import glob
-        import hashlib
         import shutil
+
+        from sentinel_cli.backends.local.serving import haproxy_dir
 
         home = Path(self.env["SENTINEL_HOME"]) / "ray"
         temp = json.loads((home / "cluster.json").read_text())["temp_dir"]
         shutil.copytree(Path(temp) / "session_latest" / "logs" / "serve", dest / "serve", dirs_exist_ok=True)
-        haproxy = Path("/tmp") / f"sentinel-hap-{hashlib.sha1(str(home).encode()).hexdigest()[:8]}"
-        for path in glob.glob(f"{haproxy}/*/*.log"):
-            shutil.copy2(path, dest / Path(path).name)
+        for path in haproxy_dir(home).glob("*/*.log"):
+            shutil.copy2(path, dest / path.name)
         return dest
 
     def models(self, count: int = 40) -> list[str]:
@@ -601,14 +602,13 @@ def rollout(args: argparse.Namespace, home: Path) -> list[str]:
             result = load.result()
             new = sum(a == second for a in answers)
             args.tally.append((f"rollout ({label})", result["failed"], result["requests"]))
-            if result["failed"] and args.keep_logs:
-                kept = served.keep_logs(args.keep_logs / f"{home.name}-{label.split()[0]}")
-                lines.append(f"  logs kept in {kept}")
+            kept = (served.keep_logs(args.keep_logs / f"{home.name}-{label.split()[0]}")
+                    if result["failed"] and args.keep_logs else None)
             lines.append(f"rollout ({label}) under wrk c={args.concurrency} {args.duration:.0f}s: "
                          f"{_failed(result)} (target 0: {'met' if result['failed'] == 0 else 'NOT met'})")
             lines.append(f"  update took {took:.1f}s   replicas after {summary['replicas']}   answers from the new "
                          f"checkpoint {new}/{len(answers)}   {result['rps']:.0f} req/s p99 {result['p99_ms']:.0f} ms")
-            lines += _haproxy_said(args, load_started)
+            lines += _haproxy_said(args, load_started) + ([f"  logs kept in {kept}"] if kept else [])
     finally:
         served.stop()
     return lines

@@ -126,9 +126,14 @@ def serve_env() -> dict[str, str]:
 
 
 def _haproxy_dir() -> Path:
+    return haproxy_dir(local_ray.cluster_dir())
+
+
+def haproxy_dir(cluster_dir: Path) -> Path:
     """HAProxy puts its admin socket at <dir>/<56-char node id>/admin.sock and allows 97 bytes: a
-    short directory under /tmp (not $TMPDIR, which may be long), one per $SENTINEL_HOME."""
-    digest = hashlib.sha1(str(local_ray.cluster_dir()).encode()).hexdigest()[:8]
+    short directory under /tmp (not $TMPDIR, which may be long), one per local cluster directory
+    ($SENTINEL_HOME/ray)."""
+    digest = hashlib.sha1(str(cluster_dir).encode()).hexdigest()[:8]
     return Path("/tmp") / f"sentinel-hap-{digest}"
 
 
