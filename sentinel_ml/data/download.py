@@ -70,7 +70,6 @@ ML_100K = ArchiveSpec(
 )
 DEFAULT_URL = ML_100K.url
 DATASET_NAME = ML_100K.name
-REQUIRED_FILES = ML_100K.required_files
 
 
 def ensure_dataset(source: str | None = None, *, cache_dir: Path | None = None,
