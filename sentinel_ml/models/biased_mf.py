@@ -1,28 +1,12 @@
-"""The biased matrix-factorization network: plain PyTorch, shared by training, serving and benchmarks."""
+"""The biased matrix-factorization network: plain PyTorch, shared by training, serving and benchmarks.
+What ``mf`` trains and serves, and what ``autorec`` exports for serving (``sentinel_ml.models.specs``)."""
 
 from __future__ import annotations
-
-from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
 from sentinel_ml.data.movielens import RATING_MAX, RATING_MIN
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    num_users: int
-    num_items: int
-    global_mean: float
-    embedding_dim: int = 32
-    lr: float = 1e-2
-    regularization: float = 0.08
-    lr_decay: float = 0.6
-    model: str = "mf"  # how it was trained (sentinel_ml.models.registry); the served network is always BiasedMF
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 class BiasedMF(nn.Module):
@@ -64,14 +48,3 @@ class BiasedMF(nn.Module):
         terms = self.user_factors(users).pow(2).sum(1) + self.item_factors(items).pow(2).sum(1)
         return terms.mean()
 
-
-def build_network(config: ModelConfig) -> BiasedMF:
-    """The served network (what every checkpoint holds, whichever model trained it)."""
-    return BiasedMF(config.num_users, config.num_items, config.embedding_dim, config.global_mean)
-
-
-def trained_network(config: ModelConfig, state_dict: dict[str, torch.Tensor]) -> BiasedMF:
-    """The served network holding ``state_dict``'s weights, in eval mode."""
-    net = build_network(config)
-    net.load_state_dict(state_dict)
-    return net.eval()

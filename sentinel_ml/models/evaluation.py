@@ -7,12 +7,14 @@ import math
 import torch
 
 from sentinel_ml.data.movielens import Ratings
-from sentinel_ml.models.biased_mf import BiasedMF, ModelConfig, trained_network
+from sentinel_ml.models.config import ModelConfig
+from sentinel_ml.models.served import trained_network
+from sentinel_ml.models.spec import Scorer
 
 EVAL_BATCH_SIZE = 8192
 
 
-def rmse(net: BiasedMF, ratings: Ratings) -> float:
+def rmse(net: Scorer, ratings: Ratings) -> float:
     """Root mean squared error of ``net``'s clipped predictions on ``ratings``."""
     users = torch.from_numpy(ratings.users)
     items = torch.from_numpy(ratings.items)
@@ -26,5 +28,5 @@ def rmse(net: BiasedMF, ratings: Ratings) -> float:
 
 
 def served_rmse(config: ModelConfig, state_dict: dict[str, torch.Tensor], ratings: Ratings) -> float:
-    """RMSE on ``ratings`` (a run's test split) of the served network with these weights."""
+    """RMSE on ``ratings`` (a run's test split) of ``config``'s served network with these weights."""
     return rmse(trained_network(config, state_dict), ratings)

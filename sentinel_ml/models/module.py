@@ -1,4 +1,5 @@
-"""The LightningModule around the trained network (biased MF or AutoRec): loss, metrics, optimizer."""
+"""The LightningModule around the network a model's spec builds (``sentinel_ml.models.specs``): loss,
+metrics, optimizer."""
 
 from __future__ import annotations
 
@@ -9,16 +10,8 @@ import torch
 from torch import nn
 
 from sentinel_ml.data.movielens import RATING_MAX, RATING_MIN, Ratings
-from sentinel_ml.models.autorec import ItemAutoRec
-from sentinel_ml.models.biased_mf import ModelConfig, build_network
-from sentinel_ml.models.registry import AUTOREC
-
-
-def build_trainable(config: ModelConfig, train: Ratings) -> nn.Module:
-    """The network a training run optimizes: ``BiasedMF`` itself, or an ``ItemAutoRec`` over ``train``."""
-    if config.model == AUTOREC:
-        return ItemAutoRec(train, config.num_users, config.num_items, config.embedding_dim)
-    return build_network(config)
+from sentinel_ml.models.config import ModelConfig
+from sentinel_ml.models.registry import get
 
 
 class MFModule(pl.LightningModule):
@@ -32,7 +25,7 @@ class MFModule(pl.LightningModule):
         super().__init__()
         self.config = config
         self.save_hyperparameters(config.as_dict())
-        self.net: nn.Module = build_trainable(config, train)
+        self.net: nn.Module = get(config.model).network(config, train)
         self._val_sums = [0.0, 0.0, 0]
 
     def model_step(self, batch) -> tuple[torch.Tensor, torch.Tensor]:

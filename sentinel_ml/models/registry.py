@@ -1,49 +1,80 @@
-"""The models Sentinel trains, and each one's training defaults. Pure data: cheap for the CLI to import.
+"""The models Sentinel trains, by name: each one's ``ModelSpec`` and what follows from it. Pure data,
+cheap for the CLI to import (the specs import torch only when they build a network).
 
-- ``mf``: biased matrix factorization trained on (user, movie, rating) mini-batches. Fast to
-  converge (5 epochs), u1 test RMSE about 0.927 with these defaults.
-- ``autorec``: item-based AutoRec (``sentinel_ml.models.autorec``) trained on mini-batches of movies and
-  exported as a factorization; slower to converge (30 epochs, about as long in wall time), u1 test
-  RMSE about 0.90 with these defaults.
-
-Both are served as the same ``BiasedMF`` checkpoint.
+Registering a model is one module under ``sentinel_ml.models.specs`` holding its ``SPEC``, plus its
+name in ``REGISTERED``. ``mf`` and ``autorec`` are described in their spec modules; both are served as
+the same ``BiasedMF`` factorization.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import asdict
+from importlib import import_module
 from typing import Any
 
 from sentinel_ml.errors import ConfigError
+from sentinel_ml.models.hyperparameters import BY_NAME, HYPERPARAMETERS
+from sentinel_ml.models.spec import ModelSpec
 
-MF, AUTOREC = "mf", "autorec"
-MODELS = (MF, AUTOREC)
+MF, AUTOREC = "mf", "autorec"  # the default models of `sentinel train` and of `sentinel tune`
+REGISTERED = (MF, AUTOREC)  # a module each under sentinel_ml.models.specs, in the order --model lists them
 
-# What each hyperparameter means per model: embedding_dim is the factor count (mf) or the hidden
-# units, which become the factors (autorec); batch_size counts ratings (mf) or movies (autorec);
-# regularization weighs the squared factors (mf) or the squared network weights (autorec).
-TRAINING_DEFAULTS: dict[str, dict[str, Any]] = {
-    MF: {"epochs": 5, "batch_size": 512, "lr": 1e-2, "embedding_dim": 32, "regularization": 0.08,
-         "lr_decay": 0.6},
-    AUTOREC: {"epochs": 30, "batch_size": 128, "lr": 1e-2, "embedding_dim": 500, "regularization": 100.0,
-              "lr_decay": 0.85},
-}
+SPECS: dict[str, ModelSpec] = {}
 
 
-# Study defaults: the epochs of a trial that is never stopped (enough for the model to converge) and
-# ASHA's rungs. AutoRec's val RMSE after one epoch already ranks its configurations well enough (a
-# replay of a 20-trial study's learning curves through Ray's ASHA: same best trial, 172 trial-epochs
-# with grace 1 / factor 4 against 244 with 2 / 3); MF's small learning rates look worst at epoch 1.
-STUDY_DEFAULTS: dict[str, dict[str, int]] = {
-    MF: {"max_epochs": 20, "grace_period": 2, "reduction_factor": 3},
-    AUTOREC: {"max_epochs": 30, "grace_period": 1, "reduction_factor": 4},
-}
+def register(spec: ModelSpec) -> ModelSpec:
+    """Add ``spec`` after checking it against the hyperparameter table (a mistake there is a bug)."""
+    for what in ("defaults", "space", "meanings"):
+        unknown = sorted(set(getattr(spec, what)) - set(BY_NAME))
+        if unknown:
+            raise ValueError(f"model {spec.name!r}: unknown hyperparameters in its {what}: {', '.join(unknown)}")
+    for h in HYPERPARAMETERS:
+        value = spec.defaults.get(h.name, h.default)
+        if value is None:
+            raise ValueError(f"model {spec.name!r} needs a default for {h.name} (the table has none)")
+        if h.problem(value):
+            raise ValueError(f"model {spec.name!r}: its default {h.name}={value!r}: {h.problem(value)}")
+    SPECS[spec.name] = spec
+    return spec
+
+
+for _name in REGISTERED:
+    register(import_module(f"sentinel_ml.models.specs.{_name}").SPEC)
+
+MODELS = tuple(SPECS)  # the registered models' names, for choices built at import (names(): at call time)
+
+
+def names() -> tuple[str, ...]:
+    return tuple(SPECS)
+
+
+def get(model: str) -> ModelSpec:
+    try:
+        return SPECS[model]
+    except KeyError:
+        raise ConfigError(f"unknown model {model!r}", hint=f"choose one of: {', '.join(SPECS)}") from None
 
 
 def check_model(model: str) -> str:
-    if model not in MODELS:
-        raise ConfigError(f"unknown model {model!r}", hint=f"choose one of: {', '.join(MODELS)}")
-    return model
+    return get(model).name
 
 
 def training_defaults(model: str) -> dict[str, Any]:
-    return dict(TRAINING_DEFAULTS[check_model(model)])
+    """Every hyperparameter's default for ``model``, by name, in the table's order."""
+    spec = get(model)
+    return {h.name: spec.defaults.get(h.name, h.default) for h in HYPERPARAMETERS}
+
+
+def study_defaults(model: str) -> dict[str, int]:
+    return asdict(get(model).study)
+
+
+def per_model(value: Callable[[ModelSpec], Any]) -> str:
+    """``value`` of each model for help text: ``mf 20, autorec 30``."""
+    return ", ".join(f"{spec.name} {show(value(spec))}" for spec in SPECS.values())
+
+
+def show(value: Any) -> str:
+    """A default as help text shows it: ``0.01``, ``100``, ``512``."""
+    return f"{value:g}" if isinstance(value, float) else str(value)

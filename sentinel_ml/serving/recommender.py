@@ -1,9 +1,9 @@
 """Inference on a trained checkpoint: batched rating predictions and top-k recommendations.
 
-Plain PyTorch on the ``BiasedMF`` network (no Lightning), shared by the Ray Serve replicas and the
-benchmark's baseline. Everything a replica needs comes from two sources it can reach in any
-environment: the checkpoint URI (local path or ``s3://``) and the dataset source (titles, and the
-ratings that say which movies a user has already rated).
+Plain PyTorch on the served network of the model the checkpoint names (its spec's scorer; no
+Lightning), shared by the Ray Serve replicas and the benchmark's baseline. Everything a replica needs
+comes from two sources it can reach in any environment: the checkpoint URI (local path or ``s3://``)
+and the dataset source (titles, and the ratings that say which movies a user has already rated).
 """
 
 from __future__ import annotations
@@ -19,14 +19,17 @@ import torch
 
 from sentinel_ml.data.movielens import read_ratings, read_titles
 from sentinel_ml.errors import ConfigError, SentinelError
-from sentinel_ml.models.biased_mf import BiasedMF
+from sentinel_ml.models.config import ModelConfig
+from sentinel_ml.models.spec import Scorer
 from sentinel_ml.store.checkpoint import load_network
 from sentinel_ml.store.index import run_id_from_uri
 
 
 @dataclass
 class Recommender:
-    network: BiasedMF
+    network: Scorer
+    num_users: int  # rows of the network's user table (row 0 is no user)
+    num_items: int  # rows of its movie table (row 0 is no movie)
     checkpoint_uri: str
     run_id: str | None
     metrics: dict[str, float]
@@ -38,7 +41,8 @@ class Recommender:
     @classmethod
     def load(cls, checkpoint_uri: str, dataset_dir: Path, run_id: str | None = None) -> Recommender:
         network, saved = load_checked(checkpoint_uri)
-        num_users, num_items = network.user_bias.num_embeddings, network.item_bias.num_embeddings
+        config = ModelConfig.from_saved(saved["model_config"])
+        num_users, num_items = config.num_users, config.num_items
         ratings = read_ratings(dataset_dir / "u.data")
         known = (ratings.users < num_users) & (ratings.items < num_items)
         rated = np.zeros((num_users, num_items), dtype=bool)
@@ -46,22 +50,16 @@ class Recommender:
         metrics = {k: float(v) for k, v in saved.get("metrics", {}).items() if isinstance(v, int | float)}
         return cls(
             network=network,
+            num_users=num_users,
+            num_items=num_items,
             checkpoint_uri=checkpoint_uri,
             run_id=run_id or run_id_from_uri(checkpoint_uri),
             metrics=metrics,
-            embedding_dim=int(saved["model_config"]["embedding_dim"]),
+            embedding_dim=config.embedding_dim,
             titles=read_titles(dataset_dir),
             rated=rated,
             rating_counts=np.bincount(ratings.items[known], minlength=num_items),
         )
-
-    @property
-    def num_users(self) -> int:
-        return self.network.user_bias.num_embeddings
-
-    @property
-    def num_items(self) -> int:
-        return self.network.item_bias.num_embeddings
 
     def predict(self, user_id: int, movie_ids: list[int]) -> list[float]:
         return self.predict_many([(user_id, movie_ids)])[0]
@@ -111,8 +109,9 @@ def model_version(run_id: str | None, checkpoint_uri: str) -> int:
     return int(hashlib.sha256(checkpoint_uri.encode()).hexdigest()[:12], 16) % 900_000_000 + 100_000_000
 
 
-def load_checked(uri: str) -> tuple[BiasedMF, dict]:
-    """``load_network`` with one clear error for a file that is not a Sentinel checkpoint."""
+def load_checked(uri: str) -> tuple[Scorer, dict]:
+    """``load_network`` (the served network of the model the checkpoint names) with one clear error for a
+    file that is not a Sentinel checkpoint."""
     try:
         return load_network(uri)
     except SentinelError:

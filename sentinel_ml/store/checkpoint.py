@@ -45,8 +45,10 @@ def load_checkpoint(uri: str) -> dict:
 
 
 def load_network(uri: str):
-    """The network with the checkpoint's weights, in eval mode."""
-    from sentinel_ml.models.biased_mf import ModelConfig, trained_network
+    """The served network of the model the checkpoint names (mf where it names none), with its weights,
+    in eval mode; and the saved dict."""
+    from sentinel_ml.models.config import ModelConfig
+    from sentinel_ml.models.served import trained_network
 
     saved = load_checkpoint(uri)
-    return trained_network(ModelConfig(**saved["model_config"]), saved["state_dict"]), saved
+    return trained_network(ModelConfig.from_saved(saved["model_config"]), saved["state_dict"]), saved

@@ -2,30 +2,33 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from typing import Any
 
 from sentinel_ml.errors import ConfigError
+from sentinel_ml.models.hyperparameters import HYPERPARAMETERS, problems
 from sentinel_ml.models.registry import MF, check_model, training_defaults
 
 
-@dataclass(frozen=True)
-class Hyperparameters:
-    epochs: int = 5
-    batch_size: int = 512
-    lr: float = 1e-2
-    embedding_dim: int = 32
-    regularization: float = 0.08
-    lr_decay: float = 0.6
-    seed: int = 42
-    split: str = "u1"
-    model: str = MF  # sentinel_ml.models.registry; the defaults above are mf's
+def _for_model(cls, model: str, **values: Any):
+    """``model``'s training defaults (its spec, ``sentinel_ml.models.specs``) under ``values``; ``None``
+    keeps a default."""
+    given = {k: v for k, v in values.items() if v is not None}
+    return cls(**{**training_defaults(model), **given, "model": model})
 
-    @classmethod
-    def for_model(cls, model: str, **values: Any) -> Hyperparameters:
-        """``model``'s training defaults (sentinel_ml.models.registry) under ``values``; ``None`` keeps a default."""
-        given = {k: v for k, v in values.items() if v is not None}
-        return cls(**{**training_defaults(model), **given, "model": model})
+
+# One field per hyperparameter (sentinel_ml.models.hyperparameters), with mf's defaults, then the run's
+# seed, split and model: ``asdict`` gives what a run records and MLflow logs.
+_MF_DEFAULTS = training_defaults(MF)
+Hyperparameters = make_dataclass(
+    "Hyperparameters",
+    [*[(h.name, h.type, field(default=_MF_DEFAULTS[h.name])) for h in HYPERPARAMETERS],
+     ("seed", int, field(default=42)), ("split", str, field(default="u1")), ("model", str, field(default=MF))],
+    frozen=True,
+    namespace={"for_model": classmethod(_for_model)},
+)
+Hyperparameters.__module__ = __name__  # where pickle finds it
+Hyperparameters.__doc__ = "A run's hyperparameters (mf's defaults), seed, split and model."
 
 
 # Restarts of a Ray Train worker group after a lost worker, from the last per-epoch checkpoint, before a
@@ -45,18 +48,11 @@ class TrainConfig:
     run_id: str | None = None
 
     def validate(self) -> None:
-        hp = self.hp
-        check_model(hp.model)
+        check_model(self.hp.model)
         checks = [
-            (hp.epochs >= 1, "--epochs must be at least 1"),
             (self.workers >= 1, "--workers must be at least 1"),
             (self.max_failures >= 0, "--max-failures must be at least 0"),
-            (hp.batch_size >= 1, "--batch-size must be at least 1"),
-            (hp.lr > 0, "--lr must be positive"),
-            (hp.embedding_dim >= 1, "--embedding-dim must be at least 1"),
-            (hp.regularization >= 0, "--regularization must be >= 0"),
-            (0 < hp.lr_decay <= 1, "--lr-decay must be in (0, 1]"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+        messages = [*problems(self.hp), *(message for ok, message in checks if not ok)]
+        if messages:
+            raise ConfigError(messages[0])

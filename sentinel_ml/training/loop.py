@@ -11,13 +11,13 @@ from typing import Any
 
 import torch
 
-from sentinel_ml.data.batching import ItemBatches, TensorBatches
+from sentinel_ml.data.batching import TensorBatches
 from sentinel_ml.data.movielens import Ratings, Split, load_split
 from sentinel_ml.errors import JobFailed
 from sentinel_ml.logs import follow_root_level
-from sentinel_ml.models.biased_mf import ModelConfig
+from sentinel_ml.models.config import ModelConfig
 from sentinel_ml.models.evaluation import EVAL_BATCH_SIZE, served_rmse
-from sentinel_ml.models.registry import AUTOREC
+from sentinel_ml.models.registry import get
 from sentinel_ml.training.config import Hyperparameters
 
 EpochHook = Callable[[dict[str, float]], None]
@@ -30,7 +30,7 @@ class EpochState:
     row: dict[str, float]
     improved: bool  # this epoch's val RMSE is the best so far
     final: bool  # the run's last epoch
-    best_state_dict: dict[str, torch.Tensor]  # a served BiasedMF's, whichever model trains
+    best_state_dict: dict[str, torch.Tensor]  # the served network's (the spec's scorer), whichever model trains
     net: torch.nn.Module  # the live network: ``net.serving_state_dict()`` gives this epoch's ("last") weights
     model_config: ModelConfig
     resume_state: Callable[[], dict[str, Any]]  # what a restarted run resumes from (see ``resume_state``)
@@ -63,7 +63,8 @@ def run_loop(
 ) -> LoopResult:
     """Train with Lightning and return the history, the best and last weights and u1 test RMSE.
 
-    Weights are always those of the served ``BiasedMF`` (an AutoRec run exports its factorization).
+    Weights are always those of the model's served network (its spec's ``scorer``): the trained network
+    exports them (``serving_state_dict``; an AutoRec run exports its factorization).
 
     ``trainer_kwargs`` and ``prepare`` let a distributed caller add its strategy and plugins. The global batch
     size stays ``hp.batch_size`` whatever the world size, so results do not depend on it.
@@ -104,16 +105,8 @@ def _set_up_process(seed: int) -> None:
 
 
 def _model_config(hp: Hyperparameters, split: Split) -> ModelConfig:
-    return ModelConfig(
-        num_users=split.num_users,
-        num_items=split.num_items,
-        global_mean=split.global_mean,
-        embedding_dim=hp.embedding_dim,
-        lr=hp.lr,
-        regularization=hp.regularization,
-        lr_decay=hp.lr_decay,
-        model=hp.model,
-    )
+    return ModelConfig.for_data(hp, num_users=split.num_users, num_items=split.num_items,
+                                global_mean=split.global_mean)
 
 
 def _lightning_module(model_config: ModelConfig, train: Ratings):
@@ -122,13 +115,12 @@ def _lightning_module(model_config: ModelConfig, train: Ratings):
     return MFModule(model_config, train)
 
 
-def _train_batches(hp: Hyperparameters, split: Split, rank: int, world_size: int) -> ItemBatches | TensorBatches:
-    """This rank's shard of the training batches: movies for AutoRec, ratings for MF."""
+def _train_batches(hp: Hyperparameters, split: Split, rank: int, world_size: int):
+    """This rank's shard of the training batches, as the model's spec makes them (ratings for mf,
+    movies for AutoRec)."""
     per_rank_batch = max(1, hp.batch_size // world_size)
-    sharding = {"shuffle": True, "seed": hp.seed, "rank": rank, "world_size": world_size}
-    if hp.model == AUTOREC:
-        return ItemBatches(split.num_items, per_rank_batch, **sharding)
-    return TensorBatches(split.train, per_rank_batch, **sharding)
+    return get(hp.model).batches(split, per_rank_batch, shuffle=True, seed=hp.seed, rank=rank,
+                                 world_size=world_size)
 
 
 def _trainer(epochs: int, recorder: _EpochRecorder, trainer_kwargs: dict[str, Any] | None,

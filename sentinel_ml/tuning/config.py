@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sentinel_ml.errors import ConfigError
-from sentinel_ml.models.registry import AUTOREC, STUDY_DEFAULTS, check_model
+from sentinel_ml.models.registry import AUTOREC, check_model, study_defaults
 from sentinel_ml.training.config import DEFAULT_MAX_FAILURES
 from sentinel_ml.tuning import SCHEDULERS
 from sentinel_ml.tuning.search_space import SearchSpace, default_space
@@ -16,7 +16,7 @@ class StudyConfig:
     """A tuning study: the model and its search space, how trials run and which of them stop early.
 
     ``space``, ``max_epochs``, ``grace_period`` and ``reduction_factor`` left ``None`` take the model's
-    defaults (``sentinel_ml.models.registry.STUDY_DEFAULTS``).
+    defaults (its spec's ``space`` and ``study``, ``sentinel_ml.models.specs``).
     """
 
     model: str = AUTOREC  # the most accurate on u1; "mf" tunes plain biased MF
@@ -41,7 +41,7 @@ class StudyConfig:
         check_model(self.model)
         if self.space is None:
             object.__setattr__(self, "space", default_space(self.model))
-        for name, value in STUDY_DEFAULTS[self.model].items():
+        for name, value in study_defaults(self.model).items():
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)
 

@@ -1,8 +1,10 @@
 """The tuning search space: its defaults, overrides from a small YAML or TOML file, and validation.
 
 Everything here is pure and cheap to import, so the CLI rejects a bad file before Ray or torch load.
-Each model (``sentinel_ml.models.registry``) has its own default space, since the same name means a different
-scale to each (``DEFAULTS``). A file overrides any of its dimensions; the others keep their defaults::
+The dimensions are the hyperparameters with a search rule (``sentinel_ml.models.hyperparameters``),
+each checked against its bounds. Each model has its own default space (its spec's ``space``), since the
+same name means a different scale to each. A file overrides any of its dimensions; the others keep their
+defaults::
 
     lr: {lower: 0.001, upper: 0.05}   # a log-uniform range (lr, regularization)
     embedding_dim: [64, 128, 256]     # a choice (any dimension)
@@ -21,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from sentinel_ml.errors import ConfigError
-from sentinel_ml.models.registry import AUTOREC, MF, check_model
+from sentinel_ml.models.hyperparameters import SEARCH_ORDER, Hyperparameter
+from sentinel_ml.models.registry import AUTOREC, SPECS, get, training_defaults
 
 LOGUNIFORM, CHOICE, FIXED = "loguniform", "choice", "fixed"
 FORMAT_HINT = "see docs/tuning.md: e.g. `lr: {lower: 0.001, upper: 0.05}` or `embedding_dim: [64, 128]`"
@@ -57,13 +60,12 @@ class _Rule:
         return low if math.isinf(self.maximum) else f"{low} and <= {self.maximum:g}"
 
 
-RULES: dict[str, _Rule] = {
-    "lr": _Rule(float, 0.0, strict=True, ranged=True),
-    "regularization": _Rule(float, 0.0, strict=False, ranged=True),
-    "embedding_dim": _Rule(int, 1, strict=False, ranged=False, maximum=4096),
-    "batch_size": _Rule(int, 1, strict=False, ranged=False),
-    "lr_decay": _Rule(float, 0.0, strict=True, ranged=False, maximum=1.0),
-}
+def _rule(h: Hyperparameter) -> _Rule:
+    return _Rule(h.type, h.bounds.minimum, strict=h.bounds.strict, ranged=h.search.ranged,
+                 maximum=min(h.bounds.maximum, h.search.maximum))
+
+
+RULES: dict[str, _Rule] = {h.name: _rule(h) for h in SEARCH_ORDER}  # in the order Tune draws them
 
 
 @dataclass(frozen=True)
@@ -111,26 +113,14 @@ class SearchSpace:
         return space
 
 
-# Measured on u1 (docs/tuning.md). mf: the good region is a small lr (~0.0005-0.002) with a slow
-# decay, 64-256 factors and a moderate regularization. autorec: lr ~0.003-0.01 with a 0.85-0.9 decay,
-# 250-500 hidden units, 64-128 movies a batch, regularization ~50-150 (test RMSE 0.900-0.905 there).
-# Both reach beyond the good region on every side.
-DEFAULTS: dict[str, dict[str, Any]] = {
-    MF: {
-        "lr": {"lower": 3e-4, "upper": 1e-2},
-        "embedding_dim": [32, 64, 128, 256],
-        "batch_size": [128, 256, 512, 1024],
-        "regularization": {"lower": 0.01, "upper": 0.2},
-        "lr_decay": [0.8, 0.9, 0.95],
-    },
-    AUTOREC: {
-        "lr": {"lower": 1e-3, "upper": 3e-2},
-        "embedding_dim": [250, 500],
-        "batch_size": [64, 128, 256],
-        "regularization": {"lower": 20.0, "upper": 500.0},
-        "lr_decay": [0.8, 0.85, 0.9],
-    },
-}
+def model_space(model: str) -> dict[str, Any]:
+    """``model``'s default space in a space file's shape: its spec's, each dimension it leaves out fixed
+    at the model's default."""
+    spec, defaults = get(model), training_defaults(model)
+    return {name: spec.space.get(name, defaults[name]) for name in RULES}
+
+
+DEFAULTS: dict[str, dict[str, Any]] = {model: model_space(model) for model in SPECS}  # the registered models'
 
 
 def default_space(model: str = AUTOREC) -> SearchSpace:
@@ -181,7 +171,7 @@ def from_mapping(raw: Any, source: str, model: str = AUTOREC) -> SearchSpace:
     if unknown:
         raise ConfigError(f"search space {source}: unknown key {', '.join(map(repr, unknown))}",
                           hint=f"known dimensions: {', '.join(RULES)}")
-    merged = {**DEFAULTS[check_model(model)], **raw}
+    merged = {**model_space(model), **raw}
     return SearchSpace(tuple(_dimension(name, merged[name], RULES[name], source) for name in RULES))
 
 

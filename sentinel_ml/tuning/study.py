@@ -427,12 +427,12 @@ def _best_trial(trials: list[TrialSummary]) -> TrialSummary:
 
 def _save_best(root: str, run_id: str, best: TrialSummary, checkpoint, split) -> dict[str, Any]:
     """Score the best trial's best weights on the test split and write them under the storage root."""
-    from sentinel_ml.models.biased_mf import ModelConfig
+    from sentinel_ml.models.config import ModelConfig
     from sentinel_ml.models.evaluation import served_rmse
 
     saved = _read_trial_checkpoint(best, checkpoint)
     best_file = saved[BEST_FILE]
-    test_rmse = served_rmse(ModelConfig(**best_file["model_config"]), best_file["state_dict"], split.test)
+    test_rmse = served_rmse(ModelConfig.from_saved(best_file["model_config"]), best_file["state_dict"], split.test)
     metrics = {"val_rmse": best.val_rmse, "best_epoch": best.best_epoch, "epochs": best.epochs,
                "test_rmse": test_rmse}
     for name, data in saved.items():

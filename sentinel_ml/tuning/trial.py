@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from sentinel_ml.errors import JobFailed
+from sentinel_ml.models.hyperparameters import SEARCH_ORDER
 from sentinel_ml.training.config import Hyperparameters
 
 BEST_FILE, LAST_FILE = "best.pt", "last.pt"
@@ -92,17 +93,11 @@ class CheckpointPolicy:
 
 
 def hyperparameters(study: Study, sampled: dict[str, Any]) -> Hyperparameters:
-    return Hyperparameters(
-        epochs=study.max_epochs,
-        batch_size=int(sampled["batch_size"]),
-        lr=float(sampled["lr"]),
-        embedding_dim=int(sampled["embedding_dim"]),
-        regularization=float(sampled["regularization"]),
-        lr_decay=float(sampled["lr_decay"]),
-        seed=study.seed,
-        split=study.split,
-        model=study.model,
-    )
+    """A trial's hyperparameters: the sampled ones (each of its type), ``max_epochs`` epochs, the rest
+    the model's defaults."""
+    values = {h.name: h.type(sampled[h.name]) for h in SEARCH_ORDER}
+    return Hyperparameters.for_model(study.model, **values, epochs=study.max_epochs, seed=study.seed,
+                                     split=study.split)
 
 
 def trial(config: dict[str, Any], *, study: Study, split) -> None:
