@@ -9,7 +9,8 @@ import argparse
 import sys
 
 from sentinel_ml.entrypoint import add_job_args, job_tail, run_job
-from sentinel_ml.models.registry import MODELS
+from sentinel_ml.models.hyperparameters import HYPERPARAMETERS, PER_RUN, TUNABLE, Hyperparameter
+from sentinel_ml.models.registry import names
 from sentinel_ml.training.config import (
     DEFAULT_MAX_FAILURES,
     Hyperparameters,
@@ -20,37 +21,42 @@ from sentinel_ml.training.config import (
 def build_parser() -> argparse.ArgumentParser:
     defaults = Hyperparameters()
     p = argparse.ArgumentParser(prog="python -m sentinel_ml.train", description="Train the recommender with Ray Train + Lightning.",
-                                epilog="Hyperparameters left out take the model's defaults (sentinel_ml.models.registry).")
-    p.add_argument("--model", choices=MODELS, default=defaults.model)
-    p.add_argument("--epochs", type=int)
+                                epilog="Hyperparameters left out take the model's defaults (sentinel_ml.models.specs).")
+    p.add_argument("--model", choices=names(), default=defaults.model)
+    _add_hyperparameters(p, PER_RUN)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--max-failures", type=int, default=DEFAULT_MAX_FAILURES,
                    help="restarts of the worker group after a lost worker, from the last epoch's checkpoint")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--embedding-dim", type=int)
-    p.add_argument("--regularization", type=float)
-    p.add_argument("--lr-decay", type=float)
+    _add_hyperparameters(p, TUNABLE)
     add_job_args(p, seed=defaults.seed, split=defaults.split)
     return p
 
 
 def job_argv(config: TrainConfig) -> list[str]:
-    """``python -m sentinel_ml.train`` with every flag of ``config``, as ``build_parser`` reads them."""
+    """``python -m sentinel_ml.train`` with every flag of ``config``, as ``build_parser`` reads them, in
+    the order they have always had: the run's length, the workers, the tunable hyperparameters."""
     hp = config.hp
-    words = ["python", "-m", "sentinel_ml.train", "--model", hp.model, "--epochs", hp.epochs,
-             "--workers", config.workers, "--max-failures", config.max_failures, "--batch-size", hp.batch_size, "--lr", hp.lr,
-             "--embedding-dim", hp.embedding_dim, "--regularization", hp.regularization,
-             "--lr-decay", hp.lr_decay, "--seed", hp.seed, "--split", hp.split, *job_tail(config)]
+    words = ["python", "-m", "sentinel_ml.train", "--model", hp.model, *_hyperparameter_words(hp, PER_RUN),
+             "--workers", config.workers, "--max-failures", config.max_failures,
+             *_hyperparameter_words(hp, TUNABLE), "--seed", hp.seed, "--split", hp.split,
+             *job_tail(config)]
     return [str(word) for word in words]
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    hp = Hyperparameters.for_model(args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                                   embedding_dim=args.embedding_dim, regularization=args.regularization,
-                                   lr_decay=args.lr_decay, seed=args.seed, split=args.split)
+    given = {h.name: getattr(args, h.name) for h in HYPERPARAMETERS}
+    hp = Hyperparameters.for_model(args.model, **given, seed=args.seed, split=args.split)
     return TrainConfig(hp=hp, workers=args.workers, max_failures=args.max_failures, data=args.data, storage=args.storage,
                        mlflow_uri=args.mlflow_uri, run_id=args.run_id)
+
+
+def _add_hyperparameters(parser: argparse.ArgumentParser, rows: tuple[Hyperparameter, ...]) -> None:
+    for h in rows:
+        parser.add_argument(h.flag, type=h.type)  # left out: the model's default
+
+
+def _hyperparameter_words(hp: Hyperparameters, rows: tuple[Hyperparameter, ...]) -> list:
+    return [word for h in rows for word in (h.flag, getattr(hp, h.name))]
 
 
 def main(argv: list[str] | None = None) -> int:

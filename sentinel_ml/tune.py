@@ -8,11 +8,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import fields
 from typing import Any
 
 from sentinel_ml.entrypoint import add_job_args, job_tail, run_job
 from sentinel_ml.errors import ConfigError
-from sentinel_ml.models.registry import MODELS
+from sentinel_ml.models.registry import names, per_model
+from sentinel_ml.models.spec import StudyDefaults
 from sentinel_ml.tuning import SCHEDULERS
 from sentinel_ml.tuning.config import StudyConfig
 
@@ -20,11 +22,12 @@ from sentinel_ml.tuning.config import StudyConfig
 def build_parser() -> argparse.ArgumentParser:
     defaults = StudyConfig()
     p = argparse.ArgumentParser(prog="python -m sentinel_ml.tune", description="Tune the recommender's hyperparameters with Ray Tune.")
-    p.add_argument("--model", choices=MODELS, default=defaults.model)
+    p.add_argument("--model", choices=names(), default=defaults.model)
     p.add_argument("--samples", type=int, default=defaults.samples)
-    p.add_argument("--max-epochs", type=int, default=None, help="default: the model's (mf 20, autorec 30)")
-    p.add_argument("--grace-period", type=int, default=None, help="default: the model's (mf 2, autorec 1)")
-    p.add_argument("--reduction-factor", type=int, default=None, help="default: the model's (mf 3, autorec 4)")
+    for study_field in fields(StudyDefaults):  # --max-epochs, --grace-period, --reduction-factor
+        name = study_field.name
+        p.add_argument("--" + name.replace("_", "-"), type=int, default=None,
+                       help=f"default: the model's ({per_model(lambda spec: getattr(spec.study, name))})")
     p.add_argument("--scheduler", choices=SCHEDULERS, default=defaults.scheduler)
     p.add_argument("--concurrency", type=int, default=None, help="default: one trial per CPU, at most 4")
     p.add_argument("--workers-per-trial", type=int, default=defaults.workers_per_trial)
