@@ -14,7 +14,8 @@ import typer
 from sentinel_cli.backends import TARGETS
 from sentinel_cli.output import OutputFormat
 from sentinel_ml.data import SPLITS
-from sentinel_ml.models.registry import MODELS
+from sentinel_ml.models import registry
+from sentinel_ml.models.hyperparameters import HYPERPARAMETERS, PER_RUN, SEARCH_ORDER, TUNABLE, Hyperparameter
 
 
 def choice(name: str, values: tuple[str, ...]) -> type[Enum]:
@@ -24,7 +25,7 @@ def choice(name: str, values: tuple[str, ...]) -> type[Enum]:
 
 Target = choice("Target", TARGETS)
 Split = choice("Split", SPLITS)
-Model = choice("Model", MODELS)
+Model = choice("Model", registry.MODELS)
 
 OutputOpt = Annotated[
     OutputFormat,
@@ -72,8 +73,9 @@ SplitOpt = Annotated[
     typer.Option(help="u1 (canonical u1.base/u1.test) or random (seeded 80/20 of u.data).", case_sensitive=False),
 ]
 
-MODEL_HELP = ("mf: biased matrix factorization (fast, u1 test RMSE ~0.927 at its defaults); autorec: "
-              "item-based AutoRec exported as a factorization (~0.90). Each has its own defaults.")
+MODEL_HELP = "; ".join(f"{spec.name}: {spec.summary}" for spec in registry.SPECS.values()) + \
+    ". Each has its own defaults."
+SPACE_DIMENSIONS = ", ".join(h.name for h in SEARCH_ORDER)  # what a --space file may set
 
 # Kubernetes target options (--target k8s). No envvar= here: sentinel_cli.k8s.settings reads the
 # environment itself, so a set variable never counts as a flag given on the command line.
@@ -162,3 +164,65 @@ def with_options(wrapper: Callable[..., Any], signature: inspect.Signature,
     wrapper.__annotations__ = {p.name: p.annotation for p in keyword}
     del wrapper.__wrapped__  # Typer must read the signature above, not the command's
     return wrapper
+
+
+def hyperparameter_options(*, per_run_after: str,
+                           tunable_after: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command one option per hyperparameter (``sentinel_ml.models.hyperparameters``), each left
+    out by default (the model's default then), with help that gives each model's default.
+
+    The command declares ``hyperparameters: dict`` instead; the options arrive folded into it, by name.
+    The run's length follows the parameter ``per_run_after``, the tunable ones follow ``tunable_after``.
+    """
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(command, eval_str=True)
+        placed: list[inspect.Parameter] = []
+        for parameter in signature.parameters.values():
+            if parameter.name != "hyperparameters":
+                placed.append(parameter)
+            placed += [_hyperparameter_option(h) for h in
+                       (PER_RUN if parameter.name == per_run_after else ()) +
+                       (TUNABLE if parameter.name == tunable_after else ())]
+
+        @functools.wraps(command)
+        def with_hyperparameters(**kwargs: Any) -> Any:
+            given = {h.name: kwargs.pop(h.name) for h in HYPERPARAMETERS}
+            return command(**kwargs, hyperparameters=given)
+
+        return with_options(with_hyperparameters, signature, placed)
+
+    return decorate
+
+
+def _hyperparameter_option(h: Hyperparameter) -> inspect.Parameter:
+    # Typer checks inclusive lower bounds as it parses; the others are TrainConfig.validate's (same words
+    # as the jobs' own command line).
+    low = None if h.bounds.strict else h.type(h.bounds.minimum)
+    option = typer.Option(h.flag, min=low, show_default=False, help=hyperparameter_help(h))
+    return inspect.Parameter(h.name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                             annotation=Annotated[h.type | None, option])
+
+
+def hyperparameter_help(h: Hyperparameter) -> str:
+    """``h``'s help with each registered model's default, and its meaning to each model that has one:
+    ``L2 weight: on the factors (mf, default 0.08) or on the network weights (autorec, default 100).``"""
+    specs = registry.SPECS.values()
+    defaults = {spec.name: registry.training_defaults(spec.name)[h.name] for spec in specs}
+    meanings = {spec.name: spec.meanings[h.name] for spec in specs if h.name in spec.meanings}
+    if meanings.keys() == defaults.keys():
+        each = [f"{meanings[m]} ({m}, default {registry.show(value)})" for m, value in defaults.items()]
+        return f"{h.help}: {_or(each)}."
+    glosses = "".join(f" ({model}: {meaning})" for model, meaning in meanings.items())
+    values = set(defaults.values())
+    shown = registry.show(values.pop()) if len(values) == 1 else registry.per_model(lambda s: defaults[s.name])
+    return f"{h.help}{glosses}. Default: {shown}."
+
+
+def study_default_help(name: str) -> str:
+    """Each registered model's default of a study setting (``ModelSpec.study``): ``mf 20, autorec 30``."""
+    return registry.per_model(lambda spec: getattr(spec.study, name))
+
+
+def _or(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} or {parts[-1]}"

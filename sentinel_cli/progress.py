@@ -10,6 +10,7 @@ from typing import Any
 from rich.markup import escape
 
 from sentinel_cli import console
+from sentinel_ml.models.hyperparameters import HYPERPARAMETERS
 
 
 def train_progress(event: dict[str, Any]) -> None:
@@ -58,7 +59,7 @@ def tune_progress(event: dict[str, Any]) -> None:
     console.err().print(f"{line}  [dim]\\[{status}][/]", highlight=False)
 
 
-_SHORT = {"regularization": "reg", "embedding_dim": "dim", "batch_size": "batch", "lr_decay": "decay"}
+_SHORT = {h.name: h.short for h in HYPERPARAMETERS}  # a trial's sampled values, by their short names
 
 
 def serve_progress(message: str) -> None:
