@@ -63,7 +63,7 @@ def main(n: int) -> None:
 def _run(env, n: int) -> None:
     from kubernetes import client
 
-    from sentinel_cli.backends.kubernetes import backend
+    from sentinel_cli.backends.kubernetes import inspect
     from sentinel_cli.k8s import client as kube
     from sentinel_cli.k8s import manifests, render, settings
     from sentinel_cli.k8s.request import KubeRequest
@@ -91,9 +91,9 @@ def _run(env, n: int) -> None:
                 api.get(kube.RAYJOB, name)
 
         deploy = KubeRequest()
-        listed = counter.measure(lambda: backend.status(limit=n, deploy=deploy))
+        listed = counter.measure(lambda: inspect.status(None, n, deploy))
         got = counter.measure(per_object)
-        status_s = _median_s(lambda: backend.status(limit=n, deploy=deploy), 5)
+        status_s = _median_s(lambda: inspect.status(None, n, deploy), 5)
         baseline_s = _median_s(per_object, 3)
     load = os.getloadavg()
     print(f"status of {n} RayJobs, one LIST per kind: {status_s:.3f} s median of 5, {listed} requests")

@@ -17,15 +17,18 @@ class OutputFormat(str, Enum):
     yaml = "yaml"
 
 
-def emit(data: Any, fmt: OutputFormat, table: Callable[[Any], Table | str] | None = None) -> None:
+def emit(result: Any, fmt: OutputFormat, table: Callable[[Any], Table | str] | None = None) -> None:
+    """``result`` (a typed result of ``backends.results``, or plain data) as JSON or YAML, or as
+    ``table(result)`` for people."""
     from sentinel_cli import console
+    from sentinel_cli.backends.results import to_data
 
     if fmt is OutputFormat.json:
-        print(json.dumps(data, indent=2, default=str), file=console.data())
+        print(json.dumps(to_data(result), indent=2, default=str), file=console.data())
     elif fmt is OutputFormat.yaml:
-        print(to_yaml(json.loads(json.dumps(data, default=str))), end="", file=console.data())
+        print(to_yaml(json.loads(json.dumps(to_data(result), default=str))), end="", file=console.data())
     else:
-        console.out().print(table(data) if table else data)
+        console.out().print(table(result) if table else result)
 
 
 def to_yaml(data: Any) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from sentinel_cli.backends.results import TrainReport
 from sentinel_cli.checks import SKIP, Item, report, run_check
 from sentinel_cli.k8s.request import KubeRequest
 from sentinel_ml.errors import JobFailed, SentinelError
@@ -77,13 +78,13 @@ def _one_epoch(data: str | None, storage: str | None):
     return TrainConfig(hp=Hyperparameters.for_model("mf", epochs=1), data=data, storage=storage, mlflow_uri="off")
 
 
-def _trained(summary: dict[str, Any], made: Made) -> str:
-    if "checkpoints" not in summary:
-        raise JobFailed(f"run {summary.get('run_id')} finished without an index record to serve from",
+def _trained(report: TrainReport, made: Made) -> str:
+    if not report.finished:
+        raise JobFailed(f"run {report.run_id} finished without an index record to serve from",
                         hint="check the storage settings: sentinel doctor")
-    made.run_id, made.checkpoint = summary["run_id"], summary["checkpoints"]["best"]
-    made.index_uri = summary.get("index_uri")
-    return f"run {made.run_id}: val RMSE {summary['metrics']['val_rmse']:.4f}, checkpoint {made.checkpoint}"
+    made.run_id, made.checkpoint = report.run_id, report.checkpoints["best"]
+    made.index_uri = report.index_uri
+    return f"run {made.run_id}: val RMSE {report.metrics['val_rmse']:.4f}, checkpoint {made.checkpoint}"
 
 
 def _remove_run(made: Made) -> None:
@@ -93,6 +94,16 @@ def _remove_run(made: Made) -> None:
     for uri in (made.index_uri, made.checkpoint, made.checkpoint and made.checkpoint.replace("/best.pt", "/last.pt")):
         if uri and storage.delete(uri):
             made.removed.append(uri)
+
+
+def select(target: str, deploy: KubeRequest, data: str | None, storage: str | None):
+    """The smoke test of ``target`` (``backends.target_name``): on the cluster, or on this machine."""
+    if target == "k8s":
+        return KubeSmoke(deploy, storage)
+    from sentinel_cli.k8s.request import check_local
+
+    check_local(deploy)
+    return LocalSmoke(data)
 
 
 class LocalSmoke:
@@ -134,8 +145,8 @@ class LocalSmoke:
         request = ServeRequest(checkpoint=made.checkpoint, storage=made.scratch, data=self.data, port=port,
                                grpc_port=grpc_port)
         made.service = "local"
-        summary = LocalBackend().serve(request, KubeRequest())
-        made.endpoint = api_client.endpoint(summary["url"])
+        report = LocalBackend().serve(request, KubeRequest())
+        made.endpoint = api_client.endpoint(report.url)
         return f"{made.endpoint} serves {made.checkpoint}"
 
     def _predict(self, made: Made) -> str:
@@ -199,9 +210,9 @@ class KubeSmoke:
         from sentinel_ml.serving.config import ServeRequest
 
         made.service = f"{made.run_id}-serve"
-        summary = KubernetesBackend().serve(ServeRequest(checkpoint=made.checkpoint, storage=self.storage),
-                                            replace(self.deploy, name=made.service))
-        return f"RayService {made.service} Ready, serving {summary['checkpoint']}"
+        report = KubernetesBackend().serve(ServeRequest(checkpoint=made.checkpoint, storage=self.storage),
+                                           replace(self.deploy, name=made.service))
+        return f"RayService {made.service} Ready, serving {report.checkpoint}"
 
     def _predict(self, made: Made) -> str:
         from sentinel_cli.backends.kubernetes.platform import connect
@@ -213,13 +224,13 @@ class KubeSmoke:
         return check_prediction(answer, made.checkpoint)
 
     def cleanup(self, made: Made) -> str:
-        from sentinel_cli.backends.kubernetes.backend import delete
+        from sentinel_cli.backends.kubernetes.backend import KubernetesBackend
 
         deleted = []
         for name in (made.service, made.run_id):
             if name:
                 try:
-                    deleted.append(delete(name, self.deploy)["kind"] + f" {name}")
+                    deleted.append(KubernetesBackend().delete(name, self.deploy).kind + f" {name}")
                 except SentinelError:  # not made, or already gone: cleanup goes on
                     continue
         _remove_run(made)

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from sentinel_cli import options
-from sentinel_cli.k8s.request import KubeRequest, require_k8s
+from sentinel_cli import backends, options
+from sentinel_cli.k8s.request import KubeRequest
 from sentinel_cli.output import OutputFormat, emit, key_value_table
 
 
@@ -22,9 +22,7 @@ def delete(
     deploy: KubeRequest = KubeRequest(),
 ) -> None:
     """Delete a Sentinel-managed object on Kubernetes; KubeRay removes its clusters and pods."""
-    from sentinel_cli.backends.kubernetes import backend as kubernetes
+    from sentinel_cli.backends.results import to_data
 
-    require_k8s(target, "delete")
-
-    result = kubernetes.delete(name, deploy=replace(deploy, dry_run=dry_run))
-    emit(result, output, lambda r: key_value_table(list(r.items())))
+    report = backends.select(target or "k8s").delete(name, replace(deploy, dry_run=dry_run))
+    emit(report, output, lambda r: key_value_table(list(to_data(r).items())))

@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from sentinel_cli import options
-from sentinel_cli.k8s.request import KubeRequest, require_k8s
+from sentinel_cli import backends, options
+from sentinel_cli.k8s.request import KubeRequest
 
 
 @options.kube_options("profile", "namespace", "timeout")
@@ -20,7 +20,4 @@ def logs(
     deploy: KubeRequest = KubeRequest(),
 ) -> None:
     """Print the logs of a RayJob's driver (its submitter pod) or of a RayService's head, on stderr."""
-    from sentinel_cli.backends.kubernetes import backend as kubernetes
-
-    require_k8s(target, "logs")
-    kubernetes.logs(name, follow=follow, deploy=deploy)
+    backends.select(target or "k8s").logs(name, follow, deploy)

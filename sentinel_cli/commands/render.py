@@ -4,7 +4,7 @@
 command with the Kubernetes renderer (``RenderBackend``) as its target, so its options are parsed and
 its request is built as always, and the backend's ``plan`` (the one ``--target k8s`` applies) is
 printed instead of applied (a named checkpoint is resolved through the index in S3). The output is a
-``v1 List`` (``kubectl apply -f`` takes it too).
+``v1 List`` (``kubectl apply -f`` takes it too): the ``Rendered`` result.
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ _FIXED = {"target", "output", "wait", "dry_run", "timeout"}
 
 
 def _renderer():
-    from sentinel_cli.backends.kubernetes.backend import RenderBackend
+    from sentinel_cli.backends import renderer
 
-    return RenderBackend()
+    return renderer()
 
 
 def mirror(command: Callable[..., Any], what: str) -> Callable[..., None]:

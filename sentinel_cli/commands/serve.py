@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from sentinel_cli import backends, options
+from sentinel_cli.backends.results import ServeReport, shown
 from sentinel_cli.k8s.request import KubeRequest
 from sentinel_cli.output import OutputFormat, emit, key_value_table
 
@@ -59,8 +60,8 @@ def serve(
     scaling = {k: v for k, v in (("min_replicas", min_replicas), ("max_replicas", max_replicas)) if v is not None}
     request = ServeRequest(checkpoint=checkpoint, storage=storage, data=data, host=host, port=port,
                            grpc_port=grpc_port, timeout_s=timeout, app_args=scaling)
-    summary = backends.select(target, deploy.overrides.profile).serve(request, deploy)
-    emit(summary, output, summary_table)
+    report = backends.select(target, deploy.overrides.profile).serve(request, deploy)
+    emit(report, output, summary_table)
 
 
 @app.command("stop")
@@ -69,12 +70,14 @@ def stop(
     output: options.OutputOpt = OutputFormat.table,
 ) -> None:
     """Remove the application and stop the local Ray cluster `sentinel serve` started."""
-    emit(backends.select(target).serve_stop(KubeRequest()), output, lambda r: r["message"])
+    emit(backends.select(target).serve_stop(KubeRequest()), output, lambda r: r.message)
 
 
-def summary_table(summary: dict):
-    rows = [(label, summary[key]) for label, key in SUMMARY_ROWS if summary.get(key) is not None]
-    return key_value_table([(label, _replicas(v) if label == "replicas" else v) for label, v in rows])
+def summary_table(report: ServeReport):
+    """The rows the target reported (the local application, or the RayService), in one order."""
+    rows = [(label, shown(getattr(report, key))) for label, key in SUMMARY_ROWS]
+    return key_value_table([(label, _replicas(v) if label == "replicas" else v) for label, v in rows
+                            if v is not None])
 
 
 def _replicas(states) -> str:

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from sentinel_cli import backends, options
+from sentinel_cli.backends.results import ABSENT, ServeReport, StatusReport, to_data
 from sentinel_cli.k8s.request import KubeRequest
 from sentinel_cli.output import OutputFormat, emit, records_table
 
@@ -33,31 +34,43 @@ def status(
     emit(report, output, _table)
 
 
-def _table(report: dict):
-    if report.get("target") == "k8s":
-        return _kube_table(report)
-    return _with_serving(_runs_table(report, "run `sentinel train`"), report.get("serving"))
+def _table(report: StatusReport):
+    """What Sentinel manages (when the target lists it), then the runs (when there is a checkpoint
+    store), then what serves locally (when the target reports it)."""
+    from rich.console import Group
+
+    parts = [_objects_table(report)] if report.managed else []
+    if report.storage:  # a cluster's profile may name no checkpoint store
+        parts += ["", _runs_table(report)] if parts else [_runs_table(report)]
+    if report.serving is not ABSENT:
+        parts.append(_serving(report.serving))
+    return Group(*parts) if len(parts) > 1 else parts[0]
 
 
-def _runs_table(report: dict, next_step: str):
+def _runs_table(report: StatusReport):
+    from rich.text import Text
+
+    if report.runs_error:
+        return Text(f"runs in {report.storage}: cannot read the index: {report.runs_error}")
+    next_step = f"run `sentinel train --target {report.target}`" if report.managed else "run `sentinel train`"
     rows = [
         {**run, "val_rmse": run["metrics"].get("val_rmse"), "test_rmse": run["metrics"].get("test_rmse"),
          "epochs": run["metrics"].get("epochs"), "checkpoint": run["checkpoints"].get("best"),
          "model": (run.get("config") or {}).get("model", "mf")}  # records before --model: mf
-        for run in report["runs"]
+        for run in report.runs
     ]
-    return records_table(rows, RUN_COLUMNS, title=f"runs in {report.get('storage')}",
+    return records_table(rows, RUN_COLUMNS, title=f"runs in {report.storage}",
                          empty=f"no runs yet: {next_step}")
 
 
-def _with_serving(runs, serving: dict | None):
+def _serving(serving: ServeReport | None):
     from rich.console import Group
 
-    from sentinel_cli.commands.serve import SUMMARY_ROWS, summary_table
+    from sentinel_cli.commands.serve import summary_table
 
-    if not serving:
-        return Group(runs, "serving: nothing (start it with `sentinel serve --checkpoint latest`)")
-    return Group(runs, "", "[bold]serving[/]", summary_table({k: serving.get(k) for _, k in SUMMARY_ROWS}))
+    if serving is None:
+        return "serving: nothing (start it with `sentinel serve --checkpoint latest`)"
+    return Group("", "[bold]serving[/]", summary_table(serving))
 
 
 KUBE_COLUMNS = [
@@ -66,20 +79,11 @@ KUBE_COLUMNS = [
 ]
 
 
-def _kube_table(report: dict):
-    counts = report["counts"]
-    hidden = counts["RayJob"] - report["shown_jobs"]
-    title = f"managed by Sentinel in namespace {report['namespace']}" + (
+def _objects_table(report: StatusReport):
+    hidden = report.counts["RayJob"] - report.shown_jobs
+    title = f"managed by Sentinel in namespace {report.namespace}" + (
         f" ({hidden} older RayJobs not shown: --limit)" if hidden else "")
-    columns = KUBE_COLUMNS if report["namespace"] == "*" else [c for c in KUBE_COLUMNS if c[1] != "namespace"]
-    objects = records_table(report["objects"], columns, title=title,
-                            empty=f"nothing managed by Sentinel in namespace {report['namespace']}: "
-                                  "run `sentinel train --target k8s`")
-    if not report.get("storage"):
-        return objects
-    from rich.console import Group
-    from rich.text import Text
-
-    if report.get("runs_error"):
-        return Group(objects, "", Text(f"runs in {report['storage']}: cannot read the index: {report['runs_error']}"))
-    return Group(objects, "", _runs_table(report, "run `sentinel train --target k8s`"))
+    columns = KUBE_COLUMNS if report.namespace == "*" else [c for c in KUBE_COLUMNS if c[1] != "namespace"]
+    return records_table([to_data(o) for o in report.objects], columns, title=title,
+                         empty=f"nothing managed by Sentinel in namespace {report.namespace}: "
+                               f"run `sentinel train --target {report.target}`")

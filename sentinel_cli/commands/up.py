@@ -1,17 +1,21 @@
 """``sentinel up`` / ``down`` / ``doctor``: bring the platform up, take it down, check it.
 
-Locally there is nothing to install: ``up`` checks the prerequisites. On Kubernetes ``up`` installs
-the KubeRay operator, MLflow with MinIO, and monitoring objects (``sentinel_cli.backends.kubernetes.platform``).
-Each prints one row per component or check; a failed one makes the exit code 1.
+Each asks the target's platform (``backends.select_platform``). Locally there is nothing to install:
+``up`` checks the prerequisites. On Kubernetes ``up`` installs the KubeRay operator, MLflow with
+MinIO, and monitoring objects. Each prints one row per component or check; a failed one makes the
+exit code 1.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from sentinel_cli import options
+from sentinel_cli.backends import select_platform
+from sentinel_cli.backends.results import CheckReport
+from sentinel_cli.k8s.request import PLATFORM_WAIT_S, PlatformRequest
 from sentinel_cli.output import OutputFormat, emit
 
 PLATFORM_PANEL = "Platform on Kubernetes (--target k8s)"
@@ -44,39 +48,15 @@ def up(
     wait: Annotated[bool, typer.Option(
         "--wait/--no-wait", help="Wait until MinIO, its buckets and MLflow are ready.",
         rich_help_panel=PLATFORM_PANEL)] = True,
-    timeout: WaitTimeoutOpt = 600.0,
+    timeout: WaitTimeoutOpt = PLATFORM_WAIT_S,
     output: options.OutputOpt = OutputFormat.table,
 ) -> None:
     """Bring the platform up (idempotent) and print each component and its state."""
-    if _is_local(target, profile):
-        from sentinel_cli.backends.local import platform as local_platform
-
-        _reject_kube_flags(namespace=namespace, crds=crds, metrics_server=metrics_server, role_arn=role_arn,
-                           dry_run=dry_run, no_operator=not operator)
-        _finish(_report("local", local_platform.prerequisites(data, storage, mlflow_uri)), output)
-        return
-    from sentinel_cli.backends.kubernetes import platform as kube_platform
-
-    request = kube_platform.UpRequest(crds=crds, metrics_server=metrics_server, role_arn=role_arn,
-                                      dry_run=dry_run, operator=operator, wait=wait, timeout_s=timeout)
-    settings = _settings(profile, namespace, storage)
-    result = kube_platform.up(settings, request)
-    _suggest_profile(settings, result["profile"], output)
-    _finish(result, output)
-
-
-def _suggest_profile(settings, wanted: dict[str, Any], output: OutputFormat) -> None:
-    """Say which profile keys point jobs at this platform's MinIO and MLflow, when they do not yet."""
-    from sentinel_cli.progress import kube_say
-
-    current = {"s3": settings.s3.model_dump(), "mlflow_uri": settings.mlflow_uri}
-    if output != OutputFormat.table or current == wanted:
-        return
-    keys = [f"kubernetes.s3.endpoint: {wanted['s3']['endpoint']}",
-            f"kubernetes.s3.credentials_secret: {wanted['s3']['credentials_secret']}",
-            f"kubernetes.mlflow_uri: {wanted['mlflow_uri']}"]
-    kube_say("to keep checkpoints in this platform's MinIO and track runs in its MLflow, set in the "
-             "profile: " + "; ".join(keys) + " (and kubernetes.storage: s3://<bucket>/<prefix>)")
+    request = PlatformRequest(profile=profile, namespace=namespace, data=data, storage=storage,
+                              mlflow_uri=mlflow_uri, crds=crds, metrics_server=metrics_server, role_arn=role_arn,
+                              dry_run=dry_run, operator=operator, wait=wait, timeout_s=timeout,
+                              advise=output is OutputFormat.table)
+    _finish(select_platform(target, profile).up(request), output)
 
 
 def down(
@@ -90,21 +70,13 @@ def down(
     wait: Annotated[bool, typer.Option(
         "--wait/--no-wait", help="Wait until what was deleted is gone (pods stopped, claims released).",
         rich_help_panel=PLATFORM_PANEL)] = True,
-    timeout: WaitTimeoutOpt = 600.0,
+    timeout: WaitTimeoutOpt = PLATFORM_WAIT_S,
     output: options.OutputOpt = OutputFormat.table,
 ) -> None:
     """Remove what `sentinel up` created; data is kept unless --purge."""
-    from sentinel_cli.checks import SKIP, Item
-
-    if _is_local(target, profile):
-        _reject_kube_flags(namespace=namespace, purge=purge, dry_run=dry_run)
-        item = Item("platform", SKIP, "nothing installed on the local target; data stays in $SENTINEL_HOME")
-        _finish(_report("local", [item]), output)
-        return
-    from sentinel_cli.backends.kubernetes import platform as kube_platform
-
-    _finish(kube_platform.down(_settings(profile, namespace, None), purge=purge, dry_run=dry_run, wait=wait,
-                               timeout_s=timeout), output)
+    request = PlatformRequest(profile=profile, namespace=namespace, purge=purge, dry_run=dry_run, wait=wait,
+                              timeout_s=timeout)
+    _finish(select_platform(target, profile).down(request), output)
 
 
 def doctor(
@@ -117,48 +89,14 @@ def doctor(
     output: options.OutputOpt = OutputFormat.table,
 ) -> None:
     """Run the troubleshooting checklist: pass or fail, with the fix for each failure (exit 1 if any)."""
-    if _is_local(target, profile):
-        from sentinel_cli.backends.local import platform as local_platform
-
-        _reject_kube_flags(namespace=namespace)
-        _finish(_report("local", local_platform.doctor(data, storage, mlflow_uri)), output)
-        return
-    from sentinel_cli.backends.kubernetes import platform as kube_platform
-
-    _finish(kube_platform.doctor(_settings(profile, namespace, storage)), output)
+    request = PlatformRequest(profile=profile, namespace=namespace, data=data, storage=storage, mlflow_uri=mlflow_uri)
+    _finish(select_platform(target, profile).doctor(request), output)
 
 
-def _is_local(target, profile: str | None) -> bool:
-    from sentinel_cli.backends import target_name
-
-    return target_name(target, profile) == "local"
-
-
-def _settings(profile: str | None, namespace: str | None, storage: str | None):
-    from sentinel_cli.k8s import settings
-    from sentinel_cli.k8s.request import Overrides
-
-    return settings.load(Overrides(profile=profile, namespace=namespace, storage=storage))
-
-
-def _reject_kube_flags(**flags: Any) -> None:
-    from sentinel_ml.errors import ConfigError
-
-    given = ["--" + name.replace("_", "-") for name, value in flags.items() if value]
-    if given:
-        raise ConfigError(f"{', '.join(given)} only apply to --target k8s",
-                          hint="add --target k8s (or set target: k8s in the profile), or drop them")
-
-
-def _report(target: str, items) -> dict[str, Any]:
-    from sentinel_cli.checks import report
-
-    return report(target, items)
-
-
-def _finish(result: dict[str, Any], output: OutputFormat) -> None:
+def _finish(result: CheckReport, output: OutputFormat) -> None:
+    from sentinel_cli.backends.results import to_data
     from sentinel_cli.checks import table
 
-    emit(result, output, table)
-    if not result["ok"]:
+    emit(result, output, lambda r: table(to_data(r)))
+    if not result.ok:
         raise typer.Exit(1)

@@ -21,13 +21,7 @@ def verify(
     One row per step; exit 0 when every step passed, 1 otherwise."""
     from sentinel_cli import checks, smoke
 
-    if backends.target_name(target, deploy.overrides.profile) == "k8s":
-        test = smoke.KubeSmoke(deploy, storage)
-    else:
-        from sentinel_cli.k8s.request import check_local
-
-        check_local(deploy)
-        test = smoke.LocalSmoke(data)
+    test = smoke.select(backends.target_name(target, deploy.overrides.profile), deploy, data, storage)
     result = smoke.run(test)
     emit(result, output, checks.table)
     if not result["ok"]:

@@ -4,30 +4,46 @@ pydantic, no kubernetes) so commands can build it at no import cost."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from sentinel_ml.errors import ConfigError
 
+PLATFORM_WAIT_S = 600.0  # up/down: give up waiting after this long without progress
+
+
+@dataclass(frozen=True)
+class ServeOverrides:
+    """A serve command's own settings over the profile's ``serve`` section (None: the profile's)."""
+
+    port: int | None = None
+    grpc_port: int | None = None
+    min_replicas: int | None = None
+    max_replicas: int | None = None
+
 
 @dataclass(frozen=True)
 class Overrides:
-    """Settings from the command line, on top of the profile and the environment."""
+    """Settings from the command line, on top of the profile and the environment: the named flags
+    and request fields as typed values, ``--set key=value`` as the user wrote it (applied last)."""
 
     profile: str | None = None
     namespace: str | None = None
     storage: str | None = None
     mlflow_uri: str | None = None
     sets: tuple[str, ...] = ()
-    extra: Mapping[str, Any] = field(default_factory=dict)  # dotted key -> value, from commands
+    workers: int | None = None  # train --workers: Ray Train workers, one pod each
+    serve: ServeOverrides = field(default_factory=ServeOverrides)
 
-    def pairs(self) -> list[tuple[str, Any]]:
-        named = [("namespace", self.namespace), ("storage", self.storage), ("mlflow_uri", self.mlflow_uri)]
-        pairs = [(k, v) for k, v in named if v is not None]
-        pairs.extend(self.extra.items())
-        pairs.extend(parse_set(item) for item in self.sets)
-        return pairs
+    def values(self) -> dict[str, Any]:
+        """The typed values that are set, shaped like the profile's ``kubernetes`` section."""
+        named = {"namespace": self.namespace, "storage": self.storage, "mlflow_uri": self.mlflow_uri,
+                 "workers": self.workers}
+        values: dict[str, Any] = {k: v for k, v in named.items() if v is not None}
+        serve = {k: v for k, v in asdict(self.serve).items() if v is not None}
+        if serve:
+            values["serve"] = serve
+        return values
 
 
 @dataclass(frozen=True)
@@ -41,12 +57,9 @@ class KubeRequest:
     timeout_s: float | None = None  # None: the profile's wait_timeout_s
     all_namespaces: bool = False
 
-    def with_extra(self, extra: Mapping[str, Any]) -> KubeRequest:
-        """This request with more settings (dotted keys), as if given with --set."""
-        if not extra:
-            return self
-        overrides = replace(self.overrides, extra={**self.overrides.extra, **extra})
-        return replace(self, overrides=overrides)
+    def with_overrides(self, **changes: Any) -> KubeRequest:
+        """This request with some settings (``Overrides`` fields) replaced."""
+        return replace(self, overrides=replace(self.overrides, **changes))
 
     def local_conflicts(self) -> list[str]:
         """Flags that only mean something with --target k8s."""
@@ -57,7 +70,34 @@ class KubeRequest:
         return [flag for flag, value in flags if value]
 
 
-def check_local(request: KubeRequest) -> None:
+@dataclass(frozen=True)
+class PlatformRequest:
+    """What ``up``, ``down`` and ``doctor`` ask of a target's platform; the Kubernetes-only flags
+    are refused by the local target (``local_conflicts``)."""
+
+    profile: str | None = None
+    namespace: str | None = None
+    data: str | None = None
+    storage: str | None = None
+    mlflow_uri: str | None = None
+    crds: str | None = None  # up: directory or URL of the KubeRay CRDs (helm absent)
+    metrics_server: bool = False  # up: install metrics-server when the cluster has none
+    role_arn: str | None = None  # up: IRSA role of the pods' service account
+    operator: bool = True  # up: False when the cluster already runs a KubeRay operator
+    purge: bool = False  # down: the data too
+    dry_run: bool = False
+    wait: bool = True
+    timeout_s: float = PLATFORM_WAIT_S
+    advise: bool = False  # up: say on stderr which profile keys point jobs at the platform
+
+    def local_conflicts(self) -> list[str]:
+        flags = [("--namespace", self.namespace), ("--crds", self.crds), ("--metrics-server", self.metrics_server),
+                 ("--role-arn", self.role_arn), ("--purge", self.purge), ("--dry-run", self.dry_run),
+                 ("--no-operator", not self.operator)]
+        return [flag for flag, value in flags if value]
+
+
+def check_local(request: KubeRequest | PlatformRequest) -> None:
     """Reject Kubernetes-only flags before a local run starts."""
     conflicts = request.local_conflicts()
     if conflicts:
@@ -78,17 +118,9 @@ def parse_set(item: str) -> tuple[str, str]:
 def kube_request(*, profile: str | None = None, namespace: str | None = None, sets: list[str] | None = None,
                  name: str | None = None, wait: bool = True, dry_run: bool = False,
                  timeout: float | None = None, storage: str | None = None, mlflow_uri: str | None = None,
-                 extra: Mapping[str, Any] | None = None, all_namespaces: bool = False) -> KubeRequest:
+                 all_namespaces: bool = False) -> KubeRequest:
     """A KubeRequest from a command's options."""
     overrides = Overrides(profile=profile, namespace=namespace, storage=storage, mlflow_uri=mlflow_uri,
-                          sets=tuple(sets or ()), extra=dict(extra or {}))
+                          sets=tuple(sets or ()))
     return KubeRequest(overrides=overrides, name=name, wait=wait, dry_run=dry_run, timeout_s=timeout,
                        all_namespaces=all_namespaces)
-
-
-def require_k8s(target, command: str) -> None:
-    """Commands that exist only for the Kubernetes target refuse an explicit other target."""
-    name = getattr(target, "value", target)
-    if name not in (None, "k8s"):
-        raise ConfigError(f"`sentinel {command}` works on the Kubernetes target only",
-                          hint="drop --target, or use --target k8s")

@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sentinel_cli.app import app
-from sentinel_cli.backends.kubernetes.backend import resolve_checkpoint
+from sentinel_cli.backends.kubernetes.plan import resolve_checkpoint
 from sentinel_cli.k8s.request import Overrides
 from sentinel_cli.k8s.settings import load
 from sentinel_ml.store import index as checkpoints

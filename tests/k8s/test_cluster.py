@@ -25,9 +25,12 @@ from kubernetes import client
 from typer.testing import CliRunner
 
 from sentinel_cli.app import app
-from sentinel_cli.backends.kubernetes import backend
-from sentinel_cli.k8s.request import kube_request
+from sentinel_cli.backends.kubernetes import plan, run
+from sentinel_cli.backends.kubernetes.backend import KubernetesBackend
+from sentinel_cli.backends.results import ServeReport
+from sentinel_cli.k8s.request import KubeRequest, kube_request
 from sentinel_ml.entrypoint import exit_code
+from sentinel_ml.serving.config import ServeRequest
 from sentinel_ml.store import index as checkpoints
 from sentinel_ml.store import uri as storage
 from sentinel_ml.store.checkpoint import checkpoint_uri
@@ -114,6 +117,16 @@ def _job_name(prefix: str = "train") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
+def _serve(checkpoint: str, deploy: KubeRequest) -> ServeReport:
+    return KubernetesBackend().serve(ServeRequest(checkpoint=checkpoint), deploy)
+
+
+def _cluster(name: str) -> None:
+    """A standalone RayCluster, as `sentinel render cluster` plans it, applied."""
+    deploy = kube_request(name=name)
+    run.cluster(plan.plan_cluster(deploy), deploy)
+
+
 # -- apply -------------------------------------------------------------------------------------
 
 
@@ -121,16 +134,15 @@ def test_every_template_applies_and_the_operator_makes_the_pods_we_expect(cluste
     ns = cluster.namespace
     job = _job_name()
     assert cli("train", "--target", "k8s", "--name", job, "--no-wait").exit_code == 0
-    tune = backend.KubernetesBackend().tune(StudyConfig(samples=4), kube_request(name=_job_name("tune"), wait=False))
-    serve = backend.serve("s3://bucket/artifacts/runs/train-x/best.pt",
-                          deploy=kube_request(wait=False))
-    backend.cluster(deploy=kube_request(name="interactive"))
+    tune = KubernetesBackend().tune(StudyConfig(samples=4), kube_request(name=_job_name("tune"), wait=False))
+    serve = _serve("s3://bucket/artifacts/runs/train-x/best.pt", kube_request(wait=False))
+    _cluster("interactive")
 
     rayjob = cluster.get("rayjobs", job)
     assert rayjob["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "sentinel"
     assert rayjob["metadata"]["labels"]["sentinel.io/run-id"] == job
-    assert cluster.get("rayjobs", tune["rayjob"])["spec"]["entrypoint"].startswith("python -m sentinel_ml.tune")
-    assert cluster.get("rayservices", serve["rayservice"])["metadata"]["annotations"][
+    assert cluster.get("rayjobs", tune.rayjob)["spec"]["entrypoint"].startswith("python -m sentinel_ml.tune")
+    assert cluster.get("rayservices", serve.rayservice)["metadata"]["annotations"][
         "sentinel.io/checkpoint"] == "s3://bucket/artifacts/runs/train-x/best.pt"
     account = cluster.core.read_namespaced_service_account("sentinel", ns)
     assert account.metadata.annotations["eks.amazonaws.com/role-arn"] == "arn:aws:iam::123456789012:role/sentinel"
@@ -159,7 +171,7 @@ def test_every_template_applies_and_the_operator_makes_the_pods_we_expect(cluste
     status = cli("status", "--target", "k8s", "-o", "json")
     assert status.exit_code == 0, status.output
     rows = {(r["kind"], r["name"]) for r in json.loads(status.stdout)["objects"]}
-    assert rows == {("RayJob", job), ("RayJob", tune["rayjob"]), ("RayService", "recommender"),
+    assert rows == {("RayJob", job), ("RayJob", tune.rayjob), ("RayService", "recommender"),
                     ("RayCluster", "interactive")}  # the clusters KubeRay made for them are not listed
     table = cli("status", "--target", "k8s")
     assert job in table.stdout and "interactive" in table.stdout
@@ -172,8 +184,8 @@ def test_reapplying_changes_nothing_and_dry_run_creates_nothing(cluster) -> None
     job = _job_name()
     args = ("train", "--target", "k8s", "--name", job, "--no-wait")
     assert cli(*args).exit_code == 0
-    backend.serve("s3://bucket/artifacts/runs/train-x/best.pt", deploy=kube_request(wait=False))
-    backend.cluster(deploy=kube_request(name="interactive"))
+    _serve("s3://bucket/artifacts/runs/train-x/best.pt", kube_request(wait=False))
+    _cluster("interactive")
     objects = [("rayjobs", job), ("rayservices", "recommender"), ("rayclusters", "interactive")]
 
     def settled_reason() -> str | None:  # the operator has made its own first writes
@@ -184,8 +196,8 @@ def test_reapplying_changes_nothing_and_dry_run_creates_nothing(cluster) -> None
     before = {name: cluster.get(plural, name)["metadata"] for plural, name in objects}
     again = cli(*args)
     assert again.exit_code == 0, again.output
-    backend.serve("s3://bucket/artifacts/runs/train-x/best.pt", deploy=kube_request(wait=False))
-    backend.cluster(deploy=kube_request(name="interactive"))
+    _serve("s3://bucket/artifacts/runs/train-x/best.pt", kube_request(wait=False))
+    _cluster("interactive")
     for plural, name in objects:
         after = cluster.get(plural, name)["metadata"]
         assert after["generation"] == before[name]["generation"], (plural, name)
@@ -353,7 +365,7 @@ def test_ctrl_c_detaches_and_says_how_to_reattach(cluster) -> None:
 
 
 def test_following_a_cluster_head_until_ctrl_c(cluster) -> None:
-    backend.cluster(deploy=kube_request(name="interactive"))
+    _cluster("interactive")
 
     def head_reason() -> str | None:
         heads = [p for p in cluster.pods("ray.io/cluster=interactive,ray.io/node-type=head")
@@ -398,9 +410,9 @@ def test_serve_resolves_through_s3_upgrades_in_place_and_waits_for_ready(cluster
     wait_for("the RayService's cluster", cluster_reason, TIMEOUT_S)
     clusters_before = {c["metadata"]["name"] for c in cluster.items("rayclusters")}
 
-    best = backend.serve("best", deploy=kube_request(wait=False))  # the other checkpoint: an upgrade
-    assert best["checkpoint"] == older.best_checkpoint
-    assert best["previous_checkpoint"] == newer.best_checkpoint
+    best = _serve("best", kube_request(wait=False))  # the other checkpoint: an upgrade
+    assert best.checkpoint == older.best_checkpoint
+    assert best.previous_checkpoint == newer.best_checkpoint
     service = cluster.get("rayservices", "recommender")
     assert older.best_checkpoint in service["spec"]["serveConfigV2"]
     assert service["metadata"]["generation"] == 2
@@ -451,7 +463,7 @@ def test_serve_that_never_gets_ready_times_out_with_3(cluster) -> None:
     cluster.env.dashboard.set_serve_status(cluster.namespace, "DEPLOYING")  # and never gets further
     cluster.write_record("train-20260101-000000-cccc", 0.9, "2026-01-01T00:00:00+00:00")
     with pytest.raises(Exception) as raised:
-        backend.serve("latest", deploy=kube_request(name="slow", timeout=6))
+        _serve("latest", kube_request(name="slow", timeout=6))
     assert exit_code(raised.value) == 3
     assert "RayService slow made no progress for 6s" in raised.value.message
 
@@ -460,14 +472,14 @@ def test_serve_whose_application_fails_to_deploy_exits_1_with_the_reason(cluster
     cluster.write_record("train-20260101-000000-dddd", 0.9, "2026-01-01T00:00:00+00:00")
     cluster.env.dashboard.set_serve_status(cluster.namespace, "DEPLOY_FAILED")
     with pytest.raises(Exception) as raised:
-        backend.serve("latest", deploy=kube_request(name="broken", timeout=60))
+        _serve("latest", kube_request(name="broken", timeout=60))
     assert exit_code(raised.value) == 1, raised.value
     assert "RayService broken: the Serve application failed" in raised.value.message
 
 
 def test_serve_with_an_empty_index_says_to_train_first(cluster) -> None:
     with pytest.raises(Exception) as raised:
-        backend.serve("latest", deploy=kube_request(wait=False))
+        _serve("latest", kube_request(wait=False))
     assert exit_code(raised.value) == 2 and "checkpoint index is empty" in raised.value.message
     assert cluster.items("rayservices") == []
 

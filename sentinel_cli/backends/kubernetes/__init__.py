@@ -1,2 +1,3 @@
-"""The ``k8s`` target: KubeRay objects planned, applied and followed (``backend``), and the platform
-``up``/``down``/``doctor`` (``platform``)."""
+"""The ``k8s`` target: KubeRay objects planned (``plan``), applied and followed (``run``), looked at
+(``inspect``), behind the ``JobTarget`` of ``backend``; and the platform's ``up``/``down``/``doctor``
+(``platform``)."""

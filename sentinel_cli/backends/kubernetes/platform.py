@@ -22,6 +22,7 @@ from typing import Any
 from sentinel_cli.checks import FAIL, PASS, SKIP, Item, report, run_check
 from sentinel_cli.k8s import platform_objects as po
 from sentinel_cli.k8s.client import FIELD_MANAGER, Kube, KubeRayMissing
+from sentinel_cli.k8s.request import PLATFORM_WAIT_S
 from sentinel_ml.errors import ConfigError, SentinelError
 
 
@@ -42,7 +43,7 @@ class UpRequest:
     dry_run: bool = False
     operator: bool = True  # False: the cluster already runs a KubeRay operator; only check its CRDs
     wait: bool = True  # wait (bounded) until MinIO, its buckets and MLflow are ready
-    timeout_s: float = 600.0  # give up waiting after this long without progress
+    timeout_s: float = PLATFORM_WAIT_S  # give up waiting after this long without progress
 
 
 def up(settings, request: UpRequest) -> dict[str, Any]:
@@ -371,7 +372,7 @@ def _policy(settings) -> dict[str, Any] | None:
 
 
 def down(settings, purge: bool = False, dry_run: bool = False, wait: bool = True,
-         timeout_s: float = 600.0) -> dict[str, Any]:
+         timeout_s: float = PLATFORM_WAIT_S) -> dict[str, Any]:
     """Delete what ``up`` made (the data too with ``purge``); with ``wait``, until it is gone: a
     claim still terminating when ``up`` runs again would be reused, then removed under MinIO."""
     ns, heads = settings.namespace, dict(settings.head_node_selector)

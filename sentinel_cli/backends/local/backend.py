@@ -1,43 +1,56 @@
-"""The embedded local target: Ray on this machine, checkpoints on local disk or S3."""
+"""The embedded local target: jobs on Ray on this machine, checkpoints on local disk or S3
+(``LocalBackend``); a platform of prerequisites to check (``LocalPlatform``, the checks in ``platform``)."""
 
 from __future__ import annotations
 
-from typing import Any
+from sentinel_cli.backends.base import Unsupported
+from sentinel_cli.backends.results import (
+    CheckReport,
+    DeleteReport,
+    LogsReport,
+    ServeReport,
+    StatusReport,
+    StopReport,
+    TrainReport,
+    TuneReport,
+    from_data,
+)
+from sentinel_cli.k8s.request import KubeRequest, PlatformRequest, check_local
 
-from sentinel_cli.k8s.request import KubeRequest, check_local
+NAME = "local"
 
 
 class LocalBackend:
-    name = "local"
+    name = NAME
 
-    def train(self, config, deploy: KubeRequest) -> dict[str, Any]:
+    def train(self, config, deploy: KubeRequest) -> TrainReport:
         from sentinel_cli.progress import train_progress
         from sentinel_ml.training.run import train
 
         check_local(deploy)
-        return train(config, on_progress=train_progress).summary()
+        return from_data(TrainReport, train(config, on_progress=train_progress).summary())
 
-    def tune(self, config, deploy: KubeRequest) -> dict[str, Any]:
+    def tune(self, config, deploy: KubeRequest) -> TuneReport:
         from sentinel_cli.progress import tune_progress
         from sentinel_ml.tuning.study import tune
 
         check_local(deploy)
-        return tune(config, on_progress=tune_progress).summary()
+        return from_data(TuneReport, tune(config, on_progress=tune_progress).summary())
 
-    def serve(self, request, deploy: KubeRequest) -> dict[str, Any]:
+    def serve(self, request, deploy: KubeRequest) -> ServeReport:
         from sentinel_cli.backends.local import serving
         from sentinel_cli.progress import serve_progress
 
         check_local(deploy)
-        return serving.start(request, on_progress=serve_progress)
+        return from_data(ServeReport, serving.start(request, on_progress=serve_progress))
 
-    def serve_stop(self, deploy: KubeRequest) -> dict[str, Any]:
+    def serve_stop(self, deploy: KubeRequest) -> StopReport:
         from sentinel_cli.backends.local import serving
 
         check_local(deploy)
-        return serving.stop()
+        return from_data(StopReport, serving.stop())
 
-    def status(self, storage: str | None, limit: int, deploy: KubeRequest) -> dict[str, Any]:
+    def status(self, storage: str | None, limit: int, deploy: KubeRequest) -> StatusReport:
         from dataclasses import asdict
 
         from sentinel_cli.backends.local import serving
@@ -47,5 +60,47 @@ class LocalBackend:
         check_local(deploy)
         root = storage_root(storage)
         records = read_records(root)
-        return {"target": self.name, "storage": root, "runs": [asdict(r) for r in records[:limit]],
-                "serving": serving.describe()}
+        described = serving.describe()
+        return StatusReport(target=self.name, storage=root, runs=[asdict(r) for r in records[:limit]],
+                            serving=from_data(ServeReport, described) if described is not None else None)
+
+    def logs(self, name: str, follow: bool, deploy: KubeRequest) -> LogsReport:
+        raise _kubernetes_only("logs")
+
+    def delete(self, name: str, deploy: KubeRequest) -> DeleteReport:
+        raise _kubernetes_only("delete")
+
+
+def _kubernetes_only(command: str) -> Unsupported:
+    return Unsupported(f"`sentinel {command}` works on the Kubernetes target only",
+                       hint="drop --target, or use --target k8s")
+
+
+class LocalPlatform:
+    """``up``/``down``/``doctor`` on the local target: nothing to install, prerequisites to check."""
+
+    name = "local"
+
+    def up(self, request: PlatformRequest) -> CheckReport:
+        from sentinel_cli.backends.local.platform import prerequisites
+
+        check_local(request)
+        return _report(prerequisites(request.data, request.storage, request.mlflow_uri))
+
+    def down(self, request: PlatformRequest) -> CheckReport:
+        from sentinel_cli.checks import SKIP, Item
+
+        check_local(request)
+        return _report([Item("platform", SKIP, "nothing installed on the local target; data stays in $SENTINEL_HOME")])
+
+    def doctor(self, request: PlatformRequest) -> CheckReport:
+        from sentinel_cli.backends.local.platform import doctor
+
+        check_local(request)
+        return _report(doctor(request.data, request.storage, request.mlflow_uri))
+
+
+def _report(items: list) -> CheckReport:
+    from sentinel_cli.checks import report
+
+    return from_data(CheckReport, report("local", items))

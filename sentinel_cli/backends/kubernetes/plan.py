@@ -1,0 +1,143 @@
+"""The plan: exactly the objects a command applies, shared by running it and rendering it.
+
+``plan_train``, ``plan_tune``, ``plan_serve`` and ``plan_cluster`` take the command's typed request
+and its ``KubeRequest``, load the settings (defaults < profile < environment < flags, where the
+request's own fields arrive as typed values) and render the templates. Pure but for reading the
+profile and, for a named checkpoint, the index in S3.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from sentinel_cli.k8s.request import KubeRequest, Overrides, ServeOverrides
+from sentinel_cli.k8s.settings import KubeSettings
+from sentinel_ml.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sentinel_ml.serving.config import ServeRequest
+    from sentinel_ml.training.config import TrainConfig
+    from sentinel_ml.tuning.config import StudyConfig
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    settings: KubeSettings
+    objects: list[dict[str, Any]]
+    timeout_s: float  # how long to wait without progress: --timeout, else the profile's wait_timeout_s
+
+
+@dataclass(frozen=True)
+class ServePlan(Plan):
+    checkpoint: str = ""  # the exact URI resolved
+    run_id: str | None = None  # the run it came from
+
+
+def plan_train(config: TrainConfig, deploy: KubeRequest) -> Plan:
+    """A RayJob running ``python -m sentinel_ml.train`` for ``config``."""
+    from sentinel_cli.k8s import manifests
+
+    settings, name = _job(config, deploy, "train")
+    return _plan(deploy, settings, name, "train", manifests.train_values(settings, config, name))
+
+
+def plan_tune(config: StudyConfig, deploy: KubeRequest) -> Plan:
+    """A RayJob running ``python -m sentinel_ml.tune`` for ``config``."""
+    from sentinel_cli.k8s import manifests
+
+    settings, name = _job(config, deploy, "tune")
+    return _plan(deploy, settings, name, "tune", manifests.tune_values(settings, config, name))
+
+
+def plan_serve(request: ServeRequest, deploy: KubeRequest) -> ServePlan:
+    """A RayService for ``request``'s checkpoint (a named one resolved through the index in S3)."""
+    from sentinel_cli.k8s import manifests
+    from sentinel_cli.k8s.render import render
+
+    if request.host is not None:
+        raise ConfigError("--host only applies to the local target",
+                          hint="on k8s the RayService's Service exposes the port")
+    settings = load_settings(deploy, _flags(request, serve=_serve_overrides(request)))
+    uri, run_id = resolve_checkpoint(request.checkpoint or "latest", settings)
+    values = manifests.serve_values(settings, uri, run_id, deploy.name)
+    timeout = _timeout(deploy, settings, request.timeout_s)
+    return ServePlan(values["name"], settings, render("serve", values), timeout, checkpoint=uri, run_id=run_id)
+
+
+def plan_cluster(deploy: KubeRequest) -> Plan:
+    """A standalone RayCluster with the training worker group (for interactive work)."""
+    from sentinel_cli.k8s import manifests
+
+    settings = load_settings(deploy)
+    name = deploy.name or "sentinel"
+    return _plan(deploy, settings, name, "cluster", manifests.cluster_values(settings, name))
+
+
+def load_settings(deploy: KubeRequest, request: Overrides | None = None) -> KubeSettings:
+    """The settings for ``deploy``; a request's own fields (``request``) count where ``deploy``'s
+    flags leave them unset."""
+    from sentinel_cli.k8s import settings
+
+    overrides = deploy.overrides
+    if request is not None:
+        given = {"storage": request.storage, "mlflow_uri": request.mlflow_uri}
+        unset = {k: v for k, v in given.items() if v is not None and getattr(overrides, k) is None}
+        overrides = replace(overrides, **unset, serve=_over(overrides.serve, request.serve))
+    return settings.load(overrides)
+
+
+def resolve_checkpoint(reference: str, settings: KubeSettings) -> tuple[str, str | None]:
+    """``latest`` / ``best`` / run id through the index in S3; an s3:// URI as given (pods cannot
+    read this machine's files). The run id is kept only when it is a valid label value."""
+    from sentinel_cli.k8s.settings import check_label
+    from sentinel_ml.store import index
+
+    if index.looks_like_uri(reference) and not reference.startswith("s3://"):
+        raise ConfigError(f"checkpoint {reference} is not in S3; pods cannot read this machine's files",
+                          hint="use latest, best, a run id, or an s3:// URI")
+    root = None if index.looks_like_uri(reference) else settings.require_storage()
+    uri, run_id = index.resolve_checkpoint(reference, root, must_exist=False)
+    try:
+        return uri, check_label(run_id, "run id") if run_id else None
+    except ConfigError:
+        return uri, None
+
+
+def _job(config: TrainConfig | StudyConfig, deploy: KubeRequest, kind: str) -> tuple[KubeSettings, str]:
+    from sentinel_ml.store.index import new_run_id
+
+    settings = load_settings(deploy, _flags(config))
+    config.validate()
+    return settings, deploy.name or config.run_id or new_run_id(kind)
+
+
+def _plan(deploy: KubeRequest, settings: KubeSettings, name: str, what: str, values: dict[str, Any]) -> Plan:
+    from sentinel_cli.k8s.render import render
+
+    return Plan(name, settings, render(what, values), _timeout(deploy, settings))
+
+
+def _flags(request: Any, serve: ServeOverrides | None = None) -> Overrides:
+    """The settings a request carries (--storage, --mlflow-uri; serve's ports and replica bounds)."""
+    return Overrides(storage=getattr(request, "storage", None), mlflow_uri=getattr(request, "mlflow_uri", None),
+                     serve=serve or ServeOverrides())
+
+
+def _serve_overrides(request: ServeRequest) -> ServeOverrides:
+    """A ServeRequest's ports and replica bounds, over the profile's ``serve`` settings."""
+    scaling = request.app_args or {}
+    return ServeOverrides(port=request.port, grpc_port=request.grpc_port,
+                          min_replicas=scaling.get("min_replicas"), max_replicas=scaling.get("max_replicas"))
+
+
+def _over(flags: ServeOverrides, request: ServeOverrides) -> ServeOverrides:
+    """``request``'s values where ``flags`` has none."""
+    return ServeOverrides(**{k: v if v is not None else getattr(request, k) for k, v in vars(flags).items()})
+
+
+def _timeout(deploy: KubeRequest, settings: KubeSettings, requested: float | None = None) -> float:
+    if deploy.timeout_s is not None:
+        return deploy.timeout_s
+    return requested if requested is not None else settings.wait_timeout_s
