@@ -519,6 +519,31 @@ def test_status_of_200_rayjobs_makes_one_list_call_per_kind(cluster, monkeypatch
     assert {method for method, _ in requests} == {"GET"} and selectors == {"app.kubernetes.io/managed-by=sentinel"}
 
 
+def test_status_lists_the_runs_of_the_storage_given_on_the_command_line(cluster) -> None:
+    """`--storage` beats the profile's storage for the runs listed beside the objects."""
+    import boto3
+
+    in_profile = cluster.write_record("train-20260101-000000-aaaa", 0.90, "2026-01-01T00:00:00+00:00")
+    other = f"s3://{cluster.storage.split('/')[2]}-other/elsewhere"
+    boto3.client("s3").create_bucket(Bucket=other.split("/")[2])
+    given = checkpoints.RunRecord(
+        run_id="train-20260102-000000-bbbb", kind="train", created_at="2026-01-02T00:00:00+00:00",
+        config={}, metrics={"val_rmse": 0.8}, checkpoints={"best": checkpoint_uri(other, "train-x", "best")})
+    checkpoints.write_record(other, given)
+
+    result = cli("status", "--target", "k8s", "--storage", other, "-o", "json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["storage"] == other
+    assert [r["run_id"] for r in report["runs"]] == [given.run_id]
+    assert report["namespace"] == cluster.namespace  # the rest of the profile still applies
+    table = cli("status", "--target", "k8s", "--storage", other)
+    assert table.exit_code == 0, table.output
+    assert given.run_id in table.stdout and in_profile.run_id not in table.stdout
+    default = json.loads(cli("status", "--target", "k8s", "-o", "json").stdout)  # no flag: the profile's
+    assert (default["storage"], [r["run_id"] for r in default["runs"]]) == (cluster.storage, [in_profile.run_id])
+
+
 # -- errors ------------------------------------------------------------------------------------
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from sentinel_cli.backends.kubernetes.plan import load_settings
 from sentinel_cli.backends.kubernetes.run import NAME, connect, detached, finish_job
 from sentinel_cli.backends.results import DeleteReport, LogsReport, ManagedObject, StatusReport
-from sentinel_cli.k8s.request import KubeRequest
+from sentinel_cli.k8s.request import KubeRequest, Overrides
 from sentinel_cli.progress import kube_line as _driver_line
 from sentinel_cli.progress import kube_say as _say
 from sentinel_cli.progress import kube_waiting as _waiting
@@ -18,11 +18,11 @@ from sentinel_ml.errors import ConfigError, SentinelError
 
 def status(storage: str | None, limit: int, deploy: KubeRequest) -> StatusReport:
     """The managed objects (the newest ``limit`` RayJobs, every RayService and standalone RayCluster)
-    and the newest runs in the profile's storage."""
+    and the newest runs in ``storage`` (--storage, else the profile's)."""
     from sentinel_cli.k8s import manifests
     from sentinel_cli.k8s.client import RAYCLUSTER, RAYJOB, RAYSERVICE
 
-    settings = load_settings(deploy)
+    settings = load_settings(deploy, Overrides(storage=storage))
     now = datetime.now(timezone.utc)
     with connect(settings) as kube:
         everywhere = deploy.all_namespaces
