@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from sentinel_cli import backends, options
-from sentinel_cli.backends.results import TrainReport, shown, to_data
 from sentinel_cli.k8s.request import KubeRequest
 from sentinel_cli.output import OutputFormat, emit, key_value_table
 from sentinel_ml.training.config import DEFAULT_MAX_FAILURES
 
 
 @options.kube_options()
+@options.hyperparameter_options(per_run_after="model", tunable_after="max_failures")
 def train(
     model: Annotated[options.Model, typer.Option(help=options.MODEL_HELP, case_sensitive=False)] = options.Model.mf,
-    epochs: Annotated[int | None, typer.Option(min=1, show_default=False,
-                                               help="Training epochs. Default: mf 5, autorec 30.")] = None,
     workers: Annotated[int | None, typer.Option(min=1, show_default=False, help="Ray Train workers. 1 runs "
                                                 "in-process (Ray Train local mode); 2 or more start a DDP "
                                                 "worker group. Default: 1; on k8s the profile's workers (4), "
@@ -26,19 +24,6 @@ def train(
         min=0, help="With 2 or more workers: restarts of the worker group after a lost worker (a killed "
                     "process, a preempted spot node), each resuming from the last epoch's checkpoint. "
                     "0: a lost worker ends the run.")] = DEFAULT_MAX_FAILURES,
-    batch_size: Annotated[int | None, typer.Option(
-        min=1, show_default=False, help="Global batch size (split across workers): ratings (mf, default 512) "
-                                        "or movies (autorec, default 128).")] = None,
-    lr: Annotated[float | None, typer.Option(show_default=False,
-                                             help="Adam learning rate. Default: 0.01.")] = None,
-    embedding_dim: Annotated[int | None, typer.Option(
-        min=1, show_default=False, help="Latent factors per user and movie (autorec: its hidden units). "
-                                        "Default: mf 32, autorec 500.")] = None,
-    regularization: Annotated[float | None, typer.Option(
-        min=0.0, show_default=False, help="L2 weight: on the factors (mf, default 0.08) or on the network "
-                                          "weights (autorec, default 100).")] = None,
-    lr_decay: Annotated[float | None, typer.Option(
-        show_default=False, help="Learning-rate decay per epoch. Default: mf 0.6, autorec 0.85.")] = None,
     seed: options.SeedOpt = 42,
     split: options.SplitOpt = options.Split.u1,
     data: options.DataOpt = None,
@@ -46,36 +31,35 @@ def train(
     mlflow_uri: options.MlflowOpt = None,
     target: options.TargetOpt = None,
     output: options.OutputOpt = OutputFormat.table,
+    hyperparameters: dict[str, Any] | None = None,
     deploy: KubeRequest = KubeRequest(),
 ) -> None:
     """Train the recommender (a matrix factorization) with Ray Train + Lightning on MovieLens 100k."""
     from sentinel_ml.training.config import Hyperparameters, TrainConfig
 
-    hp = Hyperparameters.for_model(model.value, epochs=epochs, batch_size=batch_size, lr=lr,
-                                   embedding_dim=embedding_dim, regularization=regularization,
-                                   lr_decay=lr_decay, seed=seed, split=split.value)
+    hp = Hyperparameters.for_model(model.value, **(hyperparameters or {}), seed=seed, split=split.value)
     config = TrainConfig(hp=hp, workers=workers or 1, max_failures=max_failures, data=data, storage=storage,
                          mlflow_uri=mlflow_uri)
-    deploy = deploy.with_overrides(workers=workers)  # k8s: pods; None: the profile's
-    report = backends.select(target, deploy.overrides.profile).train(config, deploy)
-    emit(report, output, _summary_table)
+    deploy = deploy.with_extra({"workers": workers} if workers else {})  # k8s: pods, else the profile's
+    summary = backends.select(target, deploy.overrides.profile).train(config, deploy)
+    emit(summary, output, _summary_table)
 
 
-def _summary_table(report: TrainReport):
-    if not report.finished:  # k8s: applied, dry run, or no index record to show
-        return key_value_table([(k, v) for k, v in to_data(report).items() if k != "objects"])
-    metrics = report.metrics
+def _summary_table(summary: dict):
+    if "metrics" not in summary:  # k8s: applied, dry run, or no index record to show
+        return key_value_table([(k, v) for k, v in summary.items() if k != "objects"])
+    metrics = summary["metrics"]
     return key_value_table([
-        ("run id", report.run_id),
-        ("model", shown(report.model)),
+        ("run id", summary["run_id"]),
+        ("model", summary["model"]),
         ("best val RMSE", f"{metrics['val_rmse']:.4f} (epoch {metrics['best_epoch']})"),
         ("u1 test RMSE", f"{metrics['test_rmse']:.4f}"),
-        ("checkpoint", report.checkpoints["best"]),
-        ("last checkpoint", report.checkpoints["last"]),
-        ("index record", report.index_uri),
-        ("MLflow run", report.mlflow_run_id or f"not recorded ({report.mlflow_error})"),
-        ("restarts", _restarts(report.restarts or [])),
-        ("wall time", f"{report.wall_s:.1f}s"),
+        ("checkpoint", summary["checkpoints"]["best"]),
+        ("last checkpoint", summary["checkpoints"]["last"]),
+        ("index record", summary["index_uri"]),
+        ("MLflow run", summary["mlflow_run_id"] or f"not recorded ({summary['mlflow_error']})"),
+        ("restarts", _restarts(summary.get("restarts") or [])),
+        ("wall time", f"{summary['wall_s']:.1f}s"),
     ])
 
 

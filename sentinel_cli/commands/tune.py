@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from sentinel_cli import backends, options
-from sentinel_cli.backends.results import TuneReport, to_data
 from sentinel_cli.k8s.request import KubeRequest
 from sentinel_cli.output import OutputFormat, emit, key_value_table, records_table
 from sentinel_ml.training.config import DEFAULT_MAX_FAILURES
@@ -31,21 +30,23 @@ def tune(
         case_sensitive=False)] = options.Model.autorec,
     samples: Annotated[int, typer.Option(min=1, help="Trials to sample from the search space.")] = 20,
     max_epochs: Annotated[int | None, typer.Option(
-        min=1, show_default=False, help="Epochs of a trial that is never stopped. Default: mf 20, autorec 30.")] = None,
+        min=1, show_default=False,
+        help=f"Epochs of a trial that is never stopped. Default: {options.study_default_help('max_epochs')}.")] = None,
     scheduler: Annotated[Scheduler, typer.Option(
         help="asha stops weak trials at rungs; fifo runs every trial to --max-epochs (no early stopping).",
         case_sensitive=False)] = Scheduler.asha,
     grace_period: Annotated[int | None, typer.Option(
         min=1, show_default=False,
-        help="ASHA: epochs before a trial can be stopped. Default: mf 2, autorec 1.")] = None,
+        help=f"ASHA: epochs before a trial can be stopped. Default: {options.study_default_help('grace_period')}.")
+    ] = None,
     reduction_factor: Annotated[int | None, typer.Option(
         min=2, show_default=False, help="ASHA: keep the best 1/N of trials at each rung. "
-                                        "Default: mf 3, autorec 4.")] = None,
+                                        f"Default: {options.study_default_help('reduction_factor')}.")] = None,
     concurrency: Annotated[int | None, typer.Option(
         min=1, show_default=False, help="Trials running at the same time. Default: one per CPU, at most 4.")] = None,
     space: Annotated[Path | None, typer.Option(
-        help="YAML or TOML file overriding search-space dimensions (lr, regularization, embedding_dim, "
-             "batch_size, lr_decay); see docs/tuning.md.", show_default=False)] = None,
+        help=f"YAML or TOML file overriding search-space dimensions ({options.SPACE_DIMENSIONS}); "
+             "see docs/tuning.md.", show_default=False)] = None,
     workers_per_trial: Annotated[int, typer.Option(
         min=1, help="1 runs the Lightning loop in the trial; 2 or more start a DDP TorchTrainer per trial.")] = 1,
     cpus_per_trial: Annotated[float | None, typer.Option(
@@ -78,45 +79,46 @@ def tune(
         data=data, storage=storage, mlflow_uri=mlflow_uri,
     )
     config.validate()  # every flag and the space file are checked before Ray starts
-    report = backends.select(target, deploy.overrides.profile).tune(config, deploy)
-    emit(report, output, lambda r: _tables(r, top))
+    summary = backends.select(target, deploy.overrides.profile).tune(config, deploy)
+    emit(summary, output, lambda s: _tables(s, top))
 
 
-def _tables(report: TuneReport, top: int):
+def _tables(summary: dict, top: int):
     from rich.console import Group
 
-    if not report.finished:  # k8s: applied, dry run, or no index record to show
-        return key_value_table([(k, v) for k, v in to_data(report).items() if k != "objects"])
+    if "trials" not in summary:  # k8s: applied, dry run, or no index record to show
+        return key_value_table([(k, v) for k, v in summary.items() if k != "objects"])
 
     rows = [{**t, **{k: _short(v) for k, v in t["config"].items()}, "restarts": _restarts(t)}
-            for t in report.trials[:top]]
-    shown = f"top {len(rows)} of {len(report.trials)} trials" if len(rows) < len(report.trials) \
+            for t in summary["trials"][:top]]
+    shown = f"top {len(rows)} of {len(summary['trials'])} trials" if len(rows) < len(summary["trials"]) \
         else "trials"
-    best, metrics = report.best, report.metrics
+    counts = summary["counts"]
+    best, metrics = summary["best"], summary["metrics"]
     return Group(
         records_table(rows, TRIAL_COLUMNS, title=shown),
         key_value_table([
-            ("study", f"{report.run_id} ({report.model}, {report.scheduler}, "
-                      f"{report.samples} samples, "
-                      f"up to {report.max_epochs} epochs)"),
-            ("trials", ", ".join(f"{n} {state}" for state, n in report.counts.items())),
-            ("trial-epochs run", report.trial_epochs),
+            ("study", f"{summary['run_id']} ({summary['model']}, {summary['scheduler']}, "
+                      f"{summary['samples']} samples, "
+                      f"up to {summary['max_epochs']} epochs)"),
+            ("trials", ", ".join(f"{n} {state}" for state, n in counts.items())),
+            ("trial-epochs run", summary["trial_epochs"]),
             ("best trial", f"{best['trial_id']}  " + "  ".join(f"{k}={_short(v)}" for k, v in best["config"].items())),
             ("best val RMSE", f"{metrics['val_rmse']:.4f} (epoch {metrics['best_epoch']})"),
-            (f"{report.split} test RMSE", f"{metrics['test_rmse']:.4f}"),
-            ("checkpoint", report.checkpoints["best"]),
-            ("index record", report.index_uri),
-            ("MLflow run", report.mlflow_run_id or f"not recorded ({report.mlflow_error})"),
-            ("wall time", _wall(report)),
+            (f"{summary['split']} test RMSE", f"{metrics['test_rmse']:.4f}"),
+            ("checkpoint", summary["checkpoints"]["best"]),
+            ("index record", summary["index_uri"]),
+            ("MLflow run", summary["mlflow_run_id"] or f"not recorded ({summary['mlflow_error']})"),
+            ("wall time", _wall(summary)),
         ]),
     )
 
 
-def _wall(report: TuneReport) -> str:
-    phases = report.phases or {}
+def _wall(summary: dict) -> str:
+    phases = summary.get("phases") or {}
     split = ", ".join(f"{name.removesuffix('_s')} {phases[name]:.1f}s"
                       for name in ("setup_s", "trials_s", "finish_s") if name in phases)
-    return f"{report.wall_s:.1f}s" + (f" ({split})" if split else "")
+    return f"{summary['wall_s']:.1f}s" + (f" ({split})" if split else "")
 
 
 def _restarts(trial: dict) -> str:
