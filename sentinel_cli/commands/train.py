@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from sentinel_cli import backends, options
+from sentinel_cli.backends.results import TrainReport, shown, to_data
 from sentinel_cli.k8s.request import KubeRequest
 from sentinel_cli.output import OutputFormat, emit, key_value_table
 from sentinel_ml.training.config import DEFAULT_MAX_FAILURES
@@ -40,26 +41,26 @@ def train(
     hp = Hyperparameters.for_model(model.value, **(hyperparameters or {}), seed=seed, split=split.value)
     config = TrainConfig(hp=hp, workers=workers or 1, max_failures=max_failures, data=data, storage=storage,
                          mlflow_uri=mlflow_uri)
-    deploy = deploy.with_extra({"workers": workers} if workers else {})  # k8s: pods, else the profile's
-    summary = backends.select(target, deploy.overrides.profile).train(config, deploy)
-    emit(summary, output, _summary_table)
+    deploy = deploy.with_overrides(workers=workers)  # k8s: pods; None: the profile's
+    report = backends.select(target, deploy.overrides.profile).train(config, deploy)
+    emit(report, output, _summary_table)
 
 
-def _summary_table(summary: dict):
-    if "metrics" not in summary:  # k8s: applied, dry run, or no index record to show
-        return key_value_table([(k, v) for k, v in summary.items() if k != "objects"])
-    metrics = summary["metrics"]
+def _summary_table(report: TrainReport):
+    if not report.finished:  # k8s: applied, dry run, or no index record to show
+        return key_value_table([(k, v) for k, v in to_data(report).items() if k != "objects"])
+    metrics = report.metrics
     return key_value_table([
-        ("run id", summary["run_id"]),
-        ("model", summary["model"]),
+        ("run id", report.run_id),
+        ("model", shown(report.model)),
         ("best val RMSE", f"{metrics['val_rmse']:.4f} (epoch {metrics['best_epoch']})"),
         ("u1 test RMSE", f"{metrics['test_rmse']:.4f}"),
-        ("checkpoint", summary["checkpoints"]["best"]),
-        ("last checkpoint", summary["checkpoints"]["last"]),
-        ("index record", summary["index_uri"]),
-        ("MLflow run", summary["mlflow_run_id"] or f"not recorded ({summary['mlflow_error']})"),
-        ("restarts", _restarts(summary.get("restarts") or [])),
-        ("wall time", f"{summary['wall_s']:.1f}s"),
+        ("checkpoint", report.checkpoints["best"]),
+        ("last checkpoint", report.checkpoints["last"]),
+        ("index record", report.index_uri),
+        ("MLflow run", report.mlflow_run_id or f"not recorded ({report.mlflow_error})"),
+        ("restarts", _restarts(report.restarts or [])),
+        ("wall time", f"{report.wall_s:.1f}s"),
     ])
 
 

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from sentinel_cli import backends, options
+from sentinel_cli.backends.results import TuneReport, to_data
 from sentinel_cli.k8s.request import KubeRequest
 from sentinel_cli.output import OutputFormat, emit, key_value_table, records_table
 from sentinel_ml.training.config import DEFAULT_MAX_FAILURES
@@ -79,46 +80,45 @@ def tune(
         data=data, storage=storage, mlflow_uri=mlflow_uri,
     )
     config.validate()  # every flag and the space file are checked before Ray starts
-    summary = backends.select(target, deploy.overrides.profile).tune(config, deploy)
-    emit(summary, output, lambda s: _tables(s, top))
+    report = backends.select(target, deploy.overrides.profile).tune(config, deploy)
+    emit(report, output, lambda r: _tables(r, top))
 
 
-def _tables(summary: dict, top: int):
+def _tables(report: TuneReport, top: int):
     from rich.console import Group
 
-    if "trials" not in summary:  # k8s: applied, dry run, or no index record to show
-        return key_value_table([(k, v) for k, v in summary.items() if k != "objects"])
+    if not report.finished:  # k8s: applied, dry run, or no index record to show
+        return key_value_table([(k, v) for k, v in to_data(report).items() if k != "objects"])
 
     rows = [{**t, **{k: _short(v) for k, v in t["config"].items()}, "restarts": _restarts(t)}
-            for t in summary["trials"][:top]]
-    shown = f"top {len(rows)} of {len(summary['trials'])} trials" if len(rows) < len(summary["trials"]) \
+            for t in report.trials[:top]]
+    shown = f"top {len(rows)} of {len(report.trials)} trials" if len(rows) < len(report.trials) \
         else "trials"
-    counts = summary["counts"]
-    best, metrics = summary["best"], summary["metrics"]
+    best, metrics = report.best, report.metrics
     return Group(
         records_table(rows, TRIAL_COLUMNS, title=shown),
         key_value_table([
-            ("study", f"{summary['run_id']} ({summary['model']}, {summary['scheduler']}, "
-                      f"{summary['samples']} samples, "
-                      f"up to {summary['max_epochs']} epochs)"),
-            ("trials", ", ".join(f"{n} {state}" for state, n in counts.items())),
-            ("trial-epochs run", summary["trial_epochs"]),
+            ("study", f"{report.run_id} ({report.model}, {report.scheduler}, "
+                      f"{report.samples} samples, "
+                      f"up to {report.max_epochs} epochs)"),
+            ("trials", ", ".join(f"{n} {state}" for state, n in report.counts.items())),
+            ("trial-epochs run", report.trial_epochs),
             ("best trial", f"{best['trial_id']}  " + "  ".join(f"{k}={_short(v)}" for k, v in best["config"].items())),
             ("best val RMSE", f"{metrics['val_rmse']:.4f} (epoch {metrics['best_epoch']})"),
-            (f"{summary['split']} test RMSE", f"{metrics['test_rmse']:.4f}"),
-            ("checkpoint", summary["checkpoints"]["best"]),
-            ("index record", summary["index_uri"]),
-            ("MLflow run", summary["mlflow_run_id"] or f"not recorded ({summary['mlflow_error']})"),
-            ("wall time", _wall(summary)),
+            (f"{report.split} test RMSE", f"{metrics['test_rmse']:.4f}"),
+            ("checkpoint", report.checkpoints["best"]),
+            ("index record", report.index_uri),
+            ("MLflow run", report.mlflow_run_id or f"not recorded ({report.mlflow_error})"),
+            ("wall time", _wall(report)),
         ]),
     )
 
 
-def _wall(summary: dict) -> str:
-    phases = summary.get("phases") or {}
+def _wall(report: TuneReport) -> str:
+    phases = report.phases or {}
     split = ", ".join(f"{name.removesuffix('_s')} {phases[name]:.1f}s"
                       for name in ("setup_s", "trials_s", "finish_s") if name in phases)
-    return f"{summary['wall_s']:.1f}s" + (f" ({split})" if split else "")
+    return f"{report.wall_s:.1f}s" + (f" ({split})" if split else "")
 
 
 def _restarts(trial: dict) -> str:
