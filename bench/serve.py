@@ -42,7 +42,7 @@ from sentinel_ml.serving.api import (
     check_pairs,
     check_user,
 )
-from sentinel_ml.serving.config import GRPC_SERVICE, MODEL_NAME
+from sentinel_ml.serving.config import GRPC_SERVICE, NAMES
 from sentinel_ml.serving.tfserving import TFPredictRequest, TFPredictResponse
 
 REPO = Path(__file__).resolve().parents[1]
@@ -145,7 +145,7 @@ def main() -> int:
         print(f"ray serve up in {time.monotonic() - started:.1f}s: {summary['http']} and {summary['grpc']} "
               f"(gRPC), extra settings {json.dumps(serve_env)} {json.dumps(app_args)}")
         http = {"serve": f"http://127.0.0.1:{args.port}", "baseline": f"http://127.0.0.1:{args.baseline_port}"}
-        paths = {"recommend": "/recommend", "tfserving": f"/v1/models/{MODEL_NAME}:predict"}
+        paths = {"recommend": "/recommend", "tfserving": f"/v1/models/{NAMES.model}:predict"}
         grpc = {"serve": f"127.0.0.1:{args.grpc_port}", "baseline": f"127.0.0.1:{args.baseline_grpc_port}"}
 
         def load(protocol: str, target: str, c: int, duration_s: float) -> dict:
@@ -272,7 +272,7 @@ def _grpc_requests(movies: int, count: int = 200) -> list[dict]:
     requests = []
     for _ in range(count):
         users, items = rng.integers(1, 944, movies).tolist(), rng.integers(1, 1683, movies).tolist()
-        requests.append({"model_name": MODEL_NAME, "inputs": [
+        requests.append({"model_name": NAMES.model, "inputs": [
             {"name": name, "datatype": "INT64", "shape": [movies], "contents": {"int64_contents": values}}
             for name, values in (("user_id", users), ("movie_id", items))]})
     return requests
@@ -379,7 +379,7 @@ def _run_baseline_grpc_server(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(1)
     model = Recommender.load(args.checkpoint, Path(args.data))
-    ref = ModelRef(MODEL_NAME, 1, model.num_users, model.num_items)
+    ref = ModelRef(NAMES.model, 1, model.num_users, model.num_items)
 
     class Servicer(pb_grpc.GRPCInferenceServiceServicer):
         async def ModelInfer(self, request, context):

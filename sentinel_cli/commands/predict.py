@@ -15,7 +15,7 @@ from sentinel_ml.errors import ConfigError
 from sentinel_ml.serving.config import (
     DEFAULT_GRPC_ADDRESS,
     DEFAULT_URL,
-    MODEL_NAME,
+    NAMES,
     PROTOCOLS,
 )
 
@@ -33,7 +33,7 @@ def predict(
     url: options.UrlOpt = DEFAULT_URL,
     grpc_address: Annotated[str, typer.Option("--grpc", help="host:port of the gRPC service (--protocol grpc).",
                                               envvar="SENTINEL_GRPC")] = DEFAULT_GRPC_ADDRESS,
-    model: Annotated[str, typer.Option(help="Model name for tfserving, v2 and grpc.")] = MODEL_NAME,
+    model: Annotated[str, typer.Option(help="Model name for tfserving, v2 and grpc.")] = NAMES.model,
     output: options.OutputOpt = OutputFormat.table,
 ) -> None:
     """Predicted ratings (1-5) of the given movies for a user, over any served protocol."""

@@ -91,16 +91,9 @@ def serve_values(settings: KubeSettings, checkpoint: str, run_id: str | None,
     selects this RayService's pods whose Serve proxy is ready (``ray.io/serve=true``)."""
     name = check_name(name or settings.serve.name, "RayService")
     serving = settings.serve
-    autoscaling = {
-        "min_replicas": serving.min_replicas,
-        "max_replicas": serving.max_replicas,
-        "target_ongoing_requests": float(serving.target_ongoing_requests),
-        "upscale_delay_s": float(serving.upscale_delay_s),
-        "downscale_delay_s": float(serving.downscale_delay_s),
-    }
-    args: dict[str, Any] = {"checkpoint": checkpoint, "run_id": run_id, **autoscaling}
-    if settings.data:
-        args["data"] = settings.data
+    # Built and validated as the local target builds them (bad values: a ConfigError, before any
+    # object is rendered or applied); the autoscaling goes once, to the deployment.
+    args = serving_app.serve_args(checkpoint, run_id, settings.data, serving.autoscaling.model_dump())
     serve_ports = [{"name": "serve", "containerPort": serving.port},
                    {"name": "grpc", "containerPort": serving.grpc_port}]
     head = _head(settings, settings.images.serve, "serve")
@@ -121,14 +114,7 @@ def serve_values(settings: KubeSettings, checkpoint: str, run_id: str | None,
             "selector": {RAYSERVICE_LABEL: name, **SERVE_READY},
             "port": serving.grpc_port,
         },
-        "app": {
-            "name": serving_app.APP_NAME,
-            "import_path": serving_app.IMPORT_PATH,
-            "route_prefix": serving_app.ROUTE_PREFIX,
-            "deployment": serving_app.DEPLOYMENT_NAME,
-            "args": args,
-            "autoscaling": autoscaling,
-        },
+        "app": serving_app.serve_application(args),
         "cluster": _cluster(settings, head, [workers], autoscaling=True),
     }
 

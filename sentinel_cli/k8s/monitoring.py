@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from sentinel_cli.k8s import client as kinds
-from sentinel_ml.serving.config import DEPLOYMENT_NAME
+from sentinel_ml.serving.config import NAMES
 
 METRICS_PORT_NAME = "metrics"  # the KubeRay head and worker containers' metrics port
 DASHBOARD_LABEL = {"grafana_dashboard": "1"}  # what Grafana's dashboard sidecar watches for
@@ -70,9 +70,9 @@ SERVING_PANELS = [
     ("gRPC P95 latency (ms)", f'histogram_quantile(0.95, sum(rate(ray_serve_grpc_request_latency_ms_bucket{{{_GRPC}}}[5m])) by (le))', "ms"),
     ("HTTP errors per second", f'sum(rate(ray_serve_num_http_error_requests_total{{{_ROUTES}}}[1m])) by (error_code)', "reqps"),
     ("gRPC errors per second", f'sum(rate(ray_serve_num_grpc_error_requests_total{{{_GRPC}}}[1m])) by (error_code)', "reqps"),
-    ("Replicas", f'sum(ray_serve_deployment_replica_healthy{{deployment="{DEPLOYMENT_NAME}"}})', "short"),
-    ("Ongoing requests per replica", f'avg(ray_serve_replica_processing_queries{{deployment="{DEPLOYMENT_NAME}"}})', "short"),
-    ("Queued requests", f'sum(ray_serve_deployment_queued_queries{{deployment="{DEPLOYMENT_NAME}"}})', "short"),
+    ("Replicas", f'sum(ray_serve_deployment_replica_healthy{{deployment="{NAMES.deployment}"}})', "short"),
+    ("Ongoing requests per replica", f'avg(ray_serve_replica_processing_queries{{deployment="{NAMES.deployment}"}})', "short"),
+    ("Queued requests", f'sum(ray_serve_deployment_queued_queries{{deployment="{NAMES.deployment}"}})', "short"),
 ]
 TRAINING_PANELS = [
     ("CPU utilisation by node", 'avg(ray_node_cpu_utilization) by (instance)', "percent"),

@@ -35,10 +35,10 @@ from pydantic import (
     model_validator,
 )
 
-from sentinel_cli.k8s.request import Overrides, parse_set
+from sentinel_cli.k8s.request import Overrides
 from sentinel_ml.errors import ConfigError
 from sentinel_ml.paths import sentinel_home
-from sentinel_ml.serving.config import AUTOSCALING, DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT
+from sentinel_ml.serving.config import DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT, NAMES, Autoscaling
 
 PROFILE_ENV = "SENTINEL_PROFILE"
 # Environment variable -> dotted key inside the `kubernetes` section.
@@ -194,15 +194,12 @@ class RayJobPolicy(_Model):
         return self
 
 
-class Serving(_Model):
-    """The RayService: Serve autoscaling (DESIGN.md) and the worker pods it may use."""
+class Serving(_Model, Autoscaling):
+    """The RayService: its name, Serve's autoscaling of the deployment (the fields of
+    ``sentinel_ml.serving.config.Autoscaling``, flat: ``serve.min_replicas`` …) and the worker pods it
+    may use."""
 
-    name: str = "recommender"
-    min_replicas: int = Field(AUTOSCALING["min_replicas"], ge=0)
-    max_replicas: int = Field(AUTOSCALING["max_replicas"], ge=1)
-    target_ongoing_requests: float = Field(AUTOSCALING["target_ongoing_requests"], gt=0)
-    upscale_delay_s: float = Field(AUTOSCALING["upscale_delay_s"], ge=0)
-    downscale_delay_s: float = Field(AUTOSCALING["downscale_delay_s"], ge=0)
+    name: str = NAMES.service
     workers: int = Field(1, ge=0)  # worker pods at start
     max_workers: int = Field(5, ge=0)
     port: int = Field(DEFAULT_HTTP_PORT, ge=1, le=65535)
@@ -216,13 +213,15 @@ class Serving(_Model):
 
     @model_validator(mode="after")
     def _ranges(self) -> Serving:
-        if self.max_replicas < self.min_replicas:
-            raise ValueError("max_replicas must be >= min_replicas")
         if self.grpc_port == self.port:
             raise ValueError("grpc_port must differ from port")
         if self.max_workers < self.workers:
             raise ValueError("max_workers must be >= workers")
         return self
+
+    @property
+    def autoscaling(self) -> Autoscaling:
+        return Autoscaling(**self.model_dump(include=set(Autoscaling.model_fields)))
 
 
 class KubeSettings(_Model):
@@ -360,8 +359,7 @@ def load(overrides: Overrides | None = None, environ: Mapping[str, str] | None =
         if environ.get(name):
             _set_dotted(merged, key, environ[name])
             sources[key] = f"${name}"
-    _merge(merged, overrides.values(), sources)
-    for key, value in map(parse_set, overrides.sets):
+    for key, value in overrides.pairs():
         _set_dotted(merged, key, value)
         sources[key] = "the command line"
     try:
@@ -386,18 +384,6 @@ def _describe(error: ValidationError, path: Path | None, sources: dict[str, str]
 # Mappings keyed by free-form strings: `--set env.NAME=value` sets one key, keeping the others
 # (the profile's, else the defaults).
 _MAPPINGS = ("env", "head_node_selector", "spot.node_selector", "serve.node_selector")
-
-
-def _merge(target: dict[str, Any], values: Mapping[str, Any], sources: dict[str, str], prefix: str = "") -> None:
-    """Typed values from the command line (``Overrides.values``) over the profile, key by key."""
-    for key, value in values.items():
-        if isinstance(value, Mapping):
-            child = target.get(key)
-            target[key] = child = dict(child) if isinstance(child, dict) else {}
-            _merge(child, value, sources, f"{prefix}{key}.")
-        else:
-            target[key] = value
-            sources[prefix + key] = "the command line"
 
 
 def _set_dotted(target: dict[str, Any], key: str, value: Any) -> None:

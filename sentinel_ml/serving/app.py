@@ -4,8 +4,9 @@ protocols on one HTTP port (``/recommend``, TF-Serving's ``/v1``, the Open Infer
 
 Build it with ``app_builder(ServeArgs(...))``. That is the same function a RayService names as its
 ``import_path`` (``sentinel_ml.serve:app_builder``), with the fields of ``ServeArgs`` as ``args`` in
-``serveConfigV2``; Serve turns the dict into ``ServeArgs`` from the annotation (so this module must
-not use ``from __future__ import annotations``).
+``serveConfigV2``; Serve turns the dict into ``ServeArgs`` (``sentinel_ml.serving.config``) from the
+annotation (so this module must not use ``from __future__ import annotations``). A RayService's args
+carry no autoscaling: its ``serveConfigV2`` gives it to the deployment, and Serve applies it.
 
 Each replica loads the model from the checkpoint URI (local path or ``s3://``) and the dataset
 (titles, rated movies) from the data source when it starts. Predictions of every protocol go through
@@ -22,7 +23,6 @@ from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ray import serve
 from ray.serve import Application
 from ray.serve.grpc_util import RayServegRPCContext
@@ -51,74 +51,9 @@ from sentinel_ml.serving.api import (
     validation_message,
 )
 from sentinel_ml.serving.batching import AdaptiveWait, MicroBatcher
-from sentinel_ml.serving.config import (
-    APP_NAME,
-    AUTOSCALING,
-    DEFAULT_HTTP_PORT,
-    DEPLOYMENT_NAME,
-    MODEL_NAME,
-    RECOMMEND_PATH,
-    ROUTE_PREFIX,
-)
+from sentinel_ml.serving.config import NAMES, RECOMMEND_PATH, ServeArgs
 
 log = logging.getLogger(__name__)
-
-class ServeArgs(BaseModel):
-    """What the application is built from: the CLI and a RayService's ``args`` both give these."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    checkpoint: str = Field(description="Checkpoint URI: a local path or s3://bucket/…/best.pt.")
-    run_id: str | None = Field(None, description="Run the checkpoint came from (shown by /model).")
-    model_name: str = Field(MODEL_NAME, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",
-                            description="The model's name in TF-Serving and OIP requests.")
-    model_version: int | None = Field(None, ge=1, description="The model's version in TF-Serving and OIP. "
-                                      "Default: from the run id's time, else from the checkpoint URI.")
-    data: str | None = Field(None, description="MovieLens source for titles and rated movies "
-                             "(directory, zip, file:// or http(s) URL). Default: $SENTINEL_DATA, "
-                             "else download from GroupLens once per node.")
-    min_replicas: int = Field(AUTOSCALING["min_replicas"], ge=0)
-    max_replicas: int = Field(AUTOSCALING["max_replicas"], ge=1)
-    target_ongoing_requests: float = Field(AUTOSCALING["target_ongoing_requests"], gt=0)
-    upscale_delay_s: float = Field(AUTOSCALING["upscale_delay_s"], ge=0)
-    downscale_delay_s: float = Field(AUTOSCALING["downscale_delay_s"], ge=0)
-    num_cpus: float = Field(0.5, gt=0, description="CPUs reserved per replica.")
-    max_ongoing_requests: int = Field(32, ge=1, description="Requests one replica takes at once; "
-                                      "the rest wait in the proxy. Also the largest useful batch.")
-    max_batch_size: int = Field(32, ge=1)
-    batch_wait_timeout_s: float = Field(0.005, ge=0, description="The longest a batch waits for more "
-                                        "requests while they keep arriving (at most 1 ms after the last; "
-                                        "a lone caller does not wait; see sentinel_ml.serving.batching). "
-                                        "0: never wait, batch whatever queued while the previous batch ran.")
-    torch_threads: int = Field(1, ge=1, description="Intra-op threads per replica.")
-    access_log: bool = Field(False, description="Log every request in the replica logs (costs throughput).")
-
-    @model_validator(mode="after")
-    def _consistent(self) -> "ServeArgs":
-        if self.max_replicas < self.min_replicas:
-            raise ValueError("max_replicas must be >= min_replicas")
-        if self.max_ongoing_requests < self.target_ongoing_requests:
-            raise ValueError("max_ongoing_requests must be >= target_ongoing_requests")
-        return self
-
-    def deployment_options(self) -> dict[str, Any]:
-        """``Deployment.options`` keyword arguments (names as in Ray Serve 2.60)."""
-        return {
-            "autoscaling_config": {
-                "min_replicas": self.min_replicas,
-                "initial_replicas": max(self.min_replicas, 1),
-                "max_replicas": self.max_replicas,
-                "target_ongoing_requests": self.target_ongoing_requests,
-                "upscale_delay_s": self.upscale_delay_s,
-                "downscale_delay_s": self.downscale_delay_s,
-            },
-            "max_ongoing_requests": self.max_ongoing_requests,
-            "ray_actor_options": {"num_cpus": self.num_cpus},
-            "logging_config": {"enable_access_log": self.access_log},
-            "user_config": {"max_batch_size": self.max_batch_size,
-                            "batch_wait_timeout_s": self.batch_wait_timeout_s},
-        }
-
 
 api = FastAPI(
     title="Sentinel MovieRecommender",
@@ -193,7 +128,7 @@ OIP_INFER = {**OIP, "responses": {**oip.ERROR_RESPONSES, 200: {"description": "J
 RECOMMEND = {"tags": ["recommend"]}
 
 
-@serve.deployment(name=DEPLOYMENT_NAME)
+@serve.deployment(name=NAMES.deployment)
 @serve.ingress(api)
 class MovieRecommender:
     def __init__(self, args: dict[str, Any]) -> None:
@@ -441,4 +376,4 @@ def app_builder(args: ServeArgs) -> Application:
     return MovieRecommender.options(**settings.deployment_options()).bind(settings.model_dump())
 
 
-__all__ = ["APP_NAME", "DEFAULT_HTTP_PORT", "DEPLOYMENT_NAME", "ROUTE_PREFIX", "ServeArgs", "app_builder"]
+__all__ = ["MovieRecommender", "ServeArgs", "app_builder"]

@@ -1,21 +1,39 @@
-"""The serving application's names and defaults, defined once, and what ``sentinel serve`` asks a
-backend for: plain data, cheap to import (no Ray, no FastAPI). The local target, the RayService
-manifest, the profile's ``serve`` settings and the application itself all read them from here."""
+"""The serving application's configuration, defined once: its names, its autoscaling, the arguments it
+is built from (``ServeArgs``) and what ``sentinel serve`` asks a target for (``ServeRequest``). Plain
+data and pydantic, cheap to import (no Ray, no FastAPI), so that the local target, the RayService
+manifest, the profile's ``serve`` settings and the application itself all read them from here, and the
+Kubernetes target validates what it renders before anything is applied."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
 from sentinel_ml.errors import ConfigError
 
-APP_NAME = "sentinel"
-DEPLOYMENT_NAME = "MovieRecommender"
+
+@dataclass(frozen=True)
+class ServeNames:
+    """The one naming scheme of what serves the model. The product names the application, the class
+    names the deployment, and the model and the Kubernetes objects that expose it share one name.
+    Each name is seen from outside (Serve's status, metrics labels, request paths, Service DNS names),
+    so renaming one is a breaking change for whoever reads it."""
+
+    application: str  # the Serve application: serve.status(), serveConfigV2 applications[].name
+    deployment: str  # the Serve deployment: its replicas, the `deployment` label of Serve's metrics
+    model: str  # the model in TF-Serving and OIP requests (/v1/models/<model>, /v2/models/<model>)
+    service: str  # the RayService (profile serve.name) and its Services <service>-serve-svc, <service>-grpc
+
+
+NAMES = ServeNames(application="sentinel", deployment="MovieRecommender", model="recommender",
+                   service="recommender")
 # Serve mounts the application at the root: it answers /recommend, TF-Serving's /v1 and the Open
 # Inference Protocol's /v2 on the one HTTP port.
 ROUTE_PREFIX = "/"
 RECOMMEND_PATH = "/recommend"
-MODEL_NAME = "recommender"  # the model's name in TF-Serving and OIP requests (ServeArgs.model_name)
 SIGNATURE_NAME = "serving_default"  # TF-Serving's only signature here
 DEFAULT_HTTP_HOST = "127.0.0.1"
 DEFAULT_HTTP_PORT = 8000
@@ -29,10 +47,124 @@ GRPC_SERVICE = "inference.GRPCInferenceService"
 PROTOCOLS = ("recommend", "tfserving", "v2", "grpc")
 # The application as Ray Serve and a RayService's serveConfigV2 import it (a string: no Ray here).
 IMPORT_PATH = "sentinel_ml.serve:app_builder"
-# Autoscaling of the deployment (DESIGN.md): min 1, max 5 replicas, 5 ongoing requests per replica,
-# upscale after 1 s, downscale after 30 s.
-AUTOSCALING = {"min_replicas": 1, "max_replicas": 5, "target_ongoing_requests": 5.0,
-               "upscale_delay_s": 1.0, "downscale_delay_s": 30.0}
+
+
+class Autoscaling(BaseModel):
+    """Serve's autoscaling of the deployment, the one definition of its fields, defaults and limits:
+    ``ServeArgs.autoscaling`` (local target) and the profile's ``serve.*`` keys (Kubernetes) are this
+    model. It reaches Serve once: as the deployment's options locally, as the deployment's
+    ``autoscaling_config`` in a RayService's ``serveConfigV2``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_replicas: int = Field(1, ge=0, description="Autoscaling floor (0: scale to zero when idle).")
+    max_replicas: int = Field(5, ge=1, description="Autoscaling ceiling.")
+    target_ongoing_requests: float = Field(5.0, gt=0, description="Ongoing requests per replica the "
+                                           "autoscaler aims at.")
+    upscale_delay_s: float = Field(1.0, ge=0, description="How long the load must call for more replicas.")
+    downscale_delay_s: float = Field(30.0, ge=0, description="How long the load must call for fewer replicas.")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Autoscaling:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError("max_replicas must be >= min_replicas")
+        return self
+
+    def serve_config(self) -> dict[str, Any]:
+        """Ray Serve's ``AutoscalingConfig`` (key names as in Ray 2.60): these fields, and a first
+        replica at once even when the floor is zero, so a new deployment answers its health check."""
+        fields = self.model_dump(include=set(Autoscaling.model_fields))
+        return {**fields, "initial_replicas": max(self.min_replicas, 1)}
+
+
+class ServeArgs(BaseModel):
+    """What the application is built from (``app_builder``): the local target passes these, and a
+    RayService's ``serveConfigV2`` passes them as the application's ``args``. Build them with
+    ``serve_args`` (both targets do) to get a ``ConfigError`` with a hint for bad values."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    checkpoint: str = Field(min_length=1, description="Checkpoint URI: a local path or s3://bucket/…/best.pt.")
+    run_id: str | None = Field(None, description="Run the checkpoint came from (shown by /model).")
+    model_name: str = Field(NAMES.model, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",
+                            description="The model's name in TF-Serving and OIP requests.")
+    model_version: int | None = Field(None, ge=1, description="The model's version in TF-Serving and OIP. "
+                                      "Default: from the run id's time, else from the checkpoint URI.")
+    data: str | None = Field(None, description="MovieLens source for titles and rated movies "
+                             "(directory, zip, file:// or http(s) URL). Default: $SENTINEL_DATA, "
+                             "else download from GroupLens once per node.")
+    autoscaling: Autoscaling | None = Field(None, description="Set: the builder applies it (local "
+                                            "target). None: the Serve config applies it (a RayService's "
+                                            "serveConfigV2 carries it as the deployment's autoscaling_config).")
+    num_cpus: float = Field(0.5, gt=0, description="CPUs reserved per replica.")
+    max_ongoing_requests: int = Field(32, ge=1, description="Requests one replica takes at once; "
+                                      "the rest wait in the proxy. Also the largest useful batch.")
+    max_batch_size: int = Field(32, ge=1)
+    batch_wait_timeout_s: float = Field(0.005, ge=0, description="The longest a batch waits for more "
+                                        "requests while they keep arriving (at most 1 ms after the last; "
+                                        "a lone caller does not wait; see sentinel_ml.serving.batching). "
+                                        "0: never wait, batch whatever queued while the previous batch ran.")
+    torch_threads: int = Field(1, ge=1, description="Intra-op threads per replica.")
+    access_log: bool = Field(False, description="Log every request in the replica logs (costs throughput).")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ServeArgs:
+        if self.autoscaling and self.max_ongoing_requests < self.autoscaling.target_ongoing_requests:
+            raise ValueError("max_ongoing_requests must be >= target_ongoing_requests")
+        return self
+
+    def deployment_options(self) -> dict[str, Any]:
+        """``Deployment.options`` keyword arguments (names as in Ray Serve 2.60); autoscaling only
+        when these args carry it (else the Serve config's deployment entry does)."""
+        options: dict[str, Any] = {
+            "max_ongoing_requests": self.max_ongoing_requests,
+            "ray_actor_options": {"num_cpus": self.num_cpus},
+            "logging_config": {"enable_access_log": self.access_log},
+            "user_config": {"max_batch_size": self.max_batch_size,
+                            "batch_wait_timeout_s": self.batch_wait_timeout_s},
+        }
+        if self.autoscaling is not None:
+            options["autoscaling_config"] = self.autoscaling.serve_config()
+        return options
+
+
+def serve_args(checkpoint: str, run_id: str | None, data: str | None = None,
+               settings: Mapping[str, Any] | None = None) -> ServeArgs:
+    """``ServeArgs`` the way both targets build them: ``settings`` are flat, ``ServeArgs`` fields and
+    ``Autoscaling`` fields by their own names (``ServeRequest.app_args``, the profile's ``serve.*``);
+    the autoscaling is always set, from its defaults where ``settings`` say nothing. Bad values are a
+    ``ConfigError`` naming each field, before anything is deployed or rendered."""
+    settings = dict(settings or {})
+    scaling = {k: settings.pop(k) for k in list(settings) if k in Autoscaling.model_fields}
+    given = {**settings, "checkpoint": checkpoint, "run_id": run_id, **({"data": data} if data else {})}
+    try:
+        return ServeArgs.model_validate({**given, "autoscaling": scaling})
+    except ValidationError as e:
+        problems = "; ".join(f"{_field(err['loc'])}: {err['msg'].removeprefix('Value error, ')}"
+                             for err in e.errors())
+        raise ConfigError(f"invalid serving settings: {problems}",
+                          hint="see the application's settings and their limits in docs/serving.md "
+                               "(\"The application\")") from None
+
+
+def _field(loc: tuple) -> str:
+    names = [str(part) for part in loc if part != "autoscaling"]
+    return ".".join(names) or "settings"
+
+
+def serve_application(args: ServeArgs) -> dict[str, Any]:
+    """The application's entry in a Serve config file (a RayService's ``serveConfigV2``
+    ``applications[]``). The autoscaling goes once, into the deployment's ``autoscaling_config``, which
+    Serve applies; the builder's ``args`` leave it out, so the builder sets none."""
+    if args.autoscaling is None:
+        raise ValueError("serve_application needs args with autoscaling (build them with serve_args)")
+    return {
+        "name": NAMES.application,
+        "import_path": IMPORT_PATH,
+        "route_prefix": ROUTE_PREFIX,
+        "args": args.model_dump(exclude_unset=True, exclude={"autoscaling"}),
+        "deployments": [{"name": NAMES.deployment, "autoscaling_config": args.autoscaling.serve_config()}],
+    }
 
 
 @dataclass(frozen=True)
@@ -44,7 +176,7 @@ class ServeRequest:
     port: int | None = None  # None: the target's default (8000; k8s: the profile's serve.port)
     grpc_port: int | None = None  # None: the target's default (9000; k8s: the profile's serve.grpc_port)
     timeout_s: float | None = None  # bound on the wait until it serves; None: the target's default
-    app_args: dict[str, Any] = field(default_factory=dict)  # ServeArgs overrides (replicas, CPUs, …)
+    app_args: dict[str, Any] = field(default_factory=dict)  # serve_args settings (replicas, CPUs, …)
 
     def validate(self) -> None:
         if self.port is not None and not 1 <= self.port <= 65535:

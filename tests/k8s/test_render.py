@@ -30,14 +30,8 @@ TUNE_ID = "tune-20260101-000000-abcd"
 CHECKPOINT = f"s3://sentinel-test/artifacts/runs/{RUN_ID}/best.pt"
 
 
-def _settings(**values: Any) -> settings.KubeSettings:
-    """The test profile, with ``values`` (dotted keys, or mappings of them) as ``--set`` would give them."""
-    return settings.load(Overrides(profile=str(PROFILE), sets=tuple(_sets(values))), environ={})
-
-
-def _sets(values: dict[str, Any], prefix: str = "") -> list[str]:
-    return [item for key, value in values.items()
-            for item in (_sets(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key}={value}"])]
+def _settings(**extra: Any) -> settings.KubeSettings:
+    return settings.load(Overrides(profile=str(PROFILE), extra=extra), environ={})
 
 
 def _values(what: str, kube: settings.KubeSettings | None = None) -> dict[str, Any]:
@@ -226,7 +220,7 @@ def test_serve_config_is_a_valid_serve_application_with_the_checkpoint(kube_env)
     from ray.serve.schema import ServeDeploySchema
 
     from sentinel_ml.serving import config as serve_config
-    from sentinel_ml.serving.app import ServeArgs
+    from sentinel_ml.serving.config import ServeArgs
 
     service = render.render("serve", _values("serve"))[1]
     config = yaml.safe_load(service["spec"]["serveConfigV2"])
@@ -235,17 +229,31 @@ def test_serve_config_is_a_valid_serve_application_with_the_checkpoint(kube_env)
     assert config["grpc_options"]["port"] == serve_config.DEFAULT_GRPC_PORT
     app_config = config["applications"][0]
     assert app_config["import_path"] == serve_config.IMPORT_PATH == "sentinel_ml.serve:app_builder"
-    assert (app_config["name"], app_config["route_prefix"]) == (serve_config.APP_NAME, serve_config.ROUTE_PREFIX)
+    names = serve_config.NAMES
+    assert (app_config["name"], app_config["route_prefix"]) == (names.application, serve_config.ROUTE_PREFIX)
     args = ServeArgs.model_validate(app_config["args"])  # the builder's typed args accept them
     assert (args.checkpoint, args.run_id) == (CHECKPOINT, RUN_ID)
+    assert args.autoscaling is None  # sent once: the deployment's autoscaling_config, which Serve applies
     deployment = app_config["deployments"][0]
-    assert deployment["name"] == serve_config.DEPLOYMENT_NAME
+    assert deployment["name"] == names.deployment
     assert deployment["autoscaling_config"] == {
         "min_replicas": 1, "max_replicas": 5, "target_ongoing_requests": 5.0,
-        "upscale_delay_s": 1.0, "downscale_delay_s": 30.0}
+        "upscale_delay_s": 1.0, "downscale_delay_s": 30.0, "initial_replicas": 1}
+    assert service["metadata"]["name"] == names.service
     assert service["metadata"]["annotations"]["sentinel.io/checkpoint"] == CHECKPOINT
     workers = service["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]
     assert workers["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"] == "500m"
+
+
+def test_serve_args_are_validated_when_rendered(kube_env) -> None:
+    """The application's own typed args check what the RayService would pass, before anything is
+    applied: a value the profile accepts but the application would refuse (a replica takes 32
+    requests at once, so it cannot aim at 40) is a ConfigError with a hint here, not a failed
+    deployment in the cluster later."""
+    kube = _settings(**{"serve.target_ongoing_requests": 40})
+    with pytest.raises(ConfigError, match="max_ongoing_requests must be >= target_ongoing_requests") as refused:
+        manifests.serve_values(kube, CHECKPOINT, RUN_ID)
+    assert refused.value.hint and "docs/serving.md" in refused.value.hint
 
 
 def test_another_checkpoint_changes_only_the_serve_config(kube_env) -> None:
@@ -421,7 +429,7 @@ def test_cli_render_serve_and_cluster(kube_env) -> None:
     items = yaml.safe_load(serve.stdout)["items"]
     assert [item["kind"] for item in items] == ["ServiceAccount", "RayService", "Service"]
     serve_config = yaml.safe_load(items[1]["spec"]["serveConfigV2"])["applications"][0]
-    assert (serve_config["args"]["checkpoint"], serve_config["args"]["max_replicas"]) == (CHECKPOINT, 3)
+    assert serve_config["args"]["checkpoint"] == CHECKPOINT and "max_replicas" not in serve_config["args"]
     assert serve_config["deployments"][0]["autoscaling_config"]["max_replicas"] == 3
     cluster = runner.invoke(app, ["render", "cluster", "--profile", str(PROFILE), "--set", "workers=3",
                                   "-n", "team-a"])

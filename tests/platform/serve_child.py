@@ -16,15 +16,15 @@ def main() -> None:
     import ray
     from ray import serve
 
-    from sentinel_ml.serving.app import ServeArgs, app_builder
-    from sentinel_ml.serving.config import APP_NAME, ROUTE_PREFIX
+    from sentinel_ml.serving.app import app_builder
+    from sentinel_ml.serving.config import NAMES, ROUTE_PREFIX, serve_args
 
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              logging_level=logging.WARNING, _metrics_export_port=metrics_port)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": http_port})
-        args = ServeArgs(checkpoint=checkpoint, data=data, min_replicas=1, max_replicas=1, num_cpus=0.5)
-        serve.run(app_builder(args), name=APP_NAME, route_prefix=ROUTE_PREFIX)
+        args = serve_args(checkpoint, None, data, {"min_replicas": 1, "max_replicas": 1, "num_cpus": 0.5})
+        serve.run(app_builder(args), name=NAMES.application, route_prefix=ROUTE_PREFIX)
         print("ready", flush=True)
         sys.stdin.read()
     finally:

@@ -20,20 +20,20 @@ def served_app(ray_session, trained_run, dataset_dir):
     """The application behind Serve's own HTTP and gRPC proxies, one replica, on free loopback ports."""
     from ray import serve
 
-    from sentinel_ml.serving.app import ServeArgs, app_builder
+    from sentinel_ml.serving.app import app_builder
     from sentinel_ml.serving.config import (
-        APP_NAME,
+        NAMES,
         RECOMMEND_PATH,
         ROUTE_PREFIX,
         grpc_options,
+        serve_args,
     )
 
     port, grpc_port = free_port(), free_port()
     checkpoint = trained_run.checkpoints["best"]
     serve.start(http_options={"host": "127.0.0.1", "port": port}, grpc_options=grpc_options(grpc_port))
-    args = ServeArgs(checkpoint=checkpoint, run_id=trained_run.run_id, data=str(dataset_dir),
-                     min_replicas=1, max_replicas=1)
-    serve.run(app_builder(args), name=APP_NAME, route_prefix=ROUTE_PREFIX)
+    args = serve_args(checkpoint, trained_run.run_id, str(dataset_dir), {"min_replicas": 1, "max_replicas": 1})
+    serve.run(app_builder(args), name=NAMES.application, route_prefix=ROUTE_PREFIX)
     yield SimpleNamespace(url=f"http://127.0.0.1:{port}{RECOMMEND_PATH}", base=f"http://127.0.0.1:{port}",
                           grpc=f"127.0.0.1:{grpc_port}", checkpoint=checkpoint, run_id=trained_run.run_id,
                           dataset_dir=dataset_dir)

@@ -73,15 +73,76 @@ def test_validation_message_is_one_readable_line():
 def test_app_args_defaults_follow_the_design():
     from ray.serve.config import AutoscalingConfig
 
-    from sentinel_ml.serving.app import ServeArgs
+    from sentinel_ml.serving.config import serve_args
 
-    options = ServeArgs(checkpoint="/x/runs/r/best.pt").deployment_options()
+    options = serve_args("/x/runs/r/best.pt", None).deployment_options()
     autoscaling = options["autoscaling_config"]
     assert (autoscaling["min_replicas"], autoscaling["max_replicas"]) == (1, 5)
     assert autoscaling["target_ongoing_requests"] == 5
     assert (autoscaling["upscale_delay_s"], autoscaling["downscale_delay_s"]) == (1, 30)
+    assert autoscaling["initial_replicas"] == 1
     assert options["ray_actor_options"] == {"num_cpus": 0.5}
     AutoscalingConfig(**autoscaling)  # the key names of the installed Ray
+
+
+def test_serving_config_imports_no_ray_and_no_fastapi():
+    """So that the Kubernetes target and `sentinel --help` can read it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, sentinel_ml.serving.config; "
+            "print(sorted(m for m in ('ray', 'fastapi', 'torch', 'starlette') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_serve_args_take_flat_settings_and_name_bad_ones():
+    from sentinel_ml.errors import ConfigError
+    from sentinel_ml.serving.config import Autoscaling, serve_args
+
+    args = serve_args("s3://b/best.pt", "r", "/data", {"min_replicas": 2, "max_replicas": 3, "num_cpus": 1,
+                                                      "checkpoint": "ignored: the resolved URI wins"})
+    assert (args.checkpoint, args.run_id, args.data, args.num_cpus) == ("s3://b/best.pt", "r", "/data", 1)
+    assert args.autoscaling == Autoscaling(min_replicas=2, max_replicas=3)
+    assert serve_args("x", None).autoscaling == Autoscaling()  # always set, from its one set of defaults
+    for settings, named in [({"min_replicas": 4, "max_replicas": 2}, "max_replicas must be >= min_replicas"),
+                            ({"target_ongoing_requests": 64}, "max_ongoing_requests must be >= target"),
+                            ({"max_batch_size": 0}, "max_batch_size:"),
+                            ({"replicas": 2}, "replicas: Extra inputs are not permitted")]:
+        with pytest.raises(ConfigError, match=named) as refused:
+            serve_args("x", None, None, settings)
+        assert refused.value.message.startswith("invalid serving settings: ") and refused.value.hint
+    with pytest.raises(ConfigError, match="checkpoint"):
+        serve_args("", None)
+
+
+def test_the_serve_config_sends_autoscaling_once_to_the_deployment():
+    from ray.serve.schema import ServeApplicationSchema
+
+    from sentinel_ml.serving.config import IMPORT_PATH, NAMES, ServeArgs, serve_application, serve_args
+
+    args = serve_args("s3://b/best.pt", "r", None, {"min_replicas": 0, "max_replicas": 2})
+    application = serve_application(args)
+    ServeApplicationSchema.model_validate(application)  # Ray 2.60's own schema
+    assert (application["name"], application["import_path"]) == (NAMES.application, IMPORT_PATH)
+    assert application["args"] == {"checkpoint": "s3://b/best.pt", "run_id": "r"}
+    assert application["deployments"] == [{"name": NAMES.deployment, "autoscaling_config": {
+        "min_replicas": 0, "max_replicas": 2, "target_ongoing_requests": 5.0, "upscale_delay_s": 1.0,
+        "downscale_delay_s": 30.0, "initial_replicas": 1}}]
+    # The replica's args carry no autoscaling, so the builder sets none and Serve's config applies.
+    assert "autoscaling_config" not in ServeArgs.model_validate(application["args"]).deployment_options()
+
+
+def test_one_naming_scheme():
+    """The profile's default RayService, the CLI's default model and the monitoring dashboard read
+    the names from serving/config.py."""
+    from sentinel_cli.k8s import monitoring
+    from sentinel_cli.k8s.settings import Serving
+    from sentinel_ml.serving.config import NAMES, ServeArgs
+
+    assert Serving().name == NAMES.service
+    assert ServeArgs(checkpoint="x").model_name == NAMES.model
+    assert any(f'deployment="{NAMES.deployment}"' in query for _, query, _ in monitoring.SERVING_PANELS)
 
 
 def test_app_builder_takes_a_rayservice_args_dict():
@@ -89,14 +150,18 @@ def test_app_builder_takes_a_rayservice_args_dict():
     from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
     from ray.serve.deployment import Application
 
-    from sentinel_ml.serving.app import app_builder
+    from sentinel_ml.serve import app_builder
 
-    args = {"checkpoint": "s3://bucket/runs/r/best.pt", "run_id": "r", "min_replicas": 2, "max_replicas": 3}
+    args = {"checkpoint": "s3://bucket/runs/r/best.pt", "run_id": "r"}
     built = call_user_app_builder_with_args_if_necessary(app_builder, args)
     assert isinstance(built, Application)
+    assert built._bound_deployment._deployment_config.autoscaling_config is None  # the Serve config's
+    scaled = {**args, "autoscaling": {"min_replicas": 2, "max_replicas": 3}}  # the local target's
+    built = call_user_app_builder_with_args_if_necessary(app_builder, scaled)
+    assert built._bound_deployment._deployment_config.autoscaling_config.max_replicas == 3
     with pytest.raises(ValidationError):
-        call_user_app_builder_with_args_if_necessary(app_builder, {"checkpoint": "x", "min_replicas": 4,
-                                                                   "max_replicas": 2})
+        call_user_app_builder_with_args_if_necessary(app_builder, {"checkpoint": "x", "autoscaling": {
+            "min_replicas": 4, "max_replicas": 2}})
     with pytest.raises(ValidationError):
         call_user_app_builder_with_args_if_necessary(app_builder, {"checkpoint": "x", "replicas": 2})
 
@@ -341,3 +406,4 @@ def test_a_caller_that_gave_up_is_left_out_of_its_batch():
 
     assert asyncio.run(main()) == 20
     assert batches == [[2]]
+

@@ -26,13 +26,13 @@ from sentinel_ml.errors import ConfigError, JobFailed, WaitTimeout
 from sentinel_ml.paths import storage_root
 from sentinel_ml.serving.config import (
     HAPROXY_RETRIES,
-    APP_NAME,
-    AUTOSCALING,
-    DEPLOYMENT_NAME,
+    NAMES,
     RECOMMEND_PATH,
     ROUTE_PREFIX,
+    Autoscaling,
     ServeRequest,
     grpc_options,
+    serve_args,
 )
 from sentinel_ml.store.index import resolve_checkpoint
 
@@ -80,7 +80,7 @@ def start(request: ServeRequest, on_progress: Progress | None = None,
         notify("already serving this checkpoint with these settings")
         replicas = _wait_until_serving(request, uri, deadline, notify)
         return {**serving, **_model_fields(_model_info(request.url)), "status": "RUNNING", "replicas": replicas}
-    state = {"application": APP_NAME, "url": request.url + RECOMMEND_PATH, "http": request.url,
+    state = {"application": NAMES.application, "url": request.url + RECOMMEND_PATH, "http": request.url,
              "grpc": request.grpc_address, "host": request.host, "port": request.port,
              "grpc_port": request.grpc_port, "checkpoint": uri, "run_id": run_id, "ray_address": cluster.address,
              "deployed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "args": args}
@@ -139,7 +139,7 @@ def haproxy_dir(cluster_dir: Path) -> Path:
 
 def local_max_replicas() -> int:
     """More replicas than cores only adds context switches and start-up churn on one machine."""
-    return max(1, min(AUTOSCALING["max_replicas"], os.cpu_count() or 1))
+    return max(1, min(Autoscaling().max_replicas, os.cpu_count() or 1))
 
 
 def describe() -> dict[str, Any] | None:
@@ -151,10 +151,10 @@ def describe() -> dict[str, Any] | None:
     from ray import serve
 
     local_ray.connect(cluster)
-    app = serve.status().applications.get(APP_NAME)
+    app = serve.status().applications.get(NAMES.application)
     if app is None:
         return {**state, "status": "NOT DEPLOYED", "replicas": {}}
-    deployment = app.deployments.get(DEPLOYMENT_NAME)
+    deployment = app.deployments.get(NAMES.deployment)
     model = _model_info(state["url"])
     return {**state, **_model_fields(model),
             "status": app.status.value if hasattr(app.status, "value") else str(app.status),
@@ -180,22 +180,15 @@ def stop(timeout_s: float = 60.0) -> dict[str, Any]:
     local_ray.stop(cluster, grace_s=timeout_s / 2)
     state_path.unlink(missing_ok=True)
     shutil.rmtree(_haproxy_dir(), ignore_errors=True)
-    message = f"stopped {APP_NAME} and the local Ray cluster at {cluster.address}"
+    message = f"stopped {NAMES.application} and the local Ray cluster at {cluster.address}"
     return {"stopped": True, "message": message if drained else message + " (Serve did not drain in time)"}
 
 
 def _app_args(request: ServeRequest, uri: str, run_id: str | None, data: str) -> dict[str, Any]:
-    from pydantic import ValidationError
-
-    from sentinel_ml.serving.app import ServeArgs
-
-    try:
-        defaults = {"max_replicas": max(local_max_replicas(), int(request.app_args.get("min_replicas") or 1))}
-        overrides = {**defaults, **request.app_args, "checkpoint": uri, "run_id": run_id, "data": data}
-        return ServeArgs(**overrides).model_dump()
-    except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
-        raise ConfigError(f"invalid serving settings: {problems}") from None
+    """``ServeArgs`` as the Kubernetes target builds them (``serve_args``), with the local ceiling."""
+    floor = int(request.app_args.get("min_replicas") or 1)
+    settings = {"max_replicas": max(local_max_replicas(), floor), **request.app_args}
+    return serve_args(uri, run_id, data, settings).model_dump()
 
 
 def _model_fields(info: dict[str, Any]) -> dict[str, Any]:
@@ -218,17 +211,17 @@ def _deploy(request: ServeRequest, args: dict[str, Any], notify: Progress) -> No
 
     def run() -> None:
         try:
-            serve.run(app_builder(args), name=APP_NAME, route_prefix=ROUTE_PREFIX)
+            serve.run(app_builder(args), name=NAMES.application, route_prefix=ROUTE_PREFIX)
         except BaseException as e:  # noqa: BLE001 - reported by the waiting loop
             errors.append(e)
 
-    notify(f"deploying {DEPLOYMENT_NAME} at {request.url} (HTTP: {RECOMMEND_PATH}, /v1, /v2) and "
+    notify(f"deploying {NAMES.deployment} at {request.url} (HTTP: {RECOMMEND_PATH}, /v1, /v2) and "
            f"{request.grpc_address} (gRPC)")
     thread = threading.Thread(target=run, name="serve-run", daemon=True)
     thread.start()
     thread.join(timeout=5.0)  # serve.run returns quickly when the app is already healthy
     if errors:
-        raise JobFailed(f"deploying {APP_NAME} failed: {_last_line(errors[0])}")
+        raise JobFailed(f"deploying {NAMES.application} failed: {_last_line(errors[0])}")
 
 
 def _wait_until_serving(request: ServeRequest, uri: str, deadline: float, notify: Progress) -> dict[str, int]:
@@ -239,13 +232,13 @@ def _wait_until_serving(request: ServeRequest, uri: str, deadline: float, notify
     base = request.url
     last = None
     while True:
-        app = serve.status().applications.get(APP_NAME)
+        app = serve.status().applications.get(NAMES.application)
         status = str(getattr(app.status, "value", app.status)) if app else "NOT DEPLOYED"
-        deployment = app.deployments.get(DEPLOYMENT_NAME) if app else None
+        deployment = app.deployments.get(NAMES.deployment) if app else None
         replicas = dict(deployment.replica_states) if deployment else {}
         if status == "DEPLOY_FAILED":
             cause = deployment.message if deployment and deployment.message else app.message
-            raise JobFailed(f"{DEPLOYMENT_NAME} failed to deploy: {_last_line(cause)}",
+            raise JobFailed(f"{NAMES.deployment} failed to deploy: {_last_line(cause)}",
                             hint=f"check the checkpoint and the data; Serve's logs: {logs}; "
                                  "`sentinel serve stop` tears the cluster down")
         if status == "RUNNING" and api_client.is_healthy(base):
@@ -259,7 +252,7 @@ def _wait_until_serving(request: ServeRequest, uri: str, deadline: float, notify
             notify(f"waiting: {why}")
             last = why
         if time.monotonic() > deadline:
-            raise WaitTimeout(f"{DEPLOYMENT_NAME} did not pass its health check within "
+            raise WaitTimeout(f"{NAMES.deployment} did not pass its health check within "
                               f"{request.timeout_s:.0f}s ({why})",
                               hint="raise --timeout, or see `sentinel status`; `sentinel serve stop` "
                                    "tears it down")
