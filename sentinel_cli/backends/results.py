@@ -57,6 +57,10 @@ R = TypeVar("R")
 def from_data(cls: type[R], data: Mapping[str, Any]) -> R:
     """A result from a dict of its field names (a key it has no field for is a TypeError, so that
     nothing a target reports is lost on the way); missing fields are ``ABSENT``."""
+    unknown = set(data) - {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    if unknown:
+        raise TypeError(f"{cls.__name__} has no field for {', '.join(sorted(unknown))}: "
+                        "declare it in sentinel_cli/backends/results.py")
     return cls(**data)
 
 
