@@ -35,7 +35,7 @@ from pydantic import (
     model_validator,
 )
 
-from sentinel_cli.k8s.request import Overrides
+from sentinel_cli.k8s.request import Overrides, parse_set
 from sentinel_ml.errors import ConfigError
 from sentinel_ml.paths import sentinel_home
 from sentinel_ml.serving.config import DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT, NAMES, Autoscaling
@@ -359,7 +359,8 @@ def load(overrides: Overrides | None = None, environ: Mapping[str, str] | None =
         if environ.get(name):
             _set_dotted(merged, key, environ[name])
             sources[key] = f"${name}"
-    for key, value in overrides.pairs():
+    _merge(merged, overrides.values(), sources)
+    for key, value in map(parse_set, overrides.sets):
         _set_dotted(merged, key, value)
         sources[key] = "the command line"
     try:
@@ -384,6 +385,18 @@ def _describe(error: ValidationError, path: Path | None, sources: dict[str, str]
 # Mappings keyed by free-form strings: `--set env.NAME=value` sets one key, keeping the others
 # (the profile's, else the defaults).
 _MAPPINGS = ("env", "head_node_selector", "spot.node_selector", "serve.node_selector")
+
+
+def _merge(target: dict[str, Any], values: Mapping[str, Any], sources: dict[str, str], prefix: str = "") -> None:
+    """Typed values from the command line (``Overrides.values``) over the profile, key by key."""
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            child = target.get(key)
+            target[key] = child = dict(child) if isinstance(child, dict) else {}
+            _merge(child, value, sources, f"{prefix}{key}.")
+        else:
+            target[key] = value
+            sources[prefix + key] = "the command line"
 
 
 def _set_dotted(target: dict[str, Any], key: str, value: Any) -> None:

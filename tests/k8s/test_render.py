@@ -30,8 +30,14 @@ TUNE_ID = "tune-20260101-000000-abcd"
 CHECKPOINT = f"s3://sentinel-test/artifacts/runs/{RUN_ID}/best.pt"
 
 
-def _settings(**extra: Any) -> settings.KubeSettings:
-    return settings.load(Overrides(profile=str(PROFILE), extra=extra), environ={})
+def _settings(**values: Any) -> settings.KubeSettings:
+    """The test profile, with ``values`` (dotted keys, or mappings of them) as ``--set`` would give them."""
+    return settings.load(Overrides(profile=str(PROFILE), sets=tuple(_sets(values))), environ={})
+
+
+def _sets(values: dict[str, Any], prefix: str = "") -> list[str]:
+    return [item for key, value in values.items()
+            for item in (_sets(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key}={value}"])]
 
 
 def _values(what: str, kube: settings.KubeSettings | None = None) -> dict[str, Any]:
