@@ -1,0 +1,102 @@
+"""The replica's one FastAPI app, shared by every REST protocol (``/recommend``, TF-Serving's ``/v1``,
+the Open Inference Protocol's ``/v2``): its body limit, its error answers and its OpenAPI spec. The
+routes themselves live with their protocol under ``sentinel_ml.serving.protocols``; ``app.py`` puts
+the deployment in front of this app with ``serve.ingress``."""
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from sentinel_ml.serving.api import MAX_BODY_BYTES, ApiError, validation_message
+from sentinel_ml.serving.config import RECOMMEND_PATH
+
+api = FastAPI(
+    title="Sentinel MovieRecommender",
+    version="1",
+    description="Rating predictions and top-k recommendations from a matrix-factorization model "
+                "trained on MovieLens 100k. Ids are MovieLens ids. The same model answers "
+                "`/recommend`, TensorFlow Serving's REST API (`/v1`) and the Open Inference Protocol "
+                "(`/v2`; its gRPC service on Serve's gRPC port).",
+    openapi_url=f"{RECOMMEND_PATH}/openapi.json",
+    docs_url=f"{RECOMMEND_PATH}/docs",
+    redoc_url=None,
+)
+
+PROTOCOL_PREFIXES = ("/v1/", "/v2/")  # paths whose errors are {"error": …} and 400 for bad input
+# What a protocol adds to the generated spec (e.g. a request body FastAPI cannot see), applied once.
+SPEC_PATCHES: list[Callable[[dict[str, Any]], None]] = []
+
+
+def _speaks_a_protocol(path: str) -> bool:
+    return path.startswith(PROTOCOL_PREFIXES) or path == "/v2"
+
+
+def error_response(request_path: str, status_code: int, message: str) -> JSONResponse:
+    """A client error in the body of the protocol the path belongs to."""
+    if _speaks_a_protocol(request_path):
+        return JSONResponse({"error": message}, status_code=400 if status_code == 422 else status_code)
+    return JSONResponse({"detail": message}, status_code=status_code)
+
+
+class _BodyLimit:
+    """ASGI middleware: a body declared larger than MAX_BODY_BYTES gets 413 before anything parses it.
+    The body is read to its end first, so the client sees the answer and not a reset connection."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            length = dict(scope.get("headers") or ()).get(b"content-length", b"0")
+            if length.isdigit() and int(length) > MAX_BODY_BYTES:
+                while (await receive()).get("more_body"):
+                    pass
+                response = error_response(scope["path"], 413, f"request body of {int(length)} bytes: at "
+                                                              f"most {MAX_BODY_BYTES}")
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+api.add_middleware(_BodyLimit)
+
+
+@api.exception_handler(ApiError)
+async def _api_error(request: Request, error: ApiError) -> JSONResponse:
+    return error_response(request.url.path, error.status_code, error.message)
+
+
+@api.exception_handler(RequestValidationError)
+async def _invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+    return error_response(request.url.path, 422, validation_message(list(error.errors())))
+
+
+@api.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+    response = error_response(request.url.path, error.status_code, str(error.detail))
+    response.headers.update(error.headers or {})
+    return response
+
+
+def _openapi() -> dict[str, Any]:
+    """FastAPI's spec with each protocol's patches; the protocols that answer bad input with 400
+    document no 422."""
+    if api.openapi_schema:
+        return api.openapi_schema
+    spec = get_openapi(title=api.title, version=api.version, description=api.description, routes=api.routes)
+    for patch in SPEC_PATCHES:
+        patch(spec)
+    for path, operations in spec["paths"].items():
+        if _speaks_a_protocol(path):
+            for operation in operations.values():
+                operation["responses"].pop("422", None)  # these protocols answer 400 instead
+    api.openapi_schema = spec
+    return spec
+
+
+api.openapi = _openapi

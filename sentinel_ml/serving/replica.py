@@ -1,0 +1,67 @@
+"""What every protocol of a replica shares: the model loaded from the checkpoint, the model's name
+and version, and the one batching path for predictions.
+
+Each protocol (``sentinel_ml.serving.protocols``) is a mixin of ``Replica``; the deployment in
+``app.py`` combines them. Predictions of every protocol go through ``score`` (``MicroBatcher``:
+requests from all callers share one forward pass).
+"""
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from sentinel_ml.serving.api import BatchingInfo, ModelRef
+from sentinel_ml.serving.batching import AdaptiveWait, MicroBatcher
+from sentinel_ml.serving.config import ServeArgs
+
+log = logging.getLogger(__name__)
+
+
+class Replica:
+    """One replica's model and batching (no routes: those are the protocols' mixins)."""
+
+    def __init__(self, args: dict[str, Any]) -> None:
+        import torch
+
+        from sentinel_ml.data.download import ensure_dataset
+        from sentinel_ml.serving.recommender import Recommender, model_version
+
+        settings = ServeArgs.model_validate(args)
+        self.reconfigure({"max_batch_size": settings.max_batch_size,
+                          "batch_wait_timeout_s": settings.batch_wait_timeout_s})
+        torch.set_num_threads(settings.torch_threads)
+        self.model = Recommender.load(settings.checkpoint, ensure_dataset(settings.data), settings.run_id)
+        version = settings.model_version or model_version(self.model.run_id, settings.checkpoint)
+        self.ref = ModelRef(settings.model_name, version, self.model.num_users, self.model.num_items)
+        log.info("serving %s as %s version %d (%d users, %d movies)", settings.checkpoint, self.ref.name,
+                 version, self.model.num_users, self.model.num_items)
+
+    def reconfigure(self, config: dict[str, Any]) -> None:
+        """Serve's ``user_config``: the batch size and wait (``ServeArgs.max_batch_size``,
+        ``batch_wait_timeout_s``)."""
+        wait = AdaptiveWait(float(config["batch_wait_timeout_s"]))
+        self.batching = BatchingInfo(max_batch_size=int(config["max_batch_size"]), batch_wait_timeout_s=wait.wait_s)
+        if getattr(self, "_batcher", None) is None:
+            self._batcher = MicroBatcher(self._predict_batch, self.batching.max_batch_size, wait)
+        else:  # a user_config update: the queue and its worker stay
+            self._batcher.max_size, self._batcher.wait = self.batching.max_batch_size, wait
+
+    def check_health(self) -> None:
+        self.model.predict(1, [1])  # raises if the model is broken
+
+    def batching_info(self) -> BatchingInfo:
+        """The batching counters, with the wait the batches use now."""
+        return self.batching.model_copy(update={"current_wait_s": self._batcher.wait.current_s})
+
+    async def score(self, users: list[int], movies: list[int]) -> np.ndarray:
+        """float32 predictions for checked (user, movie) pairs, batched with other callers' requests."""
+        return await self._batcher.submit((users, movies))
+
+    def _predict_batch(self, requests: list[tuple[list[int], list[int]]]) -> list[np.ndarray]:
+        """One forward pass for a batch of requests (``MicroBatcher`` calls it on the event loop)."""
+        stats = self.batching
+        stats.batches += 1
+        stats.requests += len(requests)
+        stats.largest_batch = max(stats.largest_batch, len(requests))
+        return self.model.score_many(requests)
