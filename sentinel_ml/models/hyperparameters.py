@@ -13,7 +13,6 @@ one row here, plus the model code that reads it.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,9 +94,9 @@ TUNABLE: tuple[Hyperparameter, ...] = tuple(h for h in HYPERPARAMETERS if h.sear
 SEARCH_ORDER: tuple[Hyperparameter, ...] = tuple(sorted(TUNABLE, key=lambda h: h.search.draw))
 
 
-def problems(values: Any, rows: Iterable[Hyperparameter] = HYPERPARAMETERS) -> list[str]:
+def problems(values: Any) -> list[str]:
     """The validation messages of ``values`` (an object with one attribute per hyperparameter), in order."""
-    found = (h.problem(getattr(values, h.name)) for h in rows)
+    found = (h.problem(getattr(values, h.name)) for h in HYPERPARAMETERS)
     return [message for message in found if message]
 
 
