@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from sentinel_ml.tracking import Tracker
-from tests.testenv.process import free_ports, wait_for
+from tests.support.ports import free_ports
+from tests.testenv.process import wait_for
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,15 +16,10 @@ import pytest
 import yaml
 
 from sentinel_cli.k8s import monitoring
+from tests.support.ports import free_port, free_ports
 from tests.testenv.process import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +46,7 @@ def _stop(process: subprocess.Popen) -> None:
 @pytest.fixture
 def served_ray(trained_run, dataset_dir, tmp_path):
     """Our Serve app in its own local Ray whose metrics agent listens on a known port."""
-    http_port, metrics_port = _free_port(), _free_port()
+    http_port, metrics_port = free_ports(2)
     checkpoint = trained_run.checkpoints["best"]
     env = {**os.environ, "RAY_ADDRESS": "", "PYTHONPATH": str(REPO)}
     child = subprocess.Popen([sys.executable, "-m", "tests.platform.serve_child", checkpoint, str(dataset_dir),
@@ -70,7 +64,7 @@ def served_ray(trained_run, dataset_dir, tmp_path):
 @pytest.fixture
 def prometheus(prometheus_bin, served_ray, tmp_path):
     _, target = served_ray
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(yaml.safe_dump(monitoring.prometheus_config([target], interval_s=2)))
     log = open(tmp_path / "prometheus.log", "w")

@@ -3,16 +3,11 @@ training run, once for every serving test module (Serve's HTTP port is one per R
 
 from __future__ import annotations
 
-import socket
 from types import SimpleNamespace
 
 import pytest
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support.ports import free_ports
 
 
 @pytest.fixture(scope="package")
@@ -29,7 +24,7 @@ def served_app(ray_session, trained_run, dataset_dir):
         serve_args,
     )
 
-    port, grpc_port = free_port(), free_port()
+    port, grpc_port = free_ports(2)
     checkpoint = trained_run.checkpoints["best"]
     serve.start(http_options={"host": "127.0.0.1", "port": port}, grpc_options=grpc_options(grpc_port))
     args = serve_args(checkpoint, trained_run.run_id, str(dataset_dir), {"min_replicas": 1, "max_replicas": 1})

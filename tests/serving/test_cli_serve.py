@@ -14,7 +14,7 @@ import time
 import httpx
 import pytest
 
-from tests.serving.conftest import free_port
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -197,7 +197,7 @@ def test_serve_stop_with_nothing_running_is_a_no_op(sentinel_home):
 
 
 def test_predict_with_nothing_answering_names_the_next_step(sentinel_home):
-    from tests.serving.conftest import free_port
+    from tests.support.ports import free_port
 
     result = invoke("predict", "--user", "1", "--movies", "1", "--url", f"http://127.0.0.1:{free_port()}")
     assert result.exit_code == 2
@@ -240,7 +240,7 @@ def test_predict_over_grpc_with_nothing_answering_names_the_next_step(sentinel_h
     import subprocess
     import sys
 
-    from tests.serving.conftest import free_port
+    from tests.support.ports import free_port
 
     result = subprocess.run([sys.executable, "-m", "sentinel_cli", "predict", "--user", "1", "--movies", "1",
                              "--protocol", "grpc", "--grpc", f"127.0.0.1:{free_port()}"],

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.ports import free_ports
 from tests.testenv.build import Assets
 from tests.testenv.pki import Pki
-from tests.testenv.process import free_ports
 
 SERVICE_CIDR = "10.0.0.0/24"
 POD_CIDR = "10.244.0.1/16"

@@ -16,9 +16,9 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+from tests.support.ports import free_ports
 from tests.testenv import images, node
 from tests.testenv.dashboard import StandInDashboard
-from tests.testenv.process import free_ports
 
 
 def test_containerd_and_kubelet_configs_carry_what_this_machine_needs(tmp_path: Path) -> None:
