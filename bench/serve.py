@@ -35,6 +35,10 @@ import tempfile
 import time
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # `python bench/serve.py`: wrk's helpers come from tests.support, by package
+    sys.path.insert(0, str(REPO))
+
 from sentinel_ml.serving.api import (
     PredictRequest,
     PredictResponse,
@@ -44,45 +48,12 @@ from sentinel_ml.serving.api import (
 )
 from sentinel_ml.serving.config import GRPC_SERVICE, NAMES
 from sentinel_ml.serving.tfserving import TFPredictRequest, TFPredictResponse
+from tests.support.wrk import wrk_command, wrk_result, wrk_script  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 PROTO = REPO / "sentinel_ml" / "serving" / "grpc_predict_v2.proto"
 GHZ_MODULE = "github.com/bojand/ghz/cmd/ghz@v0.93.0"
 GHZ_CACHE = Path.home() / ".cache" / "sentinel" / "bin"
 PROTOCOLS = ("recommend", "tfserving", "grpc")
-
-WRK_RECOMMEND = r"""
-math.randomseed(%(seed)d)
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-request = function()
-  local ids = {}
-  for i = 1, %(movies)d do ids[i] = math.random(1, 1682) end
-  local body = string.format('{"user_id": %%d, "movie_ids": [%%s]}', math.random(1, 943), table.concat(ids, ","))
-  return wrk.format(nil, nil, nil, body)
-end
-"""
-WRK_TFSERVING = r"""
-math.randomseed(%(seed)d)
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-request = function()
-  local rows = {}
-  for i = 1, %(movies)d do
-    rows[i] = string.format('{"user_id": %%d, "movie_id": %%d}', math.random(1, 943), math.random(1, 1682))
-  end
-  return wrk.format(nil, nil, nil, '{"instances": [' .. table.concat(rows, ",") .. ']}')
-end
-"""
-WRK_DONE = r"""
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format('RESULT {"requests": %%d, "duration_us": %%d, "p50_us": %%d, "p99_us": %%d, ' ..
-    '"connect": %%d, "read": %%d, "write": %%d, "status": %%d, "timeout": %%d}\n', summary.requests,
-    summary.duration, latency:percentile(50), latency:percentile(99), e.connect, e.read, e.write,
-    e.status, e.timeout))
-end
-"""
 
 ROWS = ("baseline", "serve", "baseline again")
 # At the highest concurrency: (throughput vs baseline, p99 ms). /recommend keeps its own targets
@@ -180,28 +151,6 @@ def main() -> int:
         f"largest {b['largest_batch']}, wait now {b['current_wait_s'] * 1000:g} ms" for b in batching))
     print(f"load after: {_uptime()}")
     return 0
-
-
-def wrk_script(path: Path, protocol: str = "recommend", movies: int = 10, seed: int = 42) -> Path:
-    """Write wrk's Lua script for ``protocol`` (random valid POST bodies, a RESULT line at the end)."""
-    script = {"recommend": WRK_RECOMMEND, "tfserving": WRK_TFSERVING}[protocol]
-    path.write_text((script + WRK_DONE) % {"seed": seed, "movies": movies})
-    return path
-
-
-def wrk_command(url: str, script: Path, connections: int, duration_s: float) -> list[str]:
-    return ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration_s))}s", "--timeout", "10s", "-s",
-            str(script), url]
-
-
-def wrk_result(stdout: str) -> dict:
-    """requests/s, p50/p99 ms, requests, failed (non-2xx and socket errors) and each error count."""
-    line = next(line for line in stdout.splitlines() if line.startswith("RESULT "))
-    raw = json.loads(line[len("RESULT "):])
-    errors = {k: raw[k] for k in ("connect", "read", "write", "status", "timeout")}
-    return {"rps": raw["requests"] / (raw["duration_us"] / 1e6), "p50_ms": raw["p50_us"] / 1000,
-            "p99_ms": raw["p99_us"] / 1000, "requests": raw["requests"], "failed": sum(errors.values()),
-            "errors": errors}
 
 
 def _wrk(url: str, script: Path, connections: int, duration_s: float) -> dict:

@@ -21,16 +21,20 @@ import subprocess
 import sys
 import textwrap
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
 
-from bench.faults import TRAIN_WORKER, Run, kill_one, sentinel_env
 from sentinel_ml.errors import CheckpointNotFound
 from sentinel_ml.store import index as checkpoints
 from sentinel_ml.store import uri as storage
 from sentinel_ml.store.checkpoint import checkpoint_uri, load_checkpoint
 from tests.ray_nodes import ray_nodes
+from tests.support.cli import Run, sentinel_env
+from tests.support.processes import TRAIN_WORKER, bytes_sent, kill_one
+from tests.support.ray_train import checkpoint_taken, local_snapshot
+from tests.testenv.process import wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,10 +51,16 @@ def _sentinel_settings(env: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if k.startswith("SENTINEL_") or k == "COLUMNS"}
 
 
-def _kill_a_worker_after_epoch(run: Run, epoch: int, epochs: int = 3) -> int:
+def _checkpoint_taken_in(home: Path, epoch: int) -> None:
+    """Wait until Ray Train's controller has taken in the checkpoint of ``epoch`` (it does at its next
+    poll, every 2 s, after the epoch's line): a worker killed then resumes from it, or a later one."""
+    wait_for(f"the checkpoint of epoch {epoch}, taken in by Ray Train's controller",
+             checkpoint_taken(local_snapshot(home / "artifacts"), epoch), timeout_s=60)
+
+
+def _kill_a_worker_after_epoch(run: Run, home: Path, epoch: int, epochs: int = 3) -> int:
     run.wait_for(rf"^epoch\s+{epoch}/{epochs}\b", timeout=240)
-    # Ray Train's controller takes in a report (and its checkpoint) at its next poll, every 2 s.
-    time.sleep(3)
+    _checkpoint_taken_in(home, epoch)
     return kill_one(run.proc.pid, TRAIN_WORKER)
 
 
@@ -58,7 +68,7 @@ def _kill_a_worker_after_epoch(run: Run, epoch: int, epochs: int = 3) -> int:
 def test_training_survives_a_killed_worker_and_resumes_from_its_last_epoch(tmp_path, movielens_zip) -> None:
     run = _train(tmp_path / "home", movielens_zip)
     try:
-        _kill_a_worker_after_epoch(run, 1)
+        _kill_a_worker_after_epoch(run, tmp_path / "home", 1)
         code, out, err = run.finish(timeout=400)
     finally:
         run.stop()
@@ -66,8 +76,9 @@ def test_training_survives_a_killed_worker_and_resumes_from_its_last_epoch(tmp_p
     summary = json.loads(out)
     assert [row["epoch"] for row in summary["history"]] == [1, 2, 3]
     [restart] = summary["restarts"]
-    # From the last checkpoint the controller took in before the kill: epoch 2 or, when the worker
-    # was faster than the 3 s the kill waits, epoch 3 -- never epoch 1 (a start from scratch).
+    # From the last checkpoint the controller took in before the kill: epoch 2 (the kill waits for
+    # epoch 1's) or, when the worker had finished epoch 2 by then, epoch 3 -- never epoch 1 (a start
+    # from scratch).
     resumed = restart["resumed_from_epoch"]
     assert resumed in (2, 3), summary["restarts"]
     assert "Ray Train worker rank" in restart["lost"] and "ActorDiedError" in restart["lost"]
@@ -82,7 +93,7 @@ def test_training_survives_a_killed_worker_and_resumes_from_its_last_epoch(tmp_p
 def test_with_max_failures_0_a_lost_worker_ends_the_run_with_exit_1(tmp_path, movielens_zip) -> None:
     run = _train(tmp_path / "home", movielens_zip, "--max-failures", "0")
     try:
-        _kill_a_worker_after_epoch(run, 1)
+        _kill_a_worker_after_epoch(run, tmp_path / "home", 1)
         code, out, err = run.finish(timeout=300)
     finally:
         run.stop()
@@ -109,7 +120,7 @@ def test_training_survives_losing_every_worker_node_and_resumes_on_new_ones(tmp_
         run = Run(["train", "--workers", "2", "--epochs", "3", "--mlflow-uri", "off", "-o", "json"], env)
         try:
             run.wait_for(r"^epoch\s+1/3\b", timeout=300)
-            time.sleep(3)  # Ray Train's controller takes in the report and its checkpoint at its next poll
+            _checkpoint_taken_in(home, 1)
             for node in workers:
                 os.killpg(node.pid, signal.SIGKILL)
             for _ in workers:
@@ -133,11 +144,15 @@ def test_a_lost_progress_queue_ends_the_run_with_a_message_not_a_traceback(ray_s
 
     progress = Queue()
     ray_session.kill(progress.actor)  # as when its node goes
-    fitting = threading.Thread(target=time.sleep, args=(2,))
+    fitted = threading.Event()
+    fitting = threading.Thread(target=fitted.wait, args=(120,))  # the fit still runs, until the test ends
     fitting.start()
-    with pytest.raises(JobFailed, match="lost the run's progress queue: .*ActorDiedError"):
-        _relay_progress(progress, fitting, _Relay(lambda *_: None, lambda *_: None))
-    fitting.join()
+    try:
+        with pytest.raises(JobFailed, match="lost the run's progress queue: .*ActorDiedError"):
+            _relay_progress(progress, fitting, _Relay(lambda *_: None, lambda *_: None))
+    finally:
+        fitted.set()
+        fitting.join()
 
 
 def test_the_lost_worker_is_named_not_its_peers_follow_on_errors() -> None:
@@ -256,8 +271,8 @@ def _kill_while_writing(root: str, run_id: str, until_writing) -> None:
     deadline = time.monotonic() + 60
     while not until_writing(writer):
         assert writer.poll() is None, "the writer finished before it could be killed"
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
+        assert time.monotonic() < deadline, "the writer did not start writing a checkpoint in 60 s"
+        time.sleep(0.005)  # a poll: the kill must land while a checkpoint is written
     writer.send_signal(signal.SIGKILL)
     assert writer.wait(timeout=30) == -signal.SIGKILL
 
@@ -298,13 +313,17 @@ def test_a_writer_killed_mid_checkpoint_on_s3_leaves_nothing_that_resolves(s3_bu
     bucket, prefix = storage.split_s3(root)
     s3 = boto3.client("s3")
 
-    # The writer says when the PUT of best.pt starts; 64 MB take a while to send.
+    # The writer says when the PUT of best.pt starts; 64 MB take a while to send: the kill lands once
+    # the kernel counts 1 MiB of it sent to the S3 server.
+    port = urllib.parse.urlsplit(os.environ["AWS_ENDPOINT_URL"]).port
+    put_started = False
+
     def sending(writer) -> bool:
-        line = writer.stdout.readline()
-        if "best.pt" not in line:
+        nonlocal put_started
+        if not put_started:
+            put_started = "best.pt" in writer.stdout.readline()
             return False
-        time.sleep(0.05)
-        return True
+        return bytes_sent(writer.pid, port) >= 2 ** 20
 
     _kill_while_writing(root, "train-20261202-000000-kill", sending)
     assert not storage.exists(checkpoint_uri(root, "train-20261202-000000-kill", "best"))  # the PUT never landed

@@ -1,6 +1,6 @@
 """Serving survives its faults (issue 16, items 3-5), on a real detached local Ray with real Serve and
 HAProxy, under real load on loopback (``wrk`` when installed, else the bounded asyncio client of
-bench/faults.py), faults injected by killing real processes:
+tests/support/load.py), faults injected by killing real processes:
 
 * a rollout (`sentinel serve --checkpoint <other>`, then a change of the replica settings) under load
   fails no request, and every answer after it comes from the new checkpoint;
@@ -22,18 +22,12 @@ import time
 
 import pytest
 
-from bench.faults import (
-    REPLICA,
-    HaproxyLog,
-    ReplicaWatch,
-    RequestLoad,
-    Served,
-    Wrk,
-    drain_report,
-    kill_one,
-    outcomes,
-    sentinel_env,
-)
+from tests.support.cli import sentinel_env
+from tests.support.load import RequestLoad, drain_report, outcomes
+from tests.support.processes import REPLICA, kill_one
+from tests.support.serving import HaproxyLog, ReplicaWatch, Served
+from tests.support.wrk import Wrk
+from tests.testenv.process import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -70,6 +64,22 @@ class Load:
         else:
             self.client.stop()
 
+    def answered(self) -> int:
+        """Requests answered 200 so far (the asyncio client's count: wrk gives its figures at its end)."""
+        if self.client is None:
+            raise RuntimeError("wrk counts its answers only when it ends; use the asyncio client")
+        return self.client.answered()
+
+
+def _under_load(load, answers: int = 100, timeout_s: float = 60) -> None:
+    """Wait until ``load`` has had ``answers`` requests answered: the load runs before the fault."""
+    wait_for(f"{answers} requests answered under load",
+             lambda: None if load.answered() >= answers else f"{load.answered()} answered so far", timeout_s)
+
+
+def _stopped(pgid: int) -> str | None:
+    return "its processes still run" if _group_alive(pgid) else None
+
 
 @pytest.fixture
 def haproxy_log():
@@ -103,7 +113,7 @@ def test_rollout_under_load_fails_nothing(served, trained_run, tmp_path, haproxy
     # rollout (`reset`, 1 of 3,348) that a plain client counts as failed.
     load = Load(served.url, tmp_path, duration_s=30, retry_unanswered=True)
     try:
-        time.sleep(3)
+        _under_load(load)
         updated = served.serve("--checkpoint", last, "--min-replicas", "1", "--max-replicas", "2", timeout=180)
         assert updated["checkpoint"] == last
         assert set(served.models()) == {last}  # every answer after the update: the new checkpoint
@@ -127,18 +137,18 @@ def test_killed_replica_is_replaced_under_load(served, trained_run, tmp_path, ha
         load_started = time.time()
         load = Load(served.url, tmp_path, duration_s=20, retry_unanswered=True)
         try:
-            time.sleep(4)
+            _under_load(load)
             killed_at = time.time()
             kill_one(served.leader(), REPLICA, timeout=10)
         finally:
             result = load.result()
-        deadline = time.monotonic() + 90
-        while (back := watch.recovered_after(killed_at, 2)[1]) is None and time.monotonic() < deadline:
-            time.sleep(0.5)
+        wait_for("2 RUNNING replicas again after the kill (Serve's replacement)",
+                 lambda: None if watch.recovered_after(killed_at, 2)[1] is not None
+                 else f"last samples: {watch.samples[-3:]}", timeout_s=90)
+        back = watch.recovered_after(killed_at, 2)[1]
     finally:
         watch.stop()
     result["haproxy"] = haproxy_log.unusual(load_started)
-    assert back is not None, f"Serve did not bring back 2 RUNNING replicas; last: {watch.samples[-3:]}"
     recovery = back - killed_at
     print(f"replica kill: {result['failed']} failed of {result['requests']} ({result['errors']}; "
           f"{result['resent']} sent again by the client after their connection closed before a whole answer: "
@@ -161,7 +171,7 @@ def test_stop_under_load_drains_accepted_requests(served, trained_run, tmp_path)
     leader = served.leader()
     load = RequestLoad(served.url, CONCURRENCY, duration_s=90)
     try:
-        time.sleep(5)
+        _under_load(load)
         stop_at = time.time()
         stopped = served.stop()
     finally:
@@ -171,10 +181,7 @@ def test_stop_under_load_drains_accepted_requests(served, trained_run, tmp_path)
     assert stopped["stopped"] is True
     assert report["before"].get("ok", 0) > 50, report
     assert report["before_failed"] == 0, report  # no reset for a request sent before the stop
-    deadline = time.monotonic() + 30
-    while _group_alive(leader) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert not _group_alive(leader), "processes of the local Ray cluster are still running"
+    wait_for(f"the end of the local Ray cluster's processes (group {leader})", lambda: _stopped(leader), timeout_s=30)
 
 
 def _group_alive(pgid: int) -> bool:
