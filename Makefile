@@ -1,6 +1,7 @@
-# The two quickstart commands (see README.md) and what they rely on.
+# The quickstart commands (see README.md) and what they rely on.
 #   make setup && .venv/bin/sentinel train --epochs 5
-#   make test
+#   make test-fast    the fast tier: unit and pure tests (docs/testing.md)
+#   make test         everything
 # VENV may point elsewhere (CI keeps one per dependency set under ~/.cache/sentinel).
 
 PYTHON ?= python3
@@ -10,8 +11,9 @@ VENV ?= .venv
 DATA ?= $(wildcard ../shared/data/ml-100k.zip)
 
 BIN := $(VENV)/bin
+TEST_DATA = SENTINEL_TEST_DATA="$(abspath $(or $(DATA),../shared/data/ml-100k.zip))"
 
-.PHONY: setup setup-dev test testenv lint lock lock-upgrade clean
+.PHONY: setup setup-dev test test-fast testenv lint lock lock-upgrade clean
 
 # Every install comes from the lock (requirements/, made by tools/lock.py): exact versions and
 # hashes, so a fresh machine gets what CI tested. pip and the build backend first, then the
@@ -44,8 +46,14 @@ testenv: setup-dev
 	$(BIN)/python -m tests.testenv.env build
 	$(BIN)/python -m tests.testenv.images build
 
+# The whole suite: every tier (what .ci/run runs).
 test: testenv
-	SENTINEL_TEST_DATA="$(abspath $(or $(DATA),../shared/data/ml-100k.zip))" $(BIN)/python -m pytest
+	$(TEST_DATA) $(BIN)/python -m pytest
+
+# The fast tier: no Ray, no server process, no Go build, no Kubernetes (`pytest --fast`: every test
+# without the markers of tests/support/plugin.py's HEAVY); needs only the dev venv and the MovieLens copy.
+test-fast: setup-dev
+	$(TEST_DATA) $(BIN)/python -m pytest --fast
 
 lint: setup-dev
 	$(BIN)/hadolint Dockerfile.train Dockerfile.serve

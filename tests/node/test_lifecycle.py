@@ -34,12 +34,14 @@ import pytest
 import yaml
 from kubernetes import client
 
-from tests.node.conftest import TIMINGS, node_memory
+from tests.support.cli import Run
+from tests.support.node import TIMINGS, node_memory
+from tests.support.ray_train import SNAPSHOT, checkpoint_taken
 from tests.testenv import node
 from tests.testenv.process import wait_for
 
 pytestmark = [
-    pytest.mark.k8s, pytest.mark.node,
+    pytest.mark.k8s, pytest.mark.node, pytest.mark.lifecycle,
     # About 21 min on 2 quiet cores; SENTINEL_LIFECYCLE=0 leaves it out of a quicker local run.
     # It needs a quiet machine: under a load of 60+ Ray's heads time out at start-up (docs/testing.md).
     pytest.mark.skipif(os.environ.get("SENTINEL_LIFECYCLE") == "0",
@@ -238,6 +240,15 @@ def _s3(life: Lifecycle):
                         aws_secret_access_key=life.environ["AWS_SECRET_ACCESS_KEY"])
 
 
+def _s3_text(life: Lifecycle, uri: str) -> str | None:
+    """The object at ``uri`` in the platform's MinIO, None while there is none."""
+    s3, (bucket, key) = _s3(life), _key(uri)
+    try:
+        return s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+    except s3.exceptions.NoSuchKey:
+        return None
+
+
 def _key(uri: str) -> tuple[str, str]:
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     return bucket, key
@@ -398,14 +409,14 @@ def test_the_whole_lifecycle_on_the_real_node(life: Lifecycle) -> None:
 def _survive_a_deleted_worker_pod(life: Lifecycle) -> None:
     """Issue 16 on the real node: a Ray Train worker's pod deleted mid-run (what a spot preemption
     does); KubeRay recreates it, Ray Train restarts the group from the last epoch's checkpoint."""
-    from bench.faults import Run
-
     core = client.CoreV1Api(life.api)
     args = ["train", "--target", "k8s", "--workers", "2", "--epochs", "4", "--name", "life-spot", "-o", "json"]
     run = Run(args, life.environ)
     try:
         run.wait_for(r"^epoch\s+2/4\b", timeout=STEP_TIMEOUT_S)
-        time.sleep(3)  # Ray Train's controller takes in the report and its checkpoint at its next poll
+        # Ray Train's controller takes in the report and its checkpoint at its next poll (every 2 s).
+        wait_for("life-spot's checkpoint of epoch 2, taken in by Ray Train's controller",
+                 checkpoint_taken(lambda: _s3_text(life, f"{STORAGE}/ray/life-spot/{SNAPSHOT}"), 2), timeout_s=60)
         workers = core.list_namespaced_pod(
             life.namespace, label_selector="ray.io/node-type=worker,sentinel.io/run-id=life-spot").items
         assert len(workers) == 2, [w.metadata.name for w in workers]

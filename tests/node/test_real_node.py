@@ -22,7 +22,7 @@ from kubernetes import client
 from typer.testing import CliRunner
 
 from sentinel_cli.app import app
-from tests.node.conftest import node_memory
+from tests.support.node import node_memory
 from tests.testenv import node
 from tests.testenv.process import wait_for
 

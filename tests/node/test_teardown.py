@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from tests.node.conftest import node_or_skip
+from tests.support.node import node_or_skip
 from tests.testenv import node
 from tests.testenv.process import wait_for
 

@@ -1,79 +1,38 @@
-"""Fixtures for tests against the real Kubernetes test environment (marker ``k8s``).
+"""Fixtures for tests against the real Kubernetes test environment (tests/testenv; marker ``k8s``):
 
     k8s_env        session: the running Environment (.kubeconfig, .api_url, .api_client(), ...)
     k8s_api        session: a kubernetes.client.ApiClient for it
     k8s_namespace  function: a fresh namespace (its default ServiceAccount exists), deleted after
 
-Another test directory reuses them by importing them into its conftest.py, ``k8s_env`` included:
-``shared_environment`` makes every definition share the session's one environment.
-
 A failing test that used the environment gets the KubeRay operator's log lines written during
-the test, and its namespace's events, attached to its report.
+the test (and the real node's kubelet and containerd lines while it runs), and its namespace's
+events, attached to its report.
 """
 
 from __future__ import annotations
 
-import atexit
 import os
 import re
 import secrets
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 
 import pytest
 from kubernetes import client
 
-from tests.testenv import build, cluster
-from tests.testenv.env import Environment, up
-from tests.testenv.process import sigterm_as_interrupt, wait_for
+from tests.testenv import build, cluster, session
+from tests.testenv.env import Environment
+from tests.testenv.process import wait_for
 
 _OPERATOR_LOG_START = pytest.StashKey[int]()
 _NODE_LOG_STARTS = pytest.StashKey[dict[str, int]]()
 _NODE_LOGS = ("kubelet", "containerd")  # attached too while the real node runs (node.py)
-_ENVIRONMENT: list[Environment] = []  # the session's environment while one runs
-_USERS: list[None] = []  # one entry per fixture currently using it
-_CLEANUP: list[ExitStack] = []
 _ATTACHED_LINES = 200
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers",
-        "k8s: runs against the real Kubernetes test environment (tests/testenv/env.py); "
-        "needs its binaries: python -m tests.testenv.env build",
-    )
 
 
 @pytest.fixture(scope="session")
 def k8s_env() -> Iterator[Environment]:
-    with shared_environment() as env:
+    with session.environment(_assets_or_skip()) as env:
         yield env
-
-
-@contextmanager
-def shared_environment() -> Iterator[Environment]:
-    """The process's one test environment: the first user starts it, the last one stops it.
-
-    Other test directories can define their own ``k8s_env`` with this and still share the
-    session's environment. While it runs, SIGTERM acts as Ctrl-C, so pytest tears down.
-    """
-    if not _ENVIRONMENT:
-        assets = _assets_or_skip()
-        with ExitStack() as stack:
-            stack.enter_context(sigterm_as_interrupt())
-            env = up(assets)
-            stack.callback(env.stop)
-            atexit.register(env.stop)
-            _ENVIRONMENT.append(env)
-            _CLEANUP.append(stack.pop_all())
-    _USERS.append(None)
-    try:
-        yield _ENVIRONMENT[0]
-    finally:
-        _USERS.pop()
-        if not _USERS and _CLEANUP:  # the last user of the environment this function started
-            _CLEANUP.pop().close()  # stops it and restores the SIGTERM handler
-            atexit.unregister(_ENVIRONMENT.pop().stop)
 
 
 def _assets_or_skip() -> build.Assets:
@@ -112,8 +71,8 @@ def _namespace_name(test_name: str) -> str:
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    if _ENVIRONMENT:
-        env = _ENVIRONMENT[0]
+    env = session.running()
+    if env is not None:
         item.stash[_OPERATOR_LOG_START] = _size(env.log_path("ray-operator"))
         item.stash[_NODE_LOG_STARTS] = {name: _size(env.log_path(name)) for name in _NODE_LOGS}
 
