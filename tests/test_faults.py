@@ -30,9 +30,9 @@ from sentinel_ml.errors import CheckpointNotFound
 from sentinel_ml.store import index as checkpoints
 from sentinel_ml.store import uri as storage
 from sentinel_ml.store.checkpoint import checkpoint_uri, load_checkpoint
-from tests.ray_nodes import ray_nodes
 from tests.support.cli import Run, sentinel_env
 from tests.support.processes import TRAIN_WORKER, bytes_sent, kill_one
+from tests.support.ray_nodes import ray_nodes
 from tests.support.ray_train import checkpoint_taken, local_snapshot
 from tests.testenv.process import wait_for
 

@@ -16,7 +16,7 @@ import pytest
 
 from sentinel_cli.backends.local import ray_cluster as local_ray
 from sentinel_ml.entrypoint import exit_code
-from tests.ray_nodes import closed_port, ray_nodes
+from tests.support.ray_nodes import closed_port, ray_nodes
 
 PROBE = r"""
 import json, os, sys
