@@ -2,7 +2,7 @@
 and helpers that drive real processes (cli, processes, ray_nodes, load, wrk, serving, ray_train, ports,
 node).
 
-Dependencies point one way: bench/ imports these helpers, never the reverse. Modules here import
-only the standard library at the top, so that tests/testenv's command line (run by the system
-Python in .ci/run) can use ports.py.
+Dependencies point one way: bench/ imports these helpers, never the reverse. ports.py imports only
+the standard library, so that tests/testenv's command line (run by the system Python in .ci/run)
+can use it.
 """

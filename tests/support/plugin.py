@@ -9,7 +9,8 @@ A directory's own fixtures stay in its conftest.py (tests/k8s, tests/node, tests
 Tiers: a test carries a tier's marker (registered in pyproject.toml) when it uses a fixture listed in
 ``FIXTURE_MARKERS``, directly or through another fixture, or when it is marked by hand (a module's
 ``pytestmark``). ``--fast`` keeps the tests with none of ``HEAVY``: no Ray, no server process, no Go
-build, no Kubernetes; each of them must also leave no process of its own running when it returns.
+build, no Kubernetes; each of them must also leave no process of its own running when it returns
+(checked where /proc shows the process tree).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ FIXTURE_MARKERS: dict[str, tuple[str, ...]] = {
 }
 
 _BEFORE = pytest.StashKey[set[int]]()
+_PROCESSES_VISIBLE = os.path.isdir("/proc")  # Linux: the guard of --fast reads the process tree there
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -62,23 +64,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(marker)
     if not config.getoption("fast"):
         return
-    heavy = [item for item in items if any(item.get_closest_marker(name) for name in HEAVY)]
+    fast, heavy = [], []
+    for item in items:
+        (heavy if any(item.get_closest_marker(name) for name in HEAVY) else fast).append(item)
     if heavy:
         config.hook.pytest_deselected(items=heavy)
-        ids = {id(item) for item in heavy}
-        items[:] = [item for item in items if id(item) not in ids]
+        items[:] = fast
+
+
+def _guarded(item: pytest.Item) -> bool:
+    return _PROCESSES_VISIBLE and item.config.getoption("fast")
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    if item.config.getoption("fast"):
+    if _guarded(item):
         item.stash[_BEFORE] = set(running_descendants(os.getpid()))
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item):
     result = yield
-    if item.config.getoption("fast"):
+    if _guarded(item):
         before = item.stash.get(_BEFORE, set())
         started = {pid: line for pid, line in running_descendants(os.getpid()).items() if pid not in before}
         if started:
