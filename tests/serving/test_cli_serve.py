@@ -9,22 +9,15 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 
 from tests.support.ports import free_port
+from tests.support.processes import group_ended
+from tests.testenv.process import wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_serve_status_predict_recommend_stop(tmp_path, trained_run, dataset_dir):
@@ -118,8 +111,5 @@ def test_serve_status_predict_recommend_stop(tmp_path, trained_run, dataset_dir)
     assert stopped.returncode == 0, stopped.stderr
     assert json.loads(stopped.stdout)["stopped"] is True
     assert leader is not None
-    deadline = time.monotonic() + 30
-    while _group_alive(leader) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert not _group_alive(leader), "processes of the local Ray cluster are still running"
+    wait_for("the end of the local Ray cluster's processes", lambda: group_ended(leader), timeout_s=30)
     assert json.loads(cli("status", "-o", "json").stdout)["serving"] is None

@@ -16,7 +16,6 @@ concurrency 64 come from ``python bench/faults.py --only rollout,replica-kill --
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 
@@ -24,7 +23,7 @@ import pytest
 
 from tests.support.cli import sentinel_env
 from tests.support.load import RequestLoad, drain_report, outcomes
-from tests.support.processes import REPLICA, kill_one
+from tests.support.processes import REPLICA, group_ended, kill_one
 from tests.support.serving import HaproxyLog, ReplicaWatch, Served
 from tests.support.wrk import Wrk
 from tests.testenv.process import wait_for
@@ -75,10 +74,6 @@ def _under_load(load, answers: int = 100, timeout_s: float = 60) -> None:
     """Wait until ``load`` has had ``answers`` requests answered: the load runs before the fault."""
     wait_for(f"{answers} requests answered under load",
              lambda: None if load.answered() >= answers else f"{load.answered()} answered so far", timeout_s)
-
-
-def _stopped(pgid: int) -> str | None:
-    return "its processes still run" if _group_alive(pgid) else None
 
 
 @pytest.fixture
@@ -181,12 +176,4 @@ def test_stop_under_load_drains_accepted_requests(served, trained_run, tmp_path)
     assert stopped["stopped"] is True
     assert report["before"].get("ok", 0) > 50, report
     assert report["before_failed"] == 0, report  # no reset for a request sent before the stop
-    wait_for(f"the end of the local Ray cluster's processes (group {leader})", lambda: _stopped(leader), timeout_s=30)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+    wait_for("the end of the local Ray cluster's processes", lambda: group_ended(leader), timeout_s=30)

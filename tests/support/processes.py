@@ -82,6 +82,15 @@ def kill_one(root: int, marker: str, timeout: float = 60.0, pick: Callable[[list
         time.sleep(0.2)
 
 
+def group_ended(pgid: int) -> str | None:
+    """A check for ``tests.testenv.process.wait_for``: None once no process of group ``pgid`` runs."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return None
+    return f"processes of group {pgid} still run"
+
+
 def bytes_sent(pid: int, port: int) -> int:
     """Bytes that process ``pid`` has sent, and had acknowledged, on its TCP connections to loopback
     port ``port`` (the kernel's own count, read with iproute2's ``ss``)."""
