@@ -23,16 +23,20 @@ from sentinel_ml.serving.protocols.oip_rest import OIPRestRoutes
 from sentinel_ml.serving.protocols.oip_grpc import OIPGrpcServicer
 
 
-@serve.deployment(name=NAMES.deployment)
-@serve.ingress(api)
 class MovieRecommender(RecommendRoutes, TFServingRoutes, OIPRestRoutes, OIPGrpcServicer):
     """Every protocol on one replica: the routes of each protocol, one model, one batching path."""
+
+
+# Not decorators on the class: the name must stay the plain class, so that a replica unpickles it by
+# reference and imports this module, whose next line makes the FastAPI routes of the mixins methods
+# of the replica (serve.ingress rewrites each route's `self` in the process that runs it).
+DEPLOYMENT = serve.deployment(name=NAMES.deployment)(serve.ingress(api)(MovieRecommender))
 
 
 def app_builder(args: ServeArgs) -> Application:
     """The application for ``args`` (a ``ServeArgs`` or its dict, as a RayService passes it)."""
     settings = ServeArgs.model_validate(args) if isinstance(args, dict) else args
-    return MovieRecommender.options(**settings.deployment_options()).bind(settings.model_dump())
+    return DEPLOYMENT.options(**settings.deployment_options()).bind(settings.model_dump())
 
 
-__all__ = ["MovieRecommender", "ServeArgs", "app_builder"]
+__all__ = ["DEPLOYMENT", "MovieRecommender", "ServeArgs", "app_builder"]
