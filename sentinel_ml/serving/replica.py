@@ -1,12 +1,16 @@
 """What every protocol of a replica shares: the model loaded from the checkpoint, the model's name
-and version, and the one batching path for predictions.
+and version, the one batching path for predictions, and top-k off the event loop.
 
 Each protocol (``sentinel_ml.serving.protocols``) is a mixin of ``Replica``; the deployment in
 ``app.py`` combines them. Predictions of every protocol go through ``score`` (``MicroBatcher``:
-requests from all callers share one forward pass).
+requests from all callers share one forward pass). Top-k scores the whole catalogue for one user,
+a pass as large as a big batch, so it runs in a thread of its own (``top_k``): torch releases the
+GIL while it computes, and the event loop keeps answering and batching the other callers meanwhile.
 """
 
+import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -34,6 +38,8 @@ class Replica:
         self.model = Recommender.load(settings.checkpoint, ensure_dataset(settings.data), settings.run_id)
         version = settings.model_version or model_version(self.model.run_id, settings.checkpoint)
         self.ref = ModelRef(settings.model_name, version, self.model.num_users, self.model.num_items)
+        # One thread: concurrent top-k calls queue behind each other instead of each taking a core.
+        self._top_k_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="top-k")
         log.info("serving %s as %s version %d (%d users, %d movies)", settings.checkpoint, self.ref.name,
                  version, self.model.num_users, self.model.num_items)
 
@@ -65,3 +71,8 @@ class Replica:
         stats.requests += len(requests)
         stats.largest_batch = max(stats.largest_batch, len(requests))
         return self.model.score_many(requests)
+
+    async def top_k(self, user_id: int, k: int, min_ratings: int) -> list[tuple[int, str | None, float]]:
+        """``Recommender.top_k`` in the replica's top-k thread: the event loop stays free meanwhile."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._top_k_pool, self.model.top_k, user_id, k, min_ratings)

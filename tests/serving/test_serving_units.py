@@ -407,3 +407,48 @@ def test_a_caller_that_gave_up_is_left_out_of_its_batch():
     assert asyncio.run(main()) == 20
     assert batches == [[2]]
 
+
+def test_top_k_runs_off_the_event_loop_beside_the_batches():
+    """While a slow top-k computes, the loop keeps running batches of predictions (a plain-asyncio
+    check of Replica.top_k; the served application's latency is tests/serving/test_top_k_latency.py)."""
+    import asyncio
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from sentinel_ml.serving.replica import Replica
+
+    loop_thread, started, release = [], threading.Event(), threading.Event()
+
+    def top_k(user_id, k, min_ratings):
+        loop_thread.append(threading.current_thread() is threading.main_thread())
+        started.set()
+        release.wait(30)  # a heavy scoring pass, held until the loop has shown it is free
+        return [(1, "Toy Story (1995)", 4.5)][:k]
+
+    def score_many(requests):
+        return [np.full(len(users), 3.0, dtype=np.float32) for users, _ in requests]
+
+    replica = Replica.__new__(Replica)  # no checkpoint: the model is a stand-in
+    replica.model = SimpleNamespace(top_k=top_k, score_many=score_many)
+    replica._top_k_pool = ThreadPoolExecutor(max_workers=1)
+    replica.reconfigure({"max_batch_size": 8, "batch_wait_timeout_s": 0.0})
+
+    async def main():
+        top = asyncio.ensure_future(replica.top_k(42, 1, 0))
+        while not started.is_set():
+            await asyncio.sleep(0.001)
+        predictions = [await replica.score([42, 42], [1, 2]) for _ in range(5)]  # while top-k computes
+        assert not top.done()
+        release.set()
+        return predictions, await asyncio.wait_for(top, 30)
+
+    start = time.monotonic()
+    predictions, top = asyncio.run(main())
+    assert [p.tolist() for p in predictions] == [[3.0, 3.0]] * 5 and top == [(1, "Toy Story (1995)", 4.5)]
+    assert loop_thread == [False] and replica.batching.batches == 5
+    assert time.monotonic() - start < 30
+    replica._top_k_pool.shutdown()

@@ -1,5 +1,5 @@
 """Sentinel's own API under ``/recommend``: ratings of movies for a user (batched), the top-k movies a
-user has not rated, health, and what the replica serves."""
+user has not rated (off the event loop), health, and what the replica serves."""
 
 from typing import Annotated
 
@@ -45,7 +45,7 @@ class RecommendRoutes(Replica):
                       "Skip movies with fewer ratings in u.data; 0 considers every movie."))] = DEFAULT_MIN_RATINGS,
                   ) -> dict:
         check_user(user_id, self.model.num_users)
-        top = self.model.top_k(user_id, k, min_ratings=min_ratings)
+        top = await self.top_k(user_id, k, min_ratings)
         movies = [ScoredMovie(movie_id=m, title=t, score=s) for m, t, s in top]
         return {"user_id": user_id, "k": k, "min_ratings": min_ratings, "movies": movies}
 
