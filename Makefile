@@ -1,6 +1,6 @@
 # The quickstart commands (see README.md) and what they rely on.
 #   make setup && .venv/bin/sentinel train --epochs 5
-#   make test-fast    the fast tier: unit and pure tests (docs/testing.md)
+#   make test-fast    the fast tier: unit and pure tests, under a minute (docs/testing.md)
 #   make test         everything
 # VENV may point elsewhere (CI keeps one per dependency set under ~/.cache/sentinel).
 
