@@ -1,20 +1,15 @@
-"""Free loopback ports: the one definition the tests, the test environment and bench/ use."""
+"""Free loopback ports: the one definition the tests, the test environment and bench/ use.
+
+They come from the product's own picker (``sentinel_cli.backends.local.ray_cluster.free_ports``):
+between Ray's worker ports and the kernel's ephemeral range, so a port handed to a server that starts
+later is not taken meanwhile by an outgoing connection (the race that once took HAProxy's port).
+"""
 
 from __future__ import annotations
 
-import socket
+from sentinel_cli.backends.local.ray_cluster import free_ports
 
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct TCP ports on 127.0.0.1 that were free a moment ago."""
-    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+__all__ = ["free_port", "free_ports"]
 
 
 def free_port() -> int:
