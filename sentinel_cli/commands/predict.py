@@ -12,7 +12,7 @@ import typer
 from sentinel_cli import options
 from sentinel_cli.output import OutputFormat, emit, records_table
 from sentinel_ml.errors import ConfigError
-from sentinel_ml.serving.config import (
+from sentinel_ml.serving.names import (
     DEFAULT_GRPC_ADDRESS,
     DEFAULT_URL,
     NAMES,

@@ -1,7 +1,8 @@
-"""The serving application's configuration, defined once: its names, its autoscaling, the arguments it
+"""The serving application's configuration, defined once: its autoscaling, the arguments it
 is built from (``ServeArgs``) and what ``sentinel serve`` asks a target for (``ServeRequest``). Plain
 data and pydantic, cheap to import (no Ray, no FastAPI), so that the local target, the RayService
-manifest, the profile's ``serve`` settings and the application itself all read them from here, and the
+manifest, the profile's ``serve`` settings and the application itself all read them from here
+(the names and addresses live in ``names.py``, which the CLI reads at start-up), and the
 Kubernetes target validates what it renders before anything is applied."""
 
 from __future__ import annotations
@@ -13,40 +14,24 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sentinel_ml.errors import ConfigError
+from sentinel_ml.serving.names import (  # noqa: F401 - the names, read here and through this module
+    DEFAULT_GRPC_ADDRESS,
+    DEFAULT_GRPC_PORT,
+    DEFAULT_HTTP_HOST,
+    DEFAULT_HTTP_PORT,
+    DEFAULT_URL,
+    GRPC_SERVICE,
+    GRPC_SERVICER,
+    IMPORT_PATH,
+    NAMES,
+    PROTOCOLS,
+    RECOMMEND_PATH,
+    ROUTE_PREFIX,
+    SIGNATURE_NAME,
+    ServeNames,
+)
 
 
-@dataclass(frozen=True)
-class ServeNames:
-    """The one naming scheme of what serves the model. The product names the application, the class
-    names the deployment, and the model and the Kubernetes objects that expose it share one name.
-    Each name is seen from outside (Serve's status, metrics labels, request paths, Service DNS names),
-    so renaming one is a breaking change for whoever reads it."""
-
-    application: str  # the Serve application: serve.status(), serveConfigV2 applications[].name
-    deployment: str  # the Serve deployment: its replicas, the `deployment` label of Serve's metrics
-    model: str  # the model in TF-Serving and OIP requests (/v1/models/<model>, /v2/models/<model>)
-    service: str  # the RayService (profile serve.name) and its Services <service>-serve-svc, <service>-grpc
-
-
-NAMES = ServeNames(application="sentinel", deployment="MovieRecommender", model="recommender",
-                   service="recommender")
-# Serve mounts the application at the root: it answers /recommend, TF-Serving's /v1 and the Open
-# Inference Protocol's /v2 on the one HTTP port.
-ROUTE_PREFIX = "/"
-RECOMMEND_PATH = "/recommend"
-SIGNATURE_NAME = "serving_default"  # TF-Serving's only signature here
-DEFAULT_HTTP_HOST = "127.0.0.1"
-DEFAULT_HTTP_PORT = 8000
-DEFAULT_GRPC_PORT = 9000  # the OIP gRPC service through Ray Serve's gRPC proxy
-DEFAULT_URL = f"http://{DEFAULT_HTTP_HOST}:{DEFAULT_HTTP_PORT}"
-DEFAULT_GRPC_ADDRESS = f"{DEFAULT_HTTP_HOST}:{DEFAULT_GRPC_PORT}"
-# What Serve's gRPC proxy registers (gRPCOptions.grpc_servicer_functions): the generated OIP stubs.
-GRPC_SERVICER = "sentinel_ml.serving.grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server"
-GRPC_SERVICE = "inference.GRPCInferenceService"
-# How `sentinel predict` can ask: /recommend, TF-Serving REST, OIP REST (v2), OIP gRPC.
-PROTOCOLS = ("recommend", "tfserving", "v2", "grpc")
-# The application as Ray Serve and a RayService's serveConfigV2 import it (a string: no Ray here).
-IMPORT_PATH = "sentinel_ml.serve:app_builder"
 
 
 class Autoscaling(BaseModel):
