@@ -15,7 +15,7 @@ from ray import serve
 from ray.serve import Application
 
 from sentinel_ml.serving.config import NAMES, ServeArgs
-from sentinel_ml.serving.ingress import api
+from sentinel_ml.serving.ingress import api, use_token_check
 # The REST routes register on `api` as their modules load: in this order, as the spec lists them.
 from sentinel_ml.serving.protocols.recommend import RecommendRoutes
 from sentinel_ml.serving.protocols.tfserving import TFServingRoutes
@@ -24,7 +24,12 @@ from sentinel_ml.serving.protocols.oip_grpc import OIPGrpcServicer
 
 
 class MovieRecommender(RecommendRoutes, TFServingRoutes, OIPRestRoutes, OIPGrpcServicer):
-    """Every protocol on one replica: the routes of each protocol, one model, one batching path."""
+    """Every protocol on one replica: the routes of each protocol, one model, one batching path, and
+    one token check (``Replica.token_check``) that the REST guard and the gRPC guard both ask."""
+
+    def __init__(self, args: dict) -> None:
+        super().__init__(args)
+        use_token_check(self.token_check)  # the REST guard of this replica's process
 
 
 # Not decorators on the class: the name must stay the plain class, so that a replica unpickles it by

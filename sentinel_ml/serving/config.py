@@ -30,6 +30,7 @@ from sentinel_ml.serving.names import (  # noqa: F401 - the names, read here and
     SIGNATURE_NAME,
     ServeNames,
 )
+from sentinel_ml.serving.auth import AUTH_MODES, AuthMode
 
 
 
@@ -91,11 +92,20 @@ class ServeArgs(BaseModel):
                                         "0: never wait, batch whatever queued while the previous batch ran.")
     torch_threads: int = Field(1, ge=1, description="Intra-op threads per replica.")
     access_log: bool = Field(False, description="Log every request in the replica logs (costs throughput).")
+    auth: AuthMode = Field("none", description="token: every inference and metadata "
+                                           "route needs `Authorization: Bearer <token>` (gRPC: the "
+                                           "`authorization` metadata); health and readiness stay open.")
+    token_file: str | None = Field(None, description="auth token: the file each replica reads the token "
+                                   "from (a path, never the token: these args are shown by status).")
 
     @model_validator(mode="after")
     def _consistent(self) -> ServeArgs:
         if self.autoscaling and self.max_ongoing_requests < self.autoscaling.target_ongoing_requests:
             raise ValueError("max_ongoing_requests must be >= target_ongoing_requests")
+        if self.auth == "token" and not self.token_file:
+            raise ValueError("auth token needs token_file")
+        if self.auth == "none" and self.token_file:
+            raise ValueError("token_file is set but auth is none")
         return self
 
     def deployment_options(self) -> dict[str, Any]:
@@ -162,6 +172,8 @@ class ServeRequest:
     grpc_port: int | None = None  # None: the target's default (9000; k8s: the profile's serve.grpc_port)
     timeout_s: float | None = None  # bound on the wait until it serves; None: the target's default
     app_args: dict[str, Any] = field(default_factory=dict)  # serve_args settings (replicas, CPUs, …)
+    auth: str | None = None  # none | token; None: the target's default (local: none)
+    token_file: str | None = None  # auth token: the file holding it; None: the target's default
 
     def validate(self) -> None:
         if self.port is not None and not 1 <= self.port <= 65535:
@@ -175,6 +187,10 @@ class ServeRequest:
             raise ConfigError("--timeout must be positive")
         if not self.checkpoint.strip():
             raise ConfigError("--checkpoint is empty", hint="use latest, best, a run id or a checkpoint URI")
+        if self.auth is not None and self.auth not in AUTH_MODES:
+            raise ConfigError(f"--auth {self.auth} is not one of {', '.join(AUTH_MODES)}")
+        if self.token_file and self.auth == "none":
+            raise ConfigError("--token-file with --auth none", hint="drop one of them")
 
     def with_local_defaults(self, timeout_s: float) -> ServeRequest:
         """This request with the local target's defaults filled in."""

@@ -1,7 +1,8 @@
 """The replica's one FastAPI app, shared by every REST protocol (``/recommend``, TF-Serving's ``/v1``,
-the Open Inference Protocol's ``/v2``): its body limit, its error answers and its OpenAPI spec. The
-routes themselves live with their protocol under ``sentinel_ml.serving.protocols``; ``app.py`` puts
-the deployment in front of this app with ``serve.ingress``."""
+the Open Inference Protocol's ``/v2``): its bearer-token guard, its body limit, its error answers and
+its OpenAPI spec. The routes themselves live with their protocol under
+``sentinel_ml.serving.protocols``; ``app.py`` puts the deployment in front of this app with
+``serve.ingress`` and hands the guard the replica's ``TokenCheck`` (``use_token_check``)."""
 
 from collections.abc import Callable
 from typing import Any
@@ -11,8 +12,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from sentinel_ml.serving.api import MAX_BODY_BYTES, ApiError, validation_message
+from sentinel_ml.serving.auth import CHALLENGE, TokenCheck
 from sentinel_ml.serving.config import RECOMMEND_PATH
 
 api = FastAPI(
@@ -43,6 +46,83 @@ def error_response(request_path: str, status_code: int, message: str) -> JSONRes
     return JSONResponse({"detail": message}, status_code=status_code)
 
 
+# Routes that answer without a token when the replica requires one (path templates, as routed):
+# liveness and readiness for probes and load balancers, and the API's own description. Each protocol
+# adds its own with `open_to_probes` where it declares the route; every other route needs the token.
+OPEN_ROUTES: set[str] = {api.openapi_url, api.docs_url}
+
+
+def open_to_probes(path: str) -> str:
+    """Declare the route ``path`` open (no token needed); returns ``path`` for the route decorator."""
+    OPEN_ROUTES.add(path)
+    return path
+
+
+def use_token_check(check: TokenCheck | None) -> None:
+    """What the guard asks: this replica's ``TokenCheck``, or None when it serves without a token.
+    Called once per replica process (``MovieRecommender.__init__``) before Serve routes a request."""
+    api.state.token_check = check
+    api.state.auth_configured = True
+
+
+async def _drain(receive, limit: int) -> None:
+    """Read the request body (up to ``limit`` bytes) so the client sees the answer, not a reset."""
+    seen = 0
+    while seen <= limit:
+        message = await receive()
+        seen += len(message.get("body", b""))
+        if not message.get("more_body"):
+            return
+
+
+def _is_open(scope) -> bool:
+    """The route the request goes to is one of OPEN_ROUTES (matched as Starlette will route it)."""
+    for route in api.router.routes:
+        match, _ = route.matches(scope)
+        if match == Match.FULL:
+            return getattr(route, "path", None) in OPEN_ROUTES
+    return False  # no route: a 404 for whoever has the token, a 401 for everyone else
+
+
+def _authorization(scope) -> bytes | None:
+    for name, value in scope.get("headers") or ():
+        if name == b"authorization":
+            return value
+    return None
+
+
+class _RequireToken:
+    """ASGI middleware, outermost: with a TokenCheck, a request to any route but OPEN_ROUTES needs
+    ``Authorization: Bearer <token>``; without it or with another token the answer is 401 with
+    ``WWW-Authenticate: Bearer``, in the protocol's error body, naming nothing of the token. Until the
+    replica has said whether it needs a token, nothing but the open routes is answered (503)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and not _is_open(scope):
+            state = api.state
+            if not getattr(state, "auth_configured", False):
+                await _refuse(scope, receive, send, 503, "the replica is starting", {})
+                return
+            check: TokenCheck | None = state.token_check
+            if check is not None and not check.accepts_header(_authorization(scope)):
+                given = _authorization(scope) is not None
+                message = ("the bearer token is not valid" if given else
+                           "this API needs a bearer token: send 'Authorization: Bearer <token>'")
+                await _refuse(scope, receive, send, 401, message, {"WWW-Authenticate": CHALLENGE})
+                return
+        await self.app(scope, receive, send)
+
+
+async def _refuse(scope, receive, send, status: int, message: str, headers: dict[str, str]) -> None:
+    await _drain(receive, MAX_BODY_BYTES)
+    response = error_response(scope["path"], status, message)
+    response.headers.update(headers)
+    await response(scope, receive, send)
+
+
 class _BodyLimit:
     """ASGI middleware: a body declared larger than MAX_BODY_BYTES gets 413 before anything parses it.
     The body is read to its end first, so the client sees the answer and not a reset connection."""
@@ -64,6 +144,7 @@ class _BodyLimit:
 
 
 api.add_middleware(_BodyLimit)
+api.add_middleware(_RequireToken)  # added last: outermost, so a 401 comes before any other answer
 
 
 @api.exception_handler(ApiError)

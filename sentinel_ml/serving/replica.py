@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from sentinel_ml.serving.api import BatchingInfo, ModelRef
+from sentinel_ml.serving.auth import TokenCheck
 from sentinel_ml.serving.batching import AdaptiveWait, MicroBatcher
 from sentinel_ml.serving.config import ServeArgs
 
@@ -32,6 +33,8 @@ class Replica:
         from sentinel_ml.serving.recommender import Recommender, model_version
 
         settings = ServeArgs.model_validate(args)
+        # The token's digest, read from its file (the args name the file, never the token).
+        self.token_check = TokenCheck.from_file(settings.token_file) if settings.auth == "token" else None
         self.reconfigure({"max_batch_size": settings.max_batch_size,
                           "batch_wait_timeout_s": settings.batch_wait_timeout_s})
         torch.set_num_threads(settings.torch_threads)
@@ -40,8 +43,8 @@ class Replica:
         self.ref = ModelRef(settings.model_name, version, self.model.num_users, self.model.num_items)
         # One thread: concurrent top-k calls queue behind each other instead of each taking a core.
         self._top_k_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="top-k")
-        log.info("serving %s as %s version %d (%d users, %d movies)", settings.checkpoint, self.ref.name,
-                 version, self.model.num_users, self.model.num_items)
+        log.info("serving %s as %s version %d (%d users, %d movies), auth %s", settings.checkpoint,
+                 self.ref.name, version, self.model.num_users, self.model.num_items, settings.auth)
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         """Serve's ``user_config``: the batch size and wait (``ServeArgs.max_batch_size``,

@@ -8,7 +8,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from sentinel_ml.serving import oip
-from sentinel_ml.serving.ingress import SPEC_PATCHES, api
+from sentinel_ml.serving.ingress import SPEC_PATCHES, api, open_to_probes
 from sentinel_ml.serving.replica import Replica
 
 V2_MODEL = "/v2/models/{model}"
@@ -23,11 +23,12 @@ class OIPRestRoutes(Replica):
     async def oip_server_metadata(self) -> dict:
         return oip.server_metadata()
 
-    @api.get("/v2/health/live", response_model=oip.Live, summary="Server liveness (OIP)", **OIP)
+    # Liveness and readiness are open to probes without a token; metadata and infer are not.
+    @api.get(open_to_probes("/v2/health/live"), response_model=oip.Live, summary="Server liveness (OIP)", **OIP)
     async def oip_live(self) -> dict:
         return {"live": True}
 
-    @api.get("/v2/health/ready", response_model=oip.Ready, summary="Server readiness (OIP)", **OIP)
+    @api.get(open_to_probes("/v2/health/ready"), response_model=oip.Ready, summary="Server readiness (OIP)", **OIP)
     async def oip_ready(self) -> dict:
         return {"ready": True}  # a replica answers only once its model is loaded
 
@@ -41,12 +42,12 @@ class OIPRestRoutes(Replica):
         self.ref.check(model, version)
         return oip.model_metadata(self.ref)
 
-    @api.get(V2_MODEL + "/ready", response_model=oip.ModelReady, summary="Model readiness (OIP)", **OIP)
+    @api.get(open_to_probes(V2_MODEL + "/ready"), response_model=oip.ModelReady, summary="Model readiness (OIP)", **OIP)
     async def oip_model_ready(self, model: str) -> dict:
         self.ref.check(model)
         return {"name": self.ref.name, "ready": True}
 
-    @api.get(V2_VERSION + "/ready", response_model=oip.ModelReady, summary="Model version readiness (OIP)", **OIP)
+    @api.get(open_to_probes(V2_VERSION + "/ready"), response_model=oip.ModelReady, summary="Model version readiness (OIP)", **OIP)
     async def oip_version_ready(self, model: str, version: str) -> dict:
         self.ref.check(model, version)
         return {"name": self.ref.name, "ready": True}

@@ -21,7 +21,7 @@ from sentinel_ml.serving.api import (
     check_user,
 )
 from sentinel_ml.serving.config import RECOMMEND_PATH
-from sentinel_ml.serving.ingress import api
+from sentinel_ml.serving.ingress import api, open_to_probes
 from sentinel_ml.serving.replica import Replica
 
 RECOMMEND = {"tags": ["recommend"]}
@@ -49,7 +49,7 @@ class RecommendRoutes(Replica):
         movies = [ScoredMovie(movie_id=m, title=t, score=s) for m, t, s in top]
         return {"user_id": user_id, "k": k, "min_ratings": min_ratings, "movies": movies}
 
-    @api.get(RECOMMEND_PATH + "/healthz", response_model=Health, summary="Liveness of this replica", **RECOMMEND)
+    @api.get(open_to_probes(RECOMMEND_PATH + "/healthz"), response_model=Health, summary="Liveness of this replica", **RECOMMEND)
     async def healthz(self) -> dict:
         return {"status": "ok"}
 

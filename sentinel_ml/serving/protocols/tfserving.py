@@ -3,7 +3,7 @@ model status and metadata. The contract is ``sentinel_ml.serving.tfserving``."""
 
 from sentinel_ml.serving import tfserving
 from sentinel_ml.serving.api import check_pairs
-from sentinel_ml.serving.ingress import api
+from sentinel_ml.serving.ingress import api, open_to_probes
 from sentinel_ml.serving.replica import Replica
 
 V1_MODEL = "/v1/models/{model}"
@@ -28,12 +28,13 @@ class TFServingRoutes(Replica):
         check_pairs(users, movies, self.ref.num_users, self.ref.num_items)
         return request.answer((await self.score(users, movies)).tolist())
 
-    @api.get(V1_MODEL, response_model=tfserving.ModelStatus, summary="Model status (TF Serving)", **TF)
+    # Model status is TF Serving's readiness check: open to probes without a token.
+    @api.get(open_to_probes(V1_MODEL), response_model=tfserving.ModelStatus, summary="Model status (TF Serving)", **TF)
     async def tf_status(self, model: str) -> dict:
         self.ref.check(model)
         return tfserving.model_status(self.ref)
 
-    @api.get(V1_VERSION, response_model=tfserving.ModelStatus, summary="Model version status (TF Serving)", **TF)
+    @api.get(open_to_probes(V1_VERSION), response_model=tfserving.ModelStatus, summary="Model version status (TF Serving)", **TF)
     async def tf_version_status(self, model: str, version: str) -> dict:
         self.ref.check(model, version)
         return tfserving.model_status(self.ref)
