@@ -1,6 +1,11 @@
 """Calls to the serving API: HTTP (``/recommend``, TF-Serving's ``/v1``, OIP's ``/v2``) through one funnel
 that turns failures into SentinelErrors (standard library only, so the CLI stays light), and the OIP
-gRPC service through Sentinel's generated stubs (grpcio, imported only when asked for)."""
+gRPC service through Sentinel's generated stubs (grpcio, imported only when asked for).
+
+Every call sends the serving token when it knows one (``token``): by default (``AUTO``) the file
+``$SENTINEL_SERVE_TOKEN_FILE`` names, else the local application's own token when the call goes to
+its loopback port. A token is sent in the ``Authorization`` header (gRPC: the ``authorization``
+metadata) and appears in no message this module raises."""
 
 from __future__ import annotations
 
@@ -9,12 +14,38 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any
+from typing import Any, Final
 
 from sentinel_ml.errors import ConfigError, JobFailed
 from sentinel_ml.serving.config import RECOMMEND_PATH
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+TOKEN_FILE_ENV = "SENTINEL_SERVE_TOKEN_FILE"
+AUTO: Final[Any] = object()  # token=AUTO: find the token as the module's docstring says
+_TOKEN_HINT = (f"the local target's token is sent by itself; for another server put its token in a file "
+               f"and pass --token-file (or set ${TOKEN_FILE_ENV})")
+
+
+def token_for(url_or_address: str) -> str | None:
+    """The token a call to ``url_or_address`` (a URL, or gRPC's host:port) sends, or None."""
+    import os
+
+    from sentinel_ml.serving.auth import read_token
+
+    if os.environ.get(TOKEN_FILE_ENV):
+        return read_token(os.environ[TOKEN_FILE_ENV])
+    parsed = urllib.parse.urlparse(url_or_address if "://" in url_or_address else f"//{url_or_address}")
+    try:
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    except ValueError:
+        return None
+    from sentinel_cli.backends.local import serving
+
+    return serving.token_for(parsed.hostname, port)
+
+
+def _resolve(token: str | None, url_or_address: str) -> str | None:
+    return token_for(url_or_address) if token is AUTO else token
 
 
 def endpoint(base_url: str, path: str = "") -> str:
@@ -28,7 +59,8 @@ def http_base(url: str) -> str:
     return base.removesuffix(RECOMMEND_PATH) if base.endswith(RECOMMEND_PATH) else base
 
 
-def grpc_infer(address: str, model: str, users: list[int], movies: list[int], timeout_s: float = 30.0) -> dict:
+def grpc_infer(address: str, model: str, users: list[int], movies: list[int], timeout_s: float = 30.0,
+               token: str | None = AUTO) -> dict:
     """OIP ``ModelInfer`` over gRPC: ``{"model_name", "model_version", "predictions"}``."""
     import grpc
     import numpy as np
@@ -40,11 +72,17 @@ def grpc_infer(address: str, model: str, users: list[int], movies: list[int], ti
     for name, values in (("user_id", users), ("movie_id", movies)):
         request.inputs.add(name=name, datatype="INT64", shape=[len(values)])
         request.raw_input_contents.append(np.asarray(values, dtype="<i8").tobytes())
+    token = _resolve(token, address)
+    metadata = [("authorization", f"Bearer {token}")] if token else None
     try:
         with grpc.insecure_channel(address) as channel:
-            response = pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=timeout_s)
+            response = pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=timeout_s,
+                                                                             metadata=metadata)
     except grpc.RpcError as e:
         code, details = e.code(), e.details() or ""
+        if code == grpc.StatusCode.UNAUTHENTICATED:
+            raise ConfigError(f"the gRPC service at {address} needs a valid bearer token "
+                              f"({'a token was sent' if token else 'none was sent'})", hint=_TOKEN_HINT) from None
         if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
                     grpc.StatusCode.RESOURCE_EXHAUSTED):
             raise ConfigError(f"the gRPC service refused the request ({code.name}): {details}",
@@ -59,16 +97,17 @@ def grpc_infer(address: str, model: str, users: list[int], movies: list[int], ti
             "predictions": predictions}
 
 
-def call(method: str, url: str, body: Any = None, timeout_s: float = 30.0) -> dict:
+def call(method: str, url: str, body: Any = None, timeout_s: float = 30.0, token: str | None = AUTO) -> dict:
     """One call of the API. A connection closed before a whole answer (a replica that died while it
     answered: nothing, or headers without the whole body) is sent once more on a new connection, as
     HTTP allows for an idempotent request (RFC 9112 §9.3.1): every call of this API is a read."""
+    token = _resolve(token, url)
     try:
-        return _request(method, url, body, timeout_s)
+        return _request(method, url, body, timeout_s, token)
     except _Aborted:
         pass  # sent once more below, on a new connection
     try:
-        return _request(method, url, body, timeout_s)
+        return _request(method, url, body, timeout_s, token)
     except _Aborted as e:
         raise JobFailed(f"{url} closed the connection before a whole answer, twice ({e})",
                         hint="see `sentinel status` and the Serve logs") from None
@@ -84,15 +123,20 @@ def _is_aborted(error: BaseException) -> bool:
     return isinstance(error, (http.client.IncompleteRead, http.client.RemoteDisconnected, ConnectionResetError))
 
 
-def _request(method: str, url: str, body: Any, timeout_s: float) -> dict:
+def _request(method: str, url: str, body: Any, timeout_s: float, token: str | None) -> dict:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method=method,
                                      headers={"Content-Type": "application/json", "Accept": "application/json"})
+    if token:  # unredirected: a redirect to another server does not carry the token along
+        request.add_unredirected_header("Authorization", f"Bearer {token}")
     try:
         with _opener(url).open(request, timeout=timeout_s) as response:
             return json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as e:
         detail = _detail(e)
+        if e.code == 401:
+            raise ConfigError(f"{url} needs a valid bearer token ({'a token was sent' if token else 'none was sent'})",
+                              hint=_TOKEN_HINT) from None
         if e.code < 500:
             raise ConfigError(f"the API refused the request ({e.code}): {detail}",
                               hint="check the ids: users and movies are MovieLens ids") from None
@@ -112,8 +156,8 @@ def _request(method: str, url: str, body: Any, timeout_s: float) -> dict:
 
 
 def is_healthy(base_url: str, timeout_s: float = 2.0) -> bool:
-    try:
-        return call("GET", endpoint(base_url, "/healthz"), timeout_s=timeout_s).get("status") == "ok"
+    try:  # open to probes: no token
+        return call("GET", endpoint(base_url, "/healthz"), timeout_s=timeout_s, token=None).get("status") == "ok"
     except (ConfigError, JobFailed):
         return False
 

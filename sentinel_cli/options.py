@@ -53,6 +53,12 @@ DataOpt = Annotated[
                  "Default: download from GroupLens once and cache.", envvar="SENTINEL_DATA",
                  show_default=False, callback=_absolute),
 ]
+TokenFileOpt = Annotated[
+    str | None,
+    typer.Option("--token-file", help="A file holding the serving API's bearer token (one line, owner-only). "
+                 "Default: the local target's $SENTINEL_HOME/serve-token, sent only to its own ports.",
+                 envvar="SENTINEL_SERVE_TOKEN_FILE", show_default=False, callback=_absolute),
+]
 StorageOpt = Annotated[
     str | None,
     typer.Option("--storage", help="Checkpoint store: a directory or s3://bucket/prefix. "

@@ -142,8 +142,9 @@ class LocalSmoke:
         from sentinel_ml.serving.config import ServeRequest
 
         port, grpc_port = free_ports(2)
+        # With a token: the prediction below proves that the CLI's own calls send it.
         request = ServeRequest(checkpoint=made.checkpoint, storage=made.scratch, data=self.data, port=port,
-                               grpc_port=grpc_port)
+                               grpc_port=grpc_port, auth="token")
         made.service = "local"
         report = LocalBackend().serve(request, KubeRequest())
         made.endpoint = api_client.endpoint(report.url)

@@ -160,6 +160,8 @@ class ServeReport:
     status: str = _absent()
     message: str | None = _absent()
     replicas: dict[str, int] = _absent()
+    auth: str = _absent()  # none | token; never the token
+    token_file: str | None = _absent()  # where the token is (a path)
 
 
 @dataclass(frozen=True)

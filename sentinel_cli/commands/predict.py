@@ -34,35 +34,40 @@ def predict(
     grpc_address: Annotated[str, typer.Option("--grpc", help="host:port of the gRPC service (--protocol grpc).",
                                               envvar="SENTINEL_GRPC")] = DEFAULT_GRPC_ADDRESS,
     model: Annotated[str, typer.Option(help="Model name for tfserving, v2 and grpc.")] = NAMES.model,
+    token_file: options.TokenFileOpt = None,
     output: options.OutputOpt = OutputFormat.table,
 ) -> None:
     """Predicted ratings (1-5) of the given movies for a user, over any served protocol."""
     movie_ids = parse_ids(movies)
-    result = {"user_id": user, **ask(Protocol(protocol).value, user, movie_ids, url, grpc_address, model)}
+    result = {"user_id": user, **ask(Protocol(protocol).value, user, movie_ids, url, grpc_address, model,
+                                     _token(token_file))}
     emit(result, output, lambda r: _predictions_table(r, movie_ids))
 
 
-def ask(protocol: str, user: int, movie_ids: list[int], url: str, grpc_address: str, model: str) -> dict:
+def ask(protocol: str, user: int, movie_ids: list[int], url: str, grpc_address: str, model: str,
+        token=None) -> dict:
     """``{"predictions": [...], "protocol": ...}`` (plus the model's name and version where the
-    protocol reports them) for one user's movies."""
+    protocol reports them) for one user's movies. ``token``: what ``_token`` gives (the token, or
+    ``api_client.AUTO`` to find it)."""
     from sentinel_cli import api_client
 
+    token = api_client.AUTO if token is None else token
     users = [user] * len(movie_ids)
     if protocol == "grpc":
-        answer = api_client.grpc_infer(grpc_address, model, users, movie_ids)
+        answer = api_client.grpc_infer(grpc_address, model, users, movie_ids, token=token)
     elif protocol == "tfserving":
         body = {"inputs": {"user_id": users, "movie_id": movie_ids}}
         answer = {"predictions": api_client.call(
-            "POST", f"{api_client.http_base(url)}/v1/models/{model}:predict", body)["outputs"]}
+            "POST", f"{api_client.http_base(url)}/v1/models/{model}:predict", body, token=token)["outputs"]}
     elif protocol == "v2":
         body = {"inputs": [{"name": "user_id", "datatype": "INT64", "shape": [len(users)], "data": users},
                            {"name": "movie_id", "datatype": "INT64", "shape": [len(users)], "data": movie_ids}]}
-        response = api_client.call("POST", f"{api_client.http_base(url)}/v2/models/{model}/infer", body)
+        response = api_client.call("POST", f"{api_client.http_base(url)}/v2/models/{model}/infer", body, token=token)
         answer = {"model_name": response["model_name"], "model_version": response.get("model_version"),
                   "predictions": response["outputs"][0]["data"]}
     else:
         answer = {"predictions": api_client.call("POST", api_client.endpoint(url),
-                                                 {"user_id": user, "movie_ids": movie_ids})["predictions"]}
+                                                 {"user_id": user, "movie_ids": movie_ids}, token=token)["predictions"]}
     return {**answer, "protocol": protocol}
 
 
@@ -73,14 +78,23 @@ def recommend(
         min=0, max=1000, show_default=False,
         help="Only movies with at least this many ratings; 0 for every movie. Default: the API's (20).")] = None,
     url: options.UrlOpt = DEFAULT_URL,
+    token_file: options.TokenFileOpt = None,
     output: options.OutputOpt = OutputFormat.table,
 ) -> None:
     """The k highest-scored movies a user has not rated yet."""
     from sentinel_cli import api_client
 
     query = f"k={k}" + (f"&min_ratings={min_ratings}" if min_ratings is not None else "")
-    result = api_client.call("GET", api_client.endpoint(url, f"/{user}/top?{query}"))
+    result = api_client.call("GET", api_client.endpoint(url, f"/{user}/top?{query}"), token=_token(token_file))
     emit(result, output, _top_table)
+
+
+def _token(token_file: str | None):
+    """The token in ``--token-file``, or ``api_client.AUTO``: the local application's own, sent only to it."""
+    from sentinel_cli import api_client
+    from sentinel_ml.serving.auth import read_token
+
+    return read_token(token_file) if token_file else api_client.AUTO
 
 
 def parse_ids(text: str) -> list[int]:

@@ -10,13 +10,17 @@ from sentinel_cli import backends, options
 from sentinel_cli.backends.results import ServeReport, shown
 from sentinel_cli.k8s.request import KubeRequest
 from sentinel_cli.output import OutputFormat, emit, key_value_table
+from sentinel_ml.serving.auth import AUTH_MODES
+
+AuthMode = options.choice("AuthMode", AUTH_MODES)
 
 app = typer.Typer(help="Serve the recommender with Ray Serve; `sentinel serve stop` tears it down.")
 
 SUMMARY_ROWS = [
     ("application", "application"), ("status", "status"), ("url", "url"), ("HTTP", "http"),
     ("gRPC", "grpc"), ("model", "model_name"), ("model version", "model_version"),
-    ("checkpoint", "checkpoint"), ("run id", "run_id"), ("replicas", "replicas"), ("Ray cluster", "ray_address"),
+    ("checkpoint", "checkpoint"), ("run id", "run_id"), ("replicas", "replicas"), ("auth", "auth"),
+    ("token file", "token_file"), ("Ray cluster", "ray_address"),
     ("RayService", "rayservice"), ("namespace", "namespace"), ("endpoint", "endpoint"),
     ("gRPC endpoint", "grpc_endpoint"), ("state", "state"),
 ]
@@ -49,6 +53,11 @@ def serve(
                                                   "is not healthy after this many seconds. Default: 180 "
                                                   "(k8s: the profile's wait_timeout_s).",
                                                   show_default=False)] = None,
+    auth: Annotated[AuthMode | None, typer.Option(  # type: ignore[valid-type]
+        "--auth", help="token: every inference and metadata route needs 'Authorization: Bearer <token>' "
+        "(gRPC: 'authorization' metadata); health and readiness stay open. Default: none on loopback, "
+        "token when --host opens the API to a network.", show_default=False)] = None,
+    token_file: options.TokenFileOpt = None,
     deploy: KubeRequest = KubeRequest(),
 ) -> None:
     """Serve MovieRecommender from a checkpoint (HTTP: /recommend, TF-Serving /v1, OIP /v2; gRPC: OIP);
@@ -59,7 +68,9 @@ def serve(
 
     scaling = {k: v for k, v in (("min_replicas", min_replicas), ("max_replicas", max_replicas)) if v is not None}
     request = ServeRequest(checkpoint=checkpoint, storage=storage, data=data, host=host, port=port,
-                           grpc_port=grpc_port, timeout_s=timeout, app_args=scaling)
+                           grpc_port=grpc_port, timeout_s=timeout, app_args=scaling,
+                           auth=AuthMode(auth).value if auth else ("token" if token_file else None),
+                           token_file=token_file)
     report = backends.select(target, deploy.overrides.profile).serve(request, deploy)
     emit(report, output, summary_table)
 

@@ -5,6 +5,11 @@ the application (HTTP: /recommend, TF-Serving /v1, OIP /v2; gRPC: the OIP servic
 ``/recommend/healthz`` answers and ``/recommend/model`` reports the checkpoint asked for; every wait
 is bounded and says what it waits on. ``describe`` feeds
 ``sentinel status``; ``stop`` removes the application and the cluster Sentinel started.
+
+Authentication (``--auth``): ``none`` by default while the API listens on loopback, ``token`` when
+``--host`` opens it to a network. The token lives in ``$SENTINEL_HOME/serve-token`` (0600, made once)
+or the ``--token-file`` given; the application's args and ``serving.json`` name the file, never the
+token, and ``token_for`` lets the CLI's own calls send it without being asked.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from typing import Any
 from sentinel_cli import api_client
 from sentinel_cli.backends.local import ray_cluster as local_ray
 from sentinel_ml.errors import ConfigError, JobFailed, WaitTimeout
-from sentinel_ml.paths import storage_root
+from sentinel_ml.paths import absolute, sentinel_home, storage_root
+from sentinel_ml.serving import auth
 from sentinel_ml.serving.config import (
     HAPROXY_RETRIES,
     NAMES,
@@ -58,6 +64,7 @@ def start(request: ServeRequest, on_progress: Progress | None = None,
     if cluster is None:
         local_ray.prepare_auth()  # Ray reads its auth settings once, when first loaded
     args = _app_args(request, uri, run_id, data)
+    token = auth.read_token(args["token_file"]) if args["auth"] == "token" else None
 
     serving = _read_state() if cluster else None
     if serving and serving["port"] != request.port:
@@ -76,18 +83,54 @@ def start(request: ServeRequest, on_progress: Progress | None = None,
         cluster = local_ray.start({**serve_env(), **(cluster_env or {})}, on_progress=notify)
     local_ray.connect(cluster)
     deadline = time.monotonic() + request.timeout_s
-    if serving and serving.get("args") == args and _model_info(request.url).get("checkpoint_uri") == uri:
+    if serving and serving.get("args") == args and _model_info(request.url, token).get("checkpoint_uri") == uri:
         notify("already serving this checkpoint with these settings")
-        replicas = _wait_until_serving(request, uri, deadline, notify)
-        return {**serving, **_model_fields(_model_info(request.url)), "status": "RUNNING", "replicas": replicas}
+        replicas = _wait_until_serving(request, uri, deadline, notify, token)
+        return {**serving, **_model_fields(_model_info(request.url, token)), "status": "RUNNING",
+                "replicas": replicas}
     state = {"application": NAMES.application, "url": request.url + RECOMMEND_PATH, "http": request.url,
+             "auth": args["auth"], "token_file": args["token_file"],
              "grpc": request.grpc_address, "host": request.host, "port": request.port,
              "grpc_port": request.grpc_port, "checkpoint": uri, "run_id": run_id, "ray_address": cluster.address,
              "deployed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "args": args}
     (local_ray.cluster_dir() / STATE_FILE).write_text(json.dumps(state, indent=2))  # the port is taken now
     _deploy(request, args, notify)
-    replicas = _wait_until_serving(request, uri, deadline, notify)
-    return {**state, **_model_fields(_model_info(request.url)), "status": "RUNNING", "replicas": replicas}
+    replicas = _wait_until_serving(request, uri, deadline, notify, token)
+    return {**state, **_model_fields(_model_info(request.url, token)), "status": "RUNNING", "replicas": replicas}
+
+
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def default_auth(host: str) -> str:
+    """``none`` on loopback (only this machine's users reach it), ``token`` on any other address."""
+    return "none" if host in LOOPBACK else "token"
+
+
+def auth_settings(request: ServeRequest) -> dict[str, Any]:
+    """``ServeArgs.auth`` and ``token_file`` for ``request`` (local defaults filled in): the token
+    file is checked (owner-only, one token) or, by default, made once."""
+    mode = request.auth or default_auth(request.host)
+    if mode == "none":
+        return {"auth": "none", "token_file": None}
+    if request.token_file:
+        path = absolute(request.token_file)
+        auth.check_private(path)
+        auth.read_token(path)
+    else:
+        path = str(auth.ensure_token_file(sentinel_home() / auth.TOKEN_FILE_NAME))
+    return {"auth": "token", "token_file": path}
+
+
+def token_for(host: str | None, port: int | None) -> str | None:
+    """The token of the local application when ``host:port`` is its HTTP or gRPC port on loopback
+    and it requires one; None otherwise (the token is never sent anywhere else unasked)."""
+    state = _read_state()
+    if not state or state.get("auth") != "token" or host not in LOOPBACK:
+        return None
+    if port not in (state.get("port"), state.get("grpc_port")):
+        return None
+    return _state_token(state)
 
 
 
@@ -155,7 +198,7 @@ def describe() -> dict[str, Any] | None:
     if app is None:
         return {**state, "status": "NOT DEPLOYED", "replicas": {}}
     deployment = app.deployments.get(NAMES.deployment)
-    model = _model_info(state["url"])
+    model = _model_info(state["url"], _state_token(state))
     return {**state, **_model_fields(model),
             "status": app.status.value if hasattr(app.status, "value") else str(app.status),
             "message": app.message or None,
@@ -187,7 +230,7 @@ def stop(timeout_s: float = 60.0) -> dict[str, Any]:
 def _app_args(request: ServeRequest, uri: str, run_id: str | None, data: str) -> dict[str, Any]:
     """``ServeArgs`` as the Kubernetes target builds them (``serve_args``), with the local ceiling."""
     floor = int(request.app_args.get("min_replicas") or 1)
-    settings = {"max_replicas": max(local_max_replicas(), floor), **request.app_args}
+    settings = {"max_replicas": max(local_max_replicas(), floor), **request.app_args, **auth_settings(request)}
     return serve_args(uri, run_id, data, settings).model_dump()
 
 
@@ -224,7 +267,8 @@ def _deploy(request: ServeRequest, args: dict[str, Any], notify: Progress) -> No
         raise JobFailed(f"deploying {NAMES.application} failed: {_last_line(errors[0])}")
 
 
-def _wait_until_serving(request: ServeRequest, uri: str, deadline: float, notify: Progress) -> dict[str, int]:
+def _wait_until_serving(request: ServeRequest, uri: str, deadline: float, notify: Progress,
+                        token: str | None) -> dict[str, int]:
     from ray import serve
 
     cluster = local_ray.find()
@@ -242,7 +286,7 @@ def _wait_until_serving(request: ServeRequest, uri: str, deadline: float, notify
                             hint=f"check the checkpoint and the data; Serve's logs: {logs}; "
                                  "`sentinel serve stop` tears the cluster down")
         if status == "RUNNING" and api_client.is_healthy(base):
-            if _model_info(base).get("checkpoint_uri") == uri:
+            if _model_info(base, token).get("checkpoint_uri") == uri:
                 return replicas
             status = "RUNNING (the previous checkpoint is still answering)"
         why = f"application {status}, replicas {replicas or 'none yet'}"
@@ -259,11 +303,21 @@ def _wait_until_serving(request: ServeRequest, uri: str, deadline: float, notify
         time.sleep(0.5)
 
 
-def _model_info(base_url: str) -> dict[str, Any]:
+def _model_info(base_url: str, token: str | None) -> dict[str, Any]:
     try:
-        return api_client.call("GET", api_client.endpoint(base_url, "/model"), timeout_s=5)
+        return api_client.call("GET", api_client.endpoint(base_url, "/model"), timeout_s=5, token=token)
     except (ConfigError, JobFailed):
         return {}
+
+
+def _state_token(state: dict[str, Any]) -> str | None:
+    """The running application's token (None without auth, or when its file is gone)."""
+    if state.get("auth") != "token":
+        return None
+    try:
+        return auth.read_token(state["token_file"])
+    except ConfigError:
+        return None
 
 
 def _read_state() -> dict[str, Any] | None:
