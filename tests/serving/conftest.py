@@ -31,7 +31,7 @@ def served_app(ray_session, trained_run, dataset_dir):
     serve.run(app_builder(args), name=NAMES.application, route_prefix=ROUTE_PREFIX)
     yield SimpleNamespace(url=f"http://127.0.0.1:{port}{RECOMMEND_PATH}", base=f"http://127.0.0.1:{port}",
                           grpc=f"127.0.0.1:{grpc_port}", checkpoint=checkpoint, run_id=trained_run.run_id,
-                          dataset_dir=dataset_dir)
+                          dataset_dir=dataset_dir, args=args)
     serve.shutdown()
 
 
