@@ -20,6 +20,58 @@ from tests.testenv.process import wait_for
 pytestmark = pytest.mark.slow
 
 
+def _serve_with_a_token(cli, home, url, grpc_address, port, grpc_port, predictions) -> None:
+    """`serve --auth token` updates the application in place: the CLI's own calls send the token by
+    themselves, callers without it get 401 / UNAUTHENTICATED through HAProxy, probes stay open, and the
+    token is in no output, nor in the args Serve and serving.json hold."""
+    import grpc
+    from tritonclient.grpc import service_pb2 as pb
+    from tritonclient.grpc import service_pb2_grpc
+
+    served = cli("serve", "--auth", "token", "--port", str(port), "--grpc-port", str(grpc_port), "-o", "json",
+                 timeout=300)
+    assert served.returncode == 0, served.stderr
+    token_file = home / "serve-token"
+    token = token_file.read_text().strip()
+    assert oct(token_file.stat().st_mode & 0o777) == "0o600" and len(token) >= 43
+    summary = json.loads(served.stdout)
+    assert (summary["auth"], summary["token_file"]) == ("token", str(token_file))
+    status = cli("status", "-o", "json")
+    assert json.loads(status.stdout)["serving"]["auth"] == "token"
+    shown = [served.stdout, served.stderr, status.stdout, status.stderr, cli("status").stdout,
+             (home / "ray" / "serving.json").read_text()]
+    for protocol in ("recommend", "tfserving", "v2", "grpc"):  # sent without being asked
+        asked = cli("predict", "--user", "42", "--movies", "1,2,3", "--url", url, "--grpc", grpc_address,
+                    "--protocol", protocol, "-o", "json")
+        assert asked.returncode == 0, asked.stderr
+        assert json.loads(asked.stdout)["predictions"] == pytest.approx(predictions, abs=1e-6)
+        shown += [asked.stdout, asked.stderr]
+    top = cli("recommend", "--user", "42", "-k", "3", "--url", url, "-o", "json")
+    assert top.returncode == 0 and len(json.loads(top.stdout)["movies"]) == 3, top.stderr
+    assert not [text for text in shown if token in text]
+
+    with httpx.Client(base_url=url, timeout=30) as client:  # through HAProxy
+        for path, kwargs in (("/recommend", {"json": {"user_id": 1, "movie_ids": [1]}}),
+                             ("/v1/models/recommender:predict", {"json": {"instances": []}}),
+                             ("/v2/models/recommender/infer", {"json": {"inputs": []}})):
+            for headers in ({}, {"Authorization": "Bearer not-the-token"}):
+                refused = client.post(path, headers=headers, **kwargs)
+                assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer", path
+                assert token not in refused.text
+        assert client.get("/recommend/healthz").status_code == 200
+        assert client.get("/v2/health/ready").status_code == 200
+        assert client.post("/recommend", json={"user_id": 1, "movie_ids": [1]},
+                           headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    with grpc.insecure_channel(grpc_address) as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        assert stub.ServerReady(pb.ServerReadyRequest(), timeout=30).ready
+        with pytest.raises(grpc.RpcError) as raised:
+            stub.ModelInfer(pb.ModelInferRequest(model_name="recommender"), timeout=30)
+        assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    stranger = cli("predict", "--user", "42", "--movies", "1", "--url", url, "--token-file", str(home / "none"))
+    assert stranger.returncode == 2 and "cannot read the serving token file" in stranger.stderr
+
+
 def test_serve_status_predict_recommend_stop(tmp_path, trained_run, dataset_dir):
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "SENTINEL_TARGET")}
@@ -106,6 +158,8 @@ def test_serve_status_predict_recommend_stop(tmp_path, trained_run, dataset_dir)
 
         other_port = cli("serve", "--port", str(free_port()))
         assert other_port.returncode == 2 and f"already serves on port {port}" in other_port.stderr
+
+        _serve_with_a_token(cli, home, url, grpc_address, port, grpc_port, body["predictions"])
     finally:
         stopped = cli("serve", "stop", "-o", "json", timeout=120)
     assert stopped.returncode == 0, stopped.stderr
