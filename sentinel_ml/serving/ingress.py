@@ -65,14 +65,10 @@ def use_token_check(check: TokenCheck | None) -> None:
     api.state.auth_configured = True
 
 
-async def _drain(receive, limit: int) -> None:
-    """Read the request body (up to ``limit`` bytes) so the client sees the answer, not a reset."""
-    seen = 0
-    while seen <= limit:
-        message = await receive()
-        seen += len(message.get("body", b""))
-        if not message.get("more_body"):
-            return
+async def _drain(receive) -> None:
+    """Read the request body to its end (and drop it) so the client sees the answer, not a reset."""
+    while (await receive()).get("more_body"):
+        pass
 
 
 def _is_open(scope) -> bool:
@@ -101,23 +97,25 @@ class _RequireToken:
         self.app = app
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http" and not _is_open(scope):
-            state = api.state
-            if not getattr(state, "auth_configured", False):
-                await _refuse(scope, receive, send, 503, "the replica is starting", {})
-                return
-            check: TokenCheck | None = state.token_check
-            if check is not None and not check.accepts_header(_authorization(scope)):
-                given = _authorization(scope) is not None
-                message = ("the bearer token is not valid" if given else
-                           "this API needs a bearer token: send 'Authorization: Bearer <token>'")
-                await _refuse(scope, receive, send, 401, message, {"WWW-Authenticate": CHALLENGE})
-                return
+        if scope["type"] == "http":
+            configured = getattr(api.state, "auth_configured", False)
+            check: TokenCheck | None = getattr(api.state, "token_check", None)
+            # Without auth nothing is matched here: the guard costs two lookups per request.
+            if (not configured or check is not None) and not _is_open(scope):
+                if not configured:
+                    await _refuse(scope, receive, send, 503, "the replica is starting", {})
+                    return
+                authorization = _authorization(scope)
+                if not check.accepts_header(authorization):
+                    message = ("the bearer token is not valid" if authorization is not None else
+                               "this API needs a bearer token: send 'Authorization: Bearer <token>'")
+                    await _refuse(scope, receive, send, 401, message, {"WWW-Authenticate": CHALLENGE})
+                    return
         await self.app(scope, receive, send)
 
 
 async def _refuse(scope, receive, send, status: int, message: str, headers: dict[str, str]) -> None:
-    await _drain(receive, MAX_BODY_BYTES)
+    await _drain(receive)
     response = error_response(scope["path"], status, message)
     response.headers.update(headers)
     await response(scope, receive, send)
@@ -134,8 +132,7 @@ class _BodyLimit:
         if scope["type"] == "http":
             length = dict(scope.get("headers") or ()).get(b"content-length", b"0")
             if length.isdigit() and int(length) > MAX_BODY_BYTES:
-                while (await receive()).get("more_body"):
-                    pass
+                await _drain(receive)
                 response = error_response(scope["path"], 413, f"request body of {int(length)} bytes: at "
                                                               f"most {MAX_BODY_BYTES}")
                 await response(scope, receive, send)

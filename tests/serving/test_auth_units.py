@@ -22,6 +22,8 @@ from sentinel_ml.serving import auth
 from sentinel_ml.serving.auth import TokenCheck, bearer_token
 
 TOKEN = "t0ken-" + "a" * 37
+# starlette's TestClient drives the app in-process; its httpx deprecation notice is not ours.
+pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 
 
 # -- the check --------------------------------------------------------------------------------------
