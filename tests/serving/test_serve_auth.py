@@ -25,8 +25,8 @@ pytestmark = pytest.mark.slow
 # Cases of the tables whose route stays open without a token: TF Serving's model status (its
 # readiness check; "wrong method" is a GET of the status of model "recommender:predict").
 OPEN_TF_CASES = {"status of unknown model", "status of unknown version", "wrong method"}
-WRONG = {"missing": None, "wrong": "Bearer " + "x" * 43, "other scheme": "Basic dXNlcjpwYXNz",
-         "empty bearer": "Bearer "}
+WRONG = {"missing": None, "wrong": "Bearer " + "x" * 43}
+OTHER_WRONG = {"other scheme": "Basic dXNlcjpwYXNz", "no credentials": "Bearer", "no scheme": "x" * 43}
 
 
 @pytest.fixture(scope="module")
@@ -78,11 +78,13 @@ def _assert_refused(response: httpx.Response, token: str, error_key: str) -> Non
     assert isinstance(message, str) and message and token not in response.text
 
 
-def _good(http: httpx.Client, token: str) -> None:
-    bearer = {"Authorization": f"Bearer {token}"}
-    assert http.post("/recommend", json={"user_id": 1, "movie_ids": [1, 2]}, headers=bearer).status_code == 200
-    assert http.post(PREDICT, json=_rows(2), headers=bearer).status_code == 200
-    assert http.post(INFER, json=_infer([1, 2], [3, 4]), headers=bearer).status_code == 200
+GOOD = {"/recommend": {"json": {"user_id": 1, "movie_ids": [1, 2]}}, PREDICT: {"json": _rows(2)},
+        INFER: {"json": _infer([1, 2], [3, 4])}}
+
+
+def _good(http: httpx.Client, token: str, path: str) -> None:
+    """The protocol still answers a good request with the token."""
+    assert http.post(path, headers={"Authorization": f"Bearer {token}"}, **GOOD[path]).status_code == 200
 
 
 CASES = [(r[0], r[1], "/recommend" + r[2], r[3], r[4]) for r in BAD_REQUESTS]
@@ -92,7 +94,14 @@ CASES = [(r[0], r[1], "/recommend" + r[2], r[3], r[4]) for r in BAD_REQUESTS]
 @pytest.mark.parametrize("method, path, kwargs, status", [r[1:] for r in CASES], ids=[r[0] for r in CASES])
 def test_recommend_bad_input_without_the_token_is_401(http, authed, how, method, path, kwargs, status):
     _assert_refused(http.request(method, path, **_with(kwargs, WRONG[how])), authed.token, "detail")
-    _good(http, authed.token)
+    _good(http, authed.token, "/recommend")
+
+
+@pytest.mark.parametrize("authorization", list(OTHER_WRONG.values()), ids=list(OTHER_WRONG))
+@pytest.mark.parametrize("path", list(GOOD))
+def test_other_authorizations_are_401_on_every_rest_protocol(http, authed, path, authorization):
+    response = http.post(path, headers={"Authorization": authorization}, **GOOD[path])
+    _assert_refused(response, authed.token, "detail" if path == "/recommend" else "error")
 
 
 @pytest.mark.parametrize("how", ["missing", "wrong"])
@@ -104,14 +113,14 @@ def test_tfserving_bad_input_without_the_token_is_401(http, authed, how, case):
         assert response.status_code == status and response.json()["error"]
     else:
         _assert_refused(response, authed.token, "error")
-    _good(http, authed.token)
+    _good(http, authed.token, PREDICT)
 
 
 @pytest.mark.parametrize("how", ["missing", "wrong"])
 @pytest.mark.parametrize("path, kwargs, status", [r[1:] for r in OIP_BAD], ids=[r[0] for r in OIP_BAD])
 def test_oip_rest_bad_input_without_the_token_is_401(http, authed, how, path, kwargs, status):
     _assert_refused(http.post(path, **_with(kwargs, WRONG[how])), authed.token, "error")
-    _good(http, authed.token)
+    _good(http, authed.token, INFER)
 
 
 @pytest.mark.parametrize("how", ["missing", "wrong"])

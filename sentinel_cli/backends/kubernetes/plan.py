@@ -61,7 +61,8 @@ def plan_serve(request: ServeRequest, deploy: KubeRequest) -> ServePlan:
                           hint="on k8s the RayService's Service exposes the port")
     if request.auth == "token" or request.token_file:
         raise ConfigError("--auth token is not available on k8s yet (the token's Secret is still to come)",
-                          hint="serve locally with --auth token, or leave --auth out on k8s")
+                          hint="serve locally with --auth token, or leave --auth and --token-file "
+                               "($SENTINEL_SERVE_TOKEN_FILE) out on k8s")
     settings = load_settings(deploy, _flags(request, serve=_serve_overrides(request)))
     uri, run_id = resolve_checkpoint(request.checkpoint or "latest", settings)
     values = manifests.serve_values(settings, uri, run_id, deploy.name)
