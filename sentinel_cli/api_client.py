@@ -17,9 +17,8 @@ import urllib.request
 from typing import Any, Final
 
 from sentinel_ml.errors import ConfigError, JobFailed
-from sentinel_ml.serving.config import RECOMMEND_PATH
+from sentinel_ml.serving.names import LOOPBACK_HOSTS, RECOMMEND_PATH
 
-_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 TOKEN_FILE_ENV = "SENTINEL_SERVE_TOKEN_FILE"
 AUTO: Final[Any] = object()  # token=AUTO: find the token as the module's docstring says
 _TOKEN_HINT = (f"the local target's token is sent by itself; for another server put its token in a file "
@@ -173,6 +172,6 @@ def _detail(error: urllib.error.HTTPError) -> str:
 
 def _opener(url: str) -> urllib.request.OpenerDirector:
     """No proxy for loopback: a proxy from the environment must not swallow local calls."""
-    if urllib.parse.urlparse(url).hostname in _LOOPBACK:
+    if urllib.parse.urlparse(url).hostname in LOOPBACK_HOSTS:
         return urllib.request.build_opener(urllib.request.ProxyHandler({}))
     return urllib.request.build_opener()

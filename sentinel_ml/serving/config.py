@@ -23,6 +23,7 @@ from sentinel_ml.serving.names import (  # noqa: F401 - the names, read here and
     GRPC_SERVICE,
     GRPC_SERVICER,
     IMPORT_PATH,
+    LOOPBACK_HOSTS,
     NAMES,
     PROTOCOLS,
     RECOMMEND_PATH,

@@ -28,6 +28,8 @@ ROUTE_PREFIX = "/"
 RECOMMEND_PATH = "/recommend"
 SIGNATURE_NAME = "serving_default"  # TF-Serving's only signature here
 DEFAULT_HTTP_HOST = "127.0.0.1"
+# Host names of this machine's loopback: no proxy for them, and the local default is no token there.
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 DEFAULT_HTTP_PORT = 8000
 DEFAULT_GRPC_PORT = 9000  # the OIP gRPC service through Ray Serve's gRPC proxy
 DEFAULT_URL = f"http://{DEFAULT_HTTP_HOST}:{DEFAULT_HTTP_PORT}"

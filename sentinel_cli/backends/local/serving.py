@@ -32,6 +32,7 @@ from sentinel_ml.paths import absolute, sentinel_home, storage_root
 from sentinel_ml.serving import auth
 from sentinel_ml.serving.config import (
     HAPROXY_RETRIES,
+    LOOPBACK_HOSTS,
     NAMES,
     RECOMMEND_PATH,
     ROUTE_PREFIX,
@@ -99,12 +100,9 @@ def start(request: ServeRequest, on_progress: Progress | None = None,
     return {**state, **_model_fields(_model_info(request.url, token)), "status": "RUNNING", "replicas": replicas}
 
 
-LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
-
-
 def default_auth(host: str) -> str:
     """``none`` on loopback (only this machine's users reach it), ``token`` on any other address."""
-    return "none" if host in LOOPBACK else "token"
+    return "none" if host in LOOPBACK_HOSTS else "token"
 
 
 def auth_settings(request: ServeRequest) -> dict[str, Any]:
@@ -126,7 +124,7 @@ def token_for(host: str | None, port: int | None) -> str | None:
     """The token of the local application when ``host:port`` is its HTTP or gRPC port on loopback
     and it requires one; None otherwise (the token is never sent anywhere else unasked)."""
     state = _read_state()
-    if not state or state.get("auth") != "token" or host not in LOOPBACK:
+    if not state or state.get("auth") != "token" or host not in LOOPBACK_HOSTS:
         return None
     if port not in (state.get("port"), state.get("grpc_port")):
         return None
