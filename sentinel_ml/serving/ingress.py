@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
+from starlette.routing import compile_path, get_route_path
 
 from sentinel_ml.serving.api import MAX_BODY_BYTES, ApiError, validation_message
 from sentinel_ml.serving.auth import CHALLENGE, TokenCheck
@@ -46,16 +46,24 @@ def error_response(request_path: str, status_code: int, message: str) -> JSONRes
     return JSONResponse({"detail": message}, status_code=status_code)
 
 
-# Routes that answer without a token when the replica requires one (path templates, as routed):
-# liveness and readiness for probes and load balancers, and the API's own description. Each protocol
-# adds its own with `open_to_probes` where it declares the route; every other route needs the token.
-OPEN_ROUTES: set[str] = {api.openapi_url, api.docs_url}
+# GET routes that answer without a token when the replica requires one (path templates): liveness
+# and readiness for probes and load balancers, and the API's own description. Each protocol adds its
+# own with `open_to_probes` where it declares the route; every other route needs the token.
+OPEN_ROUTES: set[str] = set()
+_OPEN_PATTERNS: list = []  # OPEN_ROUTES compiled as Starlette compiles route paths
+OPEN_METHODS = ("GET", "HEAD")
 
 
 def open_to_probes(path: str) -> str:
-    """Declare the route ``path`` open (no token needed); returns ``path`` for the route decorator."""
-    OPEN_ROUTES.add(path)
+    """Declare the GET route ``path`` open (no token needed); returns ``path`` for the decorator."""
+    if path not in OPEN_ROUTES:
+        OPEN_ROUTES.add(path)
+        _OPEN_PATTERNS.append(compile_path(path)[0])
     return path
+
+
+open_to_probes(api.openapi_url)
+open_to_probes(api.docs_url)
 
 
 def use_token_check(check: TokenCheck | None) -> None:
@@ -72,12 +80,13 @@ async def _drain(receive) -> None:
 
 
 def _is_open(scope) -> bool:
-    """The route the request goes to is one of OPEN_ROUTES (matched as Starlette will route it)."""
-    for route in api.router.routes:
-        match, _ = route.matches(scope)
-        if match == Match.FULL:
-            return getattr(route, "path", None) in OPEN_ROUTES
-    return False  # no route: a 404 for whoever has the token, a 401 for everyone else
+    """A GET of a path that one of OPEN_ROUTES matches, as Starlette matches route paths (a path
+    parameter is one segment, so no open template matches a path of a closed route). Anything else,
+    including a path no route has, is closed: 404 for whoever has the token, 401 for everyone else."""
+    if scope.get("method") not in OPEN_METHODS:
+        return False
+    path = get_route_path(scope)
+    return any(pattern.match(path) for pattern in _OPEN_PATTERNS)
 
 
 def _authorization(scope) -> bytes | None:

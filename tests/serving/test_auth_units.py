@@ -323,3 +323,32 @@ def test_a_401_is_an_error_that_names_no_token(tmp_path, monkeypatch):
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize("method, path, is_open", [
+    ("GET", "/recommend/healthz", True),
+    ("HEAD", "/recommend/healthz", True),
+    ("POST", "/recommend/healthz", False),
+    ("GET", "/v1/models/other", True),
+    ("GET", "/v1/models/recommender:predict", True),  # Starlette routes it to the status of that model
+    ("GET", "/v1/models/recommender/versions/7", True),
+    ("GET", "/v1/models/recommender/metadata", False),
+    ("GET", "/v1/models/recommender/versions/7/metadata", False),
+    ("POST", "/v1/models/recommender:predict", False),
+    ("GET", "/v2/health/live", True),
+    ("GET", "/v2/health/ready", True),
+    ("GET", "/v2/models/recommender/ready", True),
+    ("GET", "/v2/models/recommender/versions/3/ready", True),
+    ("GET", "/v2/models/recommender", False),
+    ("GET", "/v2/models/recommender/versions/3", False),
+    ("GET", "/v2", False),
+    ("GET", "/recommend/model", False),
+    ("GET", "/recommend/1/top", False),
+    ("GET", "/recommend/healthz/x", False),
+    ("GET", "/nothing", False),
+])
+def test_which_requests_are_open(method, path, is_open):
+    import sentinel_ml.serving.app  # noqa: F401 - registers every protocol's routes
+    from sentinel_ml.serving.ingress import _is_open
+
+    assert _is_open({"type": "http", "method": method, "path": path, "root_path": "", "headers": []}) is is_open
