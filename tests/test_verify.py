@@ -46,3 +46,5 @@ def test_local_verify_trains_serves_checks_and_removes_what_it_made(sentinel_hom
     assert not Path(scratch).exists()  # its checkpoint store is gone
     assert not (sentinel_home / "artifacts" / "index").exists()  # the user's index never saw the run
     assert not (sentinel_home / "ray" / "cluster.json").exists()  # the local Serve cluster is stopped
+    token = (sentinel_home / "serve-token").read_text().strip()  # it served with a token, and sent it
+    assert token and token not in json.dumps(report)
