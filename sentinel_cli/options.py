@@ -122,6 +122,12 @@ TimeoutOpt = Annotated[
     typer.Option("--timeout", min=1, help="Give up (exit 3) after this many seconds without progress. "
                  "Default: the profile's wait_timeout_s (600).", show_default=False, rich_help_panel=KUBE_PANEL),
 ]
+PreflightOpt = Annotated[
+    bool,
+    typer.Option("--preflight/--no-preflight", help="Before applying, check that every pod fits a node that "
+                 "admits it (one LIST of nodes, one of pods); exit 2 if one never can.",
+                 rich_help_panel=KUBE_PANEL),
+]
 UrlOpt = Annotated[
     str,
     typer.Option("--url", help="Base URL of the serving API (the /recommend prefix is added).",
@@ -132,7 +138,7 @@ UrlOpt = Annotated[
 _KUBE_OPTIONS: dict[str, tuple[Any, Any]] = {  # parameter -> (annotation, default), in --help order
     "profile": (ProfileOpt, None), "namespace": (NamespaceOpt, None), "name": (NameOpt, None),
     "sets": (SetOpt, None), "wait": (WaitOpt, True), "dry_run": (DryRunOpt, False),
-    "timeout": (TimeoutOpt, None),
+    "timeout": (TimeoutOpt, None), "preflight": (PreflightOpt, True),
 }
 
 

@@ -105,11 +105,12 @@ CRD = Kind("CustomResourceDefinition", "apiextensions.k8s.io", "v1", "customreso
 APISERVICE = Kind("APIService", "apiregistration.k8s.io", "v1", "apiservices", namespaced=False)
 PODMONITOR = Kind("PodMonitor", "monitoring.coreos.com", "v1", "podmonitors")
 SERVICEMONITOR = Kind("ServiceMonitor", "monitoring.coreos.com", "v1", "servicemonitors")
+NODEPOOL = Kind("NodePool", "karpenter.sh", "v1", "nodepools", namespaced=False)  # read only: is Karpenter here
 RAY_KINDS = (RAYJOB, RAYSERVICE, RAYCLUSTER)
 KINDS = {k.kind: k for k in (
     *RAY_KINDS, NAMESPACE, NODE, POD, EVENT, SERVICEACCOUNT, SECRET, SERVICE, CONFIGMAP, PVC,
     DEPLOYMENT, JOB, ROLE, ROLEBINDING, CLUSTERROLE, CLUSTERROLEBINDING, CRD, APISERVICE,
-    PODMONITOR, SERVICEMONITOR)}
+    PODMONITOR, SERVICEMONITOR, NODEPOOL)}
 
 
 def kind_of(obj: dict[str, Any]) -> Kind:

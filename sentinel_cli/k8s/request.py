@@ -56,6 +56,7 @@ class KubeRequest:
     dry_run: bool = False
     timeout_s: float | None = None  # None: the profile's wait_timeout_s
     all_namespaces: bool = False
+    preflight: bool = True  # check that the pods fit the nodes before applying (--no-preflight: skip)
 
     def with_overrides(self, **changes: Any) -> KubeRequest:
         """This request with some settings (``Overrides`` fields) replaced."""
@@ -66,7 +67,8 @@ class KubeRequest:
         o = self.overrides
         flags = [("--profile", o.profile), ("--namespace", o.namespace), ("--set", o.sets),
                  ("--name", self.name), ("--no-wait", not self.wait), ("--dry-run", self.dry_run),
-                 ("--timeout", self.timeout_s), ("--all-namespaces", self.all_namespaces)]
+                 ("--timeout", self.timeout_s), ("--all-namespaces", self.all_namespaces),
+                 ("--no-preflight", not self.preflight)]  # until the local target checks Ray's resources
         return [flag for flag, value in flags if value]
 
 
@@ -118,9 +120,9 @@ def parse_set(item: str) -> tuple[str, str]:
 def kube_request(*, profile: str | None = None, namespace: str | None = None, sets: list[str] | None = None,
                  name: str | None = None, wait: bool = True, dry_run: bool = False,
                  timeout: float | None = None, storage: str | None = None, mlflow_uri: str | None = None,
-                 all_namespaces: bool = False) -> KubeRequest:
+                 all_namespaces: bool = False, preflight: bool = True) -> KubeRequest:
     """A KubeRequest from a command's options."""
     overrides = Overrides(profile=profile, namespace=namespace, storage=storage, mlflow_uri=mlflow_uri,
                           sets=tuple(sets or ()))
     return KubeRequest(overrides=overrides, name=name, wait=wait, dry_run=dry_run, timeout_s=timeout,
-                       all_namespaces=all_namespaces)
+                       all_namespaces=all_namespaces, preflight=preflight)

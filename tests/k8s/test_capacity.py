@@ -253,7 +253,8 @@ def test_no_room_now_with_an_autoscaler_is_a_warning_naming_what_should_scale():
 
 
 def test_pods_of_one_plan_compete_for_the_same_room():
-    """Head and submitter both select the on-demand node: 2.9 of its 4 CPUs are taken, the head takes 1, the submitter asks 0.2."""
+    """Head and submitter both select the on-demand node: 2.9 of its 4 CPUs are taken, the head
+    takes 1, and the submitter's 0.2 no longer fits."""
     result = _run(_objects("train"), _eks(), [_pod("ip-10-0-1-1", "2900m", "1Gi")])
     head, _, submitter = result.checks
     assert head.verdict is Verdict.FITS and submitter.verdict is Verdict.WAITS
@@ -269,3 +270,79 @@ def test_never_with_an_autoscaler_is_still_refused_but_says_how_to_go_ahead():
 def test_an_empty_cluster():
     error, _ = capacity.verdict(_run(_objects("serve"), []))
     assert error.message.startswith("the cluster has no nodes")
+
+
+# -- the wiring: what the preflight reads, and what it does with the verdict -------------------------
+
+
+class _Cluster:
+    """Stands in for ``k8s.client.Kube``: the LISTs the preflight makes, counted."""
+
+    def __init__(self, node_items, pod_items=(), deployments=(), nodepools=None) -> None:
+        self.node_items, self.pod_items = node_items, pod_items
+        self.deployments, self.nodepools = deployments, nodepools
+        self.calls: list[str] = []
+        self.applied: list[str] = []
+        self.namespace = "ml"
+
+    def nodes(self):
+        self.calls.append("nodes")
+        return self.node_items
+
+    def list(self, kind, selector=None, all_namespaces=False):
+        from sentinel_cli.k8s.client import NotFound
+
+        self.calls.append(kind.plural)
+        if kind.plural == "nodepools" and self.nodepools is None:
+            raise NotFound("not found: list nodepools")
+        return {"pods": self.pod_items, "deployments": self.deployments, "nodepools": self.nodepools}[kind.plural]
+
+    def apply(self, obj, dry_run=False):
+        self.applied.append(obj["kind"])
+        return obj
+
+
+def test_a_fitting_plan_costs_one_list_of_nodes_and_one_of_pods_then_applies():
+    from sentinel_cli.backends.kubernetes import run
+    from sentinel_cli.k8s.request import KubeRequest
+
+    kube = _Cluster(_eks())
+    run.apply(kube, _objects("train"), KubeRequest())
+    assert kube.calls == ["nodes", "pods"] and kube.applied == ["ServiceAccount", "RayJob"]
+
+
+def test_an_insufficient_plan_is_refused_before_anything_is_applied():
+    from sentinel_cli.backends.kubernetes import run
+    from sentinel_cli.k8s.request import KubeRequest
+
+    kube = _Cluster(_eks())
+    with pytest.raises(capacity.Insufficient, match="asks for 6 CPU per pod"):
+        run.apply(kube, _with_workers(_objects("train"), {"cpu": "6"}), KubeRequest())
+    assert kube.applied == [] and kube.calls == ["nodes", "pods", "deployments", "nodepools"]
+
+
+def test_no_preflight_applies_without_reading_the_cluster():
+    from sentinel_cli.backends.kubernetes import run
+    from sentinel_cli.k8s.request import KubeRequest
+
+    kube = _Cluster(_eks())
+    run.apply(kube, _with_workers(_objects("train"), {"cpu": "6"}), KubeRequest(preflight=False))
+    assert kube.calls == [] and kube.applied == ["ServiceAccount", "RayJob"]
+
+
+def test_waiting_for_an_autoscaler_warns_and_applies(capsys):
+    from sentinel_cli.backends.kubernetes import run
+    from sentinel_cli.k8s.request import KubeRequest
+
+    kube = _Cluster(_eks(), nodepools=[{"metadata": {"name": "default"}}])
+    run.apply(kube, _with_workers(_objects("train"), {"cpu": "3"}, replicas=3), KubeRequest())
+    assert kube.applied == ["ServiceAccount", "RayJob"]
+    err = " ".join(capsys.readouterr().err.split())
+    assert "Karpenter (NodePool default) should add nodes to node group spot" in err
+
+
+def test_no_preflight_is_refused_on_the_local_target():
+    from sentinel_cli.k8s.request import check_local, kube_request
+
+    with pytest.raises(ConfigError, match="--no-preflight only apply to --target k8s"):
+        check_local(kube_request(preflight=False))

@@ -30,7 +30,7 @@ def run_job(planned: Plan, deploy: KubeRequest, report: type[Report]) -> Report:
     name, settings = planned.name, planned.settings
     started = time.monotonic()
     with connect(settings) as kube:
-        applied = apply(kube, planned.objects, deploy.dry_run)
+        applied = apply(kube, planned.objects, deploy)
         where = {"target": NAME, "namespace": kube.namespace, "rayjob": name, "run_id": name}
         if deploy.dry_run:
             return report(**where, dry_run=True, objects=applied)
@@ -56,7 +56,7 @@ def serve(planned: ServePlan, deploy: KubeRequest) -> ServeReport:
     _say(f"checkpoint: {uri}" + (f" (run {run_id})" if run_id else ""))
     with connect(settings) as kube:
         previous = kube.get(RAYSERVICE, name) if not deploy.dry_run else None
-        applied = apply(kube, planned.objects, deploy.dry_run)
+        applied = apply(kube, planned.objects, deploy)
         result: dict[str, Any] = {
             "target": NAME, "namespace": kube.namespace, "rayservice": name, "checkpoint": uri, "run_id": run_id,
             "endpoint": endpoint(name, kube.namespace, settings.serve.port),
@@ -80,7 +80,7 @@ def serve(planned: ServePlan, deploy: KubeRequest) -> ServeReport:
 def cluster(planned: Plan, deploy: KubeRequest) -> list[dict[str, Any]]:
     """Apply a standalone RayCluster; returns the objects once applied."""
     with connect(planned.settings) as kube:
-        return apply(kube, planned.objects, deploy.dry_run)
+        return apply(kube, planned.objects, deploy)
 
 
 def read_record(storage: str, run_id: str) -> dict[str, Any] | None:
@@ -134,7 +134,13 @@ def connect(settings):
     return kube.connect(settings.kubeconfig, settings.context, settings.namespace)
 
 
-def apply(kube, objects: list[dict[str, Any]], dry_run: bool) -> list[dict[str, Any]]:
+def apply(kube, objects: list[dict[str, Any]], deploy: KubeRequest) -> list[dict[str, Any]]:
+    """The capacity preflight (unless --no-preflight), then server-side apply of each object."""
+    from sentinel_cli.backends.kubernetes import preflight
+
+    if deploy.preflight:
+        preflight.check(kube, objects)
+    dry_run = deploy.dry_run
     applied = [kube.apply(obj, dry_run=dry_run) for obj in objects]
     names = ", ".join(f"{o['kind']}/{o['metadata']['name']}" for o in objects)
     verb = "validated (server-side dry run)" if dry_run else "applied"
