@@ -392,8 +392,12 @@ def _why_never(need: PodNeed, cluster: list[Node], admitting: list[Node]) -> tup
         names = ", ".join(n.name for n in selected)
         return (f"the {need.role} selects only cordoned nodes ({names})",
                 "uncordon one (kubectl uncordon <node>) or add nodes to its group")
+    schedulable = [n for n in selected if not n.unschedulable]
     if not admitting:
-        return _untolerated(need, [n for n in selected if not n.unschedulable])
+        return _untolerated(need, schedulable, "every node it selects carries")
+    holders = [n for n in schedulable if need.untolerated(n) and not _short(need.requests, n.allocatable)]
+    if holders:  # e.g. GPU nodes tainted nvidia.com/gpu, and a pod asking for a GPU without the toleration
+        return _untolerated(need, holders, "the only nodes large enough for it carry")
     return _too_large(need, admitting)
 
 
@@ -407,11 +411,11 @@ def _no_label_match(need: PodNeed, cluster: list[Node]) -> tuple[str, str]:
             "serve.node_selector)")
 
 
-def _untolerated(need: PodNeed, selected: list[Node]) -> tuple[str, str]:
-    taints = sorted({str(t) for n in selected for t in need.untolerated(n)})
-    names = ", ".join(sorted({n.group for n in selected}))
-    return (f"the {need.role} does not tolerate the taint {' and '.join(taints)} that every node it "
-            f"selects carries (node group {names})",
+def _untolerated(need: PodNeed, nodes: list[Node], which: str) -> tuple[str, str]:
+    taints = sorted({str(t) for n in nodes for t in need.untolerated(n)})
+    names = ", ".join(sorted({n.group for n in nodes}))
+    return (f"the {need.role} does not tolerate the taint {' and '.join(taints)} that {which} "
+            f"(node group {names})",
             "add the toleration to the pod (the profile's spot.tolerations for workers), "
             "or select nodes without that taint")
 

@@ -216,6 +216,15 @@ def test_a_taint_not_tolerated():
     assert error.hint.startswith("add the toleration to the pod")
 
 
+def test_a_gpu_pod_without_the_gpu_toleration_is_told_about_the_taint():
+    """The spot group admits it but has no GPU; the GPU group has GPUs but a taint it does not tolerate."""
+    objects = _with_workers(_objects("train"), {"cpu": "8", "memory": "32Gi", GPU: "1"})
+    error, _ = capacity.verdict(_run(objects, _eks() + _gpu_nodes()))
+    assert error.message == ("the worker group train of RayJob train-20260101-000000-abcd does not tolerate the "
+                             "taint nvidia.com/gpu=true:NoSchedule that the only nodes large enough for it carry "
+                             "(node group gpu-spot)")
+
+
 def test_a_tolerating_pod_lands_on_the_gpu_node():
     tolerations = [SPOT_TOLERATION, {"key": GPU, "operator": "Exists"}]
     objects = _with_workers(_objects("train"), {"cpu": "8", "memory": "32Gi", GPU: "2"}, tolerations)
