@@ -13,7 +13,8 @@ group, the RayJob's submitter) with a ``Verdict``:
 
 A node admits a pod when the pod's nodeSelector matches its labels, the pod tolerates each of its
 NoSchedule/NoExecute taints, and it is not cordoned. Room is allocatable minus the requests of the
-pods already bound to the node and not finished (what the scheduler counts). Replicas are placed
+pods already bound to the node, neither finished nor being deleted (the scheduler counts the
+latter until they are gone, which is seconds). Replicas are placed
 first-fit, largest pods first, so several pods of one plan compete for the same room.
 
 Quantities are kept exact (``Fraction``), in the resource's base unit: cores for cpu, bytes for
@@ -218,10 +219,19 @@ def nodes(node_items: Iterable[dict[str, Any]], pod_items: Iterable[dict[str, An
     """The nodes of a LIST of nodes, with what the LIST of pods (all namespaces) leaves free."""
     used: dict[str, list[Mapping[str, Fraction]]] = {}
     for pod in pod_items:
+        if _leaving(pod):
+            continue
         bound = (pod.get("spec") or {}).get("nodeName")
-        if bound and (pod.get("status") or {}).get("phase") not in FINISHED_PHASES:
+        if bound:
             used.setdefault(bound, []).append(pod_requests(pod.get("spec") or {}))
     return [_node(item, _sum(used.get(item["metadata"]["name"], []))) for item in node_items]
+
+
+def _leaving(pod: dict[str, Any]) -> bool:
+    """A finished pod, or one being deleted (a finished RayJob's cluster going): its room is free,
+    or about to be."""
+    finished = (pod.get("status") or {}).get("phase") in FINISHED_PHASES
+    return finished or bool((pod.get("metadata") or {}).get("deletionTimestamp"))
 
 
 def _node(item: dict[str, Any], used: Mapping[str, Fraction]) -> Node:

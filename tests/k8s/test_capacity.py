@@ -137,8 +137,10 @@ def test_pod_requests_count_init_containers_sidecars_overhead_and_limits_alone()
 # -- nodes and autoscalers -------------------------------------------------------------------------
 
 
-def test_free_room_is_allocatable_minus_the_bound_unfinished_pods():
-    pods = [_pod("ip-10-0-1-1", "1500m", "1Gi"), _pod("ip-10-0-1-1", "1", "1Gi", phase="Succeeded"),
+def test_free_room_is_allocatable_minus_the_bound_pods_that_stay():
+    terminating = _pod("ip-10-0-1-1", "2", "1Gi")
+    terminating["metadata"]["deletionTimestamp"] = "2026-12-07T18:00:00Z"
+    pods = [_pod("ip-10-0-1-1", "1500m", "1Gi"), _pod("ip-10-0-1-1", "1", "1Gi", phase="Succeeded"), terminating,
             {"metadata": {"name": "pending"}, "spec": {"containers": [{"resources": {"requests": {"cpu": "4"}}}]},
              "status": {"phase": "Pending"}}]
     node = capacity.nodes(_eks()[:1], pods)[0]
@@ -328,6 +330,32 @@ def test_an_insufficient_plan_is_refused_before_anything_is_applied():
     with pytest.raises(capacity.Insufficient, match="asks for 6 CPU per pod"):
         run.apply(kube, _with_workers(_objects("train"), {"cpu": "6"}), KubeRequest())
     assert kube.applied == [] and kube.calls == ["nodes", "pods", "deployments", "nodepools"]
+
+
+def test_no_room_now_is_read_again_before_it_is_refused(monkeypatch):
+    """A finished RayJob's cluster is deleted a moment after the job ends: room that frees within
+    SETTLE_S lets the next command through."""
+    from sentinel_cli.backends.kubernetes import preflight, run
+    from sentinel_cli.k8s.request import KubeRequest
+
+    slept: list[float] = []
+    busy = _Cluster(_eks(), [_pod("ip-10-0-2-1", "3500m", "1Gi"), _pod("ip-10-0-2-2", "3500m", "1Gi")])
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        if len(slept) == 2:
+            busy.pod_items = []  # the old cluster's pods are gone
+
+    monkeypatch.setattr(preflight, "_sleep", sleep)
+    run.apply(busy, _objects("train"), KubeRequest())
+    assert slept == [preflight.SETTLE_POLL_S] * 2 and busy.applied == ["ServiceAccount", "RayJob"]
+
+    slept.clear()
+    busy.pod_items = [_pod("ip-10-0-2-1", "3500m", "1Gi"), _pod("ip-10-0-2-2", "3500m", "1Gi")]
+    monkeypatch.setattr(preflight, "_sleep", slept.append)
+    with pytest.raises(capacity.Insufficient, match="grow node group spot by 1 node"):
+        run.apply(busy, _objects("train"), KubeRequest())
+    assert sum(slept) == preflight.SETTLE_S and busy.applied == ["ServiceAccount", "RayJob"]
 
 
 def test_no_preflight_applies_without_reading_the_cluster():

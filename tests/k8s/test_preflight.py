@@ -1,0 +1,154 @@
+"""The capacity preflight against the real API server (tests/testenv): the three kwok m5.xlarge
+nodes plus one kwok GPU node of this module's own (4 × nvidia.com/gpu, tainted like EKS's GPU
+groups), where the real scheduler places the GPU pods that pass. Each refusal exits 2 with its own
+message before anything is applied.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from sentinel_cli.backends.kubernetes import plan, run
+from sentinel_cli.backends.results import TrainReport
+from sentinel_cli.k8s import capacity
+from sentinel_cli.k8s.capacity import GPU
+from sentinel_cli.k8s.request import kube_request
+from sentinel_ml.entrypoint import exit_code
+from sentinel_ml.training.config import TrainConfig
+from tests.k8s.test_cluster import cli, flat
+from tests.testenv import cluster as testenv_cluster
+from tests.testenv.commands import KWOK_NODE_ANNOTATION
+from tests.testenv.process import wait_for
+
+pytestmark = pytest.mark.k8s
+
+TIMEOUT_S = 60
+GPU_GROUP = "gpu-spot"
+GPU_TAINT = {"key": GPU, "value": "present", "effect": "NoSchedule"}
+GPU_TOLERATION = {"key": GPU, "operator": "Exists", "effect": "NoSchedule"}
+
+
+@pytest.fixture(scope="module")
+def gpu_node(k8s_api) -> Iterator[str]:
+    """A kwok node like a g5.12xlarge in an EKS GPU group: 4 GPUs, tainted nvidia.com/gpu."""
+    name = f"kwok-gpu-{secrets.token_hex(3)}"
+    allocatable = {"cpu": "47", "memory": "180Gi", GPU: "4", "pods": "110", "ephemeral-storage": "95Gi"}
+    node = {"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "annotations": {KWOK_NODE_ANNOTATION: "fake"},
+                         "labels": {"type": "kwok", "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+                                    "node.kubernetes.io/instance-type": "g5.12xlarge",
+                                    "eks.amazonaws.com/nodegroup": GPU_GROUP, "sentinel.test/gpu-node": name,
+                                    "lifecycle": "Ec2Spot", "intention": "training"}},
+            "spec": {"taints": [GPU_TAINT]},
+            "status": {"capacity": allocatable, "allocatable": allocatable}}
+    core = client.CoreV1Api(k8s_api)
+    core.create_node(node)
+    try:
+        wait_for(f"kwok to make node {name} Ready", lambda: testenv_cluster.nodes_reason(k8s_api, [name]), TIMEOUT_S)
+        yield name
+    finally:
+        core.delete_node(name)
+
+
+@pytest.fixture
+def profile(k8s_env, k8s_namespace, kube_env, tmp_path, monkeypatch) -> str:
+    path = tmp_path / "profile.yaml"
+    path.write_text(yaml.safe_dump({"target": "k8s", "kubernetes": {
+        "namespace": k8s_namespace, "storage": "s3://sentinel-test/artifacts", "workers": 2,
+        "head": {"cpu": "100m", "memory": "256Mi"}, "worker": {"cpu": "100m", "memory": "256Mi"},
+        "images": {"train": "registry.example/sentinel-train:0.1.0",
+                   "serve": "registry.example/sentinel-serve:0.1.0"}}}))
+    monkeypatch.setenv("KUBECONFIG", str(k8s_env.kubeconfig))
+    monkeypatch.setenv("SENTINEL_PROFILE", str(path))
+    return k8s_namespace
+
+
+def _gpu_plan(name: str, gpus: int, tolerate: bool, select: dict[str, str] | None = None) -> plan.Plan:
+    """The train plan with ``gpus`` per worker (the settings have no GPU field yet: issue 26 item 1)."""
+    planned = plan.plan_train(TrainConfig(), kube_request(name=name, wait=False))
+    objects: list[dict[str, Any]] = yaml.safe_load(yaml.safe_dump(planned.objects))
+    pod = objects[1]["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]
+    amounts = {"cpu": "1", "memory": "1Gi", GPU: str(gpus)}
+    pod["containers"][0]["resources"] = {"requests": amounts, "limits": amounts}
+    if tolerate:
+        pod["tolerations"] = [*pod.get("tolerations", []), GPU_TOLERATION]
+    if select is not None:
+        pod["nodeSelector"] = select
+    return replace(planned, objects=objects)
+
+
+def _rayjobs(k8s_api, namespace: str) -> list[str]:
+    items = client.CustomObjectsApi(k8s_api).list_namespaced_custom_object("ray.io", "v1", namespace, "rayjobs")
+    return [i["metadata"]["name"] for i in items["items"]]
+
+
+def _refused(planned: plan.Plan) -> capacity.Insufficient:
+    with pytest.raises(capacity.Insufficient) as caught:
+        run.run_job(planned, kube_request(wait=False), TrainReport)
+    assert exit_code(caught.value) == 2
+    return caught.value
+
+
+def test_gpu_workers_that_fit_are_applied_and_the_scheduler_puts_them_on_the_gpu_node(
+        gpu_node, profile, k8s_api) -> None:
+    report = run.run_job(_gpu_plan("gpu-fits", 2, tolerate=True), kube_request(wait=False), TrainReport)
+    assert report.state == "applied"
+    core = client.CoreV1Api(k8s_api)
+
+    def workers_placed() -> str | None:
+        pods = core.list_namespaced_pod(profile, label_selector="ray.io/node-type=worker").items
+        nodes = sorted(p.spec.node_name or "(unscheduled)" for p in pods)
+        return None if nodes == [gpu_node, gpu_node] else f"worker pods on {nodes or 'none yet'}"
+
+    wait_for("the scheduler to place both GPU workers on the GPU node", workers_placed, TIMEOUT_S)
+
+
+def test_more_gpus_than_any_node_has(gpu_node, profile, k8s_api) -> None:
+    error = _refused(_gpu_plan("gpu-eight", 8, tolerate=True))
+    assert "asks for 8 GPU (nvidia.com/gpu) per pod; the largest node that admits it " \
+           f"({gpu_node}, group {GPU_GROUP}) has 4 allocatable" in error.message
+    assert error.hint.startswith("ask for at most 4 GPU (nvidia.com/gpu) per pod")
+    assert _rayjobs(k8s_api, profile) == []
+
+
+def test_a_gpu_pod_without_the_toleration(gpu_node, profile, k8s_api) -> None:
+    error = _refused(_gpu_plan("gpu-untolerated", 1, tolerate=False, select={"sentinel.test/gpu-node": gpu_node}))
+    assert error.message == ("the worker group train of RayJob gpu-untolerated does not tolerate the taint "
+                             "nvidia.com/gpu=present:NoSchedule that every node it selects carries "
+                             f"(node group {GPU_GROUP})")
+    assert _rayjobs(k8s_api, profile) == []
+
+
+def test_more_cpu_than_any_node_has_exits_2_through_the_cli(gpu_node, profile, k8s_api) -> None:
+    result = cli("train", "--target", "k8s", "--name", "cpu-64", "--set", "worker.cpu=64")
+    assert result.exit_code == 2, result.output
+    err = flat(result.stderr)
+    assert "the worker group train of RayJob cpu-64 asks for 64 CPU per pod; the largest node that admits it " \
+           "(kwok-spot-" in err and "has 4 allocatable" in err
+    assert "ask for at most 4 CPU per pod, or add a node group with larger nodes" in err
+    assert "--no-preflight" in err
+    assert _rayjobs(k8s_api, profile) == []
+
+
+def test_a_node_selector_no_node_matches_exits_2_through_the_cli(gpu_node, profile, k8s_api) -> None:
+    result = cli("train", "--target", "k8s", "--name", "no-match", "--set", "spot.node_selector.intention=gpu")
+    assert result.exit_code == 2, result.output
+    err = flat(result.stderr)
+    assert "the worker group train of RayJob no-match selects nodes labelled intention=gpu, lifecycle=Ec2Spot, " \
+           "and no node matches; the nodes have intention=head, intention=training" in err
+    assert "change the selector in the profile" in err
+    assert _rayjobs(k8s_api, profile) == []
+
+
+def test_no_preflight_applies_what_the_preflight_refuses(gpu_node, profile, k8s_api) -> None:
+    result = cli("train", "--target", "k8s", "--name", "skipped", "--set", "worker.cpu=64", "--no-wait",
+                 "--no-preflight")
+    assert result.exit_code == 0, result.output
+    assert _rayjobs(k8s_api, profile) == ["skipped"]
