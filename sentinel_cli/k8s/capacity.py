@@ -38,6 +38,9 @@ NODE_GROUP_LABELS = (  # the first of these a node carries names its group; else
     "cloud.google.com/gke-nodepool", "kubernetes.azure.com/agentpool", "node.kubernetes.io/instance-type")
 BLOCKING_EFFECTS = frozenset({"NoSchedule", "NoExecute"})  # PreferNoSchedule only discourages
 FINISHED_PHASES = frozenset({"Succeeded", "Failed"})  # their requests no longer count on the node
+# What KubeRay's Ray autoscaler container requests unless autoscalerOptions.resources says otherwise
+# (ray-operator BuildAutoscalerContainer).
+AUTOSCALER_SIDECAR = {"cpu": "500m", "memory": "512Mi"}
 CLUSTER_AUTOSCALER = "cluster-autoscaler"
 KARPENTER = "Karpenter"
 
@@ -154,7 +157,11 @@ def pod_needs(objects: Iterable[dict[str, Any]]) -> list[PodNeed]:
 
 def _cluster_needs(spec: dict[str, Any], owner: str) -> list[PodNeed]:
     head = spec.get("headGroupSpec") or {}
-    needs = [_need(f"head of {owner}", (head.get("template") or {}).get("spec") or {})]
+    head_pod = (head.get("template") or {}).get("spec") or {}
+    if spec.get("enableInTreeAutoscaling"):  # KubeRay adds the Ray autoscaler as a container of the head
+        sidecar = (spec.get("autoscalerOptions") or {}).get("resources") or {"requests": AUTOSCALER_SIDECAR}
+        head_pod = {**head_pod, "containers": [*(head_pod.get("containers") or []), {"resources": sidecar}]}
+    needs = [_need(f"head of {owner}", head_pod)]
     for group in spec.get("workerGroupSpecs") or []:
         if group.get("suspend"):
             continue

@@ -121,6 +121,11 @@ def test_serve_plan_counts_the_workers_min_replicas_and_other_objects_none():
     needs = capacity.pod_needs(_objects("serve"))
     assert [(n.role, n.count) for n in needs] == [("head of RayService recommender", 1),
                                                   ("worker group serve of RayService recommender", 1)]
+    head = needs[0]  # an autoscaling RayService: KubeRay adds its autoscaler container to the head
+    assert head.requests == {"cpu": Fraction(3, 2), "memory": 2 * 2**30 + 512 * 2**20}
+    options = copy.deepcopy(_objects("serve"))
+    options[1]["spec"]["rayClusterConfig"]["autoscalerOptions"] = {"resources": {"requests": {"cpu": "200m"}}}
+    assert capacity.pod_needs(options)[0].requests["cpu"] == Fraction(6, 5)
     cluster = capacity.pod_needs(_objects("cluster"))
     assert [n.role.split(" of ")[0] for n in cluster] == ["head", "worker group train"]
 
