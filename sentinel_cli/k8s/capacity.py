@@ -405,11 +405,11 @@ def _why_never(need: PodNeed, cluster: list[Node], admitting: list[Node]) -> tup
     selected = [n for n in cluster if need.selects(n)]
     if not selected:
         return _no_label_match(need, cluster)
-    if not [n for n in selected if not n.unschedulable]:
+    schedulable = [n for n in selected if not n.unschedulable]
+    if not schedulable:
         names = ", ".join(n.name for n in selected)
         return (f"the {need.role} selects only cordoned nodes ({names})",
                 "uncordon one (kubectl uncordon <node>) or add nodes to its group")
-    schedulable = [n for n in selected if not n.unschedulable]
     if not admitting:
         return _untolerated(need, schedulable, "every node it selects carries")
     holders = [n for n in schedulable if need.untolerated(n) and not _short(need.requests, n.allocatable)]

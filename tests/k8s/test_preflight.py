@@ -152,3 +152,44 @@ def test_no_preflight_applies_what_the_preflight_refuses(gpu_node, profile, k8s_
                  "--no-preflight")
     assert result.exit_code == 0, result.output
     assert _rayjobs(k8s_api, profile) == ["skipped"]
+
+
+def test_gpus_taken_by_running_pods_leave_no_room_and_no_autoscaler_grows_the_group(
+        gpu_node, profile, k8s_api, monkeypatch) -> None:
+    """The room is allocatable minus what bound pods request: with 3 of the node's 4 GPUs taken, two
+    workers of 1 GPU each do not fit, and no autoscaler runs here."""
+    from sentinel_cli.backends.kubernetes import preflight
+
+    core = client.CoreV1Api(k8s_api)
+    busy = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "gpu-busy"},
+            "spec": {"nodeSelector": {"sentinel.test/gpu-node": gpu_node}, "tolerations": [GPU_TOLERATION],
+                     "containers": [{"name": "c", "image": "registry.example/busy:1",
+                                     "resources": {"requests": {GPU: "3"}, "limits": {GPU: "3"}}}]}}
+    core.create_namespaced_pod(profile, busy)
+    wait_for("the scheduler to bind the busy GPU pod",
+             lambda: None if core.read_namespaced_pod("gpu-busy", profile).spec.node_name else "not bound yet",
+             TIMEOUT_S)
+    monkeypatch.setattr(preflight, "SETTLE_S", 0.0)  # refuse at the first reading
+    error = _refused(_gpu_plan("gpu-busy-job", 1, tolerate=True))
+    assert error.message == ("1 of 2 pod(s) of the worker group train of RayJob gpu-busy-job have no room on the "
+                             "nodes now (nvidia.com/gpu: asked 1 each, the most free on such a node is 0); "
+                             "no autoscaler runs in the cluster")
+    assert error.hint.startswith(f"grow node group {GPU_GROUP} by 1 node(s)")
+    assert _rayjobs(k8s_api, profile) == []
+
+
+def test_credentials_that_may_not_list_nodes_skip_the_preflight_with_a_warning(
+        profile, k8s_env, k8s_api, tmp_path, monkeypatch) -> None:
+    core = client.CoreV1Api(k8s_api)
+    core.create_namespaced_service_account(profile, {"metadata": {"name": "nobody"}})
+    token = core.create_namespaced_service_account_token(
+        "nobody", profile, {"spec": {"expirationSeconds": 600}}).status.token
+    config = yaml.safe_load(k8s_env.kubeconfig.read_text())
+    for user in config["users"]:
+        user["user"] = {"token": token}
+    (tmp_path / "nobody").write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "nobody"))
+    result = cli("train", "--target", "k8s", "--name", "nobody-job", "--no-wait")
+    err = flat(result.stderr)
+    assert "warning: capacity preflight skipped: forbidden to list nodes" in err
+    assert result.exit_code == 2 and "forbidden to apply" in err  # the apply itself is what RBAC refuses
