@@ -30,9 +30,11 @@ from enum import Enum
 from fractions import Fraction
 from typing import Any
 
+from sentinel_cli.k8s import client  # its kinds only: the kubernetes package loads when it connects
 from sentinel_ml.errors import ConfigError
 
 CPU, MEMORY, GPU = "cpu", "memory", "nvidia.com/gpu"
+RAY_KINDS = tuple(k.kind for k in client.RAY_KINDS)  # the objects that create pods
 NODE_GROUP_LABELS = (  # the first of these a node carries names its group; else its instance type
     "eks.amazonaws.com/nodegroup", "alpha.eksctl.io/nodegroup-name", "karpenter.sh/nodepool",
     "cloud.google.com/gke-nodepool", "kubernetes.azure.com/agentpool", "node.kubernetes.io/instance-type")
@@ -222,16 +224,50 @@ class Node:
     unschedulable: bool = False
 
 
-def nodes(node_items: Iterable[dict[str, Any]], pod_items: Iterable[dict[str, Any]]) -> list[Node]:
-    """The nodes of a LIST of nodes, with what the LIST of pods (all namespaces) leaves free."""
+def nodes(node_items: Iterable[dict[str, Any]], pod_items: Iterable[dict[str, Any]],
+          replacing: Iterable[dict[str, Any]] = (), namespace: str = "default") -> list[Node]:
+    """The nodes of a LIST of nodes, with what the LIST of pods (all namespaces) leaves free. Pods of
+    the objects ``replacing`` (being applied again to ``namespace``) do not count: an upgrade in
+    place keeps them, a new cluster replaces them."""
     used: dict[str, list[Mapping[str, Fraction]]] = {}
+    owners = [o for o in (_identity(obj, namespace) for obj in replacing if obj.get("kind") in RAY_KINDS) if o]
     for pod in pod_items:
-        if _leaving(pod):
+        if _leaving(pod) or any(_owns(owner, pod) for owner in owners):
             continue
         bound = (pod.get("spec") or {}).get("nodeName")
         if bound:
             used.setdefault(bound, []).append(pod_requests(pod.get("spec") or {}))
     return [_node(item, _sum(used.get(item["metadata"]["name"], []))) for item in node_items]
+
+
+def _identity(obj: dict[str, Any], namespace: str) -> tuple[str, dict[str, str]] | None:
+    """Where an object's pods live, and the labels that mark them as its own: KubeRay's cluster label
+    for a RayCluster; for a RayJob or RayService a label of its pod templates whose value is its name
+    (Sentinel's run id, its RayService label). None when nothing marks them."""
+    meta = obj["metadata"]
+    name, where = meta["name"], meta.get("namespace") or namespace
+    if obj["kind"] == "RayCluster":
+        return where, {"ray.io/cluster": name}
+    for template in _templates(obj):
+        labels = ((template.get("metadata") or {}).get("labels") or {}).items()
+        own = {k: v for k, v in labels if v == name and not k.startswith("app.kubernetes.io/")}
+        if own:
+            return where, own
+    return None
+
+
+def _templates(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = obj.get("spec") or {}
+    cluster = spec.get("rayClusterSpec") or spec.get("rayClusterConfig") or spec
+    groups = [cluster.get("headGroupSpec") or {}, *(cluster.get("workerGroupSpecs") or [])]
+    return [g.get("template") or {} for g in groups]
+
+
+def _owns(owner: tuple[str, dict[str, str]], pod: dict[str, Any]) -> bool:
+    namespace, labels = owner
+    meta = pod.get("metadata") or {}
+    return meta.get("namespace") == namespace and all((meta.get("labels") or {}).get(k) == v
+                                                      for k, v in labels.items())
 
 
 def _leaving(pod: dict[str, Any]) -> bool:

@@ -153,6 +153,23 @@ def test_free_room_is_allocatable_minus_the_bound_pods_that_stay():
     assert node.free["cpu"] == Fraction(5, 2) and node.free["memory"] == 14 * 2**30
 
 
+def test_pods_of_the_objects_being_applied_again_leave_their_room():
+    """Serving another checkpoint upgrades the RayService in place: its running pods stay."""
+    serve = _objects("serve")
+    own = _pod("ip-10-0-1-1", "3", "1Gi")
+    own["metadata"].update(namespace="ml", labels={"sentinel.io/rayservice": "recommender",
+                                                   "app.kubernetes.io/name": "sentinel"})
+    elsewhere = copy.deepcopy(own)
+    elsewhere["metadata"]["namespace"] = "other"
+    cluster = capacity.nodes(_eks()[:1], [own, elsewhere], serve, "ml")
+    assert cluster[0].free["cpu"] == 1  # only the other namespace's pod counts
+    standalone = _pod("ip-10-0-1-1", "3", "1Gi")
+    standalone["metadata"].update(namespace="ml", labels={"ray.io/cluster": "sentinel",
+                                                          "app.kubernetes.io/name": "sentinel"})
+    assert capacity.nodes(_eks()[:1], [standalone], _objects("cluster"), "ml")[0].free["cpu"] == 4
+    assert capacity.nodes(_eks()[:1], [standalone], _objects("train"), "ml")[0].free["cpu"] == 1
+
+
 def test_autoscalers_are_found_from_their_deployments_or_nodepools():
     ca = {"metadata": {"name": "cluster-autoscaler-aws-cluster-autoscaler", "namespace": "kube-system",
                        "labels": {"app.kubernetes.io/name": "aws-cluster-autoscaler"}}, "spec": {"replicas": 1}}

@@ -32,7 +32,7 @@ def check(kube, objects: list[dict[str, Any]]) -> None:
         return
     tries = int(SETTLE_S // SETTLE_POLL_S) + 1
     for attempt in range(tries):
-        result = _read(kube, needs)
+        result = _read(kube, needs, objects)
         if result is None:
             return
         error, warnings = capacity.verdict(result)
@@ -47,12 +47,13 @@ def check(kube, objects: list[dict[str, Any]]) -> None:
         raise error
 
 
-def _read(kube, needs: list[capacity.PodNeed]) -> capacity.Preflight | None:
-    """One LIST of nodes and one of pods; the autoscaler too when something does not fit."""
+def _read(kube, needs: list[capacity.PodNeed], objects: list[dict[str, Any]]) -> capacity.Preflight | None:
+    """One LIST of nodes and one of pods; the autoscaler too when something does not fit. The pods
+    of the objects themselves (a RayService upgraded in place) leave room for their successors."""
     from sentinel_cli.k8s.client import POD, Forbidden
 
     try:
-        nodes = capacity.nodes(kube.nodes(), kube.list(POD, all_namespaces=True))
+        nodes = capacity.nodes(kube.nodes(), kube.list(POD, all_namespaces=True), objects, kube.namespace)
     except Forbidden as e:
         _warn(f"capacity preflight skipped: {e.message} ({e.hint}); --no-preflight silences this")
         return None
