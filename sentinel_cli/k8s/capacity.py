@@ -380,7 +380,7 @@ def verdict(result: Preflight) -> tuple[Insufficient | None, list[str]]:
                      f"this, apply anyway with --no-preflight")
         else:
             hint += f"; {SKIP_HINT}"
-        return Insufficient("; ".join(c.reason for c in never), hint=hint), []
+        return Insufficient("; ".join(dict.fromkeys(c.reason for c in never)), hint=hint), []
     waits = result.waits
     if not waits:
         return None, []
