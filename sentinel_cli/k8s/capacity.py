@@ -480,10 +480,10 @@ def _too_large(need: PodNeed, admitting: list[Node]) -> tuple[str, str]:
     largest = max(admitting, key=lambda n: (n.allocatable.get(resource, Fraction(0)), n.free.get(resource, 0)))
     has = largest.allocatable.get(resource, Fraction(0))
     if not has:
-        noun = "GPUs (nvidia.com/gpu)" if resource == GPU else resource
         fix = ("add a GPU node group with the NVIDIA device plugin, or ask for no GPU"
                if resource == GPU else f"add nodes that offer {resource}, or drop the request")
-        return f"the {need.role} asks for {show(resource, asked)} {noun}, and no node that admits it has any", fix
+        return (f"the {need.role} asks for {show(resource, asked)} {_noun(resource)}, and no node that admits it "
+                f"has any", fix)
     free = max(n.free.get(resource, Fraction(0)) for n in admitting)
     return (f"the {need.role} asks for {show(resource, asked)} {_noun(resource)} per pod; the largest "
             f"node that admits it ({largest.name}, group {largest.group}) has {show(resource, has)} "

@@ -216,7 +216,7 @@ def test_more_gpus_than_any_node_has():
 
 def test_gpus_on_a_cluster_without_gpu_nodes():
     error, _ = capacity.verdict(_run(_with_workers(_objects("train"), {"cpu": "1", GPU: "1"}), _eks()))
-    assert error.message == ("the worker group train of RayJob train-20260101-000000-abcd asks for 1 GPUs "
+    assert error.message == ("the worker group train of RayJob train-20260101-000000-abcd asks for 1 GPU "
                              "(nvidia.com/gpu), and no node that admits it has any")
     assert error.hint.startswith("add a GPU node group with the NVIDIA device plugin")
 
