@@ -12,7 +12,8 @@ Types, decided once for every format:
 - ids: a column whose every value is an integer is ``int64``: integer columns, floating columns whose
   values are all integral (pandas writes an integer column with gaps as floats), and text written as
   canonical integers (``42``, ``-7``; not ``007`` or ``4.0``, which would merge distinct ids).
-  Anything else is ``string``: the id's text as written (CSV fields trimmed of surrounding spaces);
+  Anything else is ``string``: the id's text as written (CSV fields trimmed of surrounding spaces;
+  a fractional float column's values as their shortest text: 1.5 → ``1.5``, 2.0 → ``2``);
 - rating: any number, as ``float32`` (text must be a decimal number; NaN and infinities refused);
 - timestamp: integers as Unix seconds as they are, fractional seconds truncated, dates and
   date-times (Parquet's, or ISO 8601 text) converted to Unix seconds; empty fields are null.
@@ -220,7 +221,7 @@ def _ids(column: pa.ChunkedArray, where: Callable[[int], str], name: str) -> pa.
         column = column.cast(column.type.value_type)
     missing = pc.is_null(column)
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-        missing = pc.or_(missing, pc.equal(column, ""))
+        missing = pc.or_kleene(missing, pc.equal(column, ""))
     if (bad := _first(missing)) is not None:
         raise DataError(f"{where(bad)}: the id in column {name!r} is empty",
                         hint="every row needs a user and an item id; remove or fill that row")
@@ -282,7 +283,7 @@ def _scale(ratings: pa.ChunkedArray, declared: tuple[float, float] | None,
         bounds = pc.min_max(ratings)
         return float(bounds["min"].as_py()), float(bounds["max"].as_py())
     low, high = declared
-    outside = pc.or_(pc.less(ratings, low), pc.greater(ratings, high))
+    outside = pc.or_kleene(pc.less(ratings, low), pc.greater(ratings, high))
     if (bad := _first(outside)) is not None:
         raise DataError(f"{where(bad)}: the rating {ratings[bad].as_py():g} is outside the declared scale "
                         f"{low:g}:{high:g}",
