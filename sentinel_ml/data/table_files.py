@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sentinel_ml.data.source import Columns
-from sentinel_ml.errors import DataError, StorageError
+from sentinel_ml.errors import DataError, ObjectNotFound, StorageError
 from sentinel_ml.store import uri as storage
 
 if TYPE_CHECKING:
@@ -139,6 +139,8 @@ def _locate_s3(location: str, suffix: str) -> tuple[TableFile, ...]:
             return [item for page in pages for item in page.get("Contents", [])]
 
         objects = storage._s3_call("list", location, list_all)
+    except ObjectNotFound:
+        raise DataError(f"{location} does not exist", hint="check the location given to --data or --items") from None
     except StorageError as e:
         raise DataError(f"cannot read {location}: {e.message}", hint=e.hint or "check the S3 location") from None
     chosen = sorted((obj["Key"][len(prefix):], obj) for obj in objects if is_data_name(obj["Key"][len(prefix):]))
