@@ -25,7 +25,7 @@ Scale: with ``rating_scale`` (``--rating-scale``) every rating must lie inside i
 scale is read from the data: (lowest rating, highest rating).
 
 Rows in messages: a text file's ``line N`` counts the header as line 1 (so the first data row is
-line 2); a Parquet file's ``row N`` counts its data rows from 1, within the file that holds it.
+line 2; blank lines, which are skipped, and quoted fields spanning lines are not counted); a Parquet file's ``row N`` counts its data rows from 1, within the file that holds it.
 
 Items (``--items``): a table in any of the same formats with an id column and a ``title`` column.
 The id column is the one named like the ratings' item column (``Columns.item``) when the items
@@ -140,8 +140,8 @@ def _open_text(files: TableFiles) -> _Opened:
     (file,) = files.files
     filesystem = files.filesystem()
     try:
-        with filesystem.open_input_stream(file.path) as stream:
-            head = stream.read(_HEADER_PEEK).decode("utf-8", errors="replace")
+        with filesystem.open_input_file(file.path) as random_access:  # on S3: one ranged GET, not the object
+            head = random_access.read(_HEADER_PEEK).decode("utf-8", errors="replace")
     except (OSError, pa.ArrowException) as e:
         raise DataError(f"cannot read {file.shown}: {e}", hint="check that the file exists and is readable") from None
     first_line = head.lstrip("\ufeff").splitlines()[0] if head.strip() else ""
