@@ -74,8 +74,13 @@ class DatasetSpec:
 
 ArchiveSpec = DatasetSpec  # the name this type had when only ml-100k existed
 
-_CSV = {"ratings_file": "ratings.csv", "ratings_layout": "csv", "items_file": "movies.csv",
-        "items_layout": "csv", "items_encoding": "utf-8", "scale": (0.5, 5.0), "step": 0.5}
+
+def _csv_dataset(name: str, sha256: str, size: int, counts: Counts) -> DatasetSpec:
+    """ml-20m and later: ratings.csv and movies.csv (UTF-8) with headers, half stars 0.5-5."""
+    return DatasetSpec(name=name, sha256=sha256, size=size, folder=name,
+                       ratings_file="ratings.csv", ratings_layout="csv",
+                       items_file="movies.csv", items_layout="csv", items_encoding="utf-8",
+                       scale=(0.5, 5.0), step=0.5, counts=counts)
 
 ML_100K = DatasetSpec(
     name="ml-100k",
@@ -119,26 +124,14 @@ ML_10M = DatasetSpec(
     scale=(0.5, 5.0), step=0.5,
     counts=Counts(ratings=10_000_054, users=71_567, items=10_681),
 )
-ML_20M = DatasetSpec(
-    name="ml-20m",
-    sha256="96f243c338a8665f6bcc89c53edf6ee39162a846940de6b7c8c48aeada765ff3",  # MD5 cd245b17…
-    size=198_702_078, folder="ml-20m",
-    counts=Counts(ratings=20_000_263, users=138_493, items=27_278), **_CSV,
-)
-ML_25M = DatasetSpec(
-    name="ml-25m",
-    sha256="8b21cfb7eb1706b4ec0aac894368d90acf26ebdfb6aced3ebd4ad5bd1eb9c6aa",  # MD5 6b51fb27…
-    size=261_978_986, folder="ml-25m",
-    counts=Counts(ratings=25_000_095, users=162_541, items=62_423), **_CSV,
-)
-ML_32M = DatasetSpec(
-    name="ml-32m",
-    # The published MD5 is d472be33…; this SHA-256 and size were computed by others from their
-    # download (the weakest pin here: a mismatch names both checksums and the --data way around).
-    sha256="e4a68655d7386b8f95f2f2424b2ff975dfdd15ffd59e0d864a14dca43e99d6ee",
-    size=238_950_008, folder="ml-32m",
-    counts=Counts(ratings=32_000_204, users=200_948, items=87_585), **_CSV,
-)
+ML_20M = _csv_dataset("ml-20m", "96f243c338a8665f6bcc89c53edf6ee39162a846940de6b7c8c48aeada765ff3",  # MD5 cd245b17…
+                      198_702_078, Counts(ratings=20_000_263, users=138_493, items=27_278))
+ML_25M = _csv_dataset("ml-25m", "8b21cfb7eb1706b4ec0aac894368d90acf26ebdfb6aced3ebd4ad5bd1eb9c6aa",  # MD5 6b51fb27…
+                      261_978_986, Counts(ratings=25_000_095, users=162_541, items=62_423))
+# The published MD5 is d472be33…; this SHA-256 and size were computed by others from their download
+# (the weakest pin here: a mismatch names both checksums and the --data way around).
+ML_32M = _csv_dataset("ml-32m", "e4a68655d7386b8f95f2f2424b2ff975dfdd15ffd59e0d864a14dca43e99d6ee",
+                      238_950_008, Counts(ratings=32_000_204, users=200_948, items=87_585))
 
 SPECS: Mapping[str, DatasetSpec] = {s.name: s for s in (ML_100K, ML_1M, ML_10M, ML_20M, ML_25M, ML_32M)}
 assert tuple(SPECS) == DATASETS, "catalog and sentinel_ml.data.DATASETS disagree"

@@ -10,6 +10,8 @@ import hashlib
 import http.server
 import logging
 import socket
+import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -21,7 +23,7 @@ import pytest
 from sentinel_ml.data import catalog, download
 from sentinel_ml.data.catalog import DatasetSpec
 from sentinel_ml.data.layouts import read_movielens
-from sentinel_ml.errors import DataError
+from sentinel_ml.errors import ConfigError, DataError
 from tests.data.test_layouts import expected_ratings, write_dataset
 from tests.support.ports import free_port
 
@@ -160,3 +162,25 @@ def test_a_download_cut_short_or_missing_is_refused(www, tmp_path: Path) -> None
     _, base, _ = www
     _assert_fails_fast(f"{base}/short.zip", tmp_path / "cache", catalog.ML_1M, "closed after 20 of 1,000 bytes")
     _assert_fails_fast(f"{base}/missing.zip", tmp_path / "cache", catalog.ML_1M, "HTTP 404")
+
+
+def test_the_catalog_names_every_dataset_and_refuses_others() -> None:
+    from sentinel_ml.data import DATASETS
+
+    assert tuple(catalog.SPECS) == DATASETS
+    for name, spec in catalog.SPECS.items():
+        assert spec.url == f"https://files.grouplens.org/datasets/movielens/{name}.zip"
+        assert len(spec.sha256) == 64 and spec.size > 0
+    assert catalog.ML_10M.folder == "ml-10M100K" and catalog.ML_100K.fixed_splits == {"u1": ("u1.base", "u1.test")}
+    assert download.ML_100K is catalog.ML_100K  # the names other code imports still hold
+    with pytest.raises(ConfigError, match="unknown dataset 'ml-5m'") as info:
+        catalog.spec("ml-5m")
+    assert "ml-100k, ml-1m, ml-10m, ml-20m, ml-25m, ml-32m" in info.value.hint
+
+
+def test_the_catalog_and_downloader_import_without_numpy_or_pyarrow() -> None:
+    """The CLI builds its choices from them: they must stay cheap to import."""
+    code = ("import sys, sentinel_ml.data.catalog, sentinel_ml.data.download; "
+            "print([m for m in ('numpy', 'pyarrow') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "[]"
