@@ -65,6 +65,7 @@ def test_a_repack_of_the_same_files_passes_by_their_checksums(http_files, tmp_pa
     assert repacked.read_bytes() != movielens_zip.read_bytes()
     extracted = download.ensure_dataset(f"{base}/repacked.zip", cache_dir=tmp_path / "cache")
     assert (extracted / ".complete").read_text().startswith("verified: a repack: the 5 files read")
+    assert download.recorded_fingerprint(extracted) == download.members_fingerprint(download.ML_100K)
 
 
 def test_a_repack_with_one_changed_byte_in_u_data_is_refused(http_files, tmp_path: Path,
@@ -99,7 +100,8 @@ def test_an_archive_with_the_published_checksum_passes_as_it_is(http_files, tmp_
     cache = tmp_path / "cache"
     extracted = download.ensure_dataset(None, cache_dir=cache, spec=spec)  # the spec's URL: the default
     assert requests == ["/published.zip"]
-    assert (extracted / ".complete").read_text() == f"verified: sha256 {published}, the published checksum\n"
+    assert (extracted / ".complete").read_text() == (f"verified: sha256 {published}, the published checksum\n"
+                                                     f"fingerprint: ml-100k:sha256:{published}\n")
     assert (extracted / "u.data").read_text() == "u.data\n"
     # The same archive against GroupLens' checksum: its files are not GroupLens', so it is refused.
     with pytest.raises(DataError, match="u.data in ml-100k.zip is not ml-100k's"):

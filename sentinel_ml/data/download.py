@@ -1,19 +1,27 @@
-"""Fetch the MovieLens 100k archive once, verify it, and extract it atomically into the cache.
+"""Fetch a MovieLens archive once, verify it, and extract it atomically into the cache.
 
-Sources: the GroupLens URL (default), or an override from ``--data`` / ``$SENTINEL_DATA``: an http(s),
-``s3://`` (the archive in a bucket: what pods without internet access use) or ``file://`` URL, a
-local zip, or a directory that already holds the extracted files.
+Which archive: a ``DatasetSpec`` from ``sentinel_ml.data.catalog`` (ml-100k by default). Sources: the
+publisher's URL (default), or an override from ``--data``: an http(s), ``s3://`` (the archive in a
+bucket: what pods without internet access use) or ``file://`` URL, a local zip, or a directory that
+already holds the extracted files. ``$SENTINEL_DATA`` stands in for ``--data`` for the default
+dataset (ml-100k) only: one variable cannot name the archives of several datasets.
 
 What is verified (``verify_archive``): an archive whose SHA-256 is GroupLens' published one passes
-as it is. Any other archive (a repack of the same files, such as the copy our tests use, or one a
-mirror zipped again) passes only if it is a sound zip (every member's CRC) and each file Sentinel
-reads has the SHA-256 of GroupLens' own: the same files pass however they were zipped, different
-files fail. A directory is verified by the same files' checksums.
+as it is. For ml-100k, whose files' own checksums are pinned, any other archive (a repack of the same
+files, such as the copy our tests use, or one a mirror zipped again) passes only if it is a sound zip
+(every member's CRC) and each file Sentinel reads has the SHA-256 of GroupLens' own; a directory is
+verified by the same files' checksums. The larger sets pin only the archive's checksum: another
+archive is refused, and a directory is used as it is once the files read are there (logged as not
+checksum-verified): that is the way to use one's own copy.
+
+A download fails fast: no answer within ``TIMEOUT_S`` (to connect, for the response, or between two
+reads) is a ``DataError`` naming the URL and the ``--data`` way around, never a hang.
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import logging
 import os
 import shutil
@@ -23,89 +31,110 @@ import urllib.parse
 import urllib.request
 import zipfile
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from sentinel_ml.data import DEFAULT_DATASET
+from sentinel_ml.data.catalog import ML_100K, ArchiveSpec, DatasetSpec
 from sentinel_ml.errors import DataError
 from sentinel_ml.paths import data_cache_dir
+
+__all__ = [
+    "DATASET_NAME",
+    "DATA_ENV",
+    "DEFAULT_URL",
+    "ML_100K",
+    "TIMEOUT_S",
+    "ArchiveSpec",
+    "DatasetSpec",
+    "Progress",
+    "Verification",
+    "ensure_dataset",
+    "extract_atomically",
+    "file_sha256",
+    "members_fingerprint",
+    "recorded_fingerprint",
+    "use_directory",
+    "verify_archive",
+    "verify_directory",
+]
 
 log = logging.getLogger(__name__)
 
 DATA_ENV = "SENTINEL_DATA"
-_COMPLETE_MARKER = ".complete"
+COMPLETE_MARKER = ".complete"
 _CHUNK = 1 << 20
+TIMEOUT_S = 5.0
+"""Seconds to connect, to get the response, and between two reads: a dead host fails in seconds."""
 
+Progress = Callable[[int, int | None], None]
+"""``progress(bytes_done, bytes_total)``, total ``None`` when the server does not say."""
 
-@dataclass(frozen=True)
-class ArchiveSpec:
-    """A dataset archive as its publisher ships it: where, its published checksum, and the SHA-256 of
-    each file Sentinel reads from it."""
-
-    name: str  # the archive's folder, and the cache's
-    url: str
-    sha256: str  # of the archive, as published
-    members: Mapping[str, str]  # file name -> sha256 of its content
-
-    @property
-    def required_files(self) -> tuple[str, ...]:
-        return tuple(self.members)
-
-
-ML_100K = ArchiveSpec(
-    name="ml-100k",
-    url="https://files.grouplens.org/datasets/movielens/ml-100k.zip",
-    # GroupLens' ml-100k.zip: 4,924,029 bytes, MD5 0e33842e24a9c977be4e0107933c0723 (its published .md5).
-    sha256="50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229",
-    # u.data, u.item and u.user as others record them for GroupLens' archive; u1.base and u1.test
-    # (made from u.data by the archive's mku.sh) from the same members in our repacked test copy.
-    members={
-        "u.data": "06416e597f82b7342361e41163890c81036900f418ad91315590814211dca490",
-        "u.item": "553841ebc7de3a0fd0d6b62a204ea30c1e651aacfb2814c7a6584ac52f2c5701",
-        "u.user": "f120e114da2e8cf314fd28f99417c94ae9ddf1cb6db8ce0e4b5995d40e90e62c",
-        "u1.base": "ce253ec86c448b44fb3ba9a30d12dcfc2e9210cbde71efada3730c22e9ac212a",
-        "u1.test": "18c6014a4b2c7324f250a63f8904a7b16b2b19f911129e346141507b0cbac950",
-    },
-)
 DEFAULT_URL = ML_100K.url
 DATASET_NAME = ML_100K.name
 
 
-def ensure_dataset(source: str | None = None, *, cache_dir: Path | None = None,
-                   spec: ArchiveSpec = ML_100K) -> Path:
-    """Return a directory holding the extracted dataset, downloading and extracting it if needed.
+@dataclass(frozen=True)
+class Verification:
+    """How an archive was verified (for the log and the cache's marker), and the fingerprint of its
+    content that the prepared cache is keyed by."""
 
-    ``source`` defaults to ``$SENTINEL_DATA`` and then to the publisher's URL.
+    how: str
+    fingerprint: str
+
+
+def ensure_dataset(source: str | None = None, *, cache_dir: Path | None = None,
+                   spec: DatasetSpec = ML_100K, progress: Progress | None = None) -> Path:
+    """Return the absolute directory holding the extracted dataset, downloading and extracting it
+    into ``cache_dir/<name>`` first if it is not there.
+
+    ``source`` defaults to ``$SENTINEL_DATA`` (the default dataset only) and then to the spec's URL.
+    A directory is used in place: verified by its files' checksums where the spec pins them
+    (ml-100k), otherwise only checked to hold the files read (not checksum-verified). ``progress``
+    is called as the archive arrives (see ``Progress``).
     """
-    source = source or os.environ.get(DATA_ENV) or spec.url
+    source = source or _default_source(spec)
     local = _as_local_path(source)
     if local is not None and local.is_dir():
-        return verify_directory(_dataset_root(local, spec), spec, origin=str(local))
+        return use_directory(local, spec)
 
     if local is not None and not local.is_file():
         raise DataError(
             f"dataset not found at {local}",
             hint=f"pass --data with a path to {spec.name}.zip, a directory or a URL",
         )
-    cache_dir = cache_dir or data_cache_dir()
+    cache_dir = (cache_dir or data_cache_dir()).absolute()
     target = cache_dir / spec.name
-    if (target / _COMPLETE_MARKER).exists():
+    if (target / COMPLETE_MARKER).exists():
         return target
 
     cache_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".download-", dir=cache_dir) as tmp:
         archive = Path(tmp) / f"{spec.name}.zip"
         if local is not None:
-            shutil.copyfile(local, archive)
+            with local.open("rb") as src, archive.open("wb") as out:
+                _copy(src, out, local.stat().st_size, progress)
         elif source.startswith("s3://"):
             _download_s3(source, archive, spec)
         else:
-            _download(source, archive, spec)
-        how = verify_archive(archive, spec)
-        log.info("%s: verified (%s)", source, how)
-        extract_atomically(archive, target, spec, verified=how)
+            _download(source, archive, spec, progress)
+        verified = verify_archive(archive, spec)
+        log.info("%s: verified (%s)", source, verified.how)
+        extract_atomically(archive, target, spec, verified=verified)
     return target
+
+
+def use_directory(directory: Path, spec: DatasetSpec = ML_100K) -> Path:
+    """An extracted copy given as ``--data``: the dataset's folder itself, or its parent."""
+    root = _dataset_root(directory, spec).absolute()
+    if spec.members:
+        return verify_directory(root, spec, origin=str(directory))
+    _validated_dir(root, spec, origin=str(directory))
+    log.warning("%s: using the %s files found there as they are: not checksum-verified (GroupLens "
+                "publishes the archive's checksum only)", root, spec.name)
+    return root
 
 
 def file_sha256(f: BinaryIO) -> str:
@@ -115,40 +144,56 @@ def file_sha256(f: BinaryIO) -> str:
     return digest.hexdigest()
 
 
-def verify_archive(archive: Path, spec: ArchiveSpec = ML_100K) -> str:
-    """Check ``archive`` is the publisher's (see the module doc); returns how it was verified."""
+def members_fingerprint(spec: DatasetSpec) -> str:
+    """The fingerprint of content verified file by file: the same however it was zipped."""
+    listing = "".join(f"{name} {digest}\n" for name, digest in sorted(spec.members.items()))
+    return f"{spec.name}:members:{hashlib.sha256(listing.encode()).hexdigest()}"
+
+
+def verify_archive(archive: Path, spec: DatasetSpec = ML_100K) -> Verification:
+    """Check ``archive`` is the publisher's (see the module doc); says how, and its fingerprint."""
     with archive.open("rb") as f:
         actual = file_sha256(f)
     if actual == spec.sha256:
-        return f"sha256 {actual}, the published checksum"
+        return Verification(f"sha256 {actual}, the published checksum", f"{spec.name}:sha256:{actual}")
+    if not spec.members:
+        raise DataError(f"checksum mismatch: {archive.name} has sha256 {actual}, not the published "
+                        f"{spec.sha256} of GroupLens' {spec.name}.zip",
+                        hint="download it again; to use a copy of your own, extract it and pass "
+                             "--data <directory> (a directory is used as it is, not checksum-verified)")
     fix = f"download it again, or pass --data with {spec.name}.zip as its publisher ships it"
     try:
         with zipfile.ZipFile(archive) as zf:
-            try:
-                broken = zf.testzip()
-            except (zlib.error, EOFError) as e:
-                broken = f"a member ({e})"
-            if broken is not None:
-                raise DataError(f"checksum mismatch: {broken} in {archive.name} does not decompress to "
-                                "what it was zipped from (a corrupt or partial archive)", hint=fix)
-            names = {Path(name).name: name for name in zf.namelist() if Path(name).parent.name in ("", spec.name)}
-            for member, expected in spec.members.items():
-                if member not in names:
-                    raise DataError(f"checksum mismatch: {archive.name} is not {spec.name} (no {member} in it)",
-                                    hint=fix)
-                with zf.open(names[member]) as f:
-                    got = file_sha256(f)
-                if got != expected:
-                    raise DataError(f"checksum mismatch: {member} in {archive.name} is not {spec.name}'s "
-                                    f"(sha256 {got}, expected {expected})", hint=fix)
+            _verify_members(zf, archive, spec, fix)
     except zipfile.BadZipFile as e:
         raise DataError(f"checksum mismatch for the {spec.name} archive: sha256 {actual}, expected the "
                         f"published {spec.sha256}, and it is not a zip whose files could be checked ({e})",
                         hint=f"the download is corrupt or partial; {fix}") from None
-    return f"a repack: the {len(spec.members)} files read have {spec.name}'s checksums"
+    return Verification(f"a repack: the {len(spec.members)} files read have {spec.name}'s checksums",
+                        members_fingerprint(spec))
 
 
-def verify_directory(directory: Path, spec: ArchiveSpec = ML_100K, *, origin: str) -> Path:
+def _verify_members(zf: zipfile.ZipFile, archive: Path, spec: DatasetSpec, fix: str) -> None:
+    try:
+        broken = zf.testzip()
+    except (zlib.error, EOFError) as e:
+        broken = f"a member ({e})"
+    if broken is not None:
+        raise DataError(f"checksum mismatch: {broken} in {archive.name} does not decompress to "
+                        "what it was zipped from (a corrupt or partial archive)", hint=fix)
+    names = {Path(name).name: name for name in zf.namelist()
+             if Path(name).parent.name in ("", spec.folder, spec.name)}
+    for member, expected in spec.members.items():
+        if member not in names:
+            raise DataError(f"checksum mismatch: {archive.name} is not {spec.name} (no {member} in it)", hint=fix)
+        with zf.open(names[member]) as f:
+            got = file_sha256(f)
+        if got != expected:
+            raise DataError(f"checksum mismatch: {member} in {archive.name} is not {spec.name}'s "
+                            f"(sha256 {got}, expected {expected})", hint=fix)
+
+
+def verify_directory(directory: Path, spec: DatasetSpec = ML_100K, *, origin: str) -> Path:
     """A directory of extracted files: each file read must have the publisher's checksum."""
     _validated_dir(directory, spec, origin=origin)
     for member, expected in spec.members.items():
@@ -161,8 +206,23 @@ def verify_directory(directory: Path, spec: ArchiveSpec = ML_100K, *, origin: st
     return directory
 
 
-def extract_atomically(archive: Path, target: Path, spec: ArchiveSpec = ML_100K, *, verified: str = "") -> None:
-    """Extract into a sibling temp dir, check it, then rename into place: never a half-made cache."""
+def recorded_fingerprint(directory: Path) -> str | None:
+    """The fingerprint the cache's marker recorded at extract time (None: no marker, or an older one)."""
+    try:
+        text = (directory / COMPLETE_MARKER).read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(": ")
+        if key == "fingerprint" and value:
+            return value
+    return None
+
+
+def extract_atomically(archive: Path, target: Path, spec: DatasetSpec = ML_100K, *,
+                       verified: Verification | None = None) -> None:
+    """Extract into a sibling temp dir, check it, record how it was verified, then rename into place:
+    never a half-made cache."""
     staging = Path(tempfile.mkdtemp(prefix=".extract-", dir=target.parent))
     try:
         try:
@@ -175,7 +235,8 @@ def extract_atomically(archive: Path, target: Path, spec: ArchiveSpec = ML_100K,
                 hint="delete it and download again, or pass --data with a good copy",
             ) from None
         root = _validated_dir(_dataset_root(staging, spec), spec, origin=str(archive))
-        (root / _COMPLETE_MARKER).write_text(f"verified: {verified or 'unknown'}\n")
+        marker = f"verified: {verified.how}\nfingerprint: {verified.fingerprint}\n" if verified else "verified: unknown\n"
+        (root / COMPLETE_MARKER).write_text(marker)
         if target.exists():  # a stale, incomplete cache from an older version
             shutil.rmtree(target)
         os.replace(root, target)
@@ -190,19 +251,50 @@ def _check_members(zf: zipfile.ZipFile) -> None:
             raise DataError(f"refusing to extract unsafe path {name!r} from the archive")
 
 
-def _download(url: str, dest: Path, spec: ArchiveSpec) -> None:
+def _default_source(spec: DatasetSpec) -> str:
+    if spec.name == DEFAULT_DATASET and os.environ.get(DATA_ENV):
+        return os.environ[DATA_ENV]
+    return spec.url
+
+
+def _fallback_hint(spec: DatasetSpec) -> str:
+    return f"check the network, or pass --data with a local copy of {spec.name}.zip or its extracted folder"
+
+
+def _download(url: str, dest: Path, spec: DatasetSpec, progress: Progress | None) -> None:
+    """One GET, streamed to ``dest``; every failure (refused, no answer within TIMEOUT_S, an HTTP
+    error, a connection cut short) is a DataError naming the URL."""
     log.info("downloading %s", url)
     try:
-        with urllib.request.urlopen(url, timeout=60) as resp, dest.open("wb") as out:
-            shutil.copyfileobj(resp, out, _CHUNK)
-    except (urllib.error.URLError, OSError) as e:
-        raise DataError(
-            f"cannot download the MovieLens dataset from {url}: {getattr(e, 'reason', e)}",
-            hint=f"check the network, or pass --data (or set ${DATA_ENV}) to a local {spec.name}.zip",
-        ) from None
+        with urllib.request.urlopen(url, timeout=TIMEOUT_S) as resp, dest.open("wb") as out:
+            length = resp.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            done = _copy(resp, out, total, progress)
+    except urllib.error.HTTPError as e:
+        reason = f"HTTP {e.code} {e.reason}"
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+        cause = getattr(e, "reason", e)
+        reason = f"no answer within {TIMEOUT_S:g} s" if isinstance(cause, TimeoutError) else str(cause) or repr(cause)
+    else:
+        if total is None or done == total:
+            return
+        reason = f"the connection closed after {done:,} of {total:,} bytes"
+    raise DataError(f"cannot download {spec.name} from {url}: {reason}", hint=_fallback_hint(spec))
 
 
-def _download_s3(uri: str, dest: Path, spec: ArchiveSpec) -> None:
+def _copy(src: BinaryIO, out: BinaryIO, total: int | None, progress: Progress | None) -> int:
+    done = 0
+    if progress:
+        progress(0, total)
+    for chunk in iter(lambda: src.read(_CHUNK), b""):
+        out.write(chunk)
+        done += len(chunk)
+        if progress:
+            progress(done, total)
+    return done
+
+
+def _download_s3(uri: str, dest: Path, spec: DatasetSpec) -> None:
     from sentinel_ml.store import uri as storage
 
     log.info("downloading %s", uri)
@@ -228,13 +320,17 @@ def _as_local_path(source: str) -> Path | None:
     return Path(source).expanduser()
 
 
-def _dataset_root(directory: Path, spec: ArchiveSpec) -> Path:
-    """Accept both the extracted folder itself and its parent (which holds ``ml-100k/``)."""
-    nested = directory / spec.name
-    return nested if nested.is_dir() else directory
+def _dataset_root(directory: Path, spec: DatasetSpec) -> Path:
+    """Accept both the extracted folder itself and its parent (which holds ``ml-100k/``, or
+    ``ml-10M100K/`` for ml-10m)."""
+    for name in (spec.folder, spec.name):
+        nested = directory / name
+        if nested.is_dir():
+            return nested
+    return directory
 
 
-def _validated_dir(directory: Path, spec: ArchiveSpec, *, origin: str) -> Path:
+def _validated_dir(directory: Path, spec: DatasetSpec, *, origin: str) -> Path:
     missing = [name for name in spec.required_files if not (directory / name).is_file()]
     if missing:
         raise DataError(
