@@ -74,3 +74,28 @@ def test_the_progress_bar_stays_off_stdout(capsys) -> None:
             progress(done, 1 << 20)
         progress(5, None)  # a server that sends no length
     assert capsys.readouterr().out == ""
+
+
+def test_stats_of_a_synthetic_table(tmp_path) -> None:
+    pytest.importorskip("sentinel_ml.data.sources", reason="sources.read_source lands with the tables branch")
+    out = tmp_path / "t"
+    assert invoke("data", "synth", *SMALL, "--out", str(out)).exit_code == 0
+    result = invoke("data", "stats", "--data", str(out), "-o", "json")
+    assert result.exit_code == 0, result.output
+    stats = json.loads(result.stdout)
+    assert (stats["users"], stats["ratings"], stats["scale"]) == (200, 3000, [0.5, 5.0])
+    assert stats["ratings_per_user"]["min"] >= 5 and stats["items"] <= 120
+    assert stats["sparsity"] == pytest.approx(1 - 3000 / (200 * stats["items"]), abs=1e-6)
+
+
+def test_fetch_names_the_dataset_and_its_folder(tmp_path, monkeypatch) -> None:
+    pytest.importorskip("sentinel_ml.data.catalog", reason="the catalog lands with the archives branch")
+    monkeypatch.setenv("SENTINEL_HOME", str(tmp_path / "home"))
+    folder = tmp_path / "ml-1m"
+    folder.mkdir()
+    (folder / "ratings.dat").write_text("1::10::5::978300760\n1::11::3::978300761\n2::10::4::978300762\n")
+    (folder / "movies.dat").write_text("10::Toy Story (1995)::Animation\n11::Heat (1995)::Action\n")
+    (folder / "users.dat").write_text("1::F::1::10::48067\n2::M::56::16::70072\n")
+    result = invoke("data", "fetch", "--dataset", "ml-1m", "--data", str(folder), "-o", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"dataset": "ml-1m", "path": str(folder)}
