@@ -19,7 +19,6 @@ from sentinel_ml.data.raw import RawRatings
 from sentinel_ml.data.source import DataSource
 from sentinel_ml.errors import DataError
 
-
 INT64 = pa.int64()
 
 
