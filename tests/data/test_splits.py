@@ -62,9 +62,11 @@ def test_temporal_holds_out_each_users_latest_tenth_at_least_one() -> None:
     assert base.num_rows == 29 - 3 and (2, 0) in pairs(base)
 
 
-def test_temporal_breaks_ties_by_row_order() -> None:
-    _, test = splits.temporal_split(table([0, 0, 0, 0], [5, 6, 7, 8], [1, 9, 9, 2]))
-    assert pairs(test) == {(0, 7)}  # rows 1 and 2 share the latest time: the later row is later
+@pytest.mark.parametrize("unit", [1, 10**12])  # one int64 key, or lexsort where times span >= 2^32
+def test_temporal_breaks_ties_by_row_order(unit: int) -> None:
+    stamps = [t * unit for t in (1, 9, 9, 2, 3, 1)]
+    _, test = splits.temporal_split(table([1, 1, 1, 1, 0, 0], [5, 6, 7, 8, 1, 2], stamps))
+    assert pairs(test) == {(1, 7), (0, 1)}  # rows 1 and 2 share the latest time: the later row is later
 
 
 def test_temporal_needs_timestamps() -> None:
