@@ -117,3 +117,23 @@ def test_resolve_against_a_storage_root_checks_the_file_exists(tmp_path) -> None
     assert checkpoints.resolve_checkpoint(uri, str(root)) == (uri, "train-20261103-100000-cccc")
     with pytest.raises(CheckpointNotFound, match="does not exist"):
         checkpoints.resolve_checkpoint(str(root / "runs/gone/best.pt"), str(root))
+
+
+def test_a_checkpoint_keeps_its_serving_data_and_loads_weights_only(tmp_path) -> None:
+    """``data`` (the serving artifact: lists, strings, None and tensors) goes in and out whole, through
+    torch.load(weights_only=True); a checkpoint saved without it has none."""
+    import torch
+
+    from sentinel_ml.store.checkpoint import load_checkpoint, save_checkpoint
+
+    data = {"format": 1, "id_type": "string", "user_ids": ["u1", "u2"], "titles": ["A (1995)", None],
+            "scale": [0.5, 5.0], "seen_indptr": torch.tensor([0, 1, 1]),
+            "seen_indices": torch.tensor([1], dtype=torch.int32)}
+    uri = str(tmp_path / "best.pt")
+    size = save_checkpoint(uri, {"w": torch.ones(2)}, {"model": "mf"}, {"val_rmse": 0.9}, data=data)
+    saved = load_checkpoint(uri)
+    assert size == Path(uri).stat().st_size
+    assert saved["data"]["user_ids"] == ["u1", "u2"] and saved["data"]["titles"] == ["A (1995)", None]
+    assert saved["data"]["seen_indices"].dtype == torch.int32 and saved["data"]["seen_indptr"].tolist() == [0, 1, 1]
+    save_checkpoint(uri, {"w": torch.ones(2)}, {"model": "mf"}, {})
+    assert "data" not in load_checkpoint(uri)

@@ -5,14 +5,19 @@ contract is in ``tfserving``, the Open Inference Protocol's (REST and gRPC) in `
 Pure pydantic, no torch and no Ray, so the contract is testable on its own and shared by the Serve
 deployment (``sentinel_ml.serve``) and the benchmark's plain baselines.
 
+Ids are the dataset's own (``sentinel_ml.serving.catalogue``): JSON integers or strings. An integer
+dataset also takes an id's decimal string (``"42"`` is 42); a string dataset takes an integer as its
+string (``42`` is ``"42"``). The responses carry the dataset's ids as the dataset has them.
+
 Policy for bad input (every case is a 4xx with a JSON body ``{"detail": "<message>"}``):
 
-- malformed requests → 422: bad JSON, wrong types (``"42"``, ``true`` and ``42.5`` are not ids;
-  ``42.0`` is the JSON integer 42), missing or extra fields, ids below 1, an empty ``movie_ids`` or
-  more than ``MAX_MOVIE_IDS`` of them (a body that is not even UTF-8 → 400, FastAPI's answer);
-- well-formed ids the model does not know (beyond its user or movie table) → 404 naming them. No
-  cold-start fallback for unknown users: an id the model has never seen is almost always a caller's
-  bug, and a silent global-mean answer would hide it;
+- malformed requests → 422: bad JSON, wrong types (``true``, ``42.5``, ``null``, a list or an object
+  are not ids; ``42.0`` is the JSON integer 42; a string id is 1 to ``MAX_ID_LENGTH`` characters),
+  missing or extra fields, an empty ``movie_ids`` or more than ``MAX_MOVIE_IDS`` of them (a body that
+  is not even UTF-8 → 400, FastAPI's answer);
+- well-formed ids the model does not know → 404 naming them and whether they are users or items
+  (``catalogue.UnknownId``). No cold-start fallback for unknown users: an id the model has never seen
+  is almost always a caller's bug, and a silent global-mean answer would hide it;
 - a body over ``MAX_BODY_BYTES`` → 413, on every protocol, before it is parsed.
 
 TF-Serving and OIP answer the same cases with their own body (``{"error": message}``) and 400 where
@@ -24,11 +29,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 MAX_MOVIE_IDS = 1000
 MAX_PAIRS = MAX_MOVIE_IDS  # (user, movie) pairs in one TF-Serving or OIP request
 MAX_BODY_BYTES = 1 << 20  # 1 MiB: 1,000 pairs in the most verbose format take about 45 kB
+MAX_ID_LENGTH = 256  # characters of a string id
 MAX_TOP_K = 100
 DEFAULT_TOP_K = 10
 # Top-k skips movies with fewer ratings than this: a movie rated once or twice by enthusiasts gets a
@@ -39,11 +45,27 @@ DEFAULT_MIN_RATINGS = 20
 def _json_integer(value: object) -> object:
     """JSON integers only: ``42`` and ``42.0`` (the same JSON Schema integer), not ``"42"`` or ``true``."""
     if isinstance(value, str | bool):
-        raise ValueError("must be a JSON integer, not a string or a boolean")
+        raise ValueError("must be a JSON integer, not a string or a boolean")  # noqa: TRY004 - pydantic wants ValueError
     return value
 
 
-Id = Annotated[int, Field(ge=1, description="A MovieLens id (1-based)."), BeforeValidator(_json_integer)]
+def _json_id(value: object) -> object:
+    """A JSON integer (``42``, or ``42.0``, the same JSON Schema integer) or a JSON string; not a
+    boolean or a fraction."""
+    if isinstance(value, bool):
+        raise ValueError("must be a JSON integer or string, not a boolean")  # noqa: TRY004 - pydantic wants ValueError
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError("must be a JSON integer or string, not a fraction")
+        return int(value)
+    return value
+
+
+StringId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH)]
+Id = Annotated[int | StringId, BeforeValidator(_json_id),
+               Field(description="The dataset's id: a JSON integer or string (an integer dataset also "
+                                 "takes the id's decimal string).")]
+DatasetId = Annotated[int | str, Field(description="The dataset's id, as the dataset has it.")]
 
 
 class ApiError(Exception):
@@ -69,6 +91,7 @@ class ModelRef:
     version: int
     num_users: int
     num_items: int
+    id_type: str = "int"  # the dataset's ids: "int" or "string" (the tensors' datatypes in metadata)
 
     def check(self, name: str, version: str | None = None) -> None:
         """404 unless ``name`` (and ``version``, when given) is the model served; 400 for a version
@@ -84,9 +107,9 @@ class ModelRef:
                                 f"this server serves version {self.version}")
 
 
-def check_pairs(users: list[int], movies: list[int], num_users: int, num_items: int) -> None:
-    """(user, movie) pairs of a TF-Serving or OIP request: as many users as movies, 1 to MAX_PAIRS,
-    ids from 1 (400), ids the model knows (404)."""
+def check_pairs(users: list, movies: list) -> None:
+    """(user, movie) pairs of a TF-Serving or OIP request: as many users as movies, 1 to MAX_PAIRS (400).
+    Whether the model knows the ids is the catalogue's lookup (404)."""
     if len(users) != len(movies):
         raise ApiError(400, f"user_id has {len(users)} elements but movie_id has {len(movies)}: "
                             "give one user per movie")
@@ -94,14 +117,6 @@ def check_pairs(users: list[int], movies: list[int], num_users: int, num_items: 
         raise ApiError(400, "no (user_id, movie_id) pairs: give at least one")
     if len(users) > MAX_PAIRS:
         raise ApiError(400, f"{len(users)} pairs: at most {MAX_PAIRS} per request")
-    for name, ids in (("user_id", users), ("movie_id", movies)):
-        low = min(ids)
-        if low < 1:
-            raise ApiError(400, f"{name} {low} is not a MovieLens id (ids start at 1)")
-    high = max(users)
-    if high >= num_users:
-        raise ApiError(404, f"unknown user {high}: this model knows users 1-{num_users - 1}")
-    check_movies(movies, num_items)
 
 
 class PredictRequest(BaseModel):
@@ -110,25 +125,26 @@ class PredictRequest(BaseModel):
 
     user_id: Id
     movie_ids: list[Id] = Field(min_length=1, max_length=MAX_MOVIE_IDS,
-                                description=f"1 to {MAX_MOVIE_IDS} MovieLens movie ids.")
+                                description=f"1 to {MAX_MOVIE_IDS} of the dataset's item ids.")
 
 
 class PredictResponse(BaseModel):
-    user_id: int
-    predictions: list[float] = Field(description="Predicted ratings (1-5), one per movie id, "
-                                                 "in request order.")
+    user_id: DatasetId
+    predictions: list[float] = Field(description="Predicted ratings (within the dataset's rating scale), "
+                                                 "one per movie id, in request order.")
 
 
 class ScoredMovie(BaseModel):
-    movie_id: int
+    movie_id: DatasetId
     title: str | None
     score: float
 
 
 class TopResponse(BaseModel):
-    user_id: int
+    user_id: DatasetId
     k: int
-    min_ratings: int = Field(description="Only movies with at least this many ratings in u.data were considered.")
+    min_ratings: int = Field(description="Only movies with at least this many ratings in the dataset were "
+                                         "considered.")
     movies: list[ScoredMovie] = Field(description="Highest-scored movies the user has not rated.")
 
 
@@ -157,6 +173,8 @@ class ModelInfo(BaseModel):
     num_users: int
     num_items: int
     embedding_dim: int
+    dataset: str = Field(description="The dataset the model was trained on (its serving data's).")
+    id_type: str = Field(description="The dataset's ids: int or string.")
     max_movie_ids: int = MAX_MOVIE_IDS
     batching: BatchingInfo
 
@@ -172,7 +190,7 @@ class ProtocolErrorBody(BaseModel):
 
 
 ERROR_RESPONSES = {
-    404: {"model": ErrorBody, "description": "Unknown user or movie ids."},
+    404: {"model": ErrorBody, "description": "Unknown user or item ids (the message names them)."},
     422: {"model": ErrorBody, "description": "Invalid request."},
 }
 BODY_ERROR_RESPONSES = {
@@ -180,19 +198,6 @@ BODY_ERROR_RESPONSES = {
     413: {"model": ErrorBody, "description": f"Body larger than {MAX_BODY_BYTES} bytes."},
     **ERROR_RESPONSES,
 }
-
-
-def check_user(user_id: int, num_users: int) -> None:
-    """Row 0 of the tables is unused; ids 1..num_users-1 are the users the model knows."""
-    if user_id >= num_users:
-        raise ApiError(404, f"unknown user {user_id}: this model knows users 1-{num_users - 1}")
-
-
-def check_movies(movie_ids: list[int], num_items: int) -> None:
-    unknown = [m for m in movie_ids if m >= num_items]
-    if unknown:
-        shown = ", ".join(str(m) for m in unknown[:10]) + (", …" if len(unknown) > 10 else "")
-        raise ApiError(404, f"unknown movie ids: {shown} (this model knows movies 1-{num_items - 1})")
 
 
 def validation_message(errors: list[dict]) -> str:

@@ -77,9 +77,9 @@ class ServeArgs(BaseModel):
                             description="The model's name in TF-Serving and OIP requests.")
     model_version: int | None = Field(None, ge=1, description="The model's version in TF-Serving and OIP. "
                                       "Default: from the run id's time, else from the checkpoint URI.")
-    data: str | None = Field(None, description="MovieLens source for titles and rated movies "
-                             "(directory, zip, file:// or http(s) URL). Default: $SENTINEL_DATA, "
-                             "else download from GroupLens once per node.")
+    data: str | None = Field(None, description="Not read: a replica takes everything from the checkpoint "
+                             "(its serving data: id maps, titles, seen items). Accepted so that older "
+                             "serve configs still validate.")
     autoscaling: Autoscaling | None = Field(None, description="Set: the builder applies it (local "
                                             "target). None: the Serve config applies it (a RayService's "
                                             "serveConfigV2 carries it as the deployment's autoscaling_config).")
@@ -167,7 +167,7 @@ def serve_application(args: ServeArgs) -> dict[str, Any]:
 class ServeRequest:
     checkpoint: str = "latest"  # latest | best | <run id> | <URI>
     storage: str | None = None  # checkpoint root holding the index; None: $SENTINEL_STORAGE or default
-    data: str | None = None  # dataset source for titles and rated movies
+    data: str | None = None  # not read by the replicas (the checkpoint carries the serving data)
     host: str | None = None  # local target: the listen address; None: DEFAULT_HTTP_HOST
     port: int | None = None  # None: the target's default (8000; k8s: the profile's serve.port)
     grpc_port: int | None = None  # None: the target's default (9000; k8s: the profile's serve.grpc_port)

@@ -21,8 +21,8 @@ from sentinel_ml.serving.config import RECOMMEND_PATH
 api = FastAPI(
     title="Sentinel MovieRecommender",
     version="1",
-    description="Rating predictions and top-k recommendations from a matrix-factorization model "
-                "trained on MovieLens 100k. Ids are MovieLens ids. The same model answers "
+    description="Rating predictions and top-k recommendations from a model trained on a ratings "
+                "dataset. Ids are the dataset's own (integers or strings). The same model answers "
                 "`/recommend`, TensorFlow Serving's REST API (`/v1`) and the Open Inference Protocol "
                 "(`/v2`; its gRPC service on Serve's gRPC port).",
     openapi_url=f"{RECOMMEND_PATH}/openapi.json",
@@ -37,6 +37,13 @@ SPEC_PATCHES: list[Callable[[dict[str, Any]], None]] = []
 
 def _speaks_a_protocol(path: str) -> bool:
     return path.startswith(PROTOCOL_PREFIXES) or path == "/v2"
+
+
+def app_path(scope: dict[str, Any]) -> str:
+    """The request's path within this app: without the route prefix Serve mounts the app under (its
+    ``root_path``), so that an application on a prefix answers each protocol in its own body."""
+    path, root = scope.get("path", ""), scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root) else path
 
 
 def error_response(request_path: str, status_code: int, message: str) -> JSONResponse:
@@ -142,7 +149,7 @@ class _BodyLimit:
             length = dict(scope.get("headers") or ()).get(b"content-length", b"0")
             if length.isdigit() and int(length) > MAX_BODY_BYTES:
                 await _drain(receive)
-                response = error_response(scope["path"], 413, f"request body of {int(length)} bytes: at "
+                response = error_response(app_path(scope), 413, f"request body of {int(length)} bytes: at "
                                                               f"most {MAX_BODY_BYTES}")
                 await response(scope, receive, send)
                 return
@@ -155,17 +162,17 @@ api.add_middleware(_RequireToken)  # added last: outermost, so a 401 comes befor
 
 @api.exception_handler(ApiError)
 async def _api_error(request: Request, error: ApiError) -> JSONResponse:
-    return error_response(request.url.path, error.status_code, error.message)
+    return error_response(app_path(request.scope), error.status_code, error.message)
 
 
 @api.exception_handler(RequestValidationError)
 async def _invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
-    return error_response(request.url.path, 422, validation_message(list(error.errors())))
+    return error_response(app_path(request.scope), 422, validation_message(list(error.errors())))
 
 
 @api.exception_handler(StarletteHTTPException)
 async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
-    response = error_response(request.url.path, error.status_code, str(error.detail))
+    response = error_response(app_path(request.scope), error.status_code, str(error.detail))
     response.headers.update(error.headers or {})
     return response
 

@@ -1,18 +1,25 @@
 """The Open Inference Protocol (OIP, "KServe v2") for the one model served, over REST and gRPC.
 
-The model takes two INT64 tensors of shape [N], ``user_id`` and ``movie_id`` (pair i is
-``user_id[i]`` with ``movie_id[i]``), and gives one FP32 tensor of shape [N], ``predictions``.
+The model takes two tensors of shape [N], ``user_id`` and ``movie_id`` (pair i is ``user_id[i]`` with
+``movie_id[i]``), and gives one FP32 tensor of shape [N], ``predictions``. The ids are the dataset's
+own: INT64 (or INT32) tensors for a dataset with integer ids, BYTES tensors (UTF-8 strings) for one
+with string ids, which the metadata names; either datatype is taken for either kind of dataset (an
+integer dataset reads a BYTES ``"42"`` as 42, a string dataset an INT64 42 as ``"42"``).
 
 REST (under ``/v2``): JSON tensors (``"data": [42, 42]``) or Triton's binary tensor extension
 (``Inference-Header-Content-Length``: a JSON header, then each tensor's little-endian bytes, sized
 by its ``binary_data_size`` parameter), which tritonclient uses by default; answers in binary when
 the request asks for it (``binary_data_output``, or ``binary_data`` on the requested output).
-gRPC (``inference.GRPCInferenceService``): ``contents.int64_contents`` or ``raw_input_contents``;
-answers in ``raw_output_contents``, as Triton does (what tritonclient reads).
+BYTES elements in binary (REST's extension, gRPC's ``raw_input_contents``) are Triton's: each a 4-byte
+little-endian length, then its bytes.
+gRPC (``inference.GRPCInferenceService``): ``contents.int64_contents`` / ``int_contents`` /
+``bytes_contents`` after the datatype, or ``raw_input_contents``; answers in ``raw_output_contents``,
+as Triton does (what tritonclient reads).
 
 Errors: ``ApiError`` with 400 (malformed request, wrong names, datatypes or shapes, more than
-``MAX_PAIRS`` pairs, ids below 1), 404 (unknown model, version, user or movie), 413 (a request larger
-than ``MAX_BODY_BYTES``): ``{"error": message}`` over REST, the matching gRPC status code over gRPC.
+``MAX_PAIRS`` pairs), 404 (unknown model or version here; unknown users or items when the replica
+looks the ids up, ``catalogue.UnknownId``), 413 (a request larger than ``MAX_BODY_BYTES``):
+``{"error": message}`` over REST, the matching gRPC status code over gRPC.
 
 Pure pydantic and numpy; the generated gRPC modules are imported inside the functions that use them
 (as Ray Serve's gRPC guide has it), so the REST side never needs them.
@@ -21,6 +28,7 @@ Pure pydantic and numpy; the generated gRPC modules are imported inside the func
 from __future__ import annotations
 
 import json
+import struct
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Annotated, Any
@@ -31,6 +39,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictStr,
     TypeAdapter,
     ValidationError,
 )
@@ -50,7 +59,12 @@ from sentinel_ml.serving.api import (
 SERVER_NAME = "sentinel"
 INPUTS = ("user_id", "movie_id")
 OUTPUT = "predictions"
-INPUT_DATATYPE = "INT64"
+INPUT_DATATYPE = "INT64"  # the ids' datatype in metadata for a dataset with integer ids
+STRING_DATATYPE = "BYTES"  # and for one with string ids
+INPUT_DATATYPES = ("INT64", "INT32", "BYTES")  # what requests may send, for either kind of dataset
+ITEM_BYTES = {"INT64": 8, "INT32": 4}
+RAW_FORMAT = {"INT64": "<i8", "INT32": "<i4"}
+CONTENTS = {"INT64": "int64_contents", "INT32": "int_contents", "BYTES": "bytes_contents"}
 OUTPUT_DATATYPE = "FP32"
 PLATFORM = "pytorch"
 EXTENSIONS = ["binary_tensor_data"]  # the REST binary extension (Triton's name for it)
@@ -65,10 +79,11 @@ class InputTensor(BaseModel):
 
     name: str = Field(description="user_id or movie_id")
     shape: list[int] = Field(description="[N]")
-    datatype: str = Field(description=INPUT_DATATYPE)
+    datatype: str = Field(description="INT64 or INT32 (integer ids), BYTES (string ids)")
     parameters: dict[str, Any] | None = Field(None, description="binary_data_size: the tensor's "
                                               "bytes after the JSON header (binary extension)")
-    data: list[Any] | None = Field(None, description="N integers (absent when sent in binary)")
+    data: list[Any] | None = Field(None, description="N integers, or N strings for BYTES (absent when "
+                                   "sent in binary)")
 
 
 class RequestedOutput(BaseModel):
@@ -140,7 +155,7 @@ class ModelReady(BaseModel):
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ProtocolErrorBody, "description": "Bad request: malformed JSON, wrong tensors, datatypes or shapes."},
-    404: {"model": ProtocolErrorBody, "description": "Unknown model, version, user or movie."},
+    404: {"model": ProtocolErrorBody, "description": "Unknown model, version, user or movie (named)."},
     413: {"model": ProtocolErrorBody, "description": "Body larger than the limit."},
 }
 
@@ -159,30 +174,38 @@ def server_version() -> str:
         return "0"
 
 
+def input_datatype(model: ModelRef) -> str:
+    """The ids' datatype the metadata names: the dataset's kind of id."""
+    return STRING_DATATYPE if model.id_type == "string" else INPUT_DATATYPE
+
+
 def model_metadata(model: ModelRef) -> dict[str, Any]:
     return {"name": model.name, "versions": [str(model.version)], "platform": PLATFORM,
-            "inputs": [{"name": n, "datatype": INPUT_DATATYPE, "shape": [-1]} for n in INPUTS],
+            "inputs": [{"name": n, "datatype": input_datatype(model), "shape": [-1]} for n in INPUTS],
             "outputs": [{"name": OUTPUT, "datatype": OUTPUT_DATATYPE, "shape": [-1]}]}
 
 
-# -- parsing: both transports end in check_tensors → check_pairs ------------------------------------
+# -- parsing: both transports end in check_tensors → check_pairs; the replica looks the ids up ------
 
 
 _IDS = TypeAdapter(list[Annotated[int, BeforeValidator(_json_integer)]])
+_STRINGS = TypeAdapter(list[StrictStr])
+_INT32 = (-(2**31), 2**31 - 1)
 
 
 @dataclass
 class Parsed:
-    """A valid infer request: the pairs, the request's id, and whether it wants a binary answer."""
+    """A valid infer request: the pairs (the dataset's ids, not yet looked up), the request's id, and
+    whether it wants a binary answer."""
 
-    users: list[int]
-    movies: list[int]
+    users: list[int | str]
+    movies: list[int | str]
     id: str | None = None
     binary_output: bool = False
 
 
 def check_tensors(tensors: list[tuple[str, str, list[int]]]) -> None:
-    """Exactly the inputs ``user_id`` and ``movie_id``, INT64, shape [N]: 400 otherwise."""
+    """Exactly the inputs ``user_id`` and ``movie_id``, INT64, INT32 or BYTES, shape [N]: 400 otherwise."""
     names = [name for name, _, _ in tensors]
     for name in names:
         if name not in INPUTS:
@@ -193,9 +216,9 @@ def check_tensors(tensors: list[tuple[str, str, list[int]]]) -> None:
         if name not in names:
             raise ApiError(400, f"missing input tensor {name!r}: this model takes user_id and movie_id")
     for name, datatype, shape in tensors:
-        if datatype != INPUT_DATATYPE:
+        if datatype not in INPUT_DATATYPES:
             raise ApiError(400, f"input tensor {name!r} has datatype {datatype or 'none'!r}; this model "
-                                f"takes {INPUT_DATATYPE}")
+                                "takes INT64 or INT32 (integer ids) or BYTES (string ids)")
         if len(shape) != 1 or shape[0] < 0:
             raise ApiError(400, f"input tensor {name!r} has shape {list(shape)}; this model takes [N]")
         if shape[0] > MAX_PAIRS:
@@ -208,17 +231,57 @@ def _check_outputs(names: list[str]) -> None:
             raise ApiError(400, f"unknown output tensor {name!r}: this model gives {OUTPUT!r}")
 
 
-def _ordered(values: dict[str, list[int]], model: ModelRef) -> tuple[list[int], list[int]]:
+def _ordered(values: dict[str, list]) -> tuple[list, list]:
     users, movies = values["user_id"], values["movie_id"]
-    check_pairs(users, movies, model.num_users, model.num_items)
+    check_pairs(users, movies)
     return users, movies
 
 
-def _from_bytes(name: str, raw: bytes, count: int) -> list[int]:
-    if len(raw) != 8 * count:
+def _from_bytes(name: str, datatype: str, raw: bytes, count: int) -> list[int | str]:
+    """A tensor's elements from its little-endian bytes (BYTES: Triton's length-prefixed elements)."""
+    if datatype == "BYTES":
+        return _byte_elements(name, raw, count)
+    size = ITEM_BYTES[datatype] * count
+    if len(raw) != size:
         raise ApiError(400, f"input tensor {name!r} has {len(raw)} bytes of data; shape [{count}] "
-                            f"of {INPUT_DATATYPE} takes {8 * count}")
-    return np.frombuffer(raw, dtype="<i8").tolist()
+                            f"of {datatype} takes {size}")
+    return np.frombuffer(raw, dtype=RAW_FORMAT[datatype]).tolist()
+
+
+def _byte_elements(name: str, raw: bytes, count: int) -> list[str]:
+    elements, offset = [], 0
+    while offset < len(raw) and len(elements) <= count:
+        if offset + 4 > len(raw):
+            raise ApiError(400, f"input tensor {name!r}: BYTES data ends inside an element's 4-byte length")
+        (length,) = struct.unpack_from("<I", raw, offset)
+        if offset + 4 + length > len(raw):
+            raise ApiError(400, f"input tensor {name!r}: a BYTES element of {length} bytes runs past the data")
+        elements.append(_text(name, raw[offset + 4:offset + 4 + length]))
+        offset += 4 + length
+    if len(elements) != count:
+        raise ApiError(400, f"input tensor {name!r} has shape [{count}] but its BYTES data holds "
+                            f"{'more' if len(elements) > count else len(elements)} elements")
+    return elements
+
+
+def _text(name: str, element: bytes) -> str:
+    try:
+        return element.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(400, f"input tensor {name!r}: a BYTES element is not UTF-8 text") from None
+
+
+def _json_values(tensor: InputTensor) -> list[int | str]:
+    """A JSON tensor's data: integers for INT64/INT32, strings for BYTES."""
+    adapter, kind = (_STRINGS, "strings") if tensor.datatype == "BYTES" else (_IDS, "integers")
+    try:
+        data = adapter.validate_python(tensor.data)
+    except ValidationError as e:
+        raise ApiError(400, f"input tensor {tensor.name!r}: data must be a flat list of {kind} "
+                            f"({validation_message(list(e.errors(include_url=False)))})") from None
+    if tensor.datatype == "INT32" and data and not _INT32[0] <= min(data) <= max(data) <= _INT32[1]:
+        raise ApiError(400, f"input tensor {tensor.name!r}: data outside INT32's range")
+    return data
 
 
 def parse_rest(body: bytes, header_length: str | None, model: ModelRef, name: str,
@@ -247,23 +310,20 @@ def parse_rest(body: bytes, header_length: str | None, model: ModelRef, name: st
             if type(size) is not int or size < 0 or offset + size > len(binary):
                 raise ApiError(400, f"input tensor {tensor.name!r}: binary_data_size {size!r} does not fit "
                                     f"the {len(binary)} bytes after the JSON header")
-            values[tensor.name] = _from_bytes(tensor.name, binary[offset:offset + size], tensor.shape[0])
+            values[tensor.name] = _from_bytes(tensor.name, tensor.datatype, binary[offset:offset + size],
+                                              tensor.shape[0])
             offset += size
             continue
         if tensor.data is None:
             raise ApiError(400, f"input tensor {tensor.name!r} has no data")
-        try:
-            data = _IDS.validate_python(tensor.data)
-        except ValidationError as e:
-            raise ApiError(400, f"input tensor {tensor.name!r}: data must be a flat list of integers "
-                                f"({validation_message(list(e.errors(include_url=False)))})") from None
+        data = _json_values(tensor)
         if len(data) != tensor.shape[0]:
             raise ApiError(400, f"input tensor {tensor.name!r} has shape {tensor.shape} but "
                                 f"{len(data)} elements")
         values[tensor.name] = data
     if offset != len(binary):
         raise ApiError(400, f"{len(binary) - offset} bytes after the JSON header belong to no input tensor")
-    users, movies = _ordered(values, model)
+    users, movies = _ordered(values)
     return Parsed(users, movies, request.id, _wants_binary(request))
 
 
@@ -294,7 +354,8 @@ def rest_response(model: ModelRef, parsed: Parsed, predictions: np.ndarray) -> t
 
 
 def parse_grpc(request, model: ModelRef) -> Parsed:
-    """A ``ModelInferRequest``: ``contents.int64_contents`` or ``raw_input_contents`` per input."""
+    """A ``ModelInferRequest``: the typed contents of each input's datatype (``CONTENTS``), or
+    ``raw_input_contents`` per input."""
     if request.ByteSize() > MAX_BODY_BYTES:
         raise ApiError(413, f"request of {request.ByteSize()} bytes: at most {MAX_BODY_BYTES}")
     model.check(request.model_name, request.model_version)
@@ -305,22 +366,23 @@ def parse_grpc(request, model: ModelRef) -> Parsed:
         raise ApiError(400, f"{len(raw)} raw_input_contents for {len(request.inputs)} inputs: give one per input")
     values = {}
     for i, tensor in enumerate(request.inputs):
-        contents = tensor.contents
-        others = [f.name for f, _ in contents.ListFields() if f.name != "int64_contents"]
+        contents, field = tensor.contents, CONTENTS[tensor.datatype]
+        others = [f.name for f, _ in contents.ListFields() if f.name != field]
         if others:
-            raise ApiError(400, f"input tensor {tensor.name!r} carries {others[0]}; {INPUT_DATATYPE} data goes "
-                                "in int64_contents or raw_input_contents")
+            raise ApiError(400, f"input tensor {tensor.name!r} carries {others[0]}; {tensor.datatype} data goes "
+                                f"in {field} or raw_input_contents")
+        typed = getattr(contents, field)
         if raw:
-            if contents.int64_contents:
+            if typed:
                 raise ApiError(400, "give tensor data in contents or in raw_input_contents, not both")
-            values[tensor.name] = _from_bytes(tensor.name, raw[i], tensor.shape[0])
+            values[tensor.name] = _from_bytes(tensor.name, tensor.datatype, raw[i], tensor.shape[0])
             continue
-        data = list(contents.int64_contents)
+        data = [_text(tensor.name, b) for b in typed] if tensor.datatype == "BYTES" else list(typed)
         if len(data) != tensor.shape[0]:
             raise ApiError(400, f"input tensor {tensor.name!r} has shape {list(tensor.shape)} but "
                                 f"{len(data)} elements")
         values[tensor.name] = data
-    users, movies = _ordered(values, model)
+    users, movies = _ordered(values)
     return Parsed(users, movies, request.id or None, True)
 
 

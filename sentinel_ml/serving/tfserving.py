@@ -3,8 +3,10 @@
 ``POST /v1/models/<name>[/versions/<v>]:predict`` takes rows (``{"instances": [{"user_id": 42,
 "movie_id": 1}, …]}`` → ``{"predictions": [4.21, …]}``) or columns (``{"inputs": {"user_id": [42, 42],
 "movie_id": [1, 2]}}`` → ``{"outputs": [4.21, 3.9]}``); ``GET /v1/models/<name>[/versions/<v>]`` is the
-model's status and ``…/metadata`` its signature. Errors are TF Serving's body, ``{"error": "…"}``:
-400 for a bad request, 404 for an unknown model, version, user or movie.
+model's status and ``…/metadata`` its signature. Ids are the dataset's own, JSON integers or strings
+(``"user_id": "u42"``; the signature's inputs are DT_INT64 or DT_STRING after the dataset's ids).
+Errors are TF Serving's body, ``{"error": "…"}``: 400 for a bad request, 404 for an unknown model,
+version, user or movie.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ class TFPredictRequest(BaseModel):
             raise ValueError("give exactly one of 'instances' (row format) and 'inputs' (columnar format)")
         return self
 
-    def pairs(self) -> tuple[list[int], list[int]]:
+    def pairs(self) -> tuple[list[int | str], list[int | str]]:
         if self.instances is not None:
             return [i.user_id for i in self.instances], [i.movie_id for i in self.instances]
         return self.inputs.user_id, self.inputs.movie_id
@@ -112,9 +114,10 @@ def _tensor(dtype: str) -> dict[str, Any]:
 
 
 def model_metadata(model: ModelRef) -> dict[str, Any]:
-    """TF Serving's ``GET …/metadata``: the model spec and its one signature."""
+    """TF Serving's ``GET …/metadata``: the model spec and its one signature (string ids: DT_STRING)."""
+    ids = "DT_STRING" if model.id_type == "string" else "DT_INT64"
     signature = {
-        "inputs": {name: {**_tensor("DT_INT64"), "name": f"{name}:0"} for name in INPUTS},
+        "inputs": {name: {**_tensor(ids), "name": f"{name}:0"} for name in INPUTS},
         "outputs": {OUTPUT: {**_tensor("DT_FLOAT"), "name": f"{OUTPUT}:0"}},
         "method_name": "tensorflow/serving/predict",
     }

@@ -3,6 +3,12 @@ they are written and read (through ``sentinel_ml.store.uri``, on disk or S3)::
 
     <root>/runs/<run_id>/best.pt     best epoch by val RMSE
     <root>/runs/<run_id>/last.pt     last epoch
+
+A checkpoint is one ``torch.save`` dict: ``state_dict``, ``model_config``, ``metrics`` and, since
+issue 25, ``data``: the serving artifact (id maps, item catalogue, each user's seen items; the dict
+``Prepared.serving_artifact()`` gives, read by ``sentinel_ml.serving.catalogue``). It holds only
+tensors, lists, strings and numbers, so it loads with ``weights_only=True`` like the rest; with it a
+replica needs nothing but the checkpoint.
 """
 
 from __future__ import annotations
@@ -19,20 +25,26 @@ def checkpoint_uri(root: str, run_id: str, which: str) -> str:
     return storage.join(root, RUNS_DIR, run_id, f"{which}.pt")
 
 
-def save_checkpoint(uri: str, state_dict: dict, model_config: dict, metrics: dict) -> int:
+def save_checkpoint(uri: str, state_dict: dict, model_config: dict, metrics: dict,
+                    data: dict | None = None) -> int:
     """Write the checkpoint whole or not at all (``uri.write_bytes``); returns its size in bytes,
-    which the run's index record keeps so that a partial file is never resolved."""
+    which the run's index record keeps so that a partial file is never resolved. ``data`` is the
+    serving artifact (stored as ``saved["data"]``); a checkpoint without it cannot be served."""
     import torch
 
+    saved = {"state_dict": state_dict, "model_config": model_config, "metrics": metrics}
+    if data is not None:
+        saved["data"] = data
     buffer = io.BytesIO()
-    torch.save({"state_dict": state_dict, "model_config": model_config, "metrics": metrics}, buffer)
+    torch.save(saved, buffer)
     data = buffer.getvalue()
     storage.write_bytes(uri, data)
     return len(data)
 
 
 def load_checkpoint(uri: str) -> dict:
-    """The saved dict: ``state_dict``, ``model_config``, ``metrics``."""
+    """The saved dict: ``state_dict``, ``model_config``, ``metrics``, and ``data`` (the serving
+    artifact) where the checkpoint carries one."""
     import torch
 
     try:

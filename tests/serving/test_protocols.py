@@ -260,15 +260,17 @@ TF_BAD = [
     ("extra column", "POST", PREDICT, {"json": {"inputs": {"user_id": [1], "movie_id": [1], "k": [1]}}}, 400),
     ("row missing movie", "POST", PREDICT, {"json": {"instances": [{"user_id": 1}]}}, 400),
     ("row with extra input", "POST", PREDICT, {"json": {"instances": [{**ROW, "rating": 5}]}}, 400),
-    ("id as string", "POST", PREDICT, {"json": {"instances": [{"user_id": "1", "movie_id": 1}]}}, 400),
+    ("id as object", "POST", PREDICT, {"json": {"instances": [{"user_id": {"id": 1}, "movie_id": 1}]}}, 400),
+    ("id as empty string", "POST", PREDICT, {"json": {"instances": [{"user_id": "", "movie_id": 1}]}}, 400),
     ("id as bool", "POST", PREDICT, {"json": {"instances": [{"user_id": True, "movie_id": 1}]}}, 400),
     ("id as fraction", "POST", PREDICT, {"json": {"instances": [{"user_id": 1.5, "movie_id": 1}]}}, 400),
     ("empty instances", "POST", PREDICT, {"json": {"instances": []}}, 400),
     ("empty columns", "POST", PREDICT, {"json": {"inputs": {"user_id": [], "movie_id": []}}}, 400),
     ("1001 pairs", "POST", PREDICT, {"json": _rows(1001)}, 400),
     ("other signature", "POST", PREDICT, {"json": {"signature_name": "classify", **_rows(1)}}, 400),
-    ("negative id", "POST", PREDICT, {"json": {"instances": [{"user_id": -1, "movie_id": 1}]}}, 400),
-    ("zero id", "POST", PREDICT, {"json": {"instances": [{"user_id": 1, "movie_id": 0}]}}, 400),
+    ("negative id", "POST", PREDICT, {"json": {"instances": [{"user_id": -1, "movie_id": 1}]}}, 404),
+    ("zero id", "POST", PREDICT, {"json": {"instances": [{"user_id": 1, "movie_id": 0}]}}, 404),
+    ("string of no integer", "POST", PREDICT, {"json": {"instances": [{"user_id": "u-1", "movie_id": 1}]}}, 404),
     ("huge id", "POST", PREDICT, {"json": {"instances": [{"user_id": 10**30, "movie_id": 1}]}}, 404),
     ("unknown user", "POST", PREDICT, {"json": {"instances": [{"user_id": 944, "movie_id": 1}]}}, 404),
     ("unknown movie", "POST", PREDICT, {"json": {"inputs": {"user_id": [1, 1], "movie_id": [1, 1683]}}}, 404),
@@ -318,7 +320,8 @@ OIP_BAD = [
     ("not an object", INFER, {"json": [1, 2]}, 400),
     ("no inputs", INFER, {"json": {"inputs": []}}, 400),
     ("FP32 ids", INFER, {"json": {"inputs": [_tensor("user_id", [1.0], "FP32"), _tensor("movie_id", [1])]}}, 400),
-    ("BYTES ids", INFER, {"json": {"inputs": [_tensor("user_id", ["1"], "BYTES"), _tensor("movie_id", [1])]}}, 400),
+    ("BYTES data as integers", INFER, {"json": {"inputs": [_tensor("user_id", [1], "BYTES"), _tensor("movie_id", [1])]}},
+     400),
     ("strings as INT64", INFER, {"json": {"inputs": [_tensor("user_id", ["1"]), _tensor("movie_id", [1])]}}, 400),
     ("booleans as INT64", INFER, {"json": {"inputs": [_tensor("user_id", [True]), _tensor("movie_id", [1])]}}, 400),
     ("fractions as INT64", INFER, {"json": {"inputs": [_tensor("user_id", [1.5]), _tensor("movie_id", [1])]}}, 400),
@@ -334,8 +337,8 @@ OIP_BAD = [
     ("extra input", INFER, {"json": {"inputs": [*_infer()["inputs"], _tensor("rating", [5])]}}, 400),
     ("input twice", INFER, {"json": {"inputs": [*_infer()["inputs"], _tensor("user_id", [1])]}}, 400),
     ("unknown output", INFER, {"json": _infer(outputs=[{"name": "scores"}])}, 400),
-    ("negative id", INFER, {"json": _infer([-1], [1])}, 400),
-    ("zero id", INFER, {"json": _infer([1], [0])}, 400),
+    ("negative id", INFER, {"json": _infer([-1], [1])}, 404),
+    ("zero id", INFER, {"json": _infer([1], [0])}, 404),
     ("huge id", INFER, {"json": _infer([10**30], [1])}, 404),
     ("unknown user", INFER, {"json": _infer([944], [1])}, 404),
     ("unknown movie", INFER, {"json": _infer([1, 1], [1, 1683])}, 404),
@@ -394,10 +397,14 @@ def _grpc_cases(pb):
             t.contents.fp32_contents.append(1.0)
         return r
 
-    def bytes_ids():
+    def bytes_ids_in_int64_contents():
+        r = _message(pb, [1], [1], raw=False, datatype="BYTES")
+        return r
+
+    def bytes_not_utf8():
         r = _message(pb, [], [], raw=False, datatype="BYTES", shapes=[[1], [1]])
         for t in r.inputs:
-            t.contents.bytes_contents.append(b"1")
+            t.contents.bytes_contents.append(b"\xff")
         return r
 
     def int64_in_fp32_contents():
@@ -434,7 +441,8 @@ def _grpc_cases(pb):
     invalid, not_found = "INVALID_ARGUMENT", "NOT_FOUND"
     return [
         ("FP32 ids", fp32, invalid),
-        ("BYTES ids", bytes_ids, invalid),
+        ("BYTES ids in int64_contents", bytes_ids_in_int64_contents, invalid),
+        ("BYTES ids not UTF-8", bytes_not_utf8, invalid),
         ("INT64 declared, FP32 contents", int64_in_fp32_contents, invalid),
         ("user [3] with movie [2]", lambda: _message(pb, [1, 2, 3], [1, 2]), invalid),
         ("shape says 3, data has 2", lambda: _message(pb, [1, 2], [1, 2], raw=False, shapes=[[3], [3]]), invalid),
@@ -447,8 +455,8 @@ def _grpc_cases(pb):
         ("raw and typed contents", raw_and_contents, invalid),
         ("raw contents of the wrong size", wrong_raw_size, invalid),
         ("unknown output", unknown_output, invalid),
-        ("negative id", lambda: _message(pb, [-1], [1]), invalid),
-        ("zero id", lambda: _message(pb, [1], [0]), invalid),
+        ("negative id", lambda: _message(pb, [-1], [1]), not_found),
+        ("zero id", lambda: _message(pb, [1], [0]), not_found),
         ("huge id", lambda: _message(pb, [2**62], [1]), not_found),
         ("unknown user", lambda: _message(pb, [944], [1]), not_found),
         ("unknown movie", lambda: _message(pb, [1, 1], [1, 1683]), not_found),

@@ -63,11 +63,14 @@ def test_top_k_defaults_to_ten(client):
 
 
 def test_top_k_skips_rarely_rated_movies_unless_asked(client, model):
+    def ratings(movie_id: int) -> int:
+        return int(model.catalogue.popularity[model.catalogue.item_index(movie_id)])
+
     default = client.get("/42/top", params={"k": 20}).json()
     assert default["min_ratings"] == 20
-    assert all(model.rating_counts[m["movie_id"]] >= 20 for m in default["movies"])
+    assert all(ratings(m["movie_id"]) >= 20 for m in default["movies"])
     stricter = client.get("/42/top", params={"k": 20, "min_ratings": 200}).json()["movies"]
-    assert stricter and all(model.rating_counts[m["movie_id"]] >= 200 for m in stricter)
+    assert stricter and all(ratings(m["movie_id"]) >= 200 for m in stricter)
     everything = client.get("/42/top", params={"k": 20, "min_ratings": 0}).json()["movies"]
     assert everything[0]["score"] >= default["movies"][0]["score"]
 
@@ -79,7 +82,8 @@ def test_health_and_model_report_the_checkpoint_served(client, served_app):
     assert info["run_id"] == served_app.run_id
     assert info["model_name"] == "recommender" and info["model_version"] > 0
     assert info["metrics"]["val_rmse"] > 0
-    assert (info["num_users"], info["num_items"], info["max_movie_ids"]) == (944, 1683, 1000)
+    assert (info["num_users"], info["num_items"], info["max_movie_ids"]) == (943, 1682, 1000)
+    assert (info["dataset"], info["id_type"]) == ("ml-100k", "int")
 
 
 def test_openapi_spec_and_docs_are_served(client):
@@ -122,17 +126,18 @@ BAD_REQUESTS = [
     ("plain text", "POST", "", {"content": b"user 42", "headers": {"content-type": "text/plain"}}, 422),
     ("missing user", "POST", "", {"json": {"movie_ids": [1]}}, 422),
     ("missing movies", "POST", "", {"json": {"user_id": 1}}, 422),
-    ("user as string", "POST", "", {"json": {"user_id": "42", "movie_ids": [1]}}, 422),
+    ("user as empty string", "POST", "", {"json": {"user_id": "", "movie_ids": [1]}}, 422),
+    ("user as object", "POST", "", {"json": {"user_id": {"id": 42}, "movie_ids": [1]}}, 422),
     ("user as fraction", "POST", "", {"json": {"user_id": 42.5, "movie_ids": [1]}}, 422),
     ("user as bool", "POST", "", {"json": {"user_id": True, "movie_ids": [1]}}, 422),
     ("user null", "POST", "", {"json": {"user_id": None, "movie_ids": [1]}}, 422),
     ("movies not a list", "POST", "", {"json": {"user_id": 1, "movie_ids": "1,2"}}, 422),
-    ("movie as string", "POST", "", {"json": {"user_id": 1, "movie_ids": [1, "2"]}}, 422),
+    ("movie as string of no integer", "POST", "", {"json": {"user_id": 1, "movie_ids": [1, "two"]}}, 404),
     ("nested movies", "POST", "", {"json": {"user_id": 1, "movie_ids": [[1]]}}, 422),
-    ("negative user", "POST", "", {"json": {"user_id": -1, "movie_ids": [1]}}, 422),
-    ("user zero", "POST", "", {"json": {"user_id": 0, "movie_ids": [1]}}, 422),
-    ("negative movie", "POST", "", {"json": {"user_id": 1, "movie_ids": [1, -5]}}, 422),
-    ("movie zero", "POST", "", {"json": {"user_id": 1, "movie_ids": [0]}}, 422),
+    ("negative user", "POST", "", {"json": {"user_id": -1, "movie_ids": [1]}}, 404),  # unknown, not malformed
+    ("user zero", "POST", "", {"json": {"user_id": 0, "movie_ids": [1]}}, 404),
+    ("negative movie", "POST", "", {"json": {"user_id": 1, "movie_ids": [1, -5]}}, 404),
+    ("movie zero", "POST", "", {"json": {"user_id": 1, "movie_ids": [0]}}, 404),
     ("unknown user", "POST", "", {"json": {"user_id": 944, "movie_ids": [1]}}, 404),
     ("huge user", "POST", "", {"json": {"user_id": 10**30, "movie_ids": [1]}}, 404),
     ("unknown movie", "POST", "", {"json": {"user_id": 1, "movie_ids": [1, 1683]}}, 404),
@@ -142,8 +147,9 @@ BAD_REQUESTS = [
     ("extra field", "POST", "", {"json": {"user_id": 1, "movie_ids": [1], "k": 3}}, 422),
     ("10 MB body", "POST", "", {"content": b"[" + b"1," * (5 << 20) + b"1]", "headers": JSON}, 413),
     ("top: unknown user", "GET", "/944/top", {}, 404),
-    ("top: negative user", "GET", "/-3/top", {}, 422),
-    ("top: user not a number", "GET", "/abc/top", {}, 422),
+    ("top: negative user", "GET", "/-3/top", {}, 404),
+    ("top: user not a number", "GET", "/abc/top", {}, 404),
+    ("top: user id too long", "GET", "/" + "1" * 257 + "/top", {}, 422),
     ("top: k zero", "GET", "/1/top", {"params": {"k": 0}}, 422),
     ("top: k too large", "GET", "/1/top", {"params": {"k": 101}}, 422),
     ("top: k not a number", "GET", "/1/top", {"params": {"k": "ten"}}, 422),
@@ -165,6 +171,18 @@ def test_bad_input_is_a_4xx_with_a_json_message(client, method, path, kwargs, st
     assert client.post("", json={"user_id": 1, "movie_ids": [1, 2]}).status_code == 200  # still answering
 
 
-def test_unknown_user_message_names_the_known_range(client):
+def test_unknown_ids_are_named_with_their_kind(client):
     assert client.post("", json={"user_id": 944, "movie_ids": [1]}).json() == {
-        "detail": "unknown user 944: this model knows users 1-943"}
+        "detail": "unknown user 944: not among this model's 943 users"}
+    assert client.post("", json={"user_id": 1, "movie_ids": [1, 1683, "x", 1683]}).json() == {
+        "detail": "unknown items 1683, 'x': not among this model's 1682 items"}
+    assert client.get("/abc/top").json() == {"detail": "unknown user 'abc': not among this model's 943 users"}
+
+
+def test_an_integer_datasets_ids_may_come_as_decimal_strings(client, model):
+    """"42" is user 42 of ml-100k (a client that quotes every id); the answer gives the dataset's 42."""
+    quoted = client.post("", json={"user_id": "42", "movie_ids": ["1", 50]})
+    assert quoted.status_code == 200, quoted.text
+    assert quoted.json() == {"user_id": 42, "predictions": pytest.approx(model.predict(42, [1, 50]), abs=1e-5)}
+    top = client.get("/42/top", params={"k": 3}).json()
+    assert top["user_id"] == 42 and all(type(m["movie_id"]) is int for m in top["movies"])

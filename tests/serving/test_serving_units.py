@@ -13,8 +13,7 @@ from sentinel_cli.app import app
 from sentinel_ml.serving.api import (
     ApiError,
     PredictRequest,
-    check_movies,
-    check_user,
+    check_pairs,
     validation_message,
 )
 
@@ -28,19 +27,23 @@ def invoke(*args: str):
 # -- the API contract ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("body", [
-    {"user_id": 42, "movie_ids": [1, 2, 3]},
-    {"user_id": 42.0, "movie_ids": [1.0]},  # the JSON Schema integer 42
-    {"user_id": 1, "movie_ids": [1] * 1000},
+@pytest.mark.parametrize("body, user, movies", [
+    ({"user_id": 42, "movie_ids": [1, 2, 3]}, 42, [1, 2, 3]),
+    ({"user_id": 42.0, "movie_ids": [1.0]}, 42, [1]),  # the JSON Schema integer 42
+    ({"user_id": 1, "movie_ids": [1] * 1000}, 1, [1] * 1000),
+    ({"user_id": "u-42", "movie_ids": ["m-1", 7]}, "u-42", ["m-1", 7]),  # the dataset's ids, strings as strings
+    ({"user_id": "42", "movie_ids": [0, -1]}, "42", [0, -1]),  # any id: whether it is known is the catalogue's
 ])
-def test_valid_requests(body):
+def test_valid_requests(body, user, movies):
     request = PredictRequest.model_validate_json(json.dumps(body))
-    assert request.user_id == int(body["user_id"])
+    assert (request.user_id, request.movie_ids) == (user, movies)
+    assert [type(m) for m in request.movie_ids] == [type(m) for m in movies]
 
 
 @pytest.mark.parametrize("body", [
-    {"user_id": "42", "movie_ids": [1]}, {"user_id": True, "movie_ids": [1]}, {"user_id": 4.5, "movie_ids": [1]},
-    {"user_id": 0, "movie_ids": [1]}, {"user_id": 1, "movie_ids": [-1]}, {"user_id": 1, "movie_ids": []},
+    {"user_id": True, "movie_ids": [1]}, {"user_id": 4.5, "movie_ids": [1]}, {"user_id": None, "movie_ids": [1]},
+    {"user_id": "", "movie_ids": [1]}, {"user_id": "x" * 257, "movie_ids": [1]}, {"user_id": [1], "movie_ids": [1]},
+    {"user_id": 1, "movie_ids": [{"id": 1}]}, {"user_id": 1, "movie_ids": []},
     {"user_id": 1, "movie_ids": [1] * 1001}, {"user_id": 1, "movie_ids": [1], "extra": 1}, {"movie_ids": [1]},
 ])
 def test_invalid_requests(body):
@@ -48,16 +51,12 @@ def test_invalid_requests(body):
         PredictRequest.model_validate_json(json.dumps(body))
 
 
-def test_unknown_ids_are_404_naming_them():
-    check_user(943, 944)
-    check_movies([1, 1682], 1683)
-    with pytest.raises(ApiError) as user:
-        check_user(944, 944)
-    assert user.value.status_code == 404 and "944" in user.value.message
-    with pytest.raises(ApiError) as movies:
-        check_movies([5, *range(2000, 2012)], 1683)
-    assert movies.value.status_code == 404
-    assert "2000, 2001" in movies.value.message and "…" in movies.value.message
+def test_pairs_need_one_user_per_movie_within_the_limit():
+    check_pairs([1, "u"], [2, "m"])
+    for users, movies in [([1, 2], [1]), ([], []), ([1] * 1001, [1] * 1001)]:
+        with pytest.raises(ApiError) as bad:
+            check_pairs(users, movies)
+        assert bad.value.status_code == 400
 
 
 def test_validation_message_is_one_readable_line():
@@ -452,3 +451,62 @@ def test_top_k_runs_off_the_event_loop_beside_the_batches():
     assert loop_thread == [False] and replica.batching.batches == 5
     assert time.monotonic() - start < 30
     replica._top_k_pool.shutdown()
+
+
+# -- OIP tensors of every id datatype (REST parsing; gRPC's goes through the served app) -------------
+
+
+def _oip_body(user, movie, binary: bytes = b"") -> tuple[bytes, str | None]:
+    body = json.dumps({"inputs": [user, movie]}).encode()
+    return body + binary, (str(len(body)) if binary else None)
+
+
+def _byte_tensor(*values: bytes) -> bytes:
+    import struct
+
+    return b"".join(struct.pack("<I", len(v)) + v for v in values)
+
+
+def test_oip_takes_int64_int32_and_bytes_ids_as_json_and_binary():
+    import numpy as np
+
+    from sentinel_ml.serving import oip
+    from sentinel_ml.serving.api import ModelRef
+
+    ref = ModelRef("recommender", 7, 4, 6, "string")
+    body, header = _oip_body({"name": "user_id", "datatype": "BYTES", "shape": [2], "data": ["u-1", "ü"]},
+                             {"name": "movie_id", "datatype": "INT32", "shape": [2], "data": [3, 4]})
+    parsed = oip.parse_rest(body, header, ref, "recommender")
+    assert (parsed.users, parsed.movies) == (["u-1", "ü"], [3, 4])
+
+    raw_users = _byte_tensor(b"u-1", "ü".encode())
+    raw_movies = np.array([3, 4], "<i8").tobytes()
+    body, header = _oip_body(
+        {"name": "user_id", "datatype": "BYTES", "shape": [2], "parameters": {"binary_data_size": len(raw_users)}},
+        {"name": "movie_id", "datatype": "INT64", "shape": [2], "parameters": {"binary_data_size": 16}},
+        raw_users + raw_movies)
+    parsed = oip.parse_rest(body, header, ref, "recommender")
+    assert (parsed.users, parsed.movies) == (["u-1", "ü"], [3, 4])
+    assert oip.model_metadata(ref)["inputs"][0]["datatype"] == "BYTES"
+    assert oip.model_metadata(ModelRef("recommender", 7, 4, 6))["inputs"][0]["datatype"] == "INT64"
+
+
+@pytest.mark.parametrize("user, raw, message", [
+    ({"datatype": "BYTES", "data": [1]}, b"", "flat list of strings"),
+    ({"datatype": "INT32", "data": [2**31]}, b"", "outside INT32"),
+    ({"datatype": "FP32", "data": [1.0]}, b"", "takes INT64 or INT32"),
+    ({"datatype": "BYTES", "parameters": {"binary_data_size": 3}}, b"\x05\x00\x00", "4-byte length"),
+    ({"datatype": "BYTES", "parameters": {"binary_data_size": 6}}, b"\x05\x00\x00\x00ab", "runs past"),
+    ({"datatype": "BYTES", "parameters": {"binary_data_size": 5}}, b"\x01\x00\x00\x00\xff", "not UTF-8"),
+    ({"datatype": "BYTES", "parameters": {"binary_data_size": 10}}, _byte_tensor(b"a", b"b"), "holds more"),
+    ({"datatype": "INT32", "parameters": {"binary_data_size": 8}}, b"\0" * 8, "takes 4"),
+])
+def test_oip_bad_id_tensors_are_400s(user, raw, message):
+    from sentinel_ml.serving import oip
+    from sentinel_ml.serving.api import ModelRef
+
+    body, header = _oip_body({"name": "user_id", "shape": [1], **user},
+                             {"name": "movie_id", "datatype": "INT64", "shape": [1], "data": [1]}, raw)
+    with pytest.raises(ApiError, match=message) as bad:
+        oip.parse_rest(body, header, ModelRef("recommender", 7, 4, 6, "string"), "recommender")
+    assert bad.value.status_code == 400

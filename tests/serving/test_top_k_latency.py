@@ -46,8 +46,8 @@ def wide_app(served_app, tmp_path_factory):
         state[key] = torch.nn.functional.pad(state[key], (0, WIDE_DIM - state[key].shape[1]))
     config = {**saved["model_config"], "embedding_dim": WIDE_DIM}
     uri = str(tmp_path_factory.mktemp("wide") / "best.pt")
-    save_checkpoint(uri, state, config, saved.get("metrics", {}))
-    args = serve_args(uri, served_app.run_id, str(served_app.dataset_dir), {"min_replicas": 1, "max_replicas": 1})
+    save_checkpoint(uri, state, config, saved.get("metrics", {}), data=saved["data"])
+    args = serve_args(uri, served_app.run_id, None, {"min_replicas": 1, "max_replicas": 1})
     serve.run(app_builder(args), name=APPLICATION, route_prefix=ROUTE_PREFIX)
     yield f"{served_app.base}{ROUTE_PREFIX}/recommend"
     serve.delete(APPLICATION)

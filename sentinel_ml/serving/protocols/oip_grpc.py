@@ -63,10 +63,11 @@ class OIPGrpcServicer(Replica):
 
         try:
             parsed = oip.parse_grpc(request, self.ref)
+            indices = self.lookup(parsed.users, parsed.movies)  # UnknownId: NOT_FOUND naming the ids
         except ApiError as e:
             oip.set_grpc_error(grpc_context, e)
             return pb.ModelInferResponse()
-        return oip.grpc_response(self.ref, parsed, await self.score(parsed.users, parsed.movies))
+        return oip.grpc_response(self.ref, parsed, await self.score(*indices))
 
 
 def _authorization(grpc_context: RayServegRPCContext) -> str | None:

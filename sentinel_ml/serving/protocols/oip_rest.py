@@ -64,7 +64,8 @@ class OIPRestRoutes(Replica):
     async def _oip_infer(self, model: str, version: str | None, request: Request) -> Response:
         body = await request.body()
         parsed = oip.parse_rest(body, request.headers.get(oip.BINARY_HEADER), self.ref, model, version)
-        content, headers = oip.rest_response(self.ref, parsed, await self.score(parsed.users, parsed.movies))
+        predictions = await self.score(*self.lookup(parsed.users, parsed.movies))
+        content, headers = oip.rest_response(self.ref, parsed, predictions)
         return Response(content, headers=headers)
 
 

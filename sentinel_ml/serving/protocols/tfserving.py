@@ -25,8 +25,8 @@ class TFServingRoutes(Replica):
     async def _tf_predict(self, model: str, version: str | None, request: tfserving.TFPredictRequest) -> dict:
         self.ref.check(model, version)
         users, movies = request.pairs()
-        check_pairs(users, movies, self.ref.num_users, self.ref.num_items)
-        return request.answer((await self.score(users, movies)).tolist())
+        check_pairs(users, movies)
+        return request.answer((await self.score(*self.lookup(users, movies))).tolist())
 
     # Model status is TF Serving's readiness check: open to probes without a token.
     @api.get(open_to_probes(V1_MODEL), response_model=tfserving.ModelStatus, summary="Model status (TF Serving)", **TF)
