@@ -246,8 +246,10 @@ def _stamps(table: pa.Table) -> np.ndarray | None:
     return stamps.to_numpy().astype(np.int64, copy=False)
 
 
-def dedup(users: np.ndarray, items: np.ndarray, stamps: np.ndarray | None, num_items: int) -> tuple[np.ndarray, np.ndarray]:
-    """(rows kept in source order, the same rows sorted by (user, item)): one row per (user, item),
+def dedup(users: np.ndarray, items: np.ndarray, stamps: np.ndarray | None,
+          num_items: int) -> tuple[np.ndarray | None, np.ndarray]:
+    """(rows kept in source order, or None where every row is kept; the kept rows sorted by
+    (user, item)): one row per (user, item),
     the latest by timestamp, ties and missing timestamps going to the last row. One stable sort of a
     combined key does both jobs: groups of duplicates become runs, and the kept rows in that order are
     exactly the seen-items CSR."""
@@ -257,7 +259,7 @@ def dedup(users: np.ndarray, items: np.ndarray, stamps: np.ndarray | None, num_i
     run_end = np.ones(len(order), dtype=bool)
     np.not_equal(sorted_key[1:], sorted_key[:-1], out=run_end[:-1])
     if run_end.all():
-        return np.arange(len(order)), order
+        return None, order
     if stamps is None:
         kept_sorted = order[run_end]  # stable: the last row of each run is the source's last
     else:
@@ -303,10 +305,10 @@ def _build(raw: RawRatings, split: str, seed: int, val_fraction: float, out: Pat
     items, item_ids = dense_ids(table.column("item"))
     num_users, num_items = len(user_ids), len(item_ids)
     kept, seen = dedup(users, items, _stamps(table), num_items)
-    dropped = table.num_rows - len(kept)
+    dropped = 0 if kept is None else table.num_rows - len(kept)
     ratings = table.column("rating").to_numpy().astype(np.float32, copy=False)
     stamps = table.column("timestamp") if "timestamp" in table.column_names else None
-    if dropped:
+    if kept is not None:
         users, items, ratings = users[kept], items[kept], ratings[kept]
         stamps = stamps.take(pa.array(kept)) if stamps is not None else None
     everything = _ratings_table(users, items, ratings, stamps)
@@ -325,7 +327,7 @@ def _build(raw: RawRatings, split: str, seed: int, val_fraction: float, out: Pat
                              "title": _titles(raw, item_ids), "count": pa.array(counts)}),
                    out / "items.parquet", row_group_size=ROW_GROUP)
     # ``seen`` indexes the deduplicated rows (``kept``) by position before the take above: map it.
-    seen_users, seen_items = _seen_pairs(seen, kept, dropped, users, items, table.num_rows)
+    seen_users, seen_items = _seen_pairs(seen, kept, users, items, table.num_rows)
     pq.write_table(pa.table({"user": pa.array(seen_users, pa.int32()), "item": pa.array(seen_items, pa.int32())}),
                    out / "seen.parquet", row_group_size=ROW_GROUP)
 
@@ -333,7 +335,7 @@ def _build(raw: RawRatings, split: str, seed: int, val_fraction: float, out: Pat
     meta = PreparedMeta(
         format=FORMAT, key=key, dataset=raw.dataset, origin=raw.origin, fingerprint=raw.fingerprint,
         split=split, seed=int(seed), val_fraction=float(val_fraction), num_users=num_users, num_items=num_items,
-        num_ratings=len(kept), counts={name: part.num_rows for name, part in parts.items()},
+        num_ratings=len(seen), counts={name: part.num_rows for name, part in parts.items()},
         duplicates_dropped=int(dropped),
         global_mean=float(pc.mean(train_ratings).as_py() or 0.0) if len(train_ratings) else 0.0,
         scale=(float(raw.scale[0]), float(raw.scale[1])),
@@ -344,11 +346,11 @@ def _build(raw: RawRatings, split: str, seed: int, val_fraction: float, out: Pat
     return meta
 
 
-def _seen_pairs(seen: np.ndarray, kept: np.ndarray, dropped: int, users: np.ndarray, items: np.ndarray,
+def _seen_pairs(seen: np.ndarray, kept: np.ndarray | None, users: np.ndarray, items: np.ndarray,
                 num_rows: int) -> tuple[np.ndarray, np.ndarray]:
     """(user, item) of every kept row, sorted by (user, item). ``seen`` holds source rows; after a
     dedup ``users``/``items`` are indexed by position in ``kept`` instead."""
-    if not dropped:
+    if kept is None:
         return users[seen], items[seen]
     position = np.empty(num_rows, dtype=np.int64)
     position[kept] = np.arange(len(kept))
@@ -362,4 +364,6 @@ def _fixed_part(part: pa.Table, user_ids: pa.Array, item_ids: pa.Array, origin: 
     items = _map_to(part.column("item"), item_ids, "item", origin)
     kept, _ = dedup(users, items, _stamps(part), len(item_ids))
     ratings = part.column("rating").to_numpy().astype(np.float32, copy=False)
-    return _ratings_table(users[kept], items[kept], ratings[kept], None)
+    if kept is not None:
+        users, items, ratings = users[kept], items[kept], ratings[kept]
+    return _ratings_table(users, items, ratings, None)
