@@ -41,7 +41,7 @@ import pyarrow.parquet as pq
 from sentinel_ml.data import splits
 from sentinel_ml.data.raw import RawRatings
 from sentinel_ml.data.splits import Ratings, Split
-from sentinel_ml.errors import DataError
+from sentinel_ml.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from sentinel_ml.data.source import DataSource
@@ -51,6 +51,7 @@ PARTS = ("train", "val", "test")
 DEFAULT_VAL_FRACTION = 0.05
 ROW_GROUP = 1 << 20  # rows per Parquet row group: the unit Ray Data reads and shards
 META = "meta.json"
+STALE_BUILD_S = 6 * 3600  # a building directory untouched this long belongs to a dead process
 
 Notify = Callable[[str], None]
 
@@ -144,8 +145,8 @@ def prepare(source: DataSource, split: str, seed: int, *, val_fraction: float = 
     """The cached preparation of ``source`` for ``split`` and ``seed``: built on the first call,
     returned as it is afterwards without reading the source. ``reader`` and ``fingerprint`` default to
     ``sources.read_source`` and ``sources.source_fingerprint`` (arguments so tests can count reads)."""
-    splits.check_split_name(split)
-    if split == "u1" and source.data is None and source.dataset != "ml-100k":
+    _check_choices(split, val_fraction)
+    if split == "u1" and source.dataset != "ml-100k":
         raise splits.u1_refusal(source.dataset)  # known before reading a large archive
     if reader is None or fingerprint is None:
         from sentinel_ml.data import sources
@@ -158,6 +159,7 @@ def prepare(source: DataSource, split: str, seed: int, *, val_fraction: float = 
         cache_dir = data_cache_dir() / "prepared"
     key = cache_key(source, split, seed, val_fraction, fingerprint(source))
     directory = Path(cache_dir) / key
+    _sweep(Path(cache_dir))
     hit = _complete(directory)
     if hit is not None:
         if notify:
@@ -172,7 +174,7 @@ def prepare_raw(raw: RawRatings, split: str, seed: int, *, directory: Path,
                 notify: Notify | None = None) -> Prepared:
     """Prepare ``raw`` into ``directory`` (built beside it, then renamed into place). Where another
     process finished the same directory first, its copy is kept and returned."""
-    splits.check_split_name(split)
+    _check_choices(split, val_fraction)
     started = time.perf_counter()
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
@@ -192,6 +194,26 @@ def prepare_raw(raw: RawRatings, split: str, seed: int, *, directory: Path,
         notify(f"prepared data: {meta.origin}, split {split}: {meta.num_users:,} users, {meta.num_items:,} items, "
                f"{meta.num_ratings:,} ratings ({meta.duplicates_dropped:,} duplicates dropped) in {meta.seconds:.1f} s")
     return prepared
+
+
+def _check_choices(split: str, val_fraction: float) -> None:
+    splits.check_split_name(split)
+    if not 0 <= val_fraction < 1:
+        raise ConfigError(f"validation fraction {val_fraction} is not in [0, 1)")
+
+
+def _sweep(cache_dir: Path, older_than_s: float = STALE_BUILD_S) -> None:
+    """Remove building directories that a killed process left behind (a live build takes seconds
+    to minutes; one untouched for hours is dead)."""
+    if not cache_dir.is_dir():
+        return
+    cutoff = time.time() - older_than_s
+    for leftover in cache_dir.glob(".*.building"):
+        try:
+            if leftover.stat().st_mtime < cutoff:
+                shutil.rmtree(leftover, ignore_errors=True)
+        except OSError:
+            pass  # another process swept it first
 
 
 def _publish(building: Path, directory: Path) -> None:
