@@ -180,9 +180,8 @@ def prepare_raw(raw: RawRatings, split: str, seed: int, *, directory: Path,
     directory.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(prefix=f".{directory.name[:24]}.", suffix=".building", dir=directory.parent))
     try:
-        meta = _build(raw, split, seed, val_fraction, building,
-                      key or hashlib.sha256(json.dumps([FORMAT, raw.fingerprint, split, seed, val_fraction]).encode()).hexdigest(),
-                      started)
+        key = key or hashlib.sha256(json.dumps([FORMAT, raw.fingerprint, split, seed, val_fraction]).encode()).hexdigest()
+        meta = _build(raw, split, seed, val_fraction, building, key, started)
         _publish(building, directory)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)

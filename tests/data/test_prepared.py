@@ -205,3 +205,9 @@ def test_a_building_directory_left_by_a_dead_process_is_swept(tmp_path: Path) ->
 def test_a_validation_fraction_outside_0_1_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="validation fraction 1.5"):
         prepare_raw(raw_ratings([1], [1], [1]), "random", 0, val_fraction=1.5, directory=tmp_path / "p")
+
+
+def test_a_complete_entry_that_won_the_race_is_kept(tmp_path: Path) -> None:
+    first = prepare_raw(raw_ratings([1, 2], [1, 1], [1, 2]), "random", 0, directory=tmp_path / "p")
+    second = prepare_raw(raw_ratings([1, 2], [1, 1], [1, 2]), "random", 0, directory=tmp_path / "p")
+    assert second.meta == first.meta and sorted(p.name for p in tmp_path.iterdir()) == ["p"]
