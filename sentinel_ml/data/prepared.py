@@ -41,7 +41,7 @@ import pyarrow.parquet as pq
 from sentinel_ml.data import splits
 from sentinel_ml.data.raw import RawRatings
 from sentinel_ml.data.splits import Ratings, Split
-from sentinel_ml.errors import DataError
+from sentinel_ml.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from sentinel_ml.data.source import DataSource
@@ -51,6 +51,7 @@ PARTS = ("train", "val", "test")
 DEFAULT_VAL_FRACTION = 0.05
 ROW_GROUP = 1 << 20  # rows per Parquet row group: the unit Ray Data reads and shards
 META = "meta.json"
+STALE_BUILD_S = 6 * 3600  # a building directory untouched this long belongs to a dead process
 
 Notify = Callable[[str], None]
 
@@ -144,8 +145,8 @@ def prepare(source: DataSource, split: str, seed: int, *, val_fraction: float = 
     """The cached preparation of ``source`` for ``split`` and ``seed``: built on the first call,
     returned as it is afterwards without reading the source. ``reader`` and ``fingerprint`` default to
     ``sources.read_source`` and ``sources.source_fingerprint`` (arguments so tests can count reads)."""
-    splits.check_split_name(split)
-    if split == "u1" and source.data is None and source.dataset != "ml-100k":
+    _check_choices(split, val_fraction)
+    if split == "u1" and source.dataset != "ml-100k":
         raise splits.u1_refusal(source.dataset)  # known before reading a large archive
     if reader is None or fingerprint is None:
         from sentinel_ml.data import sources
@@ -158,6 +159,7 @@ def prepare(source: DataSource, split: str, seed: int, *, val_fraction: float = 
         cache_dir = data_cache_dir() / "prepared"
     key = cache_key(source, split, seed, val_fraction, fingerprint(source))
     directory = Path(cache_dir) / key
+    _sweep(Path(cache_dir))
     hit = _complete(directory)
     if hit is not None:
         if notify:
@@ -172,15 +174,14 @@ def prepare_raw(raw: RawRatings, split: str, seed: int, *, directory: Path,
                 notify: Notify | None = None) -> Prepared:
     """Prepare ``raw`` into ``directory`` (built beside it, then renamed into place). Where another
     process finished the same directory first, its copy is kept and returned."""
-    splits.check_split_name(split)
+    _check_choices(split, val_fraction)
     started = time.perf_counter()
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(prefix=f".{directory.name[:24]}.", suffix=".building", dir=directory.parent))
     try:
-        meta = _build(raw, split, seed, val_fraction, building,
-                      key or hashlib.sha256(json.dumps([FORMAT, raw.fingerprint, split, seed, val_fraction]).encode()).hexdigest(),
-                      started)
+        key = key or hashlib.sha256(json.dumps([FORMAT, raw.fingerprint, split, seed, val_fraction]).encode()).hexdigest()
+        meta = _build(raw, split, seed, val_fraction, building, key, started)
         _publish(building, directory)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
@@ -192,6 +193,26 @@ def prepare_raw(raw: RawRatings, split: str, seed: int, *, directory: Path,
         notify(f"prepared data: {meta.origin}, split {split}: {meta.num_users:,} users, {meta.num_items:,} items, "
                f"{meta.num_ratings:,} ratings ({meta.duplicates_dropped:,} duplicates dropped) in {meta.seconds:.1f} s")
     return prepared
+
+
+def _check_choices(split: str, val_fraction: float) -> None:
+    splits.check_split_name(split)
+    if not 0 <= val_fraction < 1:
+        raise ConfigError(f"validation fraction {val_fraction} is not in [0, 1)")
+
+
+def _sweep(cache_dir: Path, older_than_s: float = STALE_BUILD_S) -> None:
+    """Remove building directories that a killed process left behind (a live build takes seconds
+    to minutes; one untouched for hours is dead)."""
+    if not cache_dir.is_dir():
+        return
+    cutoff = time.time() - older_than_s
+    for leftover in cache_dir.glob(".*.building"):
+        try:
+            if leftover.stat().st_mtime < cutoff:
+                shutil.rmtree(leftover, ignore_errors=True)
+        except OSError:
+            pass  # another process swept it first
 
 
 def _publish(building: Path, directory: Path) -> None:
@@ -246,8 +267,10 @@ def _stamps(table: pa.Table) -> np.ndarray | None:
     return stamps.to_numpy().astype(np.int64, copy=False)
 
 
-def dedup(users: np.ndarray, items: np.ndarray, stamps: np.ndarray | None, num_items: int) -> tuple[np.ndarray, np.ndarray]:
-    """(rows kept in source order, the same rows sorted by (user, item)): one row per (user, item),
+def dedup(users: np.ndarray, items: np.ndarray, stamps: np.ndarray | None,
+          num_items: int) -> tuple[np.ndarray | None, np.ndarray]:
+    """(rows kept in source order, or None where every row is kept; the kept rows sorted by
+    (user, item)): one row per (user, item),
     the latest by timestamp, ties and missing timestamps going to the last row. One stable sort of a
     combined key does both jobs: groups of duplicates become runs, and the kept rows in that order are
     exactly the seen-items CSR."""
@@ -257,7 +280,7 @@ def dedup(users: np.ndarray, items: np.ndarray, stamps: np.ndarray | None, num_i
     run_end = np.ones(len(order), dtype=bool)
     np.not_equal(sorted_key[1:], sorted_key[:-1], out=run_end[:-1])
     if run_end.all():
-        return np.arange(len(order)), order
+        return None, order
     if stamps is None:
         kept_sorted = order[run_end]  # stable: the last row of each run is the source's last
     else:
@@ -303,10 +326,10 @@ def _build(raw: RawRatings, split: str, seed: int, val_fraction: float, out: Pat
     items, item_ids = dense_ids(table.column("item"))
     num_users, num_items = len(user_ids), len(item_ids)
     kept, seen = dedup(users, items, _stamps(table), num_items)
-    dropped = table.num_rows - len(kept)
+    dropped = 0 if kept is None else table.num_rows - len(kept)
     ratings = table.column("rating").to_numpy().astype(np.float32, copy=False)
     stamps = table.column("timestamp") if "timestamp" in table.column_names else None
-    if dropped:
+    if kept is not None:
         users, items, ratings = users[kept], items[kept], ratings[kept]
         stamps = stamps.take(pa.array(kept)) if stamps is not None else None
     everything = _ratings_table(users, items, ratings, stamps)
@@ -325,7 +348,7 @@ def _build(raw: RawRatings, split: str, seed: int, val_fraction: float, out: Pat
                              "title": _titles(raw, item_ids), "count": pa.array(counts)}),
                    out / "items.parquet", row_group_size=ROW_GROUP)
     # ``seen`` indexes the deduplicated rows (``kept``) by position before the take above: map it.
-    seen_users, seen_items = _seen_pairs(seen, kept, dropped, users, items, table.num_rows)
+    seen_users, seen_items = _seen_pairs(seen, kept, users, items, table.num_rows)
     pq.write_table(pa.table({"user": pa.array(seen_users, pa.int32()), "item": pa.array(seen_items, pa.int32())}),
                    out / "seen.parquet", row_group_size=ROW_GROUP)
 
@@ -333,7 +356,7 @@ def _build(raw: RawRatings, split: str, seed: int, val_fraction: float, out: Pat
     meta = PreparedMeta(
         format=FORMAT, key=key, dataset=raw.dataset, origin=raw.origin, fingerprint=raw.fingerprint,
         split=split, seed=int(seed), val_fraction=float(val_fraction), num_users=num_users, num_items=num_items,
-        num_ratings=len(kept), counts={name: part.num_rows for name, part in parts.items()},
+        num_ratings=len(seen), counts={name: part.num_rows for name, part in parts.items()},
         duplicates_dropped=int(dropped),
         global_mean=float(pc.mean(train_ratings).as_py() or 0.0) if len(train_ratings) else 0.0,
         scale=(float(raw.scale[0]), float(raw.scale[1])),
@@ -344,11 +367,11 @@ def _build(raw: RawRatings, split: str, seed: int, val_fraction: float, out: Pat
     return meta
 
 
-def _seen_pairs(seen: np.ndarray, kept: np.ndarray, dropped: int, users: np.ndarray, items: np.ndarray,
+def _seen_pairs(seen: np.ndarray, kept: np.ndarray | None, users: np.ndarray, items: np.ndarray,
                 num_rows: int) -> tuple[np.ndarray, np.ndarray]:
     """(user, item) of every kept row, sorted by (user, item). ``seen`` holds source rows; after a
     dedup ``users``/``items`` are indexed by position in ``kept`` instead."""
-    if not dropped:
+    if kept is None:
         return users[seen], items[seen]
     position = np.empty(num_rows, dtype=np.int64)
     position[kept] = np.arange(len(kept))
@@ -362,4 +385,6 @@ def _fixed_part(part: pa.Table, user_ids: pa.Array, item_ids: pa.Array, origin: 
     items = _map_to(part.column("item"), item_ids, "item", origin)
     kept, _ = dedup(users, items, _stamps(part), len(item_ids))
     ratings = part.column("rating").to_numpy().astype(np.float32, copy=False)
-    return _ratings_table(users[kept], items[kept], ratings[kept], None)
+    if kept is not None:
+        users, items, ratings = users[kept], items[kept], ratings[kept]
+    return _ratings_table(users, items, ratings, None)

@@ -28,6 +28,7 @@ from sentinel_ml.errors import DataError
 TEST_FRACTION = 0.1  # random: 90/10; temporal: the latest 10% of each user's ratings
 # Independent random streams per step, so changing the test rule never moves the validation draw.
 _TEST_STREAM, _VAL_STREAM = 0, 1
+_KEEP = ["user", "item", "rating"]  # the columns of a prepared part
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,7 @@ def _by_user_then_time(users: np.ndarray, stamps: np.ndarray) -> np.ndarray:
 
 def split_table(table: pa.Table, split: str, seed: int, *, val_fraction: float, origin: str = "the data",
                 fixed: tuple[pa.Table, pa.Table] | None = None) -> dict[str, pa.Table]:
-    """{"train", "val", "test"} for ``split``. ``fixed`` is the publisher's own (base, test) pair,
+    """{"train", "val", "test"} for ``split``, each with the columns user, item, rating. ``fixed`` is the publisher's own (base, test) pair,
     already mapped to the same indices; ``u1`` needs it."""
     check_split_name(split)
     if split == "u1":
@@ -146,5 +147,6 @@ def split_table(table: pa.Table, split: str, seed: int, *, val_fraction: float, 
         base, test = random_split(table, seed)
     else:
         base, test = temporal_split(table, origin)
+    base, test = base.select(_KEEP), test.select(_KEEP)  # timestamps are not copied through the holdout
     train, val = holdout(base, seed, val_fraction=val_fraction)
     return {"train": train, "val": val, "test": test}

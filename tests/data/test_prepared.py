@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from sentinel_ml.data.artifact import check_artifact
 from sentinel_ml.data.prepared import Prepared, prepare, prepare_raw
 from sentinel_ml.data.raw import RawRatings
 from sentinel_ml.data.source import DataSource
-from sentinel_ml.errors import DataError
+from sentinel_ml.errors import ConfigError, DataError
 
 INT64 = pa.int64()
 
@@ -190,3 +191,23 @@ def test_u1_is_refused_for_another_movielens_before_reading(tmp_path: Path) -> N
     with pytest.raises(DataError, match="--split random or temporal"):
         prepare(DataSource(dataset="ml-1m"), "u1", 1, cache_dir=tmp_path, reader=reader, fingerprint=fingerprint)
     assert reader.calls == 0
+
+
+def test_a_building_directory_left_by_a_dead_process_is_swept(tmp_path: Path) -> None:
+    dead, live = tmp_path / ".abc.x1.building", tmp_path / ".abc.x2.building"
+    dead.mkdir(), live.mkdir()
+    os.utime(dead, (0, 0))
+    prepare(DataSource(data="/data/r.csv"), "random", 1, cache_dir=tmp_path,
+            reader=CountingReader(raw_ratings([1], [1], [1])), fingerprint=fingerprint)
+    assert not dead.exists() and live.exists()
+
+
+def test_a_validation_fraction_outside_0_1_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="validation fraction 1.5"):
+        prepare_raw(raw_ratings([1], [1], [1]), "random", 0, val_fraction=1.5, directory=tmp_path / "p")
+
+
+def test_a_complete_entry_that_won_the_race_is_kept(tmp_path: Path) -> None:
+    first = prepare_raw(raw_ratings([1, 2], [1, 1], [1, 2]), "random", 0, directory=tmp_path / "p")
+    second = prepare_raw(raw_ratings([1, 2], [1, 1], [1, 2]), "random", 0, directory=tmp_path / "p")
+    assert second.meta == first.meta and sorted(p.name for p in tmp_path.iterdir()) == ["p"]
