@@ -12,19 +12,19 @@ started = time.monotonic()
 import torch  # noqa: E402
 
 from sentinel_ml.data.batching import TensorBatches  # noqa: E402
-from sentinel_ml.data.download import ensure_dataset  # noqa: E402
-from sentinel_ml.data.movielens import load_split  # noqa: E402
+from sentinel_ml.data.prepared import prepare  # noqa: E402
+from sentinel_ml.data.source import DataSource  # noqa: E402
 from sentinel_ml.models.biased_mf import BiasedMF  # noqa: E402
-from sentinel_ml.training.config import Hyperparameters  # noqa: E402
 from sentinel_ml.models.evaluation import rmse  # noqa: E402
+from sentinel_ml.training.config import Hyperparameters  # noqa: E402
 
 
 def main(epochs: int) -> dict:
     hp = Hyperparameters(epochs=epochs)
     torch.set_num_threads(1)
     torch.manual_seed(hp.seed)
-    split = load_split(ensure_dataset(), hp.split, seed=hp.seed)
-    net = BiasedMF(split.num_users, split.num_items, hp.embedding_dim, split.global_mean)
+    split = prepare(DataSource(), hp.split, hp.seed).load_split()  # the same prepared data sentinel train uses
+    net = BiasedMF(split.num_users, split.num_items, hp.embedding_dim, split.global_mean, split.scale)
     optimizer = torch.optim.Adam(net.parameters(), lr=hp.lr)
     schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=hp.lr_decay)
     batches = TensorBatches(split.train, hp.batch_size, shuffle=True, seed=hp.seed)

@@ -58,7 +58,7 @@ def http_base(url: str) -> str:
     return base.removesuffix(RECOMMEND_PATH) if base.endswith(RECOMMEND_PATH) else base
 
 
-def grpc_infer(address: str, model: str, users: list[int], movies: list[int], timeout_s: float = 30.0,
+def grpc_infer(address: str, model: str, users: list[int | str], movies: list[int | str], timeout_s: float = 30.0,
                token: str | None = AUTO) -> dict:
     """OIP ``ModelInfer`` over gRPC: ``{"model_name", "model_version", "predictions"}``."""
     import grpc
@@ -69,8 +69,13 @@ def grpc_infer(address: str, model: str, users: list[int], movies: list[int], ti
 
     request = pb.ModelInferRequest(model_name=model)
     for name, values in (("user_id", users), ("movie_id", movies)):
-        request.inputs.add(name=name, datatype="INT64", shape=[len(values)])
-        request.raw_input_contents.append(np.asarray(values, dtype="<i8").tobytes())
+        if all(isinstance(v, int) for v in values):
+            request.inputs.add(name=name, datatype="INT64", shape=[len(values)])
+            request.raw_input_contents.append(np.asarray(values, dtype="<i8").tobytes())
+        else:  # string ids: a BYTES tensor, each element length-prefixed (4 bytes, little-endian)
+            request.inputs.add(name=name, datatype="BYTES", shape=[len(values)])
+            encoded = [str(v).encode() for v in values]
+            request.raw_input_contents.append(b"".join(len(e).to_bytes(4, "little") + e for e in encoded))
     token = _resolve(token, address)
     metadata = [("authorization", f"Bearer {token}")] if token else None
     try:
@@ -85,7 +90,7 @@ def grpc_infer(address: str, model: str, users: list[int], movies: list[int], ti
         if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
                     grpc.StatusCode.RESOURCE_EXHAUSTED):
             raise ConfigError(f"the gRPC service refused the request ({code.name}): {details}",
-                              hint="check the ids: users and movies are MovieLens ids") from None
+                              hint="check the ids: users and items are the served data's own ids") from None
         if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
             raise ConfigError(f"nothing answers gRPC at {address} ({code.name}: {details})",
                               hint="start it with `sentinel serve --checkpoint latest`, or pass --grpc") from None

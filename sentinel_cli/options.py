@@ -13,7 +13,7 @@ import typer
 
 from sentinel_cli.backends import TARGETS
 from sentinel_cli.output import OutputFormat
-from sentinel_ml.data import SPLITS
+from sentinel_ml.data import DATASETS, DEFAULT_DATASET, SPLITS
 from sentinel_ml.models import registry
 from sentinel_ml.models.hyperparameters import HYPERPARAMETERS, PER_RUN, SEARCH_ORDER, TUNABLE, Hyperparameter
 
@@ -25,6 +25,7 @@ def choice(name: str, values: tuple[str, ...]) -> type[Enum]:
 
 Target = choice("Target", TARGETS)
 Split = choice("Split", SPLITS)
+Dataset = choice("Dataset", DATASETS)
 Model = choice("Model", registry.MODELS)
 
 OutputOpt = Annotated[
@@ -47,11 +48,13 @@ def _absolute(location: str | None) -> str | None:
     return absolute(location) if location else location
 
 
+DATA_PANEL = "Data"
 DataOpt = Annotated[
     str | None,
-    typer.Option("--data", help="MovieLens 100k source: a zip, a directory, or a file://, http(s):// or s3:// URL. "
-                 "Default: download from GroupLens once and cache.", envvar="SENTINEL_DATA",
-                 show_default=False, callback=_absolute),
+    typer.Option("--data", help="Where the ratings come from: your own table (CSV, TSV, a Parquet file or "
+                 "directory; local or s3://), or the --dataset archive (a zip or its folder, or a file://, "
+                 "http(s):// or s3:// URL). Default: the --dataset archive from GroupLens, cached "
+                 "($SENTINEL_DATA stands in for ml-100k's).", show_default=False, callback=_absolute, rich_help_panel=DATA_PANEL),
 ]
 TokenFileOpt = Annotated[
     str | None,
@@ -75,9 +78,58 @@ SeedOpt = Annotated[int, typer.Option(help="Random seed for splits, initialisati
 
 
 SplitOpt = Annotated[
-    Split,
-    typer.Option(help="u1 (canonical u1.base/u1.test) or random (seeded 80/20 of u.data).", case_sensitive=False),
+    Split | None,
+    typer.Option(help="u1 (ml-100k's own u1.base/u1.test), random (a seeded 90/10 of all ratings) or temporal "
+                 "(each user's latest ratings held out). Default: u1 for ml-100k, else random.",
+                 case_sensitive=False, show_default=False),
 ]
+
+_DATA_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "dataset": (Annotated[Dataset, typer.Option(
+        "--dataset", help="MovieLens by name (GroupLens' archive, checksum-verified, cached). Not used when "
+        "--data is your own ratings table.", case_sensitive=False, rich_help_panel=DATA_PANEL)],
+        Dataset(DEFAULT_DATASET)),
+    "data": (DataOpt, None),
+    "columns": (Annotated[str | None, typer.Option(
+        "--columns", metavar="user=…,item=…,rating=…[,timestamp=…]", show_default=False,
+        help="Your table's column names. Default: user_id, item_id, rating, timestamp (optional).",
+        rich_help_panel=DATA_PANEL)], None),
+    "items": (Annotated[str | None, typer.Option(
+        "--items", show_default=False, callback=_absolute, rich_help_panel=DATA_PANEL,
+        help="Your item table (CSV, TSV or Parquet; item id and title): names for recommendations.")], None),
+    "rating_scale": (Annotated[str | None, typer.Option(
+        "--rating-scale", metavar="LOW:HIGH", show_default=False, rich_help_panel=DATA_PANEL,
+        help="Your ratings' scale, e.g. 1:5; a rating outside it is refused. Default: read from the data.")], None),
+}
+
+
+def data_options(*names: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command the data options ``names`` (all of them by default), placed where it declares
+    ``source: DataSource``; they arrive folded into that one ``source`` (checked as it is made)."""
+    chosen = names or tuple(_DATA_OPTIONS)
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(command, eval_str=True)
+        placed: list[inspect.Parameter] = []
+        for parameter in signature.parameters.values():
+            if parameter.name == "source":
+                placed += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=_DATA_OPTIONS[n][1],
+                                             annotation=_DATA_OPTIONS[n][0]) for n in chosen]
+            else:
+                placed.append(parameter)
+
+        @functools.wraps(command)
+        def with_source(**kwargs: Any) -> Any:
+            from sentinel_ml.data.source import DataSource
+
+            given = {n: kwargs.pop(n) for n in chosen}
+            if "dataset" in given:
+                given["dataset"] = given["dataset"].value
+            return command(**kwargs, source=DataSource.from_args(**given))
+
+        return with_options(with_source, signature, placed)
+
+    return decorate
 
 MODEL_HELP = "; ".join(f"{spec.name}: {spec.summary}" for spec in registry.SPECS.values()) + \
     ". Each has its own defaults."

@@ -17,7 +17,7 @@ def train_progress(event: dict[str, Any]) -> None:
     stderr = console.err()
     kind = event.get("event")
     if kind == "data":
-        stderr.print(f"[dim]data:[/] {escape(str(event['path']))}")
+        stderr.print(f"[dim]data:[/] {escape(str(event.get('message') or event.get('path')))}", highlight=False)
     elif kind == "start":
         stderr.print(f"[dim]{escape(event['message'])}[/]")
     elif kind == "restart":

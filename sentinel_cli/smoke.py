@@ -17,9 +17,10 @@ from typing import Any
 from sentinel_cli.backends.results import TrainReport
 from sentinel_cli.checks import SKIP, Item, report, run_check
 from sentinel_cli.k8s.request import KubeRequest
+from sentinel_ml.data.source import DataSource
 from sentinel_ml.errors import JobFailed, SentinelError
 
-SAMPLE = {"user_id": 1, "movie_ids": [1, 50, 100]}  # MovieLens ids every checkpoint knows
+SAMPLE_ITEMS = 3  # items in verify's prediction request
 TOLERANCE = 1e-4
 
 
@@ -55,27 +56,42 @@ def _timed(name: str, step: Callable[[], str | Item]) -> Item:
     return replace(item, detail=f"{item.detail} ({time.monotonic() - started:.1f} s)")
 
 
+def sample_request(checkpoint: str) -> dict[str, Any]:
+    """A prediction request every checkpoint can answer: its data's first user and first three items,
+    by the dataset's own ids (from the checkpoint's serving artifact)."""
+    from sentinel_ml.store.checkpoint import load_checkpoint
+
+    data = load_checkpoint(checkpoint).get("data") or {}
+    if not data.get("user_ids") or not data.get("item_ids"):
+        raise JobFailed(f"checkpoint {checkpoint} carries no id maps (written by an older Sentinel)",
+                        hint="train again with this version: sentinel train")
+    return {"user_id": data["user_ids"][0], "movie_ids": list(data["item_ids"][:SAMPLE_ITEMS])}
+
+
 def check_prediction(answer: dict[str, Any], checkpoint: str) -> str:
-    """The served predictions for ``SAMPLE`` against the checkpoint's own, computed here."""
+    """The served predictions for ``sample_request(checkpoint)`` against the checkpoint's own, computed here
+    (the sample is the first user's and items', so their indices are 0 and 0..SAMPLE_ITEMS-1)."""
     import torch
 
     from sentinel_ml.store.checkpoint import load_network
 
+    sample = sample_request(checkpoint)
     network, _ = load_network(checkpoint)
-    users = torch.full((len(SAMPLE["movie_ids"]),), SAMPLE["user_id"])
-    expected = network.predict(users, torch.tensor(SAMPLE["movie_ids"])).tolist()
+    items = torch.arange(len(sample["movie_ids"]))
+    expected = network.predict(torch.zeros_like(items), items).tolist()
     served = answer.get("predictions") or []
     worst = max((abs(a - b) for a, b in zip(served, expected)), default=float("inf"))
     if len(served) != len(expected) or worst > TOLERANCE:
         raise JobFailed(f"served predictions {served} differ from the checkpoint's {expected}",
                         hint="the service may be serving another checkpoint: sentinel status")
-    return f"user {SAMPLE['user_id']}: {', '.join(f'{p:.3f}' for p in served)} (match the checkpoint)"
+    return f"user {sample['user_id']}: {', '.join(f'{p:.3f}' for p in served)} (match the checkpoint)"
 
 
-def _one_epoch(data: str | None, storage: str | None):
+def _one_epoch(source: DataSource, storage: str | None):
     from sentinel_ml.training.config import Hyperparameters, TrainConfig
 
-    return TrainConfig(hp=Hyperparameters.for_model("mf", epochs=1), data=data, storage=storage, mlflow_uri="off")
+    hp = Hyperparameters.for_model("mf", epochs=1, split=source.default_split)
+    return TrainConfig(hp=hp, source=source, storage=storage, mlflow_uri="off")
 
 
 def _trained(report: TrainReport, made: Made) -> str:
@@ -96,14 +112,14 @@ def _remove_run(made: Made) -> None:
             made.removed.append(uri)
 
 
-def select(target: str, deploy: KubeRequest, data: str | None, storage: str | None):
+def select(target: str, deploy: KubeRequest, source: DataSource, storage: str | None):
     """The smoke test of ``target`` (``backends.target_name``): on the cluster, or on this machine."""
     if target == "k8s":
-        return KubeSmoke(deploy, storage)
+        return KubeSmoke(deploy, source, storage)
     from sentinel_cli.k8s.request import check_local
 
     check_local(deploy)
-    return LocalSmoke(data)
+    return LocalSmoke(source)
 
 
 class LocalSmoke:
@@ -111,8 +127,8 @@ class LocalSmoke:
 
     name = "local"
 
-    def __init__(self, data: str | None) -> None:
-        self.data = data
+    def __init__(self, source: DataSource) -> None:
+        self.source = source
 
     def steps(self):
         return [("ray", self._ray), ("train", self._train), ("serve", self._serve), ("predict", self._predict)]
@@ -133,7 +149,7 @@ class LocalSmoke:
         from sentinel_cli.backends.local.backend import LocalBackend
 
         made.scratch = tempfile.mkdtemp(prefix="sentinel-verify-")
-        return _trained(LocalBackend().train(_one_epoch(self.data, made.scratch), KubeRequest()), made)
+        return _trained(LocalBackend().train(_one_epoch(self.source, made.scratch), KubeRequest()), made)
 
     def _serve(self, made: Made) -> str:
         from sentinel_cli import api_client
@@ -143,7 +159,7 @@ class LocalSmoke:
 
         port, grpc_port = free_ports(2)
         # With a token: the prediction below proves that the CLI's own calls send it.
-        request = ServeRequest(checkpoint=made.checkpoint, storage=made.scratch, data=self.data, port=port,
+        request = ServeRequest(checkpoint=made.checkpoint, storage=made.scratch, port=port,
                                grpc_port=grpc_port, auth="token")
         made.service = "local"
         report = LocalBackend().serve(request, KubeRequest())
@@ -153,7 +169,7 @@ class LocalSmoke:
     def _predict(self, made: Made) -> str:
         from sentinel_cli import api_client
 
-        return check_prediction(api_client.call("POST", made.endpoint, SAMPLE), made.checkpoint)
+        return check_prediction(api_client.call("POST", made.endpoint, sample_request(made.checkpoint)), made.checkpoint)
 
     def cleanup(self, made: Made) -> str:
         from sentinel_cli.backends.local import serving
@@ -170,8 +186,8 @@ class KubeSmoke:
 
     name = "k8s"
 
-    def __init__(self, deploy: KubeRequest, storage: str | None) -> None:
-        self.deploy, self.storage = deploy, storage
+    def __init__(self, deploy: KubeRequest, source: DataSource, storage: str | None) -> None:
+        self.deploy, self.source, self.storage = deploy, source, storage
 
     def steps(self):
         return [("cluster", self._cluster), ("train", self._train), ("serve", self._serve),
@@ -203,7 +219,7 @@ class KubeSmoke:
 
         name = new_run_id("verify")
         made.run_id = name
-        summary = KubernetesBackend().train(_one_epoch(None, self.storage), replace(self.deploy, name=name))
+        summary = KubernetesBackend().train(_one_epoch(self.source, self.storage), replace(self.deploy, name=name))
         return _trained(summary, made)
 
     def _serve(self, made: Made) -> str:
@@ -221,7 +237,8 @@ class KubeSmoke:
 
         settings = self._settings()
         with connect(settings) as kube:
-            answer = kube.post_to_service(f"{made.service}-serve-svc", settings.serve.port, RECOMMEND_PATH, SAMPLE)
+            answer = kube.post_to_service(f"{made.service}-serve-svc", settings.serve.port, RECOMMEND_PATH,
+                                           sample_request(made.checkpoint))
         return check_prediction(answer, made.checkpoint)
 
     def cleanup(self, made: Made) -> str:

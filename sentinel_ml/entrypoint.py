@@ -12,7 +12,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from sentinel_ml.data import SPLITS
+from sentinel_ml.data import DATASETS, DEFAULT_DATASET, SPLITS
+from sentinel_ml.data.source import DataSource
 from sentinel_ml.errors import (
     ConfigError,
     Detached,
@@ -35,7 +36,11 @@ def exit_code(error: SentinelError) -> int:
 def add_job_args(parser: argparse.ArgumentParser, *, seed: int, split: str) -> None:
     parser.add_argument("--seed", type=int, default=seed)
     parser.add_argument("--split", choices=SPLITS, default=split)
+    parser.add_argument("--dataset", choices=DATASETS, default=DEFAULT_DATASET)
     parser.add_argument("--data", default=None)
+    parser.add_argument("--columns", default=None)
+    parser.add_argument("--items", default=None)
+    parser.add_argument("--rating-scale", default=None)
     parser.add_argument("--storage", default=None)
     parser.add_argument("--mlflow-uri", default=None)
     parser.add_argument("--run-id", default=None)
@@ -44,7 +49,13 @@ def add_job_args(parser: argparse.ArgumentParser, *, seed: int, split: str) -> N
 def job_tail(config: Any) -> list[Any]:
     """The flags ``add_job_args`` reads (but seed and split, which each job places itself)."""
     tail = ["--storage", config.storage, "--mlflow-uri", config.mlflow_uri or "off", "--run-id", config.run_id]
-    return tail + (["--data", config.data] if config.data else [])
+    return tail + config.source.job_args()
+
+
+def source_from_args(args: argparse.Namespace) -> DataSource:
+    """The ``DataSource`` of ``add_job_args``' flags."""
+    return DataSource.from_args(dataset=args.dataset, data=args.data, columns=args.columns, items=args.items,
+                                rating_scale=args.rating_scale)
 
 
 def run_job(job: Callable[..., Any], make_config: Callable[[], Any]) -> int:

@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sentinel_ml.entrypoint import add_job_args, job_tail, run_job
+from sentinel_ml.data.shards import AUTO, INGESTIONS
+from sentinel_ml.entrypoint import add_job_args, job_tail, run_job, source_from_args
 from sentinel_ml.models.hyperparameters import HYPERPARAMETERS, PER_RUN, TUNABLE, Hyperparameter
 from sentinel_ml.models.registry import names
 from sentinel_ml.training.config import (
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=names(), default=defaults.model)
     _add_hyperparameters(p, PER_RUN)
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--ingestion", choices=INGESTIONS, default=AUTO)
     p.add_argument("--max-failures", type=int, default=DEFAULT_MAX_FAILURES,
                    help="restarts of the worker group after a lost worker, from the last epoch's checkpoint")
     _add_hyperparameters(p, TUNABLE)
@@ -38,6 +40,7 @@ def job_argv(config: TrainConfig) -> list[str]:
     hp = config.hp
     words = ["python", "-m", "sentinel_ml.train", "--model", hp.model, *_hyperparameter_words(hp, PER_RUN),
              "--workers", config.workers, "--max-failures", config.max_failures,
+             *(["--ingestion", config.ingestion] if config.ingestion != AUTO else []),
              *_hyperparameter_words(hp, TUNABLE), "--seed", hp.seed, "--split", hp.split,
              *job_tail(config)]
     return [str(word) for word in words]
@@ -46,7 +49,8 @@ def job_argv(config: TrainConfig) -> list[str]:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     given = {h.name: getattr(args, h.name) for h in HYPERPARAMETERS}
     hp = Hyperparameters.for_model(args.model, **given, seed=args.seed, split=args.split)
-    return TrainConfig(hp=hp, workers=args.workers, max_failures=args.max_failures, data=args.data, storage=args.storage,
+    return TrainConfig(hp=hp, workers=args.workers, max_failures=args.max_failures, ingestion=args.ingestion, source=source_from_args(args),
+                       storage=args.storage,
                        mlflow_uri=args.mlflow_uri, run_id=args.run_id)
 
 

@@ -11,7 +11,7 @@ import sys
 from dataclasses import fields
 from typing import Any
 
-from sentinel_ml.entrypoint import add_job_args, job_tail, run_job
+from sentinel_ml.entrypoint import add_job_args, job_tail, run_job, source_from_args
 from sentinel_ml.errors import ConfigError
 from sentinel_ml.models.registry import names, per_model
 from sentinel_ml.models.spec import StudyDefaults
@@ -66,7 +66,8 @@ def job_argv(config: StudyConfig) -> list[str]:
 def config_from_args(args: argparse.Namespace) -> StudyConfig:
     from sentinel_ml.tuning.search_space import from_mapping, load_space
 
-    values = {k: v for k, v in vars(args).items() if k not in ("space", "space_json")}
+    source_flags = ("dataset", "data", "columns", "items", "rating_scale")
+    values = {k: v for k, v in vars(args).items() if k not in ("space", "space_json", *source_flags)}
     if args.space_json is not None:
         try:
             raw = json.loads(args.space_json)
@@ -75,7 +76,7 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
         space = from_mapping(raw, "--space-json", model=args.model)
     else:
         space = load_space(args.space, model=args.model)
-    return StudyConfig(space=space, **values)
+    return StudyConfig(space=space, source=source_from_args(args), **values)
 
 
 def main(argv: list[str] | None = None) -> int:

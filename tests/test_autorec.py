@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from sentinel_cli.app import app
 from sentinel_ml.data.batching import ItemBatches
-from sentinel_ml.data.movielens import Ratings
+from sentinel_ml.data.source import DataSource
+from sentinel_ml.data.splits import Ratings
 from sentinel_ml.models.autorec import ItemAutoRec
 from sentinel_ml.models.biased_mf import BiasedMF
 from sentinel_ml.store import index as checkpoints
@@ -20,6 +21,7 @@ from sentinel_ml.store.checkpoint import load_network
 from sentinel_ml.training.config import Hyperparameters, TrainConfig
 
 runner = CliRunner()
+from tests.support.movielens_ref import u1_test
 
 
 def tiny() -> Ratings:
@@ -80,13 +82,12 @@ def test_model_defaults_and_unknown_models() -> None:
 
 @pytest.mark.slow
 def test_autorec_training_learns_and_serves_as_a_factorization(dataset_dir, tmp_path) -> None:
-    from sentinel_ml.data.movielens import load_split
     from sentinel_ml.models.evaluation import rmse
     from sentinel_ml.serving.recommender import Recommender
     from sentinel_ml.training.run import train
 
     hp = Hyperparameters.for_model("autorec", epochs=4, embedding_dim=64)
-    config = TrainConfig(hp=hp, data=str(dataset_dir), storage=str(tmp_path / "artifacts"), mlflow_uri="off")
+    config = TrainConfig(hp=hp, source=DataSource(data=str(dataset_dir)), storage=str(tmp_path / "artifacts"), mlflow_uri="off")
     result = train(config)
     scores = [row["val_rmse"] for row in result.history]
     assert len(scores) == 4 and scores[-1] < scores[0] and result.metrics["test_rmse"] < 1.1
@@ -96,11 +97,11 @@ def test_autorec_training_learns_and_serves_as_a_factorization(dataset_dir, tmp_
 
     net, saved = load_network(result.checkpoints["best"])
     assert saved["model_config"]["model"] == "autorec" and net.user_factors.weight.shape[1] == 64
-    split = load_split(dataset_dir, "u1", seed=42)
-    assert rmse(net, split.test) == pytest.approx(result.metrics["test_rmse"], abs=1e-6)
-    recommender = Recommender.load(result.checkpoints["best"], dataset_dir)
+    assert rmse(net, u1_test(dataset_dir)) == pytest.approx(result.metrics["test_rmse"], abs=1e-6)
+    recommender = Recommender.load(result.checkpoints["best"])
     top = recommender.top_k(1, 5)
-    assert len(top) == 5 and all(not recommender.rated[1, movie] for movie, _, _ in top)
+    seen = set(recommender.catalogue.seen(recommender.catalogue.user_index(1)).tolist())
+    assert len(top) == 5 and all(recommender.catalogue.item_index(movie) not in seen for movie, _, _ in top)
 
 
 @pytest.mark.slow
@@ -108,11 +109,11 @@ def test_autorec_trains_on_a_ddp_worker_group(ray_session, dataset_dir, tmp_path
     from sentinel_ml.training.run import train
 
     hp = Hyperparameters.for_model("autorec", epochs=2, embedding_dim=32)
-    result = train(TrainConfig(hp=hp, workers=2, data=str(dataset_dir), storage=str(tmp_path / "a"),
+    result = train(TrainConfig(hp=hp, workers=2, source=DataSource(data=str(dataset_dir)), storage=str(tmp_path / "a"),
                                mlflow_uri="off"))
     assert [row["epoch"] for row in result.history] == [1, 2] and result.metrics["val_rmse"] < 1.2
     net, _ = load_network(result.checkpoints["last"])
-    assert net.user_factors.weight.shape == (944, 32)
+    assert net.user_factors.weight.shape == (943, 32)
 
 
 @pytest.mark.slow
@@ -134,11 +135,11 @@ def test_a_tuning_study_of_autorec_indexes_its_best_factorization(ray_session, d
 
     space = from_mapping({"embedding_dim": 32, "lr": [0.01, 0.02]}, "test", model="autorec")
     config = StudyConfig(model="autorec", space=space, samples=2, max_epochs=3, scheduler="fifo", concurrency=2,
-                         data=str(dataset_dir), storage=str(tmp_path / "artifacts"), mlflow_uri="off")
+                         source=DataSource(data=str(dataset_dir)), storage=str(tmp_path / "artifacts"), mlflow_uri="off")
     result = tune(config)
     assert result.model == "autorec" and result.counts["completed"] == 2
     uri, record = checkpoints.resolve("best", checkpoints.read_records(str(tmp_path / "artifacts")))
     assert uri == result.checkpoints["best"] and record.config["model"] == "autorec"
     assert record.extra["model"] == "autorec"
     net, _ = load_network(uri)
-    assert net.item_factors.weight.shape == (1683, 32)
+    assert net.item_factors.weight.shape == (1682, 32)

@@ -1,63 +1,15 @@
-"""Parsing, splits, checksum and atomic extraction of MovieLens 100k (real files, no network)."""
+"""Checksum and atomic extraction of MovieLens 100k (real files, no network). Parsing each layout is
+tests/data/test_layouts.py's; splits are tests/data/test_splits.py's and test_prepared_movielens.py's."""
 
 from __future__ import annotations
 
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from sentinel_ml.data import download
-from sentinel_ml.data import movielens as data
 from sentinel_ml.errors import DataError
-
-
-def test_ratings_parse_to_the_documented_counts(dataset_dir: Path) -> None:
-    everything = data.read_ratings(dataset_dir / "u.data")
-    assert len(everything) == 100_000
-    assert everything.users.max() == data.NUM_USERS
-    assert everything.items.max() == data.NUM_ITEMS
-    assert everything.ratings.min() == 1.0 and everything.ratings.max() == 5.0
-    assert everything.ratings.dtype == np.float32
-
-
-def test_titles_and_users_parse(dataset_dir: Path) -> None:
-    titles = data.read_titles(dataset_dir)
-    users = data.read_users(dataset_dir)
-    assert len(titles) == data.NUM_ITEMS and titles[1] == "Toy Story (1995)"
-    assert len(users) == data.NUM_USERS and users[1]["occupation"] == "technician"
-
-
-def test_u1_split_keeps_u1_test_and_holds_out_validation_from_u1_base(dataset_dir: Path) -> None:
-    split = data.load_split(dataset_dir, "u1", val_fraction=0.05, seed=1)
-    assert len(split.test) == 20_000
-    assert len(split.train) + len(split.val) == 80_000
-    assert len(split.val) == 4_000
-    train_pairs = set(zip(split.train.users.tolist(), split.train.items.tolist()))
-    val_pairs = set(zip(split.val.users.tolist(), split.val.items.tolist()))
-    assert not train_pairs & val_pairs
-
-
-def test_random_split_is_seeded_and_disjoint(dataset_dir: Path) -> None:
-    a = data.load_split(dataset_dir, "random", seed=7)
-    b = data.load_split(dataset_dir, "random", seed=7)
-    c = data.load_split(dataset_dir, "random", seed=8)
-    assert np.array_equal(a.test.users, b.test.users) and np.array_equal(a.test.items, b.test.items)
-    assert not np.array_equal(a.test.items, c.test.items)
-    assert len(a.train) + len(a.val) + len(a.test) == 100_000
-
-
-def test_unknown_split_is_a_config_error(dataset_dir: Path) -> None:
-    with pytest.raises(DataError, match="unknown split"):
-        data.load_split(dataset_dir, "u9")
-
-
-def test_garbage_ratings_file_is_a_clear_error(tmp_path: Path) -> None:
-    bad = tmp_path / "u.data"
-    bad.write_text("1\t2\tnot-a-number\t3\n")
-    with pytest.raises(DataError, match="cannot parse"):
-        data.read_ratings(bad)
 
 
 def test_checksum_mismatch_is_rejected(tmp_path: Path, movielens_zip: Path) -> None:

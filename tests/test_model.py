@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from sentinel_ml.data.batching import TensorBatches
-from sentinel_ml.data.movielens import Ratings
+from sentinel_ml.data.splits import Ratings
 from sentinel_ml.models.biased_mf import BiasedMF
 
 

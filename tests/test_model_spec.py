@@ -24,8 +24,6 @@ def _toy_network(config, train=None):
     import torch
     from torch import nn
 
-    from sentinel_ml.data.movielens import RATING_MAX, RATING_MIN
-
     class ToyNet(nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -38,7 +36,7 @@ def _toy_network(config, train=None):
 
         @torch.no_grad()
         def predict(self, users, items):
-            return self(users, items).clamp(RATING_MIN, RATING_MAX)
+            return self(users, items).clamp(*config.scale)
 
         def training_loss(self, batch, regularization):
             users, items, ratings = batch
@@ -139,7 +137,7 @@ def test_the_search_space_takes_the_models_space_and_the_tables_rules(toy) -> No
     with pytest.raises(ConfigError, match="lr_decay: 1.5 is out of range"):
         from_mapping({"lr_decay": 1.5}, "space.yaml", model="toy")
 
-    study = Study("toy", 3, 42, "u1", "/data", 1, 1.0, "/scratch", (3,))
+    study = Study("toy", 3, 42, "u1", 1, 1.0, "/scratch", (3,))
     sampled = {d.name: d.values[0] for d in space.dimensions}
     hp = hyperparameters(study, sampled)
     assert (hp.model, hp.epochs, hp.lr, hp.embedding_dim) == ("toy", 3, 0.05, 4)
@@ -205,16 +203,20 @@ def test_a_checkpoint_loads_as_the_model_it_names(toy, tmp_path) -> None:
 def test_the_toy_trains_through_its_spec_and_serves(toy, dataset_dir, tmp_path) -> None:
     """The shared Lightning loop (no Ray) builds, batches and exports the toy through its spec; serving
     loads the checkpoint as a toy."""
+    from sentinel_ml.data.prepared import prepare
+    from sentinel_ml.data.source import DataSource
     from sentinel_ml.serving.recommender import Recommender
     from sentinel_ml.store.checkpoint import save_checkpoint
     from sentinel_ml.training.loop import run_loop
 
-    result = run_loop(Hyperparameters.for_model("toy", epochs=2, lr=0.05), dataset_dir)
+    data = prepare(DataSource(data=str(dataset_dir)), "u1", 42, cache_dir=tmp_path / "prepared")
+    result = run_loop(Hyperparameters.for_model("toy", epochs=2, lr=0.05), data)
     assert [row["epoch"] for row in result.history] == [1, 2] and result.metrics["test_rmse"] < 1.1
     assert result.model_config.model == "toy"
     uri = str(tmp_path / "best.pt")
-    save_checkpoint(uri, result.best["state_dict"], result.model_config.as_dict(), result.metrics)
-    recommender = Recommender.load(uri, dataset_dir)
+    save_checkpoint(uri, result.best["state_dict"], result.model_config.as_dict(), result.metrics,
+                    data=data.serving_artifact())
+    recommender = Recommender.load(uri)
     assert type(recommender.network).__name__ == "ToyNet"
-    assert (recommender.num_users, recommender.num_items) == (944, 1683)
+    assert (recommender.num_users, recommender.num_items) == (943, 1682)
     assert len(recommender.top_k(1, 3)) == 3

@@ -9,12 +9,14 @@ import sys
 import pytest
 import torch
 
+from sentinel_ml.data.source import DataSource
 from sentinel_ml.errors import ConfigError
 from sentinel_ml.store import index as checkpoints
 from sentinel_ml.store.checkpoint import load_network
 from sentinel_ml.training.config import Hyperparameters, TrainConfig
 
 pytestmark = pytest.mark.slow
+from tests.support.movielens_ref import u1_test
 
 
 def test_short_training_learns_and_writes_checkpoints_and_index(trained_run) -> None:
@@ -31,14 +33,12 @@ def test_short_training_learns_and_writes_checkpoints_and_index(trained_run) -> 
 
 
 def test_checkpoint_loads_and_predicts(trained_run, dataset_dir) -> None:
-    from sentinel_ml.data.movielens import load_split
     from sentinel_ml.models.evaluation import rmse
 
     net, saved = load_network(trained_run.checkpoints["best"])
     predictions = net.predict(torch.tensor([1, 1, 42]), torch.tensor([1, 2, 3]))
     assert predictions.shape == (3,) and torch.all((predictions >= 1) & (predictions <= 5))
-    split = load_split(dataset_dir, "u1", seed=42)
-    assert rmse(net, split.test) == pytest.approx(trained_run.metrics["test_rmse"], abs=1e-6)
+    assert rmse(net, u1_test(dataset_dir)) == pytest.approx(trained_run.metrics["test_rmse"], abs=1e-6)
     assert saved["metrics"]["val_rmse"] == pytest.approx(trained_run.metrics["val_rmse"])
     last, _ = load_network(trained_run.checkpoints["last"])
     assert last.user_factors.weight.shape == net.user_factors.weight.shape
@@ -61,7 +61,7 @@ def test_two_workers_run_a_real_ddp_worker_group(ray_session, dataset_dir, tmp_p
     from sentinel_ml.training.run import train
 
     events = []
-    config = TrainConfig(hp=Hyperparameters(epochs=1), workers=2, data=str(dataset_dir),
+    config = TrainConfig(hp=Hyperparameters(epochs=1), workers=2, source=DataSource(data=str(dataset_dir)),
                          storage=str(tmp_path / "artifacts"), mlflow_uri="off")
     result = train(config, on_progress=events.append)
     assert [e["epoch"] for e in events if e["event"] == "epoch"] == [1]

@@ -12,11 +12,13 @@ import pytest
 from typer.testing import CliRunner
 
 from sentinel_cli.app import app
+from sentinel_ml.data.source import DataSource
 from sentinel_ml.tuning.config import StudyConfig
 from sentinel_ml.tuning.search_space import from_mapping
 
 runner = CliRunner()
 DIVERGES = 1e12  # a learning rate at which Adam overflows the factors in the first steps
+from tests.support.movielens_ref import u1_test
 
 
 def invoke(*args: str):
@@ -28,7 +30,7 @@ def run_study(root, dataset_dir, **overrides):
 
     model = overrides.pop("model", "mf")  # the study mechanics: mf, which is useful after one epoch
     space = from_mapping(overrides.pop("space", {}), "test", model=model)
-    config = StudyConfig(model=model, space=space, data=str(dataset_dir), storage=str(root / "artifacts"),
+    config = StudyConfig(model=model, space=space, source=DataSource(data=str(dataset_dir)), storage=str(root / "artifacts"),
                          mlflow_uri=f"sqlite:///{root / 'mlflow.db'}", **overrides)
     events: list[dict] = []
     result = tune(config, on_progress=events.append)
@@ -74,7 +76,6 @@ def test_asha_study_reports_every_epoch_and_stops_weak_trials(study) -> None:
 
 @pytest.mark.slow
 def test_best_trial_checkpoint_is_indexed_and_resolves_as_best(study, dataset_dir) -> None:
-    from sentinel_ml.data.movielens import load_split
     from sentinel_ml.models.evaluation import rmse
     from sentinel_ml.store import index as checkpoints
     from sentinel_ml.store.checkpoint import load_checkpoint, load_network
@@ -93,8 +94,7 @@ def test_best_trial_checkpoint_is_indexed_and_resolves_as_best(study, dataset_di
     assert record.extra["best_trial"] == result.best["trial_id"]
 
     net, saved = load_network(uri)
-    split = load_split(dataset_dir, "u1", seed=study.config.seed)
-    assert rmse(net, split.test) == pytest.approx(record.metrics["test_rmse"], abs=1e-6)
+    assert rmse(net, u1_test(dataset_dir)) == pytest.approx(record.metrics["test_rmse"], abs=1e-6)
     assert saved["metrics"]["epoch"] == result.best["best_epoch"]
     if result.best["state"] == "completed":
         assert load_checkpoint(result.checkpoints["last"])["metrics"]["epoch"] == 2

@@ -93,6 +93,7 @@ class _JobFields:
     mlflow_run_id: str | None = _absent()
     mlflow_error: str | None = _absent()
     restarts: list[dict[str, Any]] = _absent()
+    data: dict[str, Any] = _absent()  # dataset, split (the one the test RMSE is on), sizes, duplicates dropped
     record: dict[str, Any] = _absent()  # k8s: the index record itself
     wall_s: float = _absent()
 

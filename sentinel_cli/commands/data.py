@@ -11,57 +11,32 @@ import typer
 
 from sentinel_cli import options
 from sentinel_cli.output import OutputFormat, emit, key_value_table
-from sentinel_ml.data import DATASETS, DEFAULT_DATASET
+from sentinel_ml.data.source import DataSource
 
 app = typer.Typer(help="Ratings data: fetch MovieLens datasets (100k to 32M) into the cache, describe any "
                   "ratings table, and generate synthetic ones at any scale.", no_args_is_help=True)
 
-Dataset = options.choice("Dataset", DATASETS)
-DEFAULT = Dataset(DEFAULT_DATASET)
-DatasetOpt = Annotated[
-    Dataset,
-    typer.Option("--dataset", help="The MovieLens dataset, by name.", case_sensitive=False),
-]
-ColumnsOpt = Annotated[
-    str | None,
-    typer.Option("--columns", metavar="ROLE=NAME,…", show_default=False,
-                 help="The table's column names: user=…,item=…,rating=…[,timestamp=…] "
-                      "(default user_id,item_id,rating,timestamp)."),
-]
-ScaleOpt = Annotated[
-    str | None,
-    typer.Option("--rating-scale", metavar="LOW:HIGH", show_default=False,
-                 help="The rating scale, e.g. 1:5. Default: the dataset's, or read from the data."),
-]
-
-
 @app.command("fetch")
-def fetch(dataset: DatasetOpt = DEFAULT, data: options.DataOpt = None,
-          output: options.OutputOpt = OutputFormat.table) -> None:
+@options.data_options("dataset", "data")
+def fetch(source: DataSource = DataSource(), output: options.OutputOpt = OutputFormat.table) -> None:
     """Fetch, verify (SHA-256) and cache a MovieLens dataset; print where it is. A warm cache is reused."""
     from sentinel_ml.data import catalog
     from sentinel_ml.data.download import ensure_dataset
 
-    with progress_bar(f"{dataset.value}", transfer=True) as progress:
-        path = ensure_dataset(data, spec=catalog.spec(dataset.value), progress=progress)
-    emit({"dataset": dataset.value, "path": str(path)}, output, lambda r: key_value_table(list(r.items())))
+    with progress_bar(source.dataset, transfer=True) as progress:
+        path = ensure_dataset(source.data, spec=catalog.spec(source.dataset), progress=progress)
+    emit({"dataset": source.dataset, "path": str(path)}, output, lambda r: key_value_table(list(r.items())))
 
 
 @app.command("stats")
-def stats(dataset: DatasetOpt = DEFAULT, data: options.DataOpt = None,
-          columns: ColumnsOpt = None, rating_scale: ScaleOpt = None,
-          output: options.OutputOpt = OutputFormat.table) -> None:
+@options.data_options("dataset", "data", "columns", "rating_scale")
+def stats(source: DataSource = DataSource(), output: options.OutputOpt = OutputFormat.table) -> None:
     """Users, items, ratings, sparsity, rating scale and mean, ratings per user and item, and the time
     range of a MovieLens dataset or a ratings table (--data: CSV, TSV, Parquet file or directory,
     local or s3://)."""
     from sentinel_ml.data.sources import read_source
-
-    from sentinel_ml.data.source import Columns, DataSource, parse_scale
     from sentinel_ml.data.stats import describe
 
-    source = DataSource(dataset=dataset.value, data=data, columns=Columns.parse(columns),
-                        rating_scale=parse_scale(rating_scale))
-    source.validate()
     emit(describe(read_source(source)), output, lambda s: key_value_table(s.rows()))
 
 

@@ -19,14 +19,15 @@ from sentinel_ml.serving.names import (
     PROTOCOLS,
 )
 
-UserOpt = Annotated[int, typer.Option("--user", "-u", min=1, help="MovieLens user id (1-943).")]
+UserOpt = Annotated[str, typer.Option("--user", "-u", help="The user's id in the served data (a MovieLens id, "
+                                      "e.g. 42, or your table's own id, e.g. u-17).")]
 Protocol = options.choice("Protocol", PROTOCOLS)
 
 
 def predict(
     user: UserOpt,
-    movies: Annotated[str, typer.Option("--movies", "-m", help="Comma-separated MovieLens movie ids, "
-                                        "e.g. 1,2,3 (at most 1000).")],
+    movies: Annotated[str, typer.Option("--movies", "-m", help="Comma-separated item ids of the served data, "
+                                        "e.g. 1,2,3 or m-1,m-2 (at most 1000).")],
     protocol: Annotated[Protocol, typer.Option(  # type: ignore[valid-type]
         "--protocol", "-p", help="recommend: POST /recommend; tfserving: TF-Serving REST :predict; "
         "v2: Open Inference Protocol REST; grpc: Open Inference Protocol gRPC (--grpc).")] = Protocol[PROTOCOLS[0]],
@@ -37,14 +38,14 @@ def predict(
     token_file: options.TokenFileOpt = None,
     output: options.OutputOpt = OutputFormat.table,
 ) -> None:
-    """Predicted ratings (1-5) of the given movies for a user, over any served protocol."""
-    movie_ids = parse_ids(movies)
+    """Predicted ratings (on the data's scale) of the given items for a user, over any served protocol."""
+    user, movie_ids = as_id(user), parse_ids(movies)
     result = {"user_id": user, **ask(Protocol(protocol).value, user, movie_ids, url, grpc_address, model,
                                      _token(token_file))}
     emit(result, output, lambda r: _predictions_table(r, movie_ids))
 
 
-def ask(protocol: str, user: int, movie_ids: list[int], url: str, grpc_address: str, model: str,
+def ask(protocol: str, user: int | str, movie_ids: list[int | str], url: str, grpc_address: str, model: str,
         token=None) -> dict:
     """``{"predictions": [...], "protocol": ...}`` (plus the model's name and version where the
     protocol reports them) for one user's movies. ``token``: what ``_token`` gives (the token, or
@@ -60,8 +61,9 @@ def ask(protocol: str, user: int, movie_ids: list[int], url: str, grpc_address: 
         answer = {"predictions": api_client.call(
             "POST", f"{api_client.http_base(url)}/v1/models/{model}:predict", body, token=token)["outputs"]}
     elif protocol == "v2":
-        body = {"inputs": [{"name": "user_id", "datatype": "INT64", "shape": [len(users)], "data": users},
-                           {"name": "movie_id", "datatype": "INT64", "shape": [len(users)], "data": movie_ids}]}
+        body = {"inputs": [{"name": "user_id", "datatype": oip_datatype(users), "shape": [len(users)], "data": users},
+                           {"name": "movie_id", "datatype": oip_datatype(movie_ids), "shape": [len(users)],
+                            "data": movie_ids}]}
         response = api_client.call("POST", f"{api_client.http_base(url)}/v2/models/{model}/infer", body, token=token)
         answer = {"model_name": response["model_name"], "model_version": response.get("model_version"),
                   "predictions": response["outputs"][0]["data"]}
@@ -82,10 +84,12 @@ def recommend(
     output: options.OutputOpt = OutputFormat.table,
 ) -> None:
     """The k highest-scored movies a user has not rated yet."""
+    import urllib.parse
+
     from sentinel_cli import api_client
 
     query = f"k={k}" + (f"&min_ratings={min_ratings}" if min_ratings is not None else "")
-    result = api_client.call("GET", api_client.endpoint(url, f"/{user}/top?{query}"), token=_token(token_file))
+    result = api_client.call("GET", api_client.endpoint(url, f"/{urllib.parse.quote(user, safe='')}/top?{query}"), token=_token(token_file))
     emit(result, output, _top_table)
 
 
@@ -97,11 +101,25 @@ def _token(token_file: str | None):
     return read_token(token_file) if token_file else api_client.AUTO
 
 
-def parse_ids(text: str) -> list[int]:
+def as_id(text: str) -> int | str:
+    """An id as the served data has it: an integer where the text is one (MovieLens' and other integer
+    ids), else the text (a string id); the server maps either to its own type."""
+    text = text.strip()
+    if not text:
+        raise ConfigError("an empty id", hint="for example --user 42, or --user u-17 for string ids")
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+def parse_ids(text: str) -> list[int | str]:
     parts = [p.strip() for p in text.split(",") if p.strip()]
-    if not parts or not all(p.isdigit() for p in parts):
-        raise ConfigError(f"--movies {text!r} is not a list of movie ids", hint="for example --movies 1,2,3")
-    return [int(p) for p in parts]
+    if not parts:
+        raise ConfigError(f"--movies {text!r} is not a list of item ids", hint="for example --movies 1,2,3")
+    return [as_id(p) for p in parts]
+
+
+def oip_datatype(ids: list[int | str]) -> str:
+    """INT64 for integer ids, BYTES for string ids (OIP's tensor types)."""
+    return "INT64" if all(isinstance(i, int) for i in ids) else "BYTES"
 
 
 def _predictions_table(result: dict, movie_ids: list[int]):

@@ -45,7 +45,6 @@ def serve(
     max_replicas: Annotated[int | None, typer.Option(min=1, help="Autoscaling ceiling. Default: 5; on the "
                                                      "local target at most one per CPU core.",
                                                      show_default=False)] = None,
-    data: options.DataOpt = None,
     storage: options.StorageOpt = None,
     target: options.TargetOpt = None,
     output: options.OutputOpt = OutputFormat.table,
@@ -67,7 +66,7 @@ def serve(
     from sentinel_ml.serving.config import ServeRequest
 
     scaling = {k: v for k, v in (("min_replicas", min_replicas), ("max_replicas", max_replicas)) if v is not None}
-    request = ServeRequest(checkpoint=checkpoint, storage=storage, data=data, host=host, port=port,
+    request = ServeRequest(checkpoint=checkpoint, storage=storage, host=host, port=port,
                            grpc_port=grpc_port, timeout_s=timeout, app_args=scaling,
                            auth=AuthMode(auth).value if auth else ("token" if token_file else None),
                            token_file=token_file)

@@ -10,10 +10,15 @@ from sentinel_cli import backends, options
 from sentinel_cli.backends.results import TrainReport, shown, to_data
 from sentinel_cli.k8s.request import KubeRequest
 from sentinel_cli.output import OutputFormat, emit, key_value_table
+from sentinel_ml.data.shards import INGESTIONS
+from sentinel_ml.data.source import DataSource
 from sentinel_ml.training.config import DEFAULT_MAX_FAILURES
+
+Ingestion = options.choice("Ingestion", INGESTIONS)
 
 
 @options.kube_options()
+@options.data_options()
 @options.hyperparameter_options(per_run_after="model", tunable_after="max_failures")
 def train(
     model: Annotated[options.Model, typer.Option(help=options.MODEL_HELP, case_sensitive=False)] = options.Model.mf,
@@ -25,9 +30,13 @@ def train(
         min=0, help="With 2 or more workers: restarts of the worker group after a lost worker (a killed "
                     "process, a preempted spot node), each resuming from the last epoch's checkpoint. "
                     "0: a lost worker ends the run.")] = DEFAULT_MAX_FAILURES,
+    ingestion: Annotated[Ingestion, typer.Option(
+        case_sensitive=False, help="How the workers read the training data: in-memory (each holds the whole "
+        "part), ray-data (each streams its own Ray Data shard; on a worker group, biased MF), or auto: "
+        "ray-data above 2M training ratings on a worker group (docs/data.md).")] = Ingestion.auto,
     seed: options.SeedOpt = 42,
-    split: options.SplitOpt = options.Split.u1,
-    data: options.DataOpt = None,
+    split: options.SplitOpt = None,
+    source: DataSource = DataSource(),
     storage: options.StorageOpt = None,
     mlflow_uri: options.MlflowOpt = None,
     target: options.TargetOpt = None,
@@ -35,12 +44,13 @@ def train(
     hyperparameters: dict[str, Any] | None = None,
     deploy: KubeRequest = KubeRequest(),
 ) -> None:
-    """Train the recommender (a matrix factorization) with Ray Train + Lightning on MovieLens 100k."""
+    """Train the recommender with Ray Train + Lightning on MovieLens (100k by default) or your own ratings."""
     from sentinel_ml.training.config import Hyperparameters, TrainConfig
 
-    hp = Hyperparameters.for_model(model.value, **(hyperparameters or {}), seed=seed, split=split.value)
-    config = TrainConfig(hp=hp, workers=workers or 1, max_failures=max_failures, data=data, storage=storage,
-                         mlflow_uri=mlflow_uri)
+    hp = Hyperparameters.for_model(model.value, **(hyperparameters or {}), seed=seed,
+                                   split=split.value if split else source.default_split)
+    config = TrainConfig(hp=hp, workers=workers or 1, max_failures=max_failures, ingestion=ingestion.value,
+                         source=source, storage=storage, mlflow_uri=mlflow_uri)
     deploy = deploy.with_overrides(workers=workers)  # k8s: pods; None: the profile's
     report = backends.select(target, deploy.overrides.profile).train(config, deploy)
     emit(report, output, _summary_table)
@@ -50,11 +60,13 @@ def _summary_table(report: TrainReport):
     if not report.finished:  # k8s: applied, dry run, or no index record to show
         return key_value_table([(k, v) for k, v in to_data(report).items() if k != "objects"])
     metrics = report.metrics
+    data = shown(report.data) or {}
     return key_value_table([
         ("run id", report.run_id),
         ("model", shown(report.model)),
+        *([("data", data_line(data))] if data else []),
         ("best val RMSE", f"{metrics['val_rmse']:.4f} (epoch {metrics['best_epoch']})"),
-        ("u1 test RMSE", f"{metrics['test_rmse']:.4f}"),
+        (f"{data.get('split', 'u1')} test RMSE", f"{metrics['test_rmse']:.4f}"),
         ("checkpoint", report.checkpoints["best"]),
         ("last checkpoint", report.checkpoints["last"]),
         ("index record", report.index_uri),
@@ -69,3 +81,10 @@ def _restarts(restarts: list[dict]) -> str:
         return "0"
     epochs = ", ".join(str(r["resumed_from_epoch"]) for r in restarts)
     return f"{len(restarts)} (resumed from epoch {epochs})"
+
+
+def data_line(data: dict) -> str:
+    """``ml-1m: 1,000,209 ratings, 6,040 users, 3,706 items (3 duplicates dropped)``"""
+    dropped = data.get("duplicates_dropped") or 0
+    return (f"{data['dataset']}: {data['ratings']:,} ratings, {data['users']:,} users, {data['items']:,} items"
+            + (f" ({dropped:,} duplicates dropped)" if dropped else ""))

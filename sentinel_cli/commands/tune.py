@@ -11,6 +11,7 @@ from sentinel_cli import backends, options
 from sentinel_cli.backends.results import TuneReport, to_data
 from sentinel_cli.k8s.request import KubeRequest
 from sentinel_cli.output import OutputFormat, emit, key_value_table, records_table
+from sentinel_ml.data.source import DataSource
 from sentinel_ml.training.config import DEFAULT_MAX_FAILURES
 from sentinel_ml.tuning import SCHEDULERS
 
@@ -25,6 +26,7 @@ TRIAL_COLUMNS = [
 
 
 @options.kube_options()
+@options.data_options()
 def tune(
     model: Annotated[options.Model, typer.Option(
         help="The model to tune; it picks the default search space (see docs/tuning.md).",
@@ -58,9 +60,9 @@ def tune(
                     "resuming from the trial's last checkpoint. 0: a lost worker fails the trial.")
     ] = DEFAULT_MAX_FAILURES,
     seed: options.SeedOpt = 42,
-    split: options.SplitOpt = options.Split.u1,
+    split: options.SplitOpt = None,
     top: Annotated[int, typer.Option(min=1, help="Trials shown in the table (JSON/YAML list them all).")] = 10,
-    data: options.DataOpt = None,
+    source: DataSource = DataSource(),
     storage: options.StorageOpt = None,
     mlflow_uri: options.MlflowOpt = None,
     target: options.TargetOpt = None,
@@ -76,8 +78,8 @@ def tune(
         grace_period=grace_period, reduction_factor=reduction_factor, scheduler=scheduler.value,
         concurrency=concurrency, workers_per_trial=workers_per_trial, cpus_per_trial=cpus_per_trial,
         max_failures=max_failures, seed=seed,
-        split=split.value,
-        data=data, storage=storage, mlflow_uri=mlflow_uri,
+        split=split.value if split else source.default_split,
+        source=source, storage=storage, mlflow_uri=mlflow_uri,
     )
     config.validate()  # every flag and the space file are checked before Ray starts
     report = backends.select(target, deploy.overrides.profile).tune(config, deploy)

@@ -7,12 +7,14 @@ import typer
 from sentinel_cli import backends, options
 from sentinel_cli.k8s.request import KubeRequest
 from sentinel_cli.output import OutputFormat, emit
+from sentinel_ml.data.source import DataSource
 
 
 @options.kube_options("profile", "namespace", "sets", "timeout")
+@options.data_options()
 def verify(
     target: options.TargetOpt = None,
-    data: options.DataOpt = None,
+    source: DataSource = DataSource(),
     storage: options.StorageOpt = None,
     output: options.OutputOpt = OutputFormat.table,
     deploy: KubeRequest = KubeRequest(),
@@ -21,7 +23,7 @@ def verify(
     One row per step; exit 0 when every step passed, 1 otherwise."""
     from sentinel_cli import checks, smoke
 
-    test = smoke.select(backends.target_name(target, deploy.overrides.profile), deploy, data, storage)
+    test = smoke.select(backends.target_name(target, deploy.overrides.profile), deploy, source, storage)
     result = smoke.run(test)
     emit(result, output, checks.table)
     if not result["ok"]:

@@ -76,7 +76,23 @@ def tune_values(settings: KubeSettings, config, name: str) -> dict[str, Any]:
 def _in_cluster(settings: KubeSettings, config, name: str, **more: Any):
     """``config`` as the job runs it in the cluster: the profile's storage, MLflow and data."""
     return replace(config, storage=settings.require_storage(), mlflow_uri=settings.mlflow_uri or "off",
-                   run_id=name, data=settings.data, **more)
+                   run_id=name, source=in_cluster_source(settings, config.source), **more)
+
+
+def in_cluster_source(settings: KubeSettings, source):
+    """The data source as the pods read it. The default dataset without ``--data`` reads the profile's
+    copy (``data``: the platform's MinIO, say); any ``--data`` or ``--items`` must be a location the pods
+    can reach (``s3://``, or http(s) for an archive): a path on this machine is refused here."""
+    from sentinel_ml.data import DEFAULT_DATASET
+    from sentinel_ml.errors import ConfigError
+
+    for flag, location in (("--data", source.data), ("--items", source.items)):
+        if location and "://" not in location or (location or "").startswith("file://"):
+            raise ConfigError(f"{flag} {location} is a path on this machine, which the cluster's pods cannot read",
+                              hint=f"upload it to the platform's storage (aws s3 cp … s3://…) and pass {flag} s3://…")
+    if source.data is None and source.dataset == DEFAULT_DATASET and settings.data:
+        return replace(source, data=settings.data)
+    return source
 
 
 def grpc_service_name(rayservice: str) -> str:
@@ -93,7 +109,7 @@ def serve_values(settings: KubeSettings, checkpoint: str, run_id: str | None,
     serving = settings.serve
     # Built and validated as the local target builds them (bad values: a ConfigError, before any
     # object is rendered or applied); the autoscaling goes once, to the deployment.
-    args = serving_app.serve_args(checkpoint, run_id, settings.data, serving.autoscaling.model_dump())
+    args = serving_app.serve_args(checkpoint, run_id, serving.autoscaling.model_dump())
     serve_ports = [{"name": "serve", "containerPort": serving.port},
                    {"name": "grpc", "containerPort": serving.grpc_port}]
     head = _head(settings, settings.images.serve, "serve")

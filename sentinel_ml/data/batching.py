@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import torch
 
-from sentinel_ml.data.movielens import Ratings
+from sentinel_ml.data.splits import Ratings
 
 Batch = tuple[torch.Tensor, ...]
 

@@ -102,11 +102,15 @@ class Prepared:
             raise ValueError(f"no part {name!r} in a prepared directory")
         return self.directory / f"{name}.parquet"
 
-    def load_split(self) -> Split:
-        """The three parts in memory as numpy arrays (int64 indices, float32 ratings)."""
-        parts = {name: Ratings.from_table(pq.read_table(self.part(name))) for name in PARTS}
+    def load_split(self, *, train: bool = True) -> Split:
+        """The parts in memory as numpy arrays (int64 indices, float32 ratings). ``train=False`` leaves the
+        training part out (empty), for a worker that streams it as Ray Data shards (``data.shards``)."""
+        names = PARTS if train else tuple(p for p in PARTS if p != "train")
+        parts = {name: Ratings.from_table(pq.read_table(self.part(name))) for name in names}
+        parts.setdefault("train", Ratings.empty())
         m = self.meta
-        return Split(**parts, num_users=m.num_users, num_items=m.num_items, scale=m.scale, name=m.split)
+        return Split(**parts, num_users=m.num_users, num_items=m.num_items, scale=m.scale, name=m.split,
+                     mean=m.global_mean)
 
     def summary(self) -> dict[str, Any]:
         """What a run record says about its data: which split its test RMSE is on, and the sizes."""

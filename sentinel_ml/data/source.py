@@ -75,3 +75,32 @@ class DataSource:
     def validate(self) -> None:
         if self.dataset not in DATASETS:
             raise ConfigError(f"unknown dataset {self.dataset!r}", hint=f"choose one of: {', '.join(DATASETS)}")
+
+    @property
+    def default_split(self) -> str:
+        """``u1`` where the data is ml-100k's own archive (its canonical split), else ``random``."""
+        from sentinel_ml.data.sources import is_table
+
+        return "u1" if self.dataset == DEFAULT_DATASET and not is_table(self.data) else "random"
+
+    def job_args(self) -> list[str]:
+        """The flags that carry this source into a job (``sentinel_ml.entrypoint.add_job_args``)."""
+        words = ["--dataset", self.dataset]
+        if self.data:
+            words += ["--data", self.data]
+        if self.columns != Columns():
+            words += ["--columns", self.columns.as_text()]
+        if self.items:
+            words += ["--items", self.items]
+        if self.rating_scale:
+            words += ["--rating-scale", f"{self.rating_scale[0]:g}:{self.rating_scale[1]:g}"]
+        return words
+
+    @classmethod
+    def from_args(cls, *, dataset: str = DEFAULT_DATASET, data: str | None = None, columns: str | None = None,
+                  items: str | None = None, rating_scale: str | None = None) -> DataSource:
+        """From the flags' text, as the CLI and the jobs read them (each checked here)."""
+        source = cls(dataset=dataset, data=data or None, columns=Columns.parse(columns), items=items or None,
+                     rating_scale=parse_scale(rating_scale))
+        source.validate()
+        return source

@@ -46,11 +46,15 @@ class Ratings:
         return Ratings(self.users[index], self.items[index], self.ratings[index])
 
     @classmethod
+    def empty(cls) -> Ratings:
+        return cls(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
+
+    @classmethod
     def from_table(cls, table: pa.Table) -> Ratings:
         return cls(
             table.column("user").to_numpy().astype(np.int64),
             table.column("item").to_numpy().astype(np.int64),
-            table.column("rating").to_numpy().astype(np.float32, copy=False),
+            table.column("rating").to_numpy().astype(np.float32),  # a copy: Arrow's buffers are read-only
         )
 
 
@@ -67,10 +71,11 @@ class Split:
     num_items: int
     scale: tuple[float, float]
     name: str
+    mean: float | None = None  # the training part's mean, where the part is not held (``train=False``)
 
     @property
     def global_mean(self) -> float:
-        return float(self.train.ratings.mean())
+        return self.mean if self.mean is not None else float(self.train.ratings.mean())
 
 
 def check_split_name(split: str) -> None:

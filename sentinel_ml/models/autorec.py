@@ -17,22 +17,27 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sentinel_ml.data.movielens import RATING_MAX, RATING_MIN, Ratings
+from sentinel_ml.data.splits import Ratings
 from sentinel_ml.models.biased_mf import BiasedMF
 
 
 class ItemAutoRec(nn.Module):
-    def __init__(self, train: Ratings, num_users: int, num_items: int, hidden: int):
+    def __init__(self, train: Ratings, num_users: int, num_items: int, hidden: int,
+                 scale: tuple[float, float] = (1.0, 5.0)):
         super().__init__()
+        self.scale = (float(scale[0]), float(scale[1]))
         self.encoder = nn.Linear(num_users, hidden)
         self.decoder = nn.Linear(hidden, num_users)
         # Plain attributes, not buffers: DDP would broadcast buffers on every step, and each rank
         # builds the same matrix from the same split anyway. Never part of a checkpoint.
+        # (``dense_cells`` bounds their size: ``specs.autorec.check_size``.)
+        items, users = torch.from_numpy(train.items).long(), torch.from_numpy(train.users).long()
         columns = torch.zeros(num_items, num_users)
-        columns[torch.from_numpy(train.items).long(), torch.from_numpy(train.users).long()] = torch.from_numpy(
-            train.ratings).float()
+        columns[items, users] = torch.from_numpy(train.ratings).float()
+        observed = torch.zeros(num_items, num_users, dtype=torch.bool)
+        observed[items, users] = True  # not ``columns > 0``: a scale may hold 0 or less
         self.columns = columns
-        self.observed = columns > 0
+        self.observed = observed
 
     @property
     def num_items(self) -> int:
@@ -50,7 +55,7 @@ class ItemAutoRec(nn.Module):
 
     @torch.no_grad()
     def predict(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        return self(users, items).clamp(RATING_MIN, RATING_MAX)
+        return self(users, items).clamp(*self.scale)
 
     def training_loss(self, batch: tuple[torch.Tensor], regularization: float) -> tuple[torch.Tensor, torch.Tensor]:
         """(objective, mean squared error on the observed entries) for a batch of movie ids (``ItemBatches``).
@@ -73,7 +78,7 @@ class ItemAutoRec(nn.Module):
     def export(self) -> BiasedMF:
         """The trained model as the factorization it is (see the module docstring)."""
         num_users, hidden = self.decoder.weight.shape
-        net = BiasedMF(num_users, self.num_items, hidden, global_mean=0.0)
+        net = BiasedMF(num_users, self.num_items, hidden, global_mean=0.0, scale=self.scale)
         net.user_factors.weight.copy_(self.decoder.weight)
         net.item_factors.weight.copy_(self.codes())
         net.user_bias.weight.copy_(self.decoder.bias.unsqueeze(1))
@@ -82,3 +87,11 @@ class ItemAutoRec(nn.Module):
 
     def serving_state_dict(self) -> dict[str, torch.Tensor]:
         return self.export().state_dict()
+
+
+BYTES_PER_CELL = 5  # the dense ratings (float32) and the observed mask (bool) of each (item, user)
+
+
+def dense_bytes(num_users: int, num_items: int) -> int:
+    """Memory of the dense items x users matrices one AutoRec process holds."""
+    return num_users * num_items * BYTES_PER_CELL

@@ -6,14 +6,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sentinel_ml.data.movielens import RATING_MAX, RATING_MIN
-
 
 class BiasedMF(nn.Module):
     """rating(u, i) = mu + b_u + b_i + <p_u, q_i>"""
 
-    def __init__(self, num_users: int, num_items: int, embedding_dim: int, global_mean: float):
+    def __init__(self, num_users: int, num_items: int, embedding_dim: int, global_mean: float,
+                 scale: tuple[float, float] = (1.0, 5.0)):
         super().__init__()
+        self.scale = (float(scale[0]), float(scale[1]))  # the data's rating range (not a buffer: not in checkpoints)
         self.user_factors = nn.Embedding(num_users, embedding_dim)
         self.item_factors = nn.Embedding(num_items, embedding_dim)
         self.user_bias = nn.Embedding(num_users, 1)
@@ -32,7 +32,7 @@ class BiasedMF(nn.Module):
     @torch.no_grad()
     def predict(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Predictions clipped to the rating range."""
-        return self(users, items).clamp(RATING_MIN, RATING_MAX)
+        return self(users, items).clamp(*self.scale)
 
     def training_loss(self, batch, regularization: float) -> tuple[torch.Tensor, torch.Tensor]:
         """(objective, its value to log): the MSE plus ``regularization`` times ``penalty``."""

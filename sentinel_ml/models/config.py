@@ -11,14 +11,18 @@ from typing import Any
 from sentinel_ml.models.hyperparameters import HYPERPARAMETERS, values_of
 from sentinel_ml.models.registry import MF, training_defaults
 
+DEFAULT_SCALE = (1.0, 5.0)
+
 
 def _as_dict(self) -> dict[str, Any]:
     return asdict(self)
 
 
-def _for_data(cls, hp: Any, *, num_users: int, num_items: int, global_mean: float):
-    """The config of a run's ``hp`` (a ``Hyperparameters``) on a split of these sizes."""
-    return cls(num_users=num_users, num_items=num_items, global_mean=global_mean, **values_of(hp), model=hp.model)
+def _for_data(cls, hp: Any, *, num_users: int, num_items: int, global_mean: float,
+              scale: tuple[float, float] = DEFAULT_SCALE):
+    """The config of a run's ``hp`` (a ``Hyperparameters``) on a split of these sizes and rating scale."""
+    return cls(num_users=num_users, num_items=num_items, global_mean=global_mean, **values_of(hp), model=hp.model,
+               rating_min=float(scale[0]), rating_max=float(scale[1]))
 
 
 def _from_saved(cls, saved: Mapping[str, Any]):
@@ -32,9 +36,12 @@ def _from_saved(cls, saved: Mapping[str, Any]):
 ModelConfig = make_dataclass(
     "ModelConfig",
     [("num_users", int), ("num_items", int), ("global_mean", float),
-     *[(h.name, h.type) for h in HYPERPARAMETERS], ("model", str, field(default=MF))],
+     *[(h.name, h.type) for h in HYPERPARAMETERS], ("model", str, field(default=MF)),
+     # The data's rating scale: predictions are clipped to it. Checkpoints older than the scale field
+     # were all MovieLens 100k's, 1-5.
+     ("rating_min", float, field(default=DEFAULT_SCALE[0])), ("rating_max", float, field(default=DEFAULT_SCALE[1]))],
     frozen=True,
-    namespace={"as_dict": _as_dict, "for_data": classmethod(_for_data), "from_saved": classmethod(_from_saved)},
+    namespace={"as_dict": _as_dict, "scale": property(lambda self: (self.rating_min, self.rating_max)), "for_data": classmethod(_for_data), "from_saved": classmethod(_from_saved)},
 )
 ModelConfig.__module__ = __name__  # where pickle finds it
 ModelConfig.__doc__ = "The data's sizes, one field per hyperparameter, and the model (a checkpoint's model_config)."

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from sentinel_ml.data.movielens import Ratings
+from sentinel_ml.data.splits import Ratings
 from sentinel_ml.models.config import ModelConfig
 from sentinel_ml.models.served import trained_network
 from sentinel_ml.models.spec import Scorer

@@ -9,7 +9,7 @@ import lightning.pytorch as pl
 import torch
 from torch import nn
 
-from sentinel_ml.data.movielens import RATING_MAX, RATING_MIN, Ratings
+from sentinel_ml.data.splits import Ratings
 from sentinel_ml.models.config import ModelConfig
 from sentinel_ml.models.registry import get
 
@@ -42,7 +42,7 @@ class MFModule(pl.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         predictions, ratings = self.model_step(batch)
-        error = predictions.clamp(RATING_MIN, RATING_MAX) - ratings
+        error = predictions.clamp(*self.config.scale) - ratings
         self._val_sums[0] += float(error.pow(2).sum())
         self._val_sums[1] += float(error.abs().sum())
         self._val_sums[2] += len(ratings)

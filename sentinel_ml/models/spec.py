@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     import torch
 
-    from sentinel_ml.data.movielens import Ratings, Split
+    from sentinel_ml.data.splits import Ratings
     from sentinel_ml.models.config import ModelConfig
 
 
@@ -61,6 +61,8 @@ class ModelSpec:
       one rank's training batches, as its ``training_loss`` takes them (a ``sentinel_ml.data.batching``
       iterable: reshuffled each epoch, and a resumed run sets the epoch it starts from).
     - ``scorer(config)``: the served network, before a checkpoint's weights load into it.
+    - ``check_size(num_users, num_items)``: raises ``ConfigError`` naming the limit where the model
+      cannot train on data of this shape (checked before any worker starts); ``None``: any size.
     """
 
     name: str  # the --model choice, recorded in checkpoints and run records
@@ -72,3 +74,7 @@ class ModelSpec:
     batches: Callable[..., Iterable]
     scorer: Callable[[ModelConfig], Scorer]
     meanings: Mapping[str, str] = field(default_factory=dict)
+    check_size: Callable[[int, int], None] | None = None
+    # Trains on batches of ratings (``batches`` slices the training part), so on a worker group a large
+    # training part can stream to it as Ray Data shards instead (``sentinel_ml.data.shards``).
+    streams: bool = False

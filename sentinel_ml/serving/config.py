@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sentinel_ml.errors import ConfigError
+from sentinel_ml.serving.auth import AUTH_MODES, AuthMode
 from sentinel_ml.serving.names import (  # noqa: F401 - the names, read here and through this module
     DEFAULT_GRPC_ADDRESS,
     DEFAULT_GRPC_PORT,
@@ -31,9 +32,6 @@ from sentinel_ml.serving.names import (  # noqa: F401 - the names, read here and
     SIGNATURE_NAME,
     ServeNames,
 )
-from sentinel_ml.serving.auth import AUTH_MODES, AuthMode
-
-
 
 
 class Autoscaling(BaseModel):
@@ -124,15 +122,14 @@ class ServeArgs(BaseModel):
         return options
 
 
-def serve_args(checkpoint: str, run_id: str | None, data: str | None = None,
-               settings: Mapping[str, Any] | None = None) -> ServeArgs:
+def serve_args(checkpoint: str, run_id: str | None, settings: Mapping[str, Any] | None = None) -> ServeArgs:
     """``ServeArgs`` the way both targets build them: ``settings`` are flat, ``ServeArgs`` fields and
     ``Autoscaling`` fields by their own names (``ServeRequest.app_args``, the profile's ``serve.*``);
     the autoscaling is always set, from its defaults where ``settings`` say nothing. Bad values are a
     ``ConfigError`` naming each field, before anything is deployed or rendered."""
     settings = dict(settings or {})
     scaling = {k: settings.pop(k) for k in list(settings) if k in Autoscaling.model_fields}
-    given = {**settings, "checkpoint": checkpoint, "run_id": run_id, **({"data": data} if data else {})}
+    given = {**settings, "checkpoint": checkpoint, "run_id": run_id}
     try:
         return ServeArgs.model_validate({**given, "autoscaling": scaling})
     except ValidationError as e:
@@ -167,7 +164,6 @@ def serve_application(args: ServeArgs) -> dict[str, Any]:
 class ServeRequest:
     checkpoint: str = "latest"  # latest | best | <run id> | <URI>
     storage: str | None = None  # checkpoint root holding the index; None: $SENTINEL_STORAGE or default
-    data: str | None = None  # not read by the replicas (the checkpoint carries the serving data)
     host: str | None = None  # local target: the listen address; None: DEFAULT_HTTP_HOST
     port: int | None = None  # None: the target's default (8000; k8s: the profile's serve.port)
     grpc_port: int | None = None  # None: the target's default (9000; k8s: the profile's serve.grpc_port)

@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, make_dataclass
 from typing import Any
 
+from sentinel_ml.data.shards import INGESTIONS, RAY_DATA
+from sentinel_ml.data.source import DataSource
 from sentinel_ml.errors import ConfigError
+from sentinel_ml.models import registry
 from sentinel_ml.models.hyperparameters import HYPERPARAMETERS, problems
 from sentinel_ml.models.registry import MF, check_model, training_defaults
 
@@ -42,16 +45,21 @@ class TrainConfig:
     hp: Hyperparameters = field(default_factory=Hyperparameters)
     workers: int = 1
     max_failures: int = DEFAULT_MAX_FAILURES  # worker-group restarts (``--workers`` >= 2); 0: none
-    data: str | None = None  # dataset source; None: $SENTINEL_DATA or GroupLens
+    ingestion: str = "auto"  # how workers read the training part (``sentinel_ml.data.shards.INGESTIONS``)
+    source: DataSource = field(default_factory=DataSource)  # the ratings: a dataset by name or the user's table
     storage: str | None = None  # checkpoint root; None: $SENTINEL_HOME/artifacts
     mlflow_uri: str | None = None  # "off" disables tracking
     run_id: str | None = None
 
     def validate(self) -> None:
         check_model(self.hp.model)
+        self.source.validate()
         checks = [
             (self.workers >= 1, "--workers must be at least 1"),
             (self.max_failures >= 0, "--max-failures must be at least 0"),
+            (self.ingestion in INGESTIONS, f"--ingestion must be one of: {', '.join(INGESTIONS)}"),
+            (self.ingestion != RAY_DATA or registry.get(self.hp.model).streams,
+             f"--ingestion {RAY_DATA} streams batches of ratings, which {self.hp.model} does not train on"),
         ]
         messages = [*problems(self.hp), *(message for ok, message in checks if not ok)]
         if messages:

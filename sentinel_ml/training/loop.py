@@ -6,19 +6,21 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from sentinel_ml.data.batching import TensorBatches
-from sentinel_ml.data.movielens import Ratings, Split, load_split
+from sentinel_ml.data.splits import Ratings, Split
 from sentinel_ml.errors import JobFailed
 from sentinel_ml.logs import follow_root_level
 from sentinel_ml.models.config import ModelConfig
 from sentinel_ml.models.evaluation import EVAL_BATCH_SIZE, served_rmse
 from sentinel_ml.models.registry import get
 from sentinel_ml.training.config import Hyperparameters
+
+if TYPE_CHECKING:
+    from sentinel_ml.data.prepared import Prepared
 
 EpochHook = Callable[[dict[str, float]], None]
 
@@ -50,7 +52,7 @@ class LoopResult:
 
 def run_loop(
     hp: Hyperparameters,
-    dataset_dir: Path,
+    data: Prepared | None,
     *,
     rank: int = 0,
     world_size: int = 1,
@@ -60,8 +62,12 @@ def run_loop(
     split: Split | None = None,
     on_state: StateHook | None = None,
     resume: dict[str, Any] | None = None,
+    train_batches: Any = None,
 ) -> LoopResult:
-    """Train with Lightning and return the history, the best and last weights and u1 test RMSE.
+    """Train with Lightning on ``data`` (or on ``split``, already in memory) and return the history, the
+    best and last weights and the test RMSE on the split's test part. ``train_batches``: this rank's
+    training batches when they stream (``data.shards.ShardBatches``); then ``split`` holds no training
+    part (``Prepared.load_split(train=False)``).
 
     Weights are always those of the model's served network (its spec's ``scorer``): the trained network
     exports them (``serving_state_dict``; an AutoRec run exports its factorization).
@@ -77,10 +83,10 @@ def run_loop(
     best epoch, so the run ends as it would have without the interruption.
     """
     _set_up_process(hp.seed)
-    split = split or load_split(dataset_dir, hp.split, seed=hp.seed)
+    split = split or data.load_split(train=train_batches is None)
     model_config = _model_config(hp, split)
     module = _lightning_module(model_config, split.train)
-    train_batches = _train_batches(hp, split, rank, world_size)
+    train_batches = train_batches or _train_batches(hp, split, rank, world_size)
     recorder = _EpochRecorder(on_epoch, on_state, model_config, hp.epochs)
     if resume is not None:
         recorder.resume_from(resume, module)
@@ -106,7 +112,7 @@ def _set_up_process(seed: int) -> None:
 
 def _model_config(hp: Hyperparameters, split: Split) -> ModelConfig:
     return ModelConfig.for_data(hp, num_users=split.num_users, num_items=split.num_items,
-                                global_mean=split.global_mean)
+                                global_mean=split.global_mean, scale=split.scale)
 
 
 def _lightning_module(model_config: ModelConfig, train: Ratings):

@@ -25,9 +25,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from sentinel_ml.data.shards import RAY_DATA
+from sentinel_ml.data.source import DataSource
+from sentinel_ml.data.sources import is_table
 from sentinel_ml.errors import JobFailed, StorageError
 from sentinel_ml.logs import follow_root_level
 from sentinel_ml.paths import storage_root
@@ -37,6 +39,9 @@ from sentinel_ml.store.checkpoint import checkpoint_uri, save_checkpoint
 from sentinel_ml.tracking import Tracker, resolve_tracking_uri
 from sentinel_ml.training.config import TrainConfig
 from sentinel_ml.training.loop import LoopResult, run_loop
+
+if TYPE_CHECKING:
+    from sentinel_ml.data.prepared import Prepared
 
 ProgressHook = Callable[[dict[str, Any]], None]
 EpochHook = Callable[[dict[str, float]], None]
@@ -55,6 +60,8 @@ class TrainResult:
     wall_s: float
     # One entry per worker-group restart: {"resumed_from_epoch": 3, "lost": "Ray Train worker rank 1 …"}
     restarts: list[dict[str, Any]] = field(default_factory=list)
+    # The data it trained on: dataset, split (the one its test RMSE is on), sizes, duplicates dropped.
+    data: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,14 +74,26 @@ class _WorkerRun:
     config: TrainConfig
     run_id: str
     root: str
+    data: Prepared  # prepared by the driver; a worker on another machine prepares its own copy
+
+    def prepared(self) -> Prepared:
+        """The prepared data in this process: the driver's directory where this machine has it (a local
+        Ray cluster, or the same pod), else the same preparation made here (the same key, the same bytes)."""
+        if self.data.directory.is_dir():
+            return self.data
+        from sentinel_ml.data.prepared import prepare
+
+        return prepare(self.config.source, self.config.hp.split, self.config.hp.seed)
 
 
 def train(config: TrainConfig, on_progress: ProgressHook | None = None) -> TrainResult:
     """Run one training job end to end: data, Ray Train, checkpoints, index record, MLflow."""
     config.validate()
     started = time.monotonic()
-    run = _WorkerRun(config, config.run_id or checkpoints.new_run_id("train"), storage_root(config.storage))
     notify = on_progress or (lambda event: None)
+    # The data first: a bad table or a model too big for it fails here, before any MLflow run or record.
+    data = prepare_for(config.source, config.hp.split, config.hp.seed, config.hp.model, notify)
+    run = _WorkerRun(config, config.run_id or checkpoints.new_run_id("train"), storage_root(config.storage), data)
     tracker = Tracker(resolve_tracking_uri(config.mlflow_uri))
     tracker.start("run", run.run_id, _run_params(config),
                   tags={"sentinel.run_id": run.run_id, "sentinel.kind": "train"})
@@ -94,11 +113,38 @@ def train(config: TrainConfig, on_progress: ProgressHook | None = None) -> Train
         mlflow_error=tracker.error,
         wall_s=round(time.monotonic() - started, 2),
         restarts=result.get("restarts", []),
+        data=run.data.summary(),
     )
 
 
+def prepare_for(source: DataSource, split: str, seed: int, model: str, notify: ProgressHook) -> Prepared:
+    """``source`` prepared for ``split`` and ``seed`` (cached), checked against ``model``'s size limit."""
+    from sentinel_ml.data.prepared import prepare
+    from sentinel_ml.models.registry import get
+
+    data = prepare(source, split, seed, notify=lambda message: notify({"event": "data", "message": message}))
+    meta = data.meta
+    notify({"event": "data", "path": str(data.directory),
+            "message": f"{meta.dataset}: {meta.num_ratings:,} ratings, {meta.num_users:,} users, "
+                       f"{meta.num_items:,} items; split {meta.split} (train {meta.counts['train']:,}, "
+                       f"val {meta.counts['val']:,}, test {meta.counts['test']:,})"
+                       + (f"; {meta.duplicates_dropped:,} duplicate ratings dropped" if meta.duplicates_dropped else "")})
+    check_size = get(model).check_size
+    if check_size is not None:
+        check_size(meta.num_users, meta.num_items)
+    return data
+
+
 def _run_params(config: TrainConfig) -> dict[str, Any]:
-    return {**asdict(config.hp), "workers": config.workers, "max_failures": config.max_failures}
+    return {**asdict(config.hp), "workers": config.workers, "max_failures": config.max_failures,
+            **source_params(config.source)}
+
+
+def source_params(source: DataSource) -> dict[str, Any]:
+    """What a run records of its data source (MLflow parameters, the index record)."""
+    return {"dataset": source.dataset if not is_table(source.data) else "table", "data": source.data or "",
+            "columns": source.columns.as_text(), "rating_scale":
+            f"{source.rating_scale[0]:g}:{source.rating_scale[1]:g}" if source.rating_scale else ""}
 
 
 def _epoch_logger(tracker: Tracker, notify: ProgressHook, epochs: int) -> EpochHook:
@@ -112,14 +158,10 @@ def _epoch_logger(tracker: Tracker, notify: ProgressHook, epochs: int) -> EpochH
 
 
 def _train_on_ray(run: _WorkerRun, notify: ProgressHook, on_epoch: EpochHook) -> dict[str, Any]:
-    """The dataset, then Ray Train in local mode or on a worker group: metrics, history, checkpoints."""
-    from sentinel_ml.data.download import ensure_dataset
-
-    dataset_dir = ensure_dataset(run.config.data)  # once here, so workers find a warm cache
-    notify({"event": "data", "path": str(dataset_dir)})
+    """Ray Train in local mode or on a worker group: metrics, history, checkpoints."""
     if _local_mode(run.config):
         notify({"event": "start", "message": f"run {run.run_id}: Ray Train local mode, in this process"})
-        return _run_local(run, dataset_dir, on_epoch)
+        return _run_local(run, on_epoch)
     from sentinel_ml.ray_runtime import running_cluster
 
     where = running_cluster() or "the embedded local Ray"
@@ -137,7 +179,7 @@ def _run_record(run: _WorkerRun, result: dict[str, Any]) -> checkpoints.RunRecor
         metrics=result["metrics"],
         checkpoints=result["checkpoints"],
         sizes=result["sizes"],
-        extra={"restarts": result.get("restarts", [])},
+        extra={"restarts": result.get("restarts", []), "data": run.data.summary()},
     )
 
 
@@ -149,26 +191,30 @@ def _finish_tracking(tracker: Tracker, record: checkpoints.RunRecord) -> None:
 
 
 def _local_mode(config: TrainConfig) -> bool:
-    return config.workers == 1 and not os.environ.get("RAY_ADDRESS")
+    """One worker, no cluster to join, and nothing to stream: Ray Train's local mode, in this process."""
+    return config.workers == 1 and not os.environ.get("RAY_ADDRESS") and config.ingestion != RAY_DATA
 
 
-def _save_checkpoints(run: _WorkerRun, result: LoopResult) -> dict[str, Any]:
-    """``best.pt`` and ``last.pt``, each whole or not at all; their URIs and sizes for the record,
-    which the driver writes after them."""
+def _save_checkpoints(run: _WorkerRun, data: Prepared, result: LoopResult) -> dict[str, Any]:
+    """``best.pt`` and ``last.pt``, each whole or not at all and each self-contained for serving (the
+    data's id maps, catalogue and seen items: ``Prepared.serving_artifact``); their URIs and sizes for
+    the record, which the driver writes after them."""
     uris = {
         "best": checkpoint_uri(run.root, run.run_id, "best"),
         "last": checkpoint_uri(run.root, run.run_id, "last"),
     }
     model_config = asdict(result.model_config)
+    artifact = data.serving_artifact()
     sizes = {
         "best": save_checkpoint(uris["best"], result.best["state_dict"], model_config,
-                                {**result.metrics, "epoch": result.best["epoch"]}),
-        "last": save_checkpoint(uris["last"], result.last_state_dict, model_config, {**result.history[-1]}),
+                                {**result.metrics, "epoch": result.best["epoch"]}, data=artifact),
+        "last": save_checkpoint(uris["last"], result.last_state_dict, model_config, {**result.history[-1]},
+                                data=artifact),
     }
     return {"checkpoints": uris, "sizes": sizes}
 
 
-def _run_local(run: _WorkerRun, dataset_dir: Path, on_epoch: EpochHook) -> dict[str, Any]:
+def _run_local(run: _WorkerRun, on_epoch: EpochHook) -> dict[str, Any]:
     """Ray Train local mode: the TorchTrainer API, run in this process with no Ray runtime."""
     from ray.train import ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -177,8 +223,8 @@ def _run_local(run: _WorkerRun, dataset_dir: Path, on_epoch: EpochHook) -> dict[
     holder: dict[str, Any] = {}
 
     def loop(_config: dict) -> None:
-        result = run_loop(run.config.hp, dataset_dir, on_epoch=on_epoch)
-        holder.update(metrics=result.metrics, history=result.history, **_save_checkpoints(run, result))
+        result = run_loop(run.config.hp, run.data, on_epoch=on_epoch)
+        holder.update(metrics=result.metrics, history=result.history, **_save_checkpoints(run, run.data, result))
 
     trainer = TorchTrainer(loop, scaling_config=ScalingConfig(num_workers=0))
     trainer.fit()
@@ -191,7 +237,7 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
     the result go to the progress queue."""
     import ray.train
 
-    from sentinel_ml.data.download import ensure_dataset
+    from sentinel_ml.data.shards import RAY_DATA, worker_batches
     from sentinel_ml.training.resume import read_resume, resumed_from
     from sentinel_ml.training.worker_group import RayTrainWorker
 
@@ -208,7 +254,12 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
             progress.put(dict(state.row))
 
     try:
-        result = worker.run_loop(run.config.hp, ensure_dataset(run.config.data), on_state=on_state, resume=resume)
+        data = run.prepared()
+        streamed = {}
+        if loop_config.get("ingestion") == RAY_DATA:  # this worker's Ray Data shard, not the whole part
+            per_rank_batch = max(1, run.config.hp.batch_size // worker.world_size)
+            streamed = {"train_batches": worker_batches(per_rank_batch, run.config.hp.seed + worker.rank)}
+        result = worker.run_loop(run.config.hp, data, on_state=on_state, resume=resume, **streamed)
     except JobFailed as e:
         # Every rank sees the same metrics, so all stop here; a restart would only fail the same way.
         if worker.is_rank_zero:
@@ -216,7 +267,7 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
         return
     if worker.is_rank_zero:
         progress.put({"event": "result", "metrics": result.metrics, "history": result.history,
-                      **_save_checkpoints(run, result)})
+                      **_save_checkpoints(run, data, result)})
 
 
 def _run_ray(run: _WorkerRun, on_epoch: EpochHook, notify: ProgressHook) -> dict[str, Any]:
@@ -225,6 +276,8 @@ def _run_ray(run: _WorkerRun, on_epoch: EpochHook, notify: ProgressHook) -> dict
     from ray.train import CheckpointConfig, FailureConfig, RunConfig
     from ray.util.queue import Queue
 
+    from sentinel_ml.data.shards import RAY_DATA, TRAIN, ingestion, train_dataset
+    from sentinel_ml.models.registry import get
     from sentinel_ml.ray_runtime import ensure_ray
     from sentinel_ml.training.worker_group import worker_group_trainer
 
@@ -236,8 +289,12 @@ def _run_ray(run: _WorkerRun, on_epoch: EpochHook, notify: ProgressHook) -> dict
         checkpoint_config=CheckpointConfig(num_to_keep=1),  # the resume state of the last epoch
         callbacks=[_lost_workers_callback(progress)],
     )
-    trainer = worker_group_trainer(_worker_loop, {"run": run, "progress": progress}, workers=run.config.workers,
-                                   cpus_per_worker=1, run_config=run_config)
+    how = ingestion(run.data, asked=run.config.ingestion, worker_group=True,
+                    streams=get(run.config.hp.model).streams)
+    notify({"event": "data", "message": f"training data: {how}"})
+    trainer = worker_group_trainer(_worker_loop, {"run": run, "progress": progress, "ingestion": how},
+                                   workers=run.config.workers, cpus_per_worker=1, run_config=run_config,
+                                   datasets={TRAIN: train_dataset(run.data)} if how == RAY_DATA else None)
     errors: list[BaseException] = []
     relay = _Relay(on_epoch, notify)
     # stdout carries only the result. Ray's driver prints the raylet's error reports there (such as

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sentinel_ml.training.config import Hyperparameters
 
 if TYPE_CHECKING:  # the loop imports torch, which only a worker needs
+    from sentinel_ml.data.prepared import Prepared
     from sentinel_ml.training.loop import LoopResult
 
 
 def worker_group_trainer(worker_loop: Callable[[dict[str, Any]], None], loop_config: dict[str, Any], *,
-                         workers: int, cpus_per_worker: float, run_config):
-    """A ``TorchTrainer`` running ``worker_loop(loop_config)`` on ``workers`` CPU workers, DDP over gloo."""
+                         workers: int, cpus_per_worker: float, run_config, datasets: dict[str, Any] | None = None):
+    """A ``TorchTrainer`` running ``worker_loop(loop_config)`` on ``workers`` CPU workers, DDP over gloo;
+    ``datasets`` (Ray Datasets by name) are split into one shard per worker."""
     from ray.train import ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -32,6 +33,7 @@ def worker_group_trainer(worker_loop: Callable[[dict[str, Any]], None], loop_con
                                      resources_per_worker={"CPU": cpus_per_worker}),
         torch_config=TorchConfig(backend="gloo"),
         run_config=run_config,
+        datasets=datasets,
     )
 
 
@@ -54,7 +56,7 @@ class RayTrainWorker:
         """Rank 0 alone writes checkpoints and sends progress; every rank reports its metrics."""
         return self.rank == 0
 
-    def run_loop(self, hp: Hyperparameters, dataset_dir: Path, **hooks: Any) -> LoopResult:
+    def run_loop(self, hp: Hyperparameters, data: Prepared | None, **hooks: Any) -> LoopResult:
         """``loop.run_loop`` as this worker's shard of DDP; ``hooks`` are its ``on_*`` and ``split``."""
         from ray.train.lightning import (
             RayDDPStrategy,
@@ -65,7 +67,7 @@ class RayTrainWorker:
         from sentinel_ml.training.loop import run_loop
 
         ddp = {"devices": "auto", "strategy": RayDDPStrategy(), "plugins": [RayLightningEnvironment()]}
-        return run_loop(hp, dataset_dir, rank=self.rank, world_size=self.world_size, trainer_kwargs=ddp,
+        return run_loop(hp, data, rank=self.rank, world_size=self.world_size, trainer_kwargs=ddp,
                         prepare=prepare_trainer, **hooks)
 
     def report_epoch(self, metrics: dict[str, Any], resume_state: Callable[[], dict[str, Any]] | None) -> None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from sentinel_ml.data.source import DataSource
 from sentinel_ml.errors import ConfigError
 from sentinel_ml.models.registry import AUTOREC, check_model, study_defaults
 from sentinel_ml.training.config import DEFAULT_MAX_FAILURES
@@ -32,7 +33,7 @@ class StudyConfig:
     max_failures: int = DEFAULT_MAX_FAILURES  # restarts of a trial after a lost worker, from its last checkpoint
     seed: int = 42
     split: str = "u1"
-    data: str | None = None
+    source: DataSource = field(default_factory=DataSource)
     storage: str | None = None
     mlflow_uri: str | None = None
     run_id: str | None = None

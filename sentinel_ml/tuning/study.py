@@ -24,7 +24,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sentinel_ml.errors import JobFailed
 from sentinel_ml.logs import follow_root_level
@@ -37,6 +37,7 @@ from sentinel_ml.store.checkpoint import (
     save_checkpoint,
 )
 from sentinel_ml.tracking import Tracker, resolve_tracking_uri
+from sentinel_ml.training.run import prepare_for, source_params
 from sentinel_ml.tuning.callback import (
     COMPLETED,
     FAILED,
@@ -56,6 +57,9 @@ from sentinel_ml.tuning.trial import (
     hyperparameters,
     trial,
 )
+
+if TYPE_CHECKING:
+    from sentinel_ml.data.prepared import Prepared
 
 MAX_DEFAULT_CONCURRENCY = 4
 
@@ -83,6 +87,7 @@ class TuneResult:
     # Ray, the trial workers' imports), "trials_s" until the last trial ended, "finish_s" after it
     # (scoring the best checkpoint on the test split, the index record, MLflow).
     phases: dict[str, float]
+    data: dict[str, Any]  # dataset, split (the one the test RMSE is on), sizes, duplicates dropped
 
     def summary(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,13 +100,15 @@ def tune(config: StudyConfig, on_progress: ProgressHook | None = None) -> TuneRe
     run_id = config.run_id or checkpoints.new_run_id("tune")
     root = storage_root(config.storage)
     notify = on_progress or (lambda event: None)
+    # The data first: a bad table or a model too big for it fails here, before any MLflow run or record.
+    data = prepare_for(config.source, config.split, config.seed, config.model, notify)
     tracker = Tracker(resolve_tracking_uri(config.mlflow_uri))
     tracker.start("study", run_id, _study_params(config),
                   tags={"sentinel.run_id": run_id, "sentinel.kind": "tune"})
     scratch, owned_scratch = _scratch_path(root, run_id)
     try:
         with tracker.closing_on_failure("study"):
-            outcome = _run_study(config, run_id, root, scratch, tracker, notify)
+            outcome = _run_study(config, data, run_id, root, scratch, tracker, notify)
     finally:
         if owned_scratch:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -121,6 +128,7 @@ class _Outcome:
     trials: list[TrialSummary]
     best: TrialSummary
     saved: dict[str, Any]  # the best trial's test-scored metrics and checkpoint URIs (``_save_best``)
+    data: dict[str, Any]  # the data's summary (``Prepared.summary``): dataset, split, sizes
 
     @property
     def counts(self) -> dict[str, int]:
@@ -135,26 +143,20 @@ class _Outcome:
         return {**self.saved["metrics"], "trials": len(self.trials), "trial_epochs": self.trial_epochs}
 
 
-def _run_study(config: StudyConfig, run_id: str, root: str, scratch: str, tracker: Tracker,
+def _run_study(config: StudyConfig, data: Prepared, run_id: str, root: str, scratch: str, tracker: Tracker,
                notify: ProgressHook) -> _Outcome:
-    """The dataset, Ray, the trials, and the best trial's checkpoint scored and saved under ``root``."""
-    from sentinel_ml.data.download import ensure_dataset
-    from sentinel_ml.data.movielens import load_split
-
-    dataset_dir = ensure_dataset(config.data)
-    notify({"event": "data", "path": str(dataset_dir)})
-    split = load_split(dataset_dir, config.split, seed=config.seed)
+    """Ray, the trials, and the best trial's checkpoint scored and saved under ``root``."""
+    split = data.load_split()
     config, cpus, where = _ensure_ray(config)
-    study = Study(config.model, config.max_epochs, config.seed, config.split, str(dataset_dir),
-                  config.workers_per_trial, cpus, scratch,
+    study = Study(config.model, config.max_epochs, config.seed, config.split, config.workers_per_trial, cpus, scratch,
                   decision_epochs(config.scheduler, config.max_epochs, config.grace_period, config.reduction_factor))
     notify({"event": "start", "message": _start_message(run_id, config, cpus, where)})
     callback = study_callback(tracker, _prefetch_torch_when_a_core_frees(notify, config.samples), config.max_epochs)
     grid = _run_tuner(config, study, split, callback, run_id)
     trials = callback.finished(grid)
     best = _best_trial(trials)
-    saved = _save_best(root, run_id, best, _trial_checkpoint(best, grid, callback, study), split)
-    return _Outcome(config, study, callback, trials, best, saved)
+    saved = _save_best(root, run_id, best, _trial_checkpoint(best, grid, callback, study), split, data)
+    return _Outcome(config, study, callback, trials, best, saved, data.summary())
 
 
 def _start_message(run_id: str, config: StudyConfig, cpus: float, where: str) -> str:
@@ -175,7 +177,7 @@ def _run_record(run_id: str, outcome: _Outcome) -> checkpoints.RunRecord:
         extra={"model": config.model, "scheduler": config.scheduler, "samples": config.samples,
                "best_trial": outcome.best.trial_id, "trial_states": outcome.counts, "space": config.space.as_dict(),
                "restarts": {t.trial_id: {"restarts": t.restarts, "resumed_from_epochs": t.resumed_from_epochs}
-                            for t in outcome.trials if t.restarts}},
+                            for t in outcome.trials if t.restarts}, "data": outcome.data},
         sizes=outcome.saved["sizes"],
     )
 
@@ -212,6 +214,7 @@ def _tune_result(run_id: str, outcome: _Outcome, record: checkpoints.RunRecord, 
         mlflow_error=mlflow_error,
         wall_s=round(time.monotonic() - started, 2),
         phases=_phases(started, outcome.callback),
+        data=outcome.data,
     )
 
 
@@ -243,8 +246,8 @@ def _prefetch_torch_when_a_core_frees(notify: ProgressHook, samples: int) -> Pro
 
 
 def _study_params(config: StudyConfig) -> dict[str, Any]:
-    params = {k: v for k, v in asdict(config).items() if k not in ("space", "run_id", "mlflow_uri")}
-    return {**params, **{f"space.{d.name}": d.describe() for d in config.space.dimensions}}
+    params = {k: v for k, v in asdict(config).items() if k not in ("space", "run_id", "mlflow_uri", "source")}
+    return {**params, **source_params(config.source), **{f"space.{d.name}": d.describe() for d in config.space.dimensions}}
 
 
 # --- Ray --------------------------------------------------------------------------------------
@@ -425,8 +428,9 @@ def _best_trial(trials: list[TrialSummary]) -> TrialSummary:
     return ranked(scored)[0]
 
 
-def _save_best(root: str, run_id: str, best: TrialSummary, checkpoint, split) -> dict[str, Any]:
-    """Score the best trial's best weights on the test split and write them under the storage root."""
+def _save_best(root: str, run_id: str, best: TrialSummary, checkpoint, split, data: Prepared) -> dict[str, Any]:
+    """Score the best trial's best weights on the test split and write them under the storage root,
+    each with the data's serving artifact (``Prepared.serving_artifact``)."""
     from sentinel_ml.models.config import ModelConfig
     from sentinel_ml.models.evaluation import served_rmse
 
@@ -440,11 +444,12 @@ def _save_best(root: str, run_id: str, best: TrialSummary, checkpoint, split) ->
                            **({"test_rmse": test_rmse} if name == BEST_FILE else {})}
     metrics["val_mae"] = best_file["metrics"].get("val_mae")
     uris, sizes = {}, {}
+    artifact = data.serving_artifact()
     for which, name in (("best", BEST_FILE), ("last", LAST_FILE)):
         if name in saved:
             uris[which] = checkpoint_uri(root, run_id, which)
             sizes[which] = save_checkpoint(uris[which], saved[name]["state_dict"], saved[name]["model_config"],
-                                           saved[name]["metrics"])
+                                           saved[name]["metrics"], data=artifact)
     return {"metrics": {k: v for k, v in metrics.items() if v is not None}, "checkpoints": uris, "sizes": sizes}
 
 

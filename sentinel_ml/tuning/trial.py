@@ -49,7 +49,6 @@ class Study:
     max_epochs: int
     seed: int
     split: str
-    dataset_dir: str
     workers_per_trial: int
     cpus_per_trial: float
     scratch: str  # Tune's (and Ray Train's) storage path for this study
@@ -131,7 +130,7 @@ def _one_worker_trial(hp: Hyperparameters, study: Study, split) -> None:
     def on_state(state) -> None:
         _report_epoch(state, _report_to_tune, policy, write=True)
 
-    run_loop(hp, Path(study.dataset_dir), split=split, on_state=on_state, resume=resume)
+    run_loop(hp, None, split=split, on_state=on_state, resume=resume)
 
 
 def _fail_again_if_marked(mark: Path) -> None:
@@ -188,7 +187,7 @@ def _distributed_trial(hp: Hyperparameters, study: Study, split, trial_id: str) 
 
     from sentinel_ml.training.worker_group import worker_group_trainer
 
-    loop_config = {"hp": hp, "split": split, "dataset_dir": study.dataset_dir,
+    loop_config = {"hp": hp, "split": split,
                    "decision_epochs": study.decision_epochs}
     # A lost worker fails this fit (no restarts in here: one budget, Tune's), Tune restarts the trial,
     # and the TorchTrainer of the same name finds the run's last checkpoint in storage and resumes.
@@ -233,7 +232,7 @@ def _distributed_worker(loop_config: dict[str, Any]) -> None:
         first.clear()
 
     # The split comes with the loop config (Ray's object store): no worker reads the dataset files.
-    worker.run_loop(loop_config["hp"], Path(loop_config["dataset_dir"]), on_state=on_state,
+    worker.run_loop(loop_config["hp"], None, on_state=on_state,
                     split=loop_config["split"], resume=resume)
 
 

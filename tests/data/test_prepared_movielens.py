@@ -11,9 +11,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from sentinel_ml.data import movielens
 from sentinel_ml.data.prepared import Prepared, prepare_raw
 from sentinel_ml.data.raw import RawRatings
+from tests.support import movielens_ref as movielens
 
 
 def read_tab(path: Path) -> pa.Table:

@@ -1,6 +1,6 @@
 """A separate Ray (own process, own ports) running our Serve application, for the monitoring test.
 
-    python -m tests.platform.serve_child CHECKPOINT DATA HTTP_PORT METRICS_PORT
+    python -m tests.platform.serve_child CHECKPOINT HTTP_PORT METRICS_PORT
 
 Prints ``ready`` once the application answers, then runs until stdin closes.
 """
@@ -12,7 +12,7 @@ import sys
 
 
 def main() -> None:
-    checkpoint, data, http_port, metrics_port = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    checkpoint, http_port, metrics_port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     import ray
     from ray import serve
 
@@ -23,7 +23,7 @@ def main() -> None:
              logging_level=logging.WARNING, _metrics_export_port=metrics_port)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": http_port})
-        args = serve_args(checkpoint, None, data, {"min_replicas": 1, "max_replicas": 1, "num_cpus": 0.5})
+        args = serve_args(checkpoint, None, {"min_replicas": 1, "max_replicas": 1, "num_cpus": 0.5})
         serve.run(app_builder(args), name=NAMES.application, route_prefix=ROUTE_PREFIX)
         print("ready", flush=True)
         sys.stdin.read()

@@ -44,12 +44,12 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 @pytest.fixture
-def served_ray(trained_run, dataset_dir, tmp_path):
+def served_ray(trained_run, tmp_path):
     """Our Serve app in its own local Ray whose metrics agent listens on a known port."""
     http_port, metrics_port = free_ports(2)
     checkpoint = trained_run.checkpoints["best"]
     env = {**os.environ, "RAY_ADDRESS": "", "PYTHONPATH": str(REPO)}
-    child = subprocess.Popen([sys.executable, "-m", "tests.platform.serve_child", checkpoint, str(dataset_dir),
+    child = subprocess.Popen([sys.executable, "-m", "tests.platform.serve_child", checkpoint,
                               str(http_port), str(metrics_port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=open(tmp_path / "serve-child.log", "w"), text=True, cwd=REPO, env=env)
     try:

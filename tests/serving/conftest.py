@@ -1,7 +1,6 @@
 """The MovieRecommender application on the session's real local Ray, from the session's short real
-training run, once for every serving test module (Serve's HTTP port is one per Ray cluster). The
-run's checkpoints are served as ``servable_run`` rewrites them: with ml-100k's serving artifact
-(tests/support/artifact.py), until training writes it itself."""
+training run, once for every serving test module (Serve's HTTP port is one per Ray cluster). Its
+checkpoints carry their data's serving artifact, as every training run writes them."""
 
 from __future__ import annotations
 
@@ -13,16 +12,7 @@ from tests.support.ports import free_ports
 
 
 @pytest.fixture(scope="package")
-def servable_run(trained_run, dataset_dir, tmp_path_factory):
-    """The session's trained run under a storage root of its own, its checkpoints carrying ml-100k's
-    serving artifact (dense indices = MovieLens id - 1): ``run_id``, ``checkpoints``, ``storage_root``."""
-    from tests.support.artifact import servable_run
-
-    return servable_run(trained_run, dataset_dir, tmp_path_factory.mktemp("servable"))
-
-
-@pytest.fixture(scope="package")
-def served_app(ray_session, servable_run, dataset_dir):
+def served_app(ray_session, trained_run, dataset_dir):
     """The application behind Serve's own HTTP and gRPC proxies, one replica, on free loopback ports."""
     from ray import serve
 
@@ -36,12 +26,12 @@ def served_app(ray_session, servable_run, dataset_dir):
     )
 
     port, grpc_port = free_ports(2)
-    checkpoint = servable_run.checkpoints["best"]
+    checkpoint = trained_run.checkpoints["best"]
     serve.start(http_options={"host": "127.0.0.1", "port": port}, grpc_options=grpc_options(grpc_port))
-    args = serve_args(checkpoint, servable_run.run_id, None, {"min_replicas": 1, "max_replicas": 1})
+    args = serve_args(checkpoint, trained_run.run_id, {"min_replicas": 1, "max_replicas": 1})
     serve.run(app_builder(args), name=NAMES.application, route_prefix=ROUTE_PREFIX)
     yield SimpleNamespace(url=f"http://127.0.0.1:{port}{RECOMMEND_PATH}", base=f"http://127.0.0.1:{port}",
-                          grpc=f"127.0.0.1:{grpc_port}", checkpoint=checkpoint, run_id=servable_run.run_id,
+                          grpc=f"127.0.0.1:{grpc_port}", checkpoint=checkpoint, run_id=trained_run.run_id,
                           dataset_dir=dataset_dir, args=args)  # dataset_dir: a reference for the tests, never served
     serve.shutdown()
 

@@ -115,13 +115,13 @@ def test_a_missing_token_file_is_a_config_error(tmp_path):
 def test_serve_args_name_the_file_not_the_token(tmp_path):
     from sentinel_ml.serving.config import ServeArgs, serve_application, serve_args
 
-    args = serve_args("/ckpt/best.pt", None, None, {"auth": "token", "token_file": "/home/u/.sentinel/serve-token"})
+    args = serve_args("/ckpt/best.pt", None, {"auth": "token", "token_file": "/home/u/.sentinel/serve-token"})
     assert args.model_dump()["token_file"] == "/home/u/.sentinel/serve-token"
     assert serve_application(args)["args"]["auth"] == "token"
     assert ServeArgs(checkpoint="x").auth == "none"  # the default: no token
     for bad in ({"auth": "token"}, {"token_file": "/t"}, {"auth": "bearer"}, {"token": TOKEN}):
         with pytest.raises(ConfigError):
-            serve_args("/ckpt/best.pt", None, None, bad)
+            serve_args("/ckpt/best.pt", None, bad)
 
 
 @pytest.mark.parametrize("fields, message", [

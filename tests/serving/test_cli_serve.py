@@ -72,14 +72,14 @@ def _serve_with_a_token(cli, home, url, grpc_address, port, grpc_port, predictio
     assert stranger.returncode == 2 and "cannot read the serving token file" in stranger.stderr
 
 
-def test_serve_status_predict_recommend_stop(tmp_path, servable_run, dataset_dir):
+def test_serve_status_predict_recommend_stop(tmp_path, trained_run, dataset_dir):
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "SENTINEL_TARGET")}
-    env.update(SENTINEL_HOME=str(home), SENTINEL_STORAGE=servable_run.storage_root, SENTINEL_DATA=str(dataset_dir))
+    env.update(SENTINEL_HOME=str(home), SENTINEL_STORAGE=trained_run.storage_root, SENTINEL_DATA=str(dataset_dir))
     env.pop("SENTINEL_GRPC", None)
     port, grpc_port = free_port(), free_port()
     url, grpc_address = f"http://127.0.0.1:{port}", f"127.0.0.1:{grpc_port}"
-    best = servable_run.checkpoints["best"]
+    best = trained_run.checkpoints["best"]
 
     def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "sentinel_cli", *args], env=env, capture_output=True,
@@ -91,7 +91,7 @@ def test_serve_status_predict_recommend_stop(tmp_path, servable_run, dataset_dir
                      "--timeout", "240", "-o", "json", timeout=300)
         assert served.returncode == 0, served.stderr
         summary = json.loads(served.stdout)
-        assert summary["checkpoint"] == best and summary["run_id"] == servable_run.run_id
+        assert summary["checkpoint"] == best and summary["run_id"] == trained_run.run_id
         assert (summary["http"], summary["grpc"]) == (url, grpc_address)
         assert summary["model_name"] == "recommender" and summary["model_version"] > 0
         assert f"checkpoint: {best}" in served.stderr  # the exact URI it resolved
@@ -150,7 +150,7 @@ def test_serve_status_predict_recommend_stop(tmp_path, servable_run, dataset_dir
             assert client.post("/v1/models/recommender:predict", json={"instances": []}).status_code == 400
             assert client.post("/v2/models/other/infer", json={"inputs": []}).status_code == 404
 
-        again = cli("serve", "--checkpoint", servable_run.run_id, "--port", str(port), "--grpc-port", str(grpc_port),
+        again = cli("serve", "--checkpoint", trained_run.run_id, "--port", str(port), "--grpc-port", str(grpc_port),
                     "-o", "json")
         assert again.returncode == 0, again.stderr
         assert "already serving" in again.stderr

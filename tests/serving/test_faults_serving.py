@@ -86,9 +86,9 @@ def haproxy_log():
 
 
 @pytest.fixture
-def served(tmp_path, servable_run, dataset_dir, haproxy_log):
+def served(tmp_path, trained_run, dataset_dir, haproxy_log):
     env = sentinel_env(tmp_path / "home", dataset_dir)
-    env["SENTINEL_STORAGE"] = servable_run.storage_root
+    env["SENTINEL_STORAGE"] = trained_run.storage_root
     env["RAY_SERVE_HAPROXY_LOG_TARGET"] = haproxy_log.target
     app = Served(env)
     yield app
@@ -96,8 +96,8 @@ def served(tmp_path, servable_run, dataset_dir, haproxy_log):
         app.stop()
 
 
-def test_rollout_under_load_fails_nothing(served, servable_run, tmp_path, haproxy_log):
-    best, last = servable_run.checkpoints["best"], servable_run.checkpoints["last"]
+def test_rollout_under_load_fails_nothing(served, trained_run, tmp_path, haproxy_log):
+    best, last = trained_run.checkpoints["best"], trained_run.checkpoints["last"]
     assert best != last
     served.serve("--checkpoint", best, "--min-replicas", "1", "--max-replicas", "2", timeout=240)
     assert set(served.models(10)) == {best}
@@ -123,8 +123,8 @@ def test_rollout_under_load_fails_nothing(served, servable_run, tmp_path, haprox
     assert result["failed"] == 0, str(result)  # a str: pytest prints it whole (HAProxy's log, the details)
 
 
-def test_killed_replica_is_replaced_under_load(served, servable_run, tmp_path, haproxy_log):
-    served.serve("--checkpoint", servable_run.checkpoints["best"], "--min-replicas", "2", "--max-replicas", "2",
+def test_killed_replica_is_replaced_under_load(served, trained_run, tmp_path, haproxy_log):
+    served.serve("--checkpoint", trained_run.checkpoints["best"], "--min-replicas", "2", "--max-replicas", "2",
                  timeout=240)
     watch = ReplicaWatch(served.env, duration_s=150)
     try:
@@ -160,8 +160,8 @@ def test_killed_replica_is_replaced_under_load(served, servable_run, tmp_path, h
     assert result["failed"] == 0, str(result)
 
 
-def test_stop_under_load_drains_accepted_requests(served, servable_run, tmp_path):
-    served.serve("--checkpoint", servable_run.checkpoints["best"], "--min-replicas", "2", "--max-replicas", "2",
+def test_stop_under_load_drains_accepted_requests(served, trained_run, tmp_path):
+    served.serve("--checkpoint", trained_run.checkpoints["best"], "--min-replicas", "2", "--max-replicas", "2",
                  timeout=240)
     leader = served.leader()
     load = RequestLoad(served.url, CONCURRENCY, duration_s=90)

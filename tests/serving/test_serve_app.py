@@ -40,7 +40,7 @@ def test_the_documented_cap_of_movie_ids_is_accepted(client):
 
 
 def test_top_k_are_unrated_movies_with_titles_best_first(client, model, served_app):
-    from sentinel_ml.data.movielens import read_ratings
+    from tests.support.movielens_ref import read_ratings
 
     response = client.get("/42/top", params={"k": 7, "min_ratings": 0})
 

@@ -16,8 +16,18 @@ import grpc
 import httpx
 import pytest
 
-from tests.serving.test_protocols import GRPC_CASE_IDS, INFER, MODEL, OIP_BAD, PREDICT, TF_BAD, _grpc_cases
-from tests.serving.test_protocols import _infer, _message, _rows
+from tests.serving.test_protocols import (
+    GRPC_CASE_IDS,
+    INFER,
+    MODEL,
+    OIP_BAD,
+    PREDICT,
+    TF_BAD,
+    _grpc_cases,
+    _infer,
+    _message,
+    _rows,
+)
 from tests.serving.test_serve_app import BAD_REQUESTS
 
 pytestmark = pytest.mark.slow

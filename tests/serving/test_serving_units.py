@@ -99,9 +99,9 @@ def test_serve_args_take_flat_settings_and_name_bad_ones():
     from sentinel_ml.errors import ConfigError
     from sentinel_ml.serving.config import Autoscaling, serve_args
 
-    args = serve_args("s3://b/best.pt", "r", "/data", {"min_replicas": 2, "max_replicas": 3, "num_cpus": 1,
-                                                      "checkpoint": "ignored: the resolved URI wins"})
-    assert (args.checkpoint, args.run_id, args.data, args.num_cpus) == ("s3://b/best.pt", "r", "/data", 1)
+    args = serve_args("s3://b/best.pt", "r", {"min_replicas": 2, "max_replicas": 3, "num_cpus": 1,
+                                              "checkpoint": "ignored: the resolved URI wins"})
+    assert (args.checkpoint, args.run_id, args.num_cpus) == ("s3://b/best.pt", "r", 1)
     assert args.autoscaling == Autoscaling(min_replicas=2, max_replicas=3)
     assert serve_args("x", None).autoscaling == Autoscaling()  # always set, from its one set of defaults
     for settings, named in [({"min_replicas": 4, "max_replicas": 2}, "max_replicas must be >= min_replicas"),
@@ -109,7 +109,7 @@ def test_serve_args_take_flat_settings_and_name_bad_ones():
                             ({"max_batch_size": 0}, "max_batch_size:"),
                             ({"replicas": 2}, "replicas: Extra inputs are not permitted")]:
         with pytest.raises(ConfigError, match=named) as refused:
-            serve_args("x", None, None, settings)
+            serve_args("x", None, settings)
         assert refused.value.message.startswith("invalid serving settings: ") and refused.value.hint
     with pytest.raises(ConfigError, match="checkpoint"):
         serve_args("", None)
@@ -120,7 +120,7 @@ def test_the_serve_config_sends_autoscaling_once_to_the_deployment():
 
     from sentinel_ml.serving.config import IMPORT_PATH, NAMES, ServeArgs, serve_application, serve_args
 
-    args = serve_args("s3://b/best.pt", "r", None, {"min_replicas": 0, "max_replicas": 2})
+    args = serve_args("s3://b/best.pt", "r", {"min_replicas": 0, "max_replicas": 2})
     application = serve_application(args)
     ServeApplicationSchema.model_validate(application)  # Ray 2.60's own schema
     assert (application["name"], application["import_path"]) == (NAMES.application, IMPORT_PATH)
@@ -179,8 +179,8 @@ def test_serve_with_an_empty_index_says_to_train_first(sentinel_home):
     (["serve", "--port", "0"], "--port"),
     (["serve", "--host", "0.0.0.0", "--target", "k8s"], "--host only applies"),
     (["serve", "--timeout", "5", "--checkpoint", "latest", "--target", "local"], "no checkpoints yet"),
-    (["predict", "--user", "1", "--movies", "1,x"], "not a list of movie ids"),
-    (["predict", "--user", "0", "--movies", "1"], "--user"),
+    (["predict", "--user", "1", "--movies", " , "], "not a list of item ids"),
+    (["predict", "--user", " ", "--movies", "1"], "an empty id"),
     (["recommend", "--user", "1", "-k", "0"], "-k"),
 ])
 def test_bad_serving_flags_exit_2(sentinel_home, args, message):

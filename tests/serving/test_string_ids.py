@@ -34,7 +34,7 @@ def string_app(served_app, tmp_path_factory):
     uri = str(tmp_path_factory.mktemp("strings") / "best.pt")
     save_checkpoint(uri, saved["state_dict"], saved["model_config"], saved["metrics"],
                     data=with_string_ids(saved["data"]))
-    args = serve_args(uri, served_app.run_id, None, {"min_replicas": 1, "max_replicas": 1})
+    args = serve_args(uri, served_app.run_id, {"min_replicas": 1, "max_replicas": 1})
     serve.run(app_builder(args), name=APPLICATION, route_prefix=PREFIX)
     yield f"{served_app.base}{PREFIX}"
     serve.delete(APPLICATION)

@@ -47,7 +47,7 @@ def wide_app(served_app, tmp_path_factory):
     config = {**saved["model_config"], "embedding_dim": WIDE_DIM}
     uri = str(tmp_path_factory.mktemp("wide") / "best.pt")
     save_checkpoint(uri, state, config, saved.get("metrics", {}), data=saved["data"])
-    args = serve_args(uri, served_app.run_id, None, {"min_replicas": 1, "max_replicas": 1})
+    args = serve_args(uri, served_app.run_id, {"min_replicas": 1, "max_replicas": 1})
     serve.run(app_builder(args), name=APPLICATION, route_prefix=ROUTE_PREFIX)
     yield f"{served_app.base}{ROUTE_PREFIX}/recommend"
     serve.delete(APPLICATION)

@@ -23,13 +23,14 @@ def trained_run(tmp_path_factory, dataset_dir):
 
     Returns the TrainResult; its record is in ``<root>/index``. Tests must not modify it.
     """
+    from sentinel_ml.data.source import DataSource
     from sentinel_ml.training.config import Hyperparameters, TrainConfig
     from sentinel_ml.training.run import train
 
     root = tmp_path_factory.mktemp("trained")
     config = TrainConfig(
         hp=Hyperparameters(epochs=2),
-        data=str(dataset_dir),
+        source=DataSource(data=str(dataset_dir)),
         storage=str(root / "artifacts"),
         mlflow_uri=f"sqlite:///{root / 'mlflow.db'}",
     )

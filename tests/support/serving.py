@@ -16,6 +16,7 @@ from pathlib import Path
 from tests.support.cli import REPO, SENTINEL
 from tests.support.ports import free_ports
 
+
 class Served:
     """`sentinel serve` on a detached local Ray under its own $SENTINEL_HOME, on free loopback ports."""
 

@@ -51,7 +51,6 @@ Progress = Callable[[str], None]
 
 def start(request: ServeRequest, on_progress: Progress | None = None,
           cluster_env: dict[str, str] | None = None) -> dict[str, Any]:
-    from sentinel_ml.data.download import ensure_dataset
     from sentinel_ml.serving.recommender import load_checked
 
     notify = on_progress or (lambda message: None)
@@ -60,11 +59,10 @@ def start(request: ServeRequest, on_progress: Progress | None = None,
     uri, run_id = resolve_checkpoint(request.checkpoint, storage_root(request.storage))
     notify(f"checkpoint: {uri}")
     load_checked(uri)  # a file that is no checkpoint fails here (exit 2), not in a replica minutes later
-    data = str(ensure_dataset(request.data))
     cluster = local_ray.find()
     if cluster is None:
         local_ray.prepare_auth()  # Ray reads its auth settings once, when first loaded
-    args = _app_args(request, uri, run_id, data)
+    args = _app_args(request, uri, run_id)
     token = auth.read_token(args["token_file"]) if args["auth"] == "token" else None
 
     serving = _read_state() if cluster else None
@@ -225,11 +223,11 @@ def stop(timeout_s: float = 60.0) -> dict[str, Any]:
     return {"stopped": True, "message": message if drained else message + " (Serve did not drain in time)"}
 
 
-def _app_args(request: ServeRequest, uri: str, run_id: str | None, data: str) -> dict[str, Any]:
+def _app_args(request: ServeRequest, uri: str, run_id: str | None) -> dict[str, Any]:
     """``ServeArgs`` as the Kubernetes target builds them (``serve_args``), with the local ceiling."""
     floor = int(request.app_args.get("min_replicas") or 1)
     settings = {"max_replicas": max(local_max_replicas(), floor), **request.app_args, **auth_settings(request)}
-    return serve_args(uri, run_id, data, settings).model_dump()
+    return serve_args(uri, run_id, settings).model_dump()
 
 
 def _model_fields(info: dict[str, Any]) -> dict[str, Any]:

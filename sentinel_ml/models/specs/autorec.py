@@ -11,7 +11,7 @@ from sentinel_ml.models.specs import mf
 
 if TYPE_CHECKING:
     from sentinel_ml.data.batching import ItemBatches
-    from sentinel_ml.data.movielens import Ratings, Split
+    from sentinel_ml.data.splits import Ratings, Split
     from sentinel_ml.models.autorec import ItemAutoRec
     from sentinel_ml.models.config import ModelConfig
 
@@ -19,7 +19,25 @@ if TYPE_CHECKING:
 def network(config: ModelConfig, train: Ratings) -> ItemAutoRec:
     from sentinel_ml.models.autorec import ItemAutoRec
 
-    return ItemAutoRec(train, config.num_users, config.num_items, config.embedding_dim)
+    return ItemAutoRec(train, config.num_users, config.num_items, config.embedding_dim, config.scale)
+
+
+# AutoRec's input is each item's column of ratings by every user, held dense in every process: it fits
+# MovieLens 100k (1.6M cells) and 1M (22M cells, 0.1 GiB); 10M's 10,677 x 69,878 (3.5 GiB) would not
+# leave a worker room to train on a 2-core, few-GiB machine, let alone 20M and beyond.
+MAX_DENSE_BYTES = 2 << 30
+
+
+def check_size(num_users: int, num_items: int) -> None:
+    from sentinel_ml.errors import ConfigError
+    from sentinel_ml.models.autorec import dense_bytes
+
+    need = dense_bytes(num_users, num_items)
+    if need > MAX_DENSE_BYTES:
+        raise ConfigError(
+            f"autorec holds a dense items x users matrix in every process: {num_items:,} x {num_users:,} "
+            f"needs {need / (1 << 30):.1f} GiB, over its limit of {MAX_DENSE_BYTES / (1 << 30):.0f} GiB",
+            hint="train this dataset with --model mf (biased MF works at every size)")
 
 
 def batches(split: Split, batch_size: int, **sharding: Any) -> ItemBatches:
@@ -50,4 +68,5 @@ SPEC = ModelSpec(
     network=network,
     batches=batches,
     scorer=mf.scorer,
+    check_size=check_size,
 )

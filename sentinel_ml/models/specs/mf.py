@@ -10,7 +10,7 @@ from sentinel_ml.models.spec import ModelSpec, StudyDefaults
 
 if TYPE_CHECKING:
     from sentinel_ml.data.batching import TensorBatches
-    from sentinel_ml.data.movielens import Ratings, Split
+    from sentinel_ml.data.splits import Ratings, Split
     from sentinel_ml.models.biased_mf import BiasedMF
     from sentinel_ml.models.config import ModelConfig
 
@@ -24,7 +24,7 @@ def batches(split: Split, batch_size: int, **sharding: Any) -> TensorBatches:
 def scorer(config: ModelConfig) -> BiasedMF:
     from sentinel_ml.models.biased_mf import BiasedMF
 
-    return BiasedMF(config.num_users, config.num_items, config.embedding_dim, config.global_mean)
+    return BiasedMF(config.num_users, config.num_items, config.embedding_dim, config.global_mean, config.scale)
 
 
 def network(config: ModelConfig, train: Ratings) -> BiasedMF:
@@ -51,4 +51,5 @@ SPEC = ModelSpec(
     network=network,
     batches=batches,
     scorer=scorer,
+    streams=True,
 )
