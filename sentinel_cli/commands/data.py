@@ -22,7 +22,12 @@ def fetch(source: DataSource = DataSource(), output: options.OutputOpt = OutputF
     """Fetch, verify (SHA-256) and cache a MovieLens dataset; print where it is. A warm cache is reused."""
     from sentinel_ml.data import catalog
     from sentinel_ml.data.download import ensure_dataset
+    from sentinel_ml.data.sources import is_table
+    from sentinel_ml.errors import ConfigError
 
+    if is_table(source.data):
+        raise ConfigError(f"{source.data} is a ratings table, not a {source.dataset} archive: a table needs no fetch",
+                          hint=f"train on it as it is: sentinel train --data {source.data}")
     with progress_bar(source.dataset, transfer=True) as progress:
         path = ensure_dataset(source.data, spec=catalog.spec(source.dataset), progress=progress)
     emit({"dataset": source.dataset, "path": str(path)}, output, lambda r: key_value_table(list(r.items())))

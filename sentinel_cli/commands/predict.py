@@ -102,12 +102,17 @@ def _token(token_file: str | None):
 
 
 def as_id(text: str) -> int | str:
-    """An id as the served data has it: an integer where the text is one (MovieLens' and other integer
-    ids), else the text (a string id); the server maps either to its own type."""
+    """An id as the served data has it: an integer where the text is one written as integers are
+    (MovieLens' ids: ``42``), else the text (a string id such as ``u-17``, or ``007``, which a table
+    keeps as text); the server maps either to its own type."""
     text = text.strip()
     if not text:
         raise ConfigError("an empty id", hint="for example --user 42, or --user u-17 for string ids")
-    return int(text) if text.lstrip("-").isdigit() else text
+    try:
+        number = int(text)
+    except ValueError:
+        return text
+    return number if str(number) == text else text
 
 
 def parse_ids(text: str) -> list[int | str]:

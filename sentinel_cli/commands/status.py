@@ -13,8 +13,9 @@ from sentinel_cli.k8s.request import KubeRequest
 from sentinel_cli.output import OutputFormat, emit, records_table
 
 RUN_COLUMNS = [
-    ("run id", "run_id"), ("kind", "kind"), ("model", "model"), ("created", "created_at"), ("val RMSE", "val_rmse"),
-    ("test RMSE", "test_rmse"), ("epochs", "epochs"), ("checkpoint", "checkpoint"),
+    ("run id", "run_id"), ("kind", "kind"), ("model", "model"), ("data", "data"), ("created", "created_at"),
+    ("val RMSE", "val_rmse"), ("test RMSE", "test_rmse"), ("split", "split"), ("epochs", "epochs"),
+    ("checkpoint", "checkpoint"),
 ]
 
 
@@ -56,7 +57,10 @@ def _runs_table(report: StatusReport):
     rows = [
         {**run, "val_rmse": run["metrics"].get("val_rmse"), "test_rmse": run["metrics"].get("test_rmse"),
          "epochs": run["metrics"].get("epochs"), "checkpoint": run["checkpoints"].get("best"),
-         "model": (run.get("config") or {}).get("model", "mf")}  # records before --model: mf
+         "model": (run.get("config") or {}).get("model", "mf"),  # records before --model: mf
+         # The split the test RMSE is on, and the data; records before issue 25 were all ml-100k's u1.
+         "split": _data(run).get("split") or (run.get("config") or {}).get("split", "u1"),
+         "data": _data(run).get("dataset", "ml-100k")}
         for run in report.runs
     ]
     return records_table(rows, RUN_COLUMNS, title=f"runs in {report.storage}",
@@ -87,3 +91,8 @@ def _objects_table(report: StatusReport):
     return records_table([to_data(o) for o in report.objects], columns, title=title,
                          empty=f"nothing managed by Sentinel in namespace {report.namespace}: "
                                f"run `sentinel train --target {report.target}`")
+
+
+def _data(run: dict) -> dict:
+    """A run record's data summary (``extra.data``; ``Prepared.summary``), or {} for older records."""
+    return (run.get("extra") or {}).get("data") or {}

@@ -31,6 +31,7 @@ from sentinel_ml.data.shards import RAY_DATA
 from sentinel_ml.data.source import DataSource
 from sentinel_ml.data.sources import is_table
 from sentinel_ml.errors import JobFailed, StorageError
+from sentinel_ml.local_capacity import check_cpus
 from sentinel_ml.logs import follow_root_level
 from sentinel_ml.paths import storage_root
 from sentinel_ml.store import index as checkpoints
@@ -42,6 +43,8 @@ from sentinel_ml.training.loop import LoopResult, run_loop
 
 if TYPE_CHECKING:
     from sentinel_ml.data.prepared import Prepared
+
+CPUS_PER_WORKER = 1  # a Ray Train worker's reservation: its loop runs one torch thread
 
 ProgressHook = Callable[[dict[str, Any]], None]
 EpochHook = Callable[[dict[str, float]], None]
@@ -89,6 +92,10 @@ class _WorkerRun:
 def train(config: TrainConfig, on_progress: ProgressHook | None = None) -> TrainResult:
     """Run one training job end to end: data, Ray Train, checkpoints, index record, MLflow."""
     config.validate()
+    if not _local_mode(config):  # a worker group, one CPU a worker, placed whole (Ray Train's gang)
+        check_cpus(config.workers * CPUS_PER_WORKER, f"--workers {config.workers}",
+                   hint="use fewer workers (--workers 1 trains in this process), or run against a bigger "
+                        "cluster (RAY_ADDRESS, or --target k8s)")
     started = time.monotonic()
     notify = on_progress or (lambda event: None)
     # The data first: a bad table or a model too big for it fails here, before any MLflow run or record.
@@ -293,7 +300,8 @@ def _run_ray(run: _WorkerRun, on_epoch: EpochHook, notify: ProgressHook) -> dict
                     streams=get(run.config.hp.model).streams)
     notify({"event": "data", "message": f"training data: {how}"})
     trainer = worker_group_trainer(_worker_loop, {"run": run, "progress": progress, "ingestion": how},
-                                   workers=run.config.workers, cpus_per_worker=1, run_config=run_config,
+                                   workers=run.config.workers, cpus_per_worker=CPUS_PER_WORKER,
+                                   run_config=run_config,
                                    datasets={TRAIN: train_dataset(run.data)} if how == RAY_DATA else None)
     errors: list[BaseException] = []
     relay = _Relay(on_epoch, notify)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sentinel_ml.errors import JobFailed
+from sentinel_ml.local_capacity import check_cpus
 from sentinel_ml.logs import follow_root_level
 from sentinel_ml.paths import storage_root
 from sentinel_ml.store import index as checkpoints
@@ -63,6 +64,8 @@ if TYPE_CHECKING:
 
 MAX_DEFAULT_CONCURRENCY = 4
 
+MIN_CPUS_PER_WORKER = 0.25  # the least a trial worker gets when the CPUs are shared out
+
 
 @dataclass
 class TuneResult:
@@ -96,6 +99,7 @@ class TuneResult:
 def tune(config: StudyConfig, on_progress: ProgressHook | None = None) -> TuneResult:
     """Run one tuning study end to end: data, Ray Tune, the best checkpoint, index record, MLflow."""
     config.validate()
+    _check_local_capacity(config)
     started = time.monotonic()
     run_id = config.run_id or checkpoints.new_run_id("tune")
     root = storage_root(config.storage)
@@ -273,7 +277,7 @@ def _ensure_ray(config: StudyConfig) -> tuple[StudyConfig, float, str]:
         return config, config.cpus_per_trial, where
     # Share the CPUs between the concurrent trials (fractions are fine: a trial is one thread).
     per_worker = total / (config.concurrency * config.workers_per_trial)
-    return config, max(0.25, min(1.0, round(per_worker, 2))), where
+    return config, max(MIN_CPUS_PER_WORKER, min(1.0, round(per_worker, 2))), where
 
 
 def _warm_trial_workers(config: StudyConfig):
@@ -293,6 +297,22 @@ def _trial_runtime_env() -> dict[str, Any]:
     from ray.tune.execution.class_cache import DEFAULT_ENV_VARS, ENV_VARS_TO_PROPAGATE
 
     return {"env_vars": {**DEFAULT_ENV_VARS, **{k: os.environ[k] for k in ENV_VARS_TO_PROPAGATE if k in os.environ}}}
+
+
+def _check_local_capacity(config: StudyConfig) -> None:
+    """On the embedded Ray: a trial's workers must fit the machine (a multi-worker trial is placed
+    whole), and so must ``--concurrency`` trials at once when ``--cpus-per-trial`` fixes their size
+    (without it the CPUs are shared out, at least MIN_CPUS_PER_WORKER each)."""
+    per_worker = config.cpus_per_trial or MIN_CPUS_PER_WORKER
+    check_cpus(config.workers_per_trial * per_worker,
+               f"a trial of --workers-per-trial {config.workers_per_trial} x {per_worker:g} CPU",
+               hint="lower --workers-per-trial or --cpus-per-trial, or run against a bigger cluster "
+                    "(RAY_ADDRESS, or --target k8s)")
+    if config.concurrency and config.cpus_per_trial:
+        check_cpus(config.concurrency * config.workers_per_trial * config.cpus_per_trial,
+                   f"--concurrency {config.concurrency} trials of {config.workers_per_trial} x "
+                   f"{config.cpus_per_trial:g} CPU", hint="lower --concurrency or --cpus-per-trial (or leave "
+                   "--cpus-per-trial out: the CPUs are then shared between the trials)")
 
 
 def default_concurrency(cpus: float, workers_per_trial: int) -> int:
