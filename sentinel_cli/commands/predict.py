@@ -5,6 +5,7 @@ is GET /recommend/{user}/top."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 import typer
@@ -22,6 +23,7 @@ from sentinel_ml.serving.names import (
 UserOpt = Annotated[str, typer.Option("--user", "-u", help="The user's id in the served data (a MovieLens id, "
                                       "e.g. 42, or your table's own id, e.g. u-17).")]
 Protocol = options.choice("Protocol", PROTOCOLS)
+_CANONICAL_INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")  # as sentinel_ml.data.tables reads an integer id
 
 
 def predict(
@@ -102,17 +104,17 @@ def _token(token_file: str | None):
 
 
 def as_id(text: str) -> int | str:
-    """An id as the served data has it: an integer where the text is one written as integers are
-    (MovieLens' ids: ``42``), else the text (a string id such as ``u-17``, or ``007``, which a table
-    keeps as text); the server maps either to its own type."""
+    """An id as the served data has it: an integer where the text is one as a table writes it
+    (``42``, ``-7``: MovieLens' and other integer ids), else the text (a string id); the server maps
+    either to its own type. ``007`` or ``+7`` stay text: the string id ``007`` is not the id ``7``
+    (``sentinel_ml.data.tables`` reads ids by the same rule), and a server with integer ids still
+    reads them as 7."""
     text = text.strip()
     if not text:
         raise ConfigError("an empty id", hint="for example --user 42, or --user u-17 for string ids")
-    try:
-        number = int(text)
-    except ValueError:
-        return text
-    return number if str(number) == text else text
+    if _CANONICAL_INTEGER.fullmatch(text) and -(1 << 63) <= (value := int(text)) < 1 << 63:
+        return value
+    return text  # a huge integer too: the tables read an id int64 cannot hold as its text
 
 
 def parse_ids(text: str) -> list[int | str]:

@@ -150,13 +150,18 @@ def prepare(source: DataSource, split: str, seed: int, *, val_fraction: float = 
     returned as it is afterwards without reading the source. ``reader`` and ``fingerprint`` default to
     ``sources.read_source`` and ``sources.source_fingerprint`` (arguments so tests can count reads)."""
     _check_choices(split, val_fraction)
-    if split == "u1" and source.dataset != "ml-100k":
-        raise splits.u1_refusal(source.dataset)  # known before reading a large archive
     if reader is None or fingerprint is None:
         from sentinel_ml.data import sources
 
         reader = reader or sources.read_source
         fingerprint = fingerprint or sources.source_fingerprint
+    if split == "u1":  # known before reading a large archive or table: only ml-100k's own archive has u1
+        from sentinel_ml.data.sources import is_table
+
+        if is_table(source.data):
+            raise splits.u1_refusal(source.data)
+        if source.dataset != "ml-100k":
+            raise splits.u1_refusal(source.dataset)
     if cache_dir is None:
         from sentinel_ml.paths import data_cache_dir
 

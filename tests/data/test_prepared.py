@@ -193,6 +193,13 @@ def test_u1_is_refused_for_another_movielens_before_reading(tmp_path: Path) -> N
     assert reader.calls == 0
 
 
+def test_u1_is_refused_for_a_table_before_reading(tmp_path: Path) -> None:
+    reader = CountingReader(raw_ratings([1], [1], [1]))
+    with pytest.raises(DataError, match=r"/data/r.csv has no u1 split.*--split random or temporal"):
+        prepare(DataSource(data="/data/r.csv"), "u1", 1, cache_dir=tmp_path, reader=reader, fingerprint=fingerprint)
+    assert reader.calls == 0 and list(tmp_path.iterdir()) == []
+
+
 def test_a_building_directory_left_by_a_dead_process_is_swept(tmp_path: Path) -> None:
     dead, live = tmp_path / ".abc.x1.building", tmp_path / ".abc.x2.building"
     dead.mkdir(), live.mkdir()
