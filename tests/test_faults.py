@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from sentinel_ml.data.source import DataSource
 from sentinel_ml.errors import CheckpointNotFound
 from sentinel_ml.store import index as checkpoints
 from sentinel_ml.store import uri as storage
@@ -185,7 +186,7 @@ def test_a_killed_trial_resumes_from_its_last_checkpoint_and_the_study_completes
             os.kill(event["pid"], signal.SIGKILL)
 
     config = StudyConfig(model="mf", samples=2, max_epochs=4, scheduler="asha", grace_period=1, reduction_factor=2,
-                         concurrency=1, seed=3, data=str(dataset_dir), storage=str(tmp_path / "artifacts"),
+                         concurrency=1, seed=3, source=DataSource(data=str(dataset_dir)), storage=str(tmp_path / "artifacts"),
                          mlflow_uri="off")
     result = tune(config, on_progress=on_progress)
     assert killed, "no trial reached epoch 3"
@@ -215,7 +216,7 @@ def test_a_killed_worker_of_a_multi_worker_trial_resumes_from_its_last_checkpoin
             killed.update(trial=event["trial"], pid=kill_one(os.getpid(), TRAIN_WORKER, timeout=30))
 
     config = StudyConfig(model="mf", samples=1, max_epochs=8, scheduler="asha", grace_period=1, reduction_factor=2,
-                         concurrency=1, workers_per_trial=2, cpus_per_trial=0.5, seed=3, data=str(dataset_dir),
+                         concurrency=1, workers_per_trial=2, cpus_per_trial=0.5, seed=3, source=DataSource(data=str(dataset_dir)),
                          storage=str(tmp_path / "artifacts"), mlflow_uri="off")
     result = tune(config, on_progress=on_progress)
     assert killed, "the trial never reached epoch 3"
