@@ -13,7 +13,6 @@ from sentinel_ml.data.splits import Ratings
 from sentinel_ml.models.config import ModelConfig
 from sentinel_ml.models.registry import get
 
-
 # Embedding tables with more rows than this (users + items) train with sparse gradients and SparseAdam
 # (``BiasedMF.use_sparse_gradients``): the cost of a step is then that of the rows a batch touches, not
 # of the whole table. Below it (ml-100k's 2,625 rows, ML-1M's 9,746) the dense Adam of every run so far
