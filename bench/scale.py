@@ -370,6 +370,7 @@ def plot(results: list[dict], args: argparse.Namespace, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     sizes = [r["ratings"] for r in results]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -377,6 +378,9 @@ def plot(results: list[dict], args: argparse.Namespace, path: Path) -> None:
     for label, key in series:
         points = [(r["ratings"], r[key]["steady_rps"]) for r in results if key in r]
         left.plot(*zip(*points), marker="o", label=label)
+        points = [(r["ratings"], r[key]["per_cpu_s"]) for r in results if key in r]
+        left.plot(*zip(*points), marker="x", linestyle="--", color=left.lines[-1].get_color(),
+                  label=f"{label}: per CPU second")
     left.axhline(1e6, color="grey", linestyle=":", label="1M ratings/s (per-core target)")
     left.set(xscale="log", xlabel="ratings in the dataset", ylabel="steady training ratings/s",
              title="Throughput (each epoch with its validation)")
@@ -390,10 +394,12 @@ def plot(results: list[dict], args: argparse.Namespace, path: Path) -> None:
     right.set(xscale="log", xlabel="ratings in the dataset", ylabel="GiB", title="Peak memory")
     for axis in (left, right):
         axis.set_xticks(sizes, [f"{s / 1e6:g}M" for s in sizes])
+        axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         axis.grid(alpha=0.3)
         axis.legend(fontsize=7)
-    fig.suptitle(f"Biased MF dim 32, batch {args.batch_size}, on {os.cpu_count()} shared cores "
-                 f"(synthetic ratings at ML-25M's shape)", fontsize=9)
+    loads = [x for r in results for k in ("plain", *(f"w{w}" for w in args.workers)) if k in r for x in r[k]["load"]]
+    fig.suptitle(f"Biased MF dim 32, batch {args.batch_size}, on {os.cpu_count()} shared cores, 1-min load "
+                 f"{min(loads):g}-{max(loads):g} (synthetic ratings at ML-25M's shape)", fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
