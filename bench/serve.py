@@ -39,13 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # `python bench/serve.py`: wrk's helpers come from tests.support, by package
     sys.path.insert(0, str(REPO))
 
-from sentinel_ml.serving.api import (
-    PredictRequest,
-    PredictResponse,
-    check_movies,
-    check_pairs,
-    check_user,
-)
+from sentinel_ml.serving.api import PredictRequest, PredictResponse, check_pairs
 from sentinel_ml.serving.config import GRPC_SERVICE, NAMES
 from sentinel_ml.serving.tfserving import TFPredictRequest, TFPredictResponse
 from tests.support.wrk import wrk_command, wrk_result, wrk_script  # noqa: E402
@@ -79,12 +73,10 @@ def main() -> int:
     levels = [int(c) for c in args.concurrency.split(",")]
     print(f"load before: {_uptime()}")
     from sentinel_cli.backends.local import serving as local_serve
-    from sentinel_ml.data.download import ensure_dataset
     from sentinel_ml.paths import storage_root
     from sentinel_ml.store.index import resolve_checkpoint
 
     uri, run_id = resolve_checkpoint(args.checkpoint, storage_root(args.storage))
-    data = str(ensure_dataset(args.data))
     print(f"checkpoint: {uri}")
     work = Path(tempfile.mkdtemp(prefix="sentinel-bench-"))
     scripts = {protocol: wrk_script(work / f"{protocol}.lua", protocol, args.movies)
@@ -97,9 +89,9 @@ def main() -> int:
             print(f"error: port {port} is in use; pass --port / --grpc-port / --baseline-port / "
                   "--baseline-grpc-port", file=sys.stderr)
             return 2
-    baselines = [_start_baseline(["--baseline-server"], uri, data, args.baseline_port, work)]
+    baselines = [_start_baseline(["--baseline-server"], uri, args.baseline_port, work)]
     if "grpc" in protocols:
-        baselines.append(_start_baseline(["--baseline-grpc-server"], uri, data, args.baseline_grpc_port, work))
+        baselines.append(_start_baseline(["--baseline-grpc-server"], uri, args.baseline_grpc_port, work))
     os.environ["SENTINEL_HOME"] = str(work / "home")  # the bench's own cluster, stopped at the end
     rows: dict[tuple[str, str, int], dict] = {}
     loads: dict[tuple[str, int], str] = {}
@@ -111,7 +103,7 @@ def main() -> int:
         from sentinel_ml.serving.config import ServeRequest
 
         summary = local_serve.start(
-            ServeRequest(checkpoint=uri, data=data, port=args.port, grpc_port=args.grpc_port, app_args=app_args),
+            ServeRequest(checkpoint=uri, port=args.port, grpc_port=args.grpc_port, app_args=app_args),
             on_progress=lambda m: print(f"  {m}", file=sys.stderr), cluster_env=serve_env)
         print(f"ray serve up in {time.monotonic() - started:.1f}s: {summary['http']} and {summary['grpc']} "
               f"(gRPC), extra settings {json.dumps(serve_env)} {json.dumps(app_args)}")
@@ -264,10 +256,10 @@ def _ghz_run(ghz: str, address: str, data: Path, connections: int, duration_s: f
             "failed": raw["count"] - ok - min(cut, connections)}
 
 
-def _start_baseline(mode: list[str], uri: str, data: str, port: int, work: Path) -> subprocess.Popen:
+def _start_baseline(mode: list[str], uri: str, port: int, work: Path) -> subprocess.Popen:
     log = (work / f"baseline-{port}.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, __file__, *mode, "--checkpoint", uri, "--data", data,
+        [sys.executable, __file__, *mode, "--checkpoint", uri,
          "--baseline-port", str(port), "--baseline-grpc-port", str(port)], stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -292,20 +284,29 @@ def _run_baseline_server(args: argparse.Namespace) -> int:
     from sentinel_ml.serving.recommender import Recommender
 
     torch.set_num_threads(1)
-    model = Recommender.load(args.checkpoint, Path(args.data))
+    from fastapi.responses import JSONResponse
+
+    from sentinel_ml.serving.api import ApiError
+
+    model = Recommender.load(args.checkpoint)  # everything from the checkpoint, as a replica loads it
+    catalogue = model.catalogue
     app = FastAPI()
+
+    @app.exception_handler(ApiError)
+    async def api_error(request, error: ApiError) -> JSONResponse:  # an unknown id is a 404, as in Serve
+        return JSONResponse({"detail": error.message}, status_code=error.status_code)
 
     @app.post("/recommend", response_model=PredictResponse)
     async def predict(request: PredictRequest) -> dict:
-        check_user(request.user_id, model.num_users)
-        check_movies(request.movie_ids, model.num_items)
+        # The dataset's ids map through the catalogue (UnknownId: 404), then one forward pass.
         return {"user_id": request.user_id, "predictions": model.predict(request.user_id, request.movie_ids)}
 
     @app.post("/v1/models/{name}:predict", response_model=TFPredictResponse, response_model_exclude_none=True)
     async def tf_predict(name: str, request: TFPredictRequest) -> dict:
         users, movies = request.pairs()
-        check_pairs(users, movies, model.num_users, model.num_items)
-        return request.answer(model.score_many([(users, movies)])[0].tolist())
+        check_pairs(users, movies)
+        pairs = (catalogue.users.indices(users), catalogue.items.indices(movies))
+        return request.answer(model.score_many([pairs])[0].tolist())
 
     uvicorn.run(app, host="127.0.0.1", port=args.baseline_port, log_level="warning", access_log=False,
                 loop="uvloop", http="httptools")
@@ -327,17 +328,19 @@ def _run_baseline_grpc_server(args: argparse.Namespace) -> int:
     from sentinel_ml.serving.recommender import Recommender
 
     torch.set_num_threads(1)
-    model = Recommender.load(args.checkpoint, Path(args.data))
-    ref = ModelRef(NAMES.model, 1, model.num_users, model.num_items)
+    model = Recommender.load(args.checkpoint)
+    catalogue = model.catalogue
+    ref = ModelRef(NAMES.model, 1, model.num_users, model.num_items, catalogue.id_type)
 
     class Servicer(pb_grpc.GRPCInferenceServiceServicer):
         async def ModelInfer(self, request, context):
             try:
                 parsed = oip.parse_grpc(request, ref)
-            except ApiError as e:
+                pairs = (catalogue.users.indices(parsed.users), catalogue.items.indices(parsed.movies))
+            except ApiError as e:  # UnknownId is one: a 404, NOT_FOUND in gRPC
                 oip.set_grpc_error(context, e)
                 return pb.ModelInferResponse()
-            return oip.grpc_response(ref, parsed, model.score_many([(parsed.users, parsed.movies)])[0])
+            return oip.grpc_response(ref, parsed, model.score_many([pairs])[0])
 
     async def serve() -> None:
         server = grpc.aio.server()
@@ -363,7 +366,6 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", default="latest", help="latest, best, a run id or a URI")
     p.add_argument("--storage", default=None, help="checkpoint root (default: $SENTINEL_STORAGE or ~/.sentinel)")
-    p.add_argument("--data", default=None, help="MovieLens source (default: $SENTINEL_DATA or download)")
     p.add_argument("--protocols", default=",".join(PROTOCOLS), help="comma-separated: " + ", ".join(PROTOCOLS))
     p.add_argument("--concurrency", default="1,16,64")
     p.add_argument("--duration", type=int, default=15, help="seconds measured per run")

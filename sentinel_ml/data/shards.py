@@ -32,6 +32,9 @@ INGESTIONS = (AUTO, IN_MEMORY, RAY_DATA)  # --ingestion: auto picks by the rule 
 # Training parts up to this many ratings stay in memory in every worker (each holds the whole part,
 # ~20 bytes a rating): measured faster there (docs/data.md). Larger ones stream as shards.
 IN_MEMORY_MAX_ROWS = 2_000_000
+# Rows per block of the training Dataset: each row group is shuffled and cut into blocks this long, and
+# the blocks of all row groups are put in a random order, so a chunk mixes rows of many row groups.
+PIECE_ROWS = 1 << 13
 
 
 def ingestion(data: Prepared, *, asked: str = AUTO, worker_group: bool, streams: bool) -> str:
@@ -44,21 +47,34 @@ def ingestion(data: Prepared, *, asked: str = AUTO, worker_group: bool, streams:
     return asked
 
 
-def train_dataset(data: Prepared):
+def train_dataset(data: Prepared, seed: int = 0):
     """The training part as a Ray Dataset of blocks already in Ray's object store: the driver reads the
-    Parquet file one row group at a time and puts each as a block (its memory holds one row group).
+    Parquet file one row group at a time, shuffles its rows, cuts it into blocks of ``PIECE_ROWS`` and puts
+    each (its memory holds one row group); the blocks of every row group go in one random order.
+
+    Tables come sorted by user (MovieLens' files, ``sentinel data synth``, the prepared parts keep their
+    order), and shuffling only within a worker's 64k-row chunks left each mini-batch with a few hundred
+    users: at 10M ratings the val RMSE after 3 epochs was 0.867 against 0.815 in memory. Interleaved
+    blocks give each chunk rows of ``CHUNK_ROWS / PIECE_ROWS`` random row groups instead.
 
     Not ``read_parquet``: its read tasks need CPUs, and a worker group that takes every CPU (2 workers on
     2 cores) left none, so the first epoch waited forever; and the prepared directory is on the driver's
     disk, which read tasks on another node cannot see (Ray Data's ``local://`` for that is deprecated).
     """
+    import numpy as np
     import pyarrow.parquet as pq
     import ray
     import ray.data
 
+    rng = np.random.default_rng(seed)
     parquet = pq.ParquetFile(Path(data.part("train")))
-    blocks = [ray.put(parquet.read_row_group(i)) for i in range(parquet.num_row_groups)]
-    return ray.data.from_arrow_refs(blocks)
+    blocks = []
+    for group in range(parquet.num_row_groups):
+        table = parquet.read_row_group(group)
+        table = table.take(rng.permutation(table.num_rows))
+        blocks.extend(ray.put(table.slice(start, PIECE_ROWS)) for start in range(0, table.num_rows, PIECE_ROWS))
+    order = rng.permutation(len(blocks))
+    return ray.data.from_arrow_refs([blocks[i] for i in order])
 
 
 class ShardBatches:
