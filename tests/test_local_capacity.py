@@ -1,0 +1,43 @@
+"""What can never fit the embedded local Ray is refused at once (exit 2), naming the CPUs asked and
+those it has, before any data, Ray, MLflow run or record (issue 26, item 4: `train --workers 3` on a
+2-CPU machine used to wait silently until it was killed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.test_cli import invoke
+
+
+@pytest.fixture
+def two_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This machine as the embedded Ray counts it, fixed at 2 whatever runs the test (Ray's own
+    count; no cluster to join)."""
+    import ray._private.utils
+
+    monkeypatch.setattr(ray._private.utils, "get_num_cpus", lambda *a, **k: 2)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr("sentinel_ml.ray_runtime.running_cluster", lambda: None)
+
+
+@pytest.mark.parametrize(("args", "message", "fix"), [
+    (["train", "--workers", "3"], "--workers 3 asks for 3 CPUs at once; the local Ray has 2", "use fewer workers"),
+    (["tune", "--workers-per-trial", "3", "--cpus-per-trial", "1"],
+     "a trial of --workers-per-trial 3 x 1 CPU asks for 3 CPUs at once; the local Ray has 2",
+     "lower --workers-per-trial or --cpus-per-trial"),
+    (["tune", "--concurrency", "4", "--cpus-per-trial", "1"],
+     "--concurrency 4 trials of 1 x 1 CPU asks for 4 CPUs at once; the local Ray has 2", "lower --concurrency"),
+])
+def test_what_can_never_fit_the_local_ray_exits_2_at_once(sentinel_home, two_cpus, args, message, fix) -> None:
+    result = invoke(*args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and fix in result.output and "Traceback" not in result.output
+    assert not (sentinel_home / "artifacts").exists()  # no record, no checkpoint
+    assert not (sentinel_home / "data" / "prepared").exists()  # refused before the data was read
+
+
+def test_what_fits_is_not_refused(two_cpus) -> None:
+    from sentinel_ml.local_capacity import check_cpus
+
+    check_cpus(2, "--workers 2", hint="")  # the whole machine is fine
+    check_cpus(3 * 0.25, "a trial", hint="")  # shared-out fractions are fine
