@@ -45,15 +45,15 @@ def _pss_bytes(pid: int) -> int:
     return 0
 
 
-class PeakMemory:
-    """Samples the tree's total RSS every ``interval`` seconds until stopped."""
+class Sampler:
+    """Calls ``sample()`` every ``interval`` seconds on a thread, from ``with`` entry to exit."""
 
-    def __init__(self, pid: int, interval: float = 0.2) -> None:
-        self.pid, self.interval, self.peak, self.peak_process = pid, interval, 0, 0
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> PeakMemory:
+    def __enter__(self):
         self._thread.start()
         return self
 
@@ -63,6 +63,20 @@ class PeakMemory:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            total, largest = tree_pss_bytes(self.pid)
-            self.peak, self.peak_process = max(self.peak, total), max(self.peak_process, largest)
+            self.sample()
             self._stop.wait(self.interval)
+
+    def sample(self) -> None:
+        raise NotImplementedError
+
+
+class PeakMemory(Sampler):
+    """Samples the tree's total PSS every ``interval`` seconds until stopped."""
+
+    def __init__(self, pid: int, interval: float = 0.2) -> None:
+        super().__init__(interval)
+        self.pid, self.peak, self.peak_process = pid, 0, 0
+
+    def sample(self) -> None:
+        total, largest = tree_pss_bytes(self.pid)
+        self.peak, self.peak_process = max(self.peak, total), max(self.peak_process, largest)

@@ -56,52 +56,49 @@ def shape(ratings: int) -> tuple[int, int]:
 
 # ---------------------------------------------------------------- memory of a process tree, per process
 
-class TreeMemory:
-    """Samples /proc every ``interval`` s: the tree's summed PSS (its peak) and each process's peak RSS
-    and PSS with its command line, so the training workers can be picked out afterwards."""
+def tree_memory(root: int, interval: float = 0.25):
+    """A ``TreeMemory`` sampler (bench/procmem.py's ``Sampler``, imported once the path holds it)."""
+    from procmem import Sampler, _children_map
 
-    def __init__(self, root: int, interval: float = 0.25) -> None:
-        self.root, self.interval = root, interval
-        self.tree_pss = 0
-        self.procs: dict[int, dict] = {}  # pid -> {"cmd", "rss", "pss"}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+    class TreeMemory(Sampler):
+        """The tree's summed PSS (its peak) and each process's peak RSS and PSS with its command line,
+        so the training workers can be picked out afterwards."""
 
-    def __enter__(self) -> TreeMemory:
-        self._thread.start()
-        return self
+        def __init__(self) -> None:
+            super().__init__(interval)
+            self.root, self.tree_pss = root, 0
+            self.procs: dict[int, dict] = {}  # pid -> {"cmd", "rss", "pss"}
 
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
+        def sample(self) -> None:
+            _sample_tree(self, _children_map())
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.sample()
-            self._stop.wait(self.interval)
+        def workers(self, local: bool) -> list[dict]:
+            return _workers(self, local)
 
-    def sample(self) -> None:
-        from procmem import _children_map
+    return TreeMemory()
 
-        children, stack, total = _children_map(), [self.root], 0
-        while stack:
-            pid = stack.pop()
-            rss, pss = _rss_pss(pid)
-            total += pss
-            entry = self.procs.get(pid)
-            if entry is None:
-                entry = self.procs[pid] = {"cmd": _cmdline(pid), "rss": 0, "pss": 0}
-            elif "TrainWorker" not in entry["cmd"]:  # Ray renames a worker once it runs its actor
-                entry["cmd"] = _cmdline(pid) or entry["cmd"]
-            entry["rss"], entry["pss"] = max(entry["rss"], rss), max(entry["pss"], pss)
-            stack.extend(children.get(pid, []))
-        self.tree_pss = max(self.tree_pss, total)
 
-    def workers(self, local: bool) -> list[dict]:
-        """The training processes: the CLI itself in local mode, else Ray Train's worker actors."""
-        if local:
-            return [self.procs[self.root]] if self.root in self.procs else []
-        return [p for p in self.procs.values() if "RayTrainWorker" in p["cmd"]]
+def _sample_tree(memory, children: dict[int, list[int]]) -> None:
+    stack, total = [memory.root], 0
+    while stack:
+        pid = stack.pop()
+        rss, pss = _rss_pss(pid)
+        total += pss
+        entry = memory.procs.get(pid)
+        if entry is None:
+            entry = memory.procs[pid] = {"cmd": _cmdline(pid), "rss": 0, "pss": 0}
+        elif "TrainWorker" not in entry["cmd"]:  # Ray renames a worker once it runs its actor
+            entry["cmd"] = _cmdline(pid) or entry["cmd"]
+        entry["rss"], entry["pss"] = max(entry["rss"], rss), max(entry["pss"], pss)
+        stack.extend(children.get(pid, []))
+    memory.tree_pss = max(memory.tree_pss, total)
+
+
+def _workers(memory, local: bool) -> list[dict]:
+    """The training processes: the CLI itself in local mode, else Ray Train's worker actors."""
+    if local:
+        return [memory.procs[memory.root]] if memory.root in memory.procs else []
+    return [p for p in memory.procs.values() if "RayTrainWorker" in p["cmd"]]
 
 
 def _rss_pss(pid: int) -> tuple[int, int]:
@@ -159,7 +156,7 @@ def run_timed(cmd: list[str], env: dict[str, str], *, local: bool = True) -> dic
 
     reader = threading.Thread(target=read_stderr, daemon=True)
     reader.start()
-    with TreeMemory(proc.pid) as memory:
+    with tree_memory(proc.pid) as memory:
         out = proc.stdout.read()
         proc.wait()
     reader.join()

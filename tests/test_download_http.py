@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import http.server
-import threading
 import zipfile
 from pathlib import Path
 
@@ -14,6 +12,7 @@ import pytest
 
 from sentinel_ml.data import download
 from sentinel_ml.errors import DataError
+from tests.support.www import serve_directory
 
 
 @pytest.fixture
@@ -25,25 +24,8 @@ def http_files(tmp_path: Path, movielens_zip: Path):
     corrupt = bytearray(movielens_zip.read_bytes())
     corrupt[1000:1010] = b"\x00" * 10
     (root / "corrupt.zip").write_bytes(bytes(corrupt))
-    requests: list[str] = []
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, directory=str(root), **kwargs)
-
-        def do_GET(self):  # noqa: N802 - http.server's naming
-            requests.append(self.path)
-            super().do_GET()
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", requests
-    server.shutdown()
-    server.server_close()
+    with serve_directory(root) as (url, requests):
+        yield url, requests
 
 
 def repack(source: Path, dest: Path, *, change: str | None = None) -> Path:

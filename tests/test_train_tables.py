@@ -5,10 +5,8 @@ its extracted folder. Tiny data and one epoch in Ray Train's local mode: seconds
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
 import json
-import threading
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +21,7 @@ from sentinel_cli.app import app
 from tests.test_train_bad_data import mlflow_runs
 
 runner = CliRunner()
+from tests.support.www import serve_directory
 
 
 def invoke(*args: str):
@@ -106,26 +105,8 @@ def www(tmp_path: Path) -> Iterator[tuple[Path, str, list[str]]]:
     """A directory served over HTTP on 127.0.0.1: (directory, base URL, the paths asked for)."""
     root = tmp_path / "www"
     root.mkdir()
-    asked: list[str] = []
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, directory=str(root), **kwargs)
-
-        def do_GET(self):
-            asked.append(self.path)
-            super().do_GET()
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}", asked
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    with serve_directory(root) as (url, asked):
+        yield root, url, asked
 
 
 def ml1m_archive(tmp_path: Path, dest: Path) -> tuple[Path, list[tuple[int, int, int, int]]]:

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import http.server
 import logging
 import socket
 import subprocess
 import sys
-import threading
 import time
 import zipfile
 from collections.abc import Iterator
@@ -26,6 +24,15 @@ from sentinel_ml.data.layouts import read_movielens
 from sentinel_ml.errors import ConfigError, DataError
 from tests.data.test_layouts import expected_ratings, write_dataset
 from tests.support.ports import free_port
+from tests.support.www import serve_directory
+
+
+def _short_body(handler) -> None:
+    """Promises more than it sends, then hangs up."""
+    handler.send_response(200)
+    handler.send_header("Content-Length", "1000")
+    handler.end_headers()
+    handler.wfile.write(b"PK" * 10)
 
 
 @pytest.fixture
@@ -33,31 +40,8 @@ def www(tmp_path: Path) -> Iterator[tuple[Path, str, list[str]]]:
     """A directory served on 127.0.0.1: yields (directory, base URL, request log)."""
     root = tmp_path / "www"
     root.mkdir()
-    requests: list[str] = []
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, directory=str(root), **kwargs)
-
-        def do_GET(self):
-            requests.append(self.path)
-            if self.path == "/short.zip":  # promises more than it sends, then hangs up
-                self.send_response(200)
-                self.send_header("Content-Length", "1000")
-                self.end_headers()
-                self.wfile.write(b"PK" * 10)
-                return
-            super().do_GET()
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}", requests
-    server.shutdown()
-    server.server_close()
+    with serve_directory(root, {"/short.zip": _short_body}) as (url, requests):
+        yield root, url, requests
 
 
 def make_archive(tmp_path: Path, spec: DatasetSpec, dest: Path) -> Path:
