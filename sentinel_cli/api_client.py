@@ -143,7 +143,7 @@ def _request(method: str, url: str, body: Any, timeout_s: float, token: str | No
                               hint=_TOKEN_HINT) from None
         if e.code < 500:
             raise ConfigError(f"the API refused the request ({e.code}): {detail}",
-                              hint="check the ids: users and movies are MovieLens ids") from None
+                              hint="check the ids: users and items are the served data's own ids") from None
         raise JobFailed(f"the API failed ({e.code}) at {url}: {detail}",
                         hint="see `sentinel status` and the Serve logs") from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
