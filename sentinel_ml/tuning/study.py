@@ -439,9 +439,9 @@ def _save_best(root: str, run_id: str, best: TrialSummary, checkpoint, split, da
     test_rmse = served_rmse(ModelConfig.from_saved(best_file["model_config"]), best_file["state_dict"], split.test)
     metrics = {"val_rmse": best.val_rmse, "best_epoch": best.best_epoch, "epochs": best.epochs,
                "test_rmse": test_rmse}
-    for name, data in saved.items():
-        data["metrics"] = {**data["metrics"], "trial_id": best.trial_id,
-                           **({"test_rmse": test_rmse} if name == BEST_FILE else {})}
+    for name, written in saved.items():  # not ``data``: that is the Prepared whose artifact goes along
+        written["metrics"] = {**written["metrics"], "trial_id": best.trial_id,
+                              **({"test_rmse": test_rmse} if name == BEST_FILE else {})}
     metrics["val_mae"] = best_file["metrics"].get("val_mae")
     uris, sizes = {}, {}
     artifact = data.serving_artifact()
