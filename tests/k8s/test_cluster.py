@@ -228,6 +228,7 @@ def test_a_succeeded_rayjob_exits_0_and_prints_the_index_record_from_s3(cluster,
     summary = json.loads(result.stdout)
     assert (summary["state"], summary["job_status"]) == ("Complete", "SUCCEEDED")
     assert summary["record"]["metrics"] == written["metrics"]
+    assert summary["data"] == written["data"] and summary["data"]["split"] == "u1"  # the test RMSE's split
     assert summary["index_uri"] == written["index_uri"] == f"{cluster.storage}/index/{job}.json"
     assert summary["checkpoints"]["best"] == written["checkpoints"]["best"]
     assert storage.exists(summary["checkpoints"]["best"])

@@ -449,3 +449,38 @@ def test_cli_render_without_storage_says_what_to_set(kube_env) -> None:
     result = CliRunner().invoke(app, ["render", "train"])
     assert result.exit_code == 2
     assert "no checkpoint storage" in result.output and "--storage s3://" in result.output
+
+
+@pytest.mark.parametrize("what", ["train", "tune"])
+def test_a_users_table_travels_in_the_entrypoint(kube_env, what: str) -> None:
+    """--data s3://…, --columns, --items, --rating-scale and --split reach the job as given: the pods read
+    the table from S3 with the user's column names and the split the summary reports."""
+    import importlib
+
+    from sentinel_ml.data.source import DataSource
+
+    source = DataSource.from_args(data="s3://b/ratings/", columns="user=member,item=film,rating=stars,timestamp=ts",
+                                  items="s3://b/items.csv", rating_scale="0.5:5")
+    module = importlib.import_module(f"sentinel_ml.{what}")
+    kube = _settings(data="s3://b/data/ml-100k.zip")  # the profile's copy of the default dataset: not used here
+    if what == "train":
+        values = manifests.train_values(kube, TrainConfig(hp=Hyperparameters(epochs=3, split="temporal"),
+                                                          source=source), RUN_ID)
+    else:
+        values = manifests.tune_values(kube, StudyConfig(samples=8, split="temporal", source=source), TUNE_ID)
+    argv = shlex.split(render.render(what, values)[1]["spec"]["entrypoint"])
+    parsed = module.config_from_args(module.build_parser().parse_args(argv[3:]))
+    assert parsed.source == source
+    assert (parsed.hp.split if what == "train" else parsed.split) == "temporal"
+
+
+def test_the_default_dataset_reads_the_profiles_copy_and_a_local_table_is_refused(kube_env) -> None:
+    from sentinel_ml.data.source import DataSource
+
+    kube = _settings(data="s3://b/data/ml-100k.zip")
+    assert manifests.in_cluster_source(kube, DataSource()).data == "s3://b/data/ml-100k.zip"
+    assert manifests.in_cluster_source(kube, DataSource(dataset="ml-1m")).data is None  # GroupLens' own URL
+    for source, flag in ((DataSource(data="/home/me/ratings.csv"), "--data"),
+                         (DataSource(data="s3://b/r/", items="file:///home/me/items.csv"), "--items")):
+        with pytest.raises(ConfigError, match=f"{flag} .* is a path on this machine"):
+            manifests.train_values(kube, TrainConfig(source=source), RUN_ID)

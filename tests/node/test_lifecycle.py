@@ -2,6 +2,13 @@
 deleted worker pod → doctor → a failing job → tune → serve → predict (HTTP and gRPC, against a
 local serve of the same checkpoint) → status → delete → verify → down.
 
+``train`` and ``serve`` run on a user's own table, not MovieLens: a synthetic Parquet table with
+string ids (``u-17``, ``m-4``) and the user's own column names, uploaded to the platform's MinIO as a
+user does (``aws s3 cp``), trained with ``--data s3://… --columns … --split temporal`` and predicted
+through the Services with those string ids. The rest stays on the profile's default dataset (ml-100k,
+the profile's ``data``: the platform's MinIO copy): the spot step, tune, the failing job and verify
+(its own train and serve) are what a user runs without ``--data``, so the default's path stays covered.
+
 Everything runs for real: the platform's MinIO and MLflow in pods (images built here,
 tests/testenv/images.py), Ray in pods from Sentinel's images, the CLI as a subprocess with the
 user's environment. The KubeRay operator is the test environment's own (a host process: pods cannot
@@ -21,6 +28,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -53,8 +61,13 @@ DATA_ZIP = REPO.parent / "shared" / "data" / "ml-100k.zip"
 BUCKET = "sentinel"
 STORAGE = f"s3://{BUCKET}/runs"
 DATA = f"s3://{BUCKET}/data/ml-100k.zip"
+# The user's own table: string ids, the user's column names, a split for any dataset.
+TABLE = f"s3://{BUCKET}/data/synthetic/ratings/"
+COLUMNS = "user=member,item=film,rating=stars,timestamp=ts"
+SPLIT = "temporal"
+TABLE_SHAPE = {"ratings": 20_000, "users": 400, "items": 300}
+UNKNOWN_USER = "u-nobody"
 SERVICE = "recommender"
-SAMPLE_USER, SAMPLE_MOVIES = 1, "1,50,100,181,258"
 TOLERANCE = 1e-5
 STEP_TIMEOUT_S = 900  # the longest step (tune) on 2 busy cores, with room; each CLI wait is bounded too
 
@@ -301,18 +314,26 @@ def test_the_whole_lifecycle_on_the_real_node(life: Lifecycle) -> None:
         s3 = _s3(life)
         assert {b["Name"] for b in s3.list_buckets()["Buckets"]} >= {"mlflow", BUCKET}  # the bucket Job's
         s3.put_object(Bucket=BUCKET, Key=_key(DATA)[1], Body=DATA_ZIP.read_bytes())  # `aws s3 cp`
+        life.found["sample"] = _upload_table(life, life.logs.parent / "table")
 
     with step(life, "up again (idempotent)"):
         out, _ = life.ok("up", "--target", "k8s", "--no-operator", "-o", "json", timeout_s=300)
         states = {i["name"]: i["state"] for i in json.loads(out)["items"]}
         assert states["minio"] == states["mlflow"] == states["credentials"] == "unchanged", states
 
-    with step(life, "train --workers 2"):
+    with step(life, f"train --workers 2 --data {TABLE} --columns … --split {SPLIT}"):
         code, out, err = life.cli("train", "--target", "k8s", "--workers", "2", "--epochs", "2",
+                                  "--data", TABLE, "--columns", COLUMNS, "--split", SPLIT,
                                   "--name", "life-train", "-o", "json")
         assert code == 0, f"exit {code}\n{_tail(err)}"
         summary = json.loads(out)
         assert summary["state"] == "Complete", summary
+        data = summary["data"]  # what the job in the pods prepared: the table, read from MinIO
+        assert data["dataset"] == "table" and data["split"] == SPLIT, data
+        assert {k: data[k] for k in TABLE_SHAPE} == TABLE_SHAPE, data
+        entrypoint = _rayjob_argv(life, "life-train")  # the flags travelled into the RayJob
+        for flag, value in (("--data", TABLE), ("--columns", COLUMNS), ("--split", SPLIT)):
+            assert value in _values_of(entrypoint, flag), (flag, entrypoint)
         checkpoint = summary["checkpoints"]["best"]
         assert checkpoint.startswith(STORAGE + "/") and summary["index_uri"].startswith(STORAGE + "/"), summary
         assert "epoch" in err  # the driver's epoch lines, followed live
@@ -348,13 +369,13 @@ def test_the_whole_lifecycle_on_the_real_node(life: Lifecycle) -> None:
         assert code == 0, f"exit {code}\n{_tail(err)}"
         life.found["tune"] = json.loads(out)
 
-    with step(life, "serve --checkpoint best"):
-        code, out, err = life.cli("serve", "--target", "k8s", "--checkpoint", "best", "-o", "json")
+    with step(life, "serve --checkpoint life-train (the table's run)"):
+        # By run id: `best` compares val RMSE across every run in the index, ml-100k's tune trials too.
+        code, out, err = life.cli("serve", "--target", "k8s", "--checkpoint", "life-train", "-o", "json")
         assert code == 0, f"exit {code}\n{_tail(err)}"
         served = json.loads(out)
-        best = served.get("checkpoint")
-        assert best and best.startswith(STORAGE), served
-        life.found["best"] = best
+        assert served.get("checkpoint") == life.found["train"], served
+        life.found["best"] = served["checkpoint"]
 
     with step(life, "predict: HTTP and gRPC through the Services, equal to a local serve"):
         http = f"http://{life.service_address(f'{SERVICE}-serve-svc')}:8000"
@@ -362,15 +383,20 @@ def test_the_whole_lifecycle_on_the_real_node(life: Lifecycle) -> None:
         # Ready means the Services have endpoints in the API; kube-proxy on the node programs their
         # ClusterIPs a little later (until then the node answers "network unreachable").
         wait_for(f"kube-proxy to route {http} and {grpc}", lambda: _unroutable(http, grpc), 90)
-        out, _ = life.ok("predict", "--url", http, "-u", str(SAMPLE_USER), "-m", SAMPLE_MOVIES, "-o", "json")
+        user, items = life.found["sample"]  # the table's own string ids: JSON strings, OIP BYTES
+        out, _ = life.ok("predict", "--url", http, "-u", user, "-m", items, "-o", "json")
         cluster_http = _predictions(out)
-        out, _ = life.ok("predict", "--protocol", "grpc", "--grpc", grpc, "-u", str(SAMPLE_USER), "-m",
-                         SAMPLE_MOVIES, "-o", "json")
+        out, _ = life.ok("predict", "--protocol", "grpc", "--grpc", grpc, "-u", user, "-m", items, "-o", "json")
         cluster_grpc = _predictions(out)
-        local = _local_predictions(life, life.found["best"])
+        local = _local_predictions(life, life.found["best"], user, items)
         assert len(cluster_http) == len(local) == 5
         assert all(abs(a - b) <= TOLERANCE for a, b in zip(cluster_http, local)), (cluster_http, local)
         assert all(abs(a - b) <= TOLERANCE for a, b in zip(cluster_grpc, local)), (cluster_grpc, local)
+        for where in (["--url", http], ["--protocol", "grpc", "--grpc", grpc]):  # an unknown id: 404 naming it
+            code, out, err = life.cli("predict", *where, "-u", UNKNOWN_USER, "-m", items, "-o", "json", timeout_s=120)
+            said = " ".join(err.split())
+            assert code == 2 and ("(404)" in said or "NOT_FOUND" in said) and UNKNOWN_USER in said, \
+                f"exit {code}\n{_tail(err)}"
 
     with step(life, "status"):
         out, _ = life.ok("status", "--target", "k8s", "-o", "json", timeout_s=120)
@@ -433,24 +459,66 @@ def _survive_a_deleted_worker_pod(life: Lifecycle) -> None:
     life.found["spot"] = summary["restarts"]
 
 
+def _upload_table(life: Lifecycle, folder: Path) -> tuple[str, str]:
+    """A user's ratings table in the platform's MinIO, under ``TABLE``: ``sentinel data synth``'s
+    generator with its ids rewritten as strings (``u-17``, ``m-4``) and its columns named as the user's
+    are (``COLUMNS``), a few Parquet parts uploaded as ``aws s3 cp --recursive`` does. Returns a sample
+    request of the table's own ids: its first user and its five most rated items."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from sentinel_ml.data.synth import SynthSpec, synthesize
+
+    synthesize(SynthSpec(ratings=TABLE_SHAPE["ratings"], users=TABLE_SHAPE["users"], items=TABLE_SHAPE["items"],
+                         seed=7, part_rows=8_000), str(folder / "synth"))
+
+    def tagged(prefix: str, ids: pa.ChunkedArray) -> pa.ChunkedArray:  # 17 → "u-17"
+        return pc.binary_join_element_wise(prefix, pc.cast(ids, pa.string()), "")
+
+    s3, (bucket, prefix) = _s3(life), _key(TABLE)
+    parts = []
+    for part in sorted((folder / "synth").glob("*.parquet")):
+        raw = pq.read_table(part)
+        table = pa.table({"member": tagged("u-", raw["user_id"]), "film": tagged("m-", raw["item_id"]),
+                          "stars": raw["rating"], "ts": raw["timestamp"]})
+        pq.write_table(table, folder / part.name)
+        s3.upload_file(str(folder / part.name), bucket, prefix + part.name)
+        parts.append(table)
+    table = pa.concat_tables(parts)
+    assert len(parts) > 1 and table.num_rows == TABLE_SHAPE["ratings"], (len(parts), table.num_rows)
+    popular = table.group_by("film").aggregate([("film", "count")]).sort_by([("film_count", "descending")])
+    return table["member"][0].as_py(), ",".join(popular["film"].to_pylist()[:5])
+
+
+def _rayjob_argv(life: Lifecycle, name: str) -> list[str]:
+    """The RayJob's entrypoint, as the API server holds it, split into words."""
+    job = client.CustomObjectsApi(life.api).get_namespaced_custom_object("ray.io", "v1", life.namespace, "rayjobs", name)
+    return shlex.split(job["spec"]["entrypoint"])
+
+
+def _values_of(argv: list[str], flag: str) -> list[str]:
+    return [value for word, value in zip(argv, argv[1:]) if word == flag]
+
+
 def _ray_pods(life: Lifecycle) -> str | None:
     pods = client.CoreV1Api(life.api).list_namespaced_pod(life.namespace, label_selector="ray.io/cluster").items
     return f"{len(pods)} Ray pods left: {', '.join(p.metadata.name for p in pods)}" if pods else None
 
 
-def _local_predictions(life: Lifecycle, checkpoint: str) -> list[float]:
-    """`sentinel serve` on the local target, of the same checkpoint (from the platform's S3)."""
+def _local_predictions(life: Lifecycle, checkpoint: str, user: str, items: str) -> list[float]:
+    """`sentinel serve` on the local target, of the same checkpoint (from the platform's S3; the
+    checkpoint carries its id maps, so no data goes with it)."""
     port, grpc_port = 18765, 19765
     local = {**life.environ, "SENTINEL_PROFILE": str(Path(life.environ["SENTINEL_HOME"]) / "none.yaml")}
     Path(local["SENTINEL_PROFILE"]).write_text("target: local\n")
     serve = [sys.executable, "-m", "sentinel_cli", "serve", "--target", "local", "--checkpoint", checkpoint,
-             "--port", str(port), "--grpc-port", str(grpc_port), "--data", str(DATA_ZIP),
-             "--max-replicas", "1"]
+             "--port", str(port), "--grpc-port", str(grpc_port), "--max-replicas", "1"]
     done = subprocess.run(serve, cwd=REPO, env=local, capture_output=True, text=True, timeout=600)
     try:
         assert done.returncode == 0, f"local serve exited {done.returncode}:\n{_tail(done.stderr)}"
         answer = subprocess.run([sys.executable, "-m", "sentinel_cli", "predict", "--url",
-                                 f"http://127.0.0.1:{port}", "-u", str(SAMPLE_USER), "-m", SAMPLE_MOVIES,
+                                 f"http://127.0.0.1:{port}", "-u", user, "-m", items,
                                  "-o", "json"], cwd=REPO, env=local, capture_output=True, text=True, timeout=120)
         assert answer.returncode == 0, _tail(answer.stderr)
         return _predictions(answer.stdout)

@@ -107,9 +107,13 @@ def _from_record(record: dict[str, Any] | None) -> dict[str, Any]:
     """A finished job's run, as its index record tells it (nothing when there is no record)."""
     if record is None:
         return {}
+    extra = record.get("extra") or {}
+    # The data it trained on (dataset, split, sizes), as the local target reports it: the summary names
+    # the split its test RMSE is on (without it the table said "u1 test RMSE" for any split).
+    data = {"data": extra["data"]} if extra.get("data") else {}
     return {"metrics": record["metrics"], "checkpoints": record["checkpoints"], "index_uri": record["index_uri"],
             "mlflow_run_id": record["mlflow_run_id"], "mlflow_error": None,
-            "restarts": (record.get("extra") or {}).get("restarts", []), "record": record}
+            "restarts": extra.get("restarts", []), **data, "record": record}
 
 
 def finish_job(state, namespace: str) -> dict[str, Any]:
