@@ -211,8 +211,10 @@ def sentinel(*args: str, timeout_s: float) -> tuple[int | None, str, float]:
 def test_a_wrong_image_tag_ends_the_bounded_wait_promptly(node_profile, k8s_namespace, pull_policy,
                                                           reasons) -> None:
     wrong = "sentinel-train:no-such-tag"
+    # --no-preflight: this test is about the image, and the module's RayCluster keeps the node's CPUs busy,
+    # so the capacity preflight would refuse the job's submitter first (its own test is below).
     code, stderr, elapsed = sentinel(
-        "train", "--target", "k8s", "--name", "wrong-image", "--timeout", "300",
+        "train", "--target", "k8s", "--name", "wrong-image", "--timeout", "300", "--no-preflight",
         *sets(*SMALL, f"images.train={wrong}", f"images.pull_policy={pull_policy}",
               "storage=s3://sentinel-tests/none"),
         timeout_s=PROMPT_S)
@@ -228,8 +230,16 @@ def test_a_wrong_image_tag_ends_the_bounded_wait_promptly(node_profile, k8s_name
 
 
 def test_more_cpu_than_the_real_node_has_gets_insufficient_cpu_with_the_fix(node_profile) -> None:
-    result = cli("train", "--target", "k8s", "--name", "too-big", "--timeout", "15",
-                 *sets(*SMALL, "head.cpu=3", "storage=s3://sentinel-tests/none"))
+    too_big = ("train", "--target", "k8s", "--name", "too-big", "--timeout", "15",
+               *sets(*SMALL, "head.cpu=3", "storage=s3://sentinel-tests/none"))
+    # The capacity preflight refuses it before anything is applied: no node here could ever hold it.
+    result = cli(*too_big)
+    text = flat(result.stderr)
+    assert result.exit_code == 2, result.output
+    assert "asks for 3 CPU per pod" in text and "has 2 allocatable" in text, text[-3000:]
+    assert "at most 2 CPU per pod" in text and "--no-preflight" in text  # the fix, and the way past it
+    # Past the preflight, the scheduler says the same after the apply, and Sentinel's hint names the setting.
+    result = cli(*too_big, "--no-preflight")
     text = flat(result.stderr)
     assert result.exit_code == 3, result.output
     assert "Insufficient cpu" in text, text[-3000:]
