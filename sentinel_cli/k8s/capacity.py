@@ -488,8 +488,14 @@ def _too_large(need: PodNeed, admitting: list[Node]) -> tuple[str, str]:
     return (f"the {need.role} asks for {show(resource, asked)} {_noun(resource)} per pod; the largest "
             f"node that admits it ({largest.name}, group {largest.group}) has {show(resource, has)} "
             f"allocatable, and the most free on any such node is {show(resource, max(free, Fraction(0)))}",
-            f"ask for at most {show(resource, has)} {_noun(resource)} per pod, "
+            f"ask for at most {show(resource, has)} {_noun(resource)} per pod{_SETTINGS.get(resource, '')}, "
             f"or add a node group with larger nodes")
+
+
+# Where a profile sets what a pod asks for (the watch's "Insufficient cpu" hint names the same).
+_SETTINGS = {CPU: " (kubernetes.head.cpu, worker.cpu, serve_worker.cpu, submitter.cpu: the profile, or --set)",
+             MEMORY: " (kubernetes.head.memory, worker.memory, serve_worker.memory, submitter.memory: the profile, "
+                     "or --set)"}
 
 
 def _why_waits(need: PodNeed, placed: int, fitting: list[Node], room: Mapping[str, Resources]) -> str:

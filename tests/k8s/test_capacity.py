@@ -201,7 +201,8 @@ def test_more_cpu_than_any_node_has_names_the_resource_the_largest_node_and_the_
     assert error.message == (
         "the worker group train of RayJob train-20260101-000000-abcd asks for 6 CPU per pod; the largest node "
         "that admits it (ip-10-0-2-2, group spot) has 4 allocatable, and the most free on any such node is 4")
-    assert error.hint == ("ask for at most 4 CPU per pod, or add a node group with larger nodes; "
+    assert error.hint == ("ask for at most 4 CPU per pod (kubernetes.head.cpu, worker.cpu, serve_worker.cpu, "
+                          "submitter.cpu: the profile, or --set), or add a node group with larger nodes; "
                           "or apply anyway with --no-preflight")
 
 

@@ -132,7 +132,7 @@ def test_more_cpu_than_any_node_has_exits_2_through_the_cli(gpu_node, profile, k
     err = flat(result.stderr)
     assert "the worker group train of RayJob cpu-64 asks for 64 CPU per pod; the largest node that admits it " \
            "(kwok-spot-" in err and "has 4 allocatable" in err
-    assert "ask for at most 4 CPU per pod, or add a node group with larger nodes" in err
+    assert "ask for at most 4 CPU per pod (kubernetes.head.cpu, worker.cpu" in err and "larger nodes" in err
     assert "--no-preflight" in err
     assert _rayjobs(k8s_api, profile) == []
 
