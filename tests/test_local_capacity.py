@@ -41,3 +41,15 @@ def test_what_fits_is_not_refused(two_cpus) -> None:
 
     check_cpus(2, "--workers 2", hint="")  # the whole machine is fine
     check_cpus(3 * 0.25, "a trial", hint="")  # shared-out fractions are fine
+
+
+@pytest.mark.parametrize(("total", "concurrency", "workers"), [(2, 1, 3), (2, 1, 2), (2, 3, 1), (16, 3, 7), (2, 4, 1)])
+def test_a_shared_out_trial_always_fits_the_cpus_it_shares(total, concurrency, workers) -> None:
+    """Rounding the share up once asked 3 x 0.67 = 2.01 of 2 CPUs: the trial waited forever."""
+    from sentinel_ml.tuning.study import MIN_CPUS_PER_WORKER, shared_cpus_per_worker
+
+    share = shared_cpus_per_worker(total, concurrency, workers)
+    assert MIN_CPUS_PER_WORKER <= share <= 1.0
+    if total / (concurrency * workers) >= MIN_CPUS_PER_WORKER:  # else the trials queue, one trial still fits
+        assert concurrency * workers * share <= total + 1e-9
+    assert workers * share <= total + 1e-9

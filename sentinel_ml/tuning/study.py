@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
+import math
 import os
 import shutil
 import sys
@@ -276,8 +277,15 @@ def _ensure_ray(config: StudyConfig) -> tuple[StudyConfig, float, str]:
     if config.cpus_per_trial:
         return config, config.cpus_per_trial, where
     # Share the CPUs between the concurrent trials (fractions are fine: a trial is one thread).
-    per_worker = total / (config.concurrency * config.workers_per_trial)
-    return config, max(MIN_CPUS_PER_WORKER, min(1.0, round(per_worker, 2))), where
+    return config, shared_cpus_per_worker(total, config.concurrency, config.workers_per_trial), where
+
+
+def shared_cpus_per_worker(total: float, concurrency: int, workers_per_trial: int) -> float:
+    """Each trial worker's share of ``total`` CPUs, in hundredths rounded down, between MIN_CPUS_PER_WORKER
+    and 1. Rounded down: 3 workers on 2 CPUs at round(2/3, 2) = 0.67 asked 2.01 CPUs, which the trial's
+    placement group could never get, and the study waited forever."""
+    share = math.floor(total / (concurrency * workers_per_trial) * 100) / 100
+    return max(MIN_CPUS_PER_WORKER, min(1.0, share))
 
 
 def _warm_trial_workers(config: StudyConfig):
