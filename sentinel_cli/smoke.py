@@ -56,35 +56,41 @@ def _timed(name: str, step: Callable[[], str | Item]) -> Item:
     return replace(item, detail=f"{item.detail} ({time.monotonic() - started:.1f} s)")
 
 
-def sample_request(checkpoint: str) -> dict[str, Any]:
-    """A prediction request every checkpoint can answer: its data's first user and first three items,
-    by the dataset's own ids (from the checkpoint's serving artifact)."""
-    from sentinel_ml.store.checkpoint import load_checkpoint
+@dataclass(frozen=True)
+class Sample:
+    """A prediction request every checkpoint can answer (its data's first user and first items, by the
+    dataset's own ids) and the checkpoint's own predictions for it, computed here."""
 
-    data = load_checkpoint(checkpoint).get("data") or {}
-    if not data.get("user_ids") or not data.get("item_ids"):
-        raise JobFailed(f"checkpoint {checkpoint} carries no id maps (written by an older Sentinel)",
-                        hint="train again with this version: sentinel train")
-    return {"user_id": data["user_ids"][0], "movie_ids": list(data["item_ids"][:SAMPLE_ITEMS])}
+    request: dict[str, Any]
+    expected: list[float]
 
 
-def check_prediction(answer: dict[str, Any], checkpoint: str) -> str:
-    """The served predictions for ``sample_request(checkpoint)`` against the checkpoint's own, computed here
-    (the sample is the first user's and items', so their indices are 0 and 0..SAMPLE_ITEMS-1)."""
+def prediction_sample(checkpoint: str) -> Sample:
+    """``checkpoint``'s sample, from one read of it (its network and its serving artifact's id maps; the
+    sample's indices are 0 for the user and 0..SAMPLE_ITEMS-1 for the items)."""
     import torch
 
     from sentinel_ml.store.checkpoint import load_network
 
-    sample = sample_request(checkpoint)
-    network, _ = load_network(checkpoint)
-    items = torch.arange(len(sample["movie_ids"]))
-    expected = network.predict(torch.zeros_like(items), items).tolist()
+    network, saved = load_network(checkpoint)
+    data = saved.get("data") or {}
+    if not data.get("user_ids") or not data.get("item_ids"):
+        raise JobFailed(f"checkpoint {checkpoint} carries no id maps (written by an older Sentinel)",
+                        hint="train again with this version: sentinel train")
+    items = list(data["item_ids"][:SAMPLE_ITEMS])
+    indices = torch.arange(len(items))
+    expected = network.predict(torch.zeros_like(indices), indices).tolist()
+    return Sample({"user_id": data["user_ids"][0], "movie_ids": items}, expected)
+
+
+def check_prediction(answer: dict[str, Any], sample: Sample) -> str:
+    """The served predictions for ``sample.request`` against the checkpoint's own."""
     served = answer.get("predictions") or []
-    worst = max((abs(a - b) for a, b in zip(served, expected)), default=float("inf"))
-    if len(served) != len(expected) or worst > TOLERANCE:
-        raise JobFailed(f"served predictions {served} differ from the checkpoint's {expected}",
+    worst = max((abs(a - b) for a, b in zip(served, sample.expected)), default=float("inf"))
+    if len(served) != len(sample.expected) or worst > TOLERANCE:
+        raise JobFailed(f"served predictions {served} differ from the checkpoint's {sample.expected}",
                         hint="the service may be serving another checkpoint: sentinel status")
-    return f"user {sample['user_id']}: {', '.join(f'{p:.3f}' for p in served)} (match the checkpoint)"
+    return f"user {sample.request['user_id']}: {', '.join(f'{p:.3f}' for p in served)} (match the checkpoint)"
 
 
 def _one_epoch(source: DataSource, storage: str | None):
@@ -169,7 +175,8 @@ class LocalSmoke:
     def _predict(self, made: Made) -> str:
         from sentinel_cli import api_client
 
-        return check_prediction(api_client.call("POST", made.endpoint, sample_request(made.checkpoint)), made.checkpoint)
+        sample = prediction_sample(made.checkpoint)
+        return check_prediction(api_client.call("POST", made.endpoint, sample.request), sample)
 
     def cleanup(self, made: Made) -> str:
         from sentinel_cli.backends.local import serving
@@ -236,10 +243,11 @@ class KubeSmoke:
         from sentinel_ml.serving.config import RECOMMEND_PATH
 
         settings = self._settings()
+        sample = prediction_sample(made.checkpoint)
         with connect(settings) as kube:
             answer = kube.post_to_service(f"{made.service}-serve-svc", settings.serve.port, RECOMMEND_PATH,
-                                           sample_request(made.checkpoint))
-        return check_prediction(answer, made.checkpoint)
+                                           sample.request)
+        return check_prediction(answer, sample)
 
     def cleanup(self, made: Made) -> str:
         from sentinel_cli.backends.kubernetes.backend import KubernetesBackend

@@ -87,7 +87,7 @@ def in_cluster_source(settings: KubeSettings, source):
     from sentinel_ml.errors import ConfigError
 
     for flag, location in (("--data", source.data), ("--items", source.items)):
-        if location and "://" not in location or (location or "").startswith("file://"):
+        if location and ("://" not in location or location.startswith("file://")):
             raise ConfigError(f"{flag} {location} is a path on this machine, which the cluster's pods cannot read",
                               hint=f"upload it to the platform's storage (aws s3 cp … s3://…) and pass {flag} s3://…")
     if source.data is None and source.dataset == DEFAULT_DATASET and settings.data:

@@ -14,8 +14,7 @@ import httpx
 import pytest
 
 from tests.support.ports import free_port
-from tests.support.processes import group_ended
-from tests.testenv.process import wait_for
+from tests.support.serving import check_stopped
 
 pytestmark = pytest.mark.slow
 
@@ -162,8 +161,5 @@ def test_serve_status_predict_recommend_stop(tmp_path, trained_run, dataset_dir)
         _serve_with_a_token(cli, home, url, grpc_address, port, grpc_port, body["predictions"])
     finally:
         stopped = cli("serve", "stop", "-o", "json", timeout=120)
-    assert stopped.returncode == 0, stopped.stderr
-    assert json.loads(stopped.stdout)["stopped"] is True
-    assert leader is not None
-    wait_for("the end of the local Ray cluster's processes", lambda: group_ended(leader), timeout_s=30)
+    check_stopped(stopped, leader)
     assert json.loads(cli("status", "-o", "json").stdout)["serving"] is None

@@ -16,8 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.support.ports import free_ports
-from tests.support.processes import group_ended
-from tests.testenv.process import wait_for
+from tests.support.serving import check_stopped
 
 pytestmark = pytest.mark.slow
 
@@ -97,7 +96,4 @@ def test_a_string_id_table_trains_serves_and_answers_with_its_own_ids(tmp_path) 
         assert unknown_top.returncode == 2 and "unknown user 'u-999'" in unknown_top.stderr
     finally:
         stopped = cli("serve", "stop", "-o", "json", timeout=120)
-    assert stopped.returncode == 0, stopped.stderr
-    assert json.loads(stopped.stdout)["stopped"] is True
-    assert leader is not None
-    wait_for("the end of the local Ray cluster's processes", lambda: group_ended(leader), timeout_s=30)
+    check_stopped(stopped, leader)

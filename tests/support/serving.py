@@ -176,3 +176,15 @@ class HaproxyLog:
     def stop(self) -> None:
         self._halt.set()
         self.sock.close()
+
+
+def check_stopped(stopped, leader: int | None) -> None:
+    """``sentinel serve stop -o json`` (``stopped``, a CompletedProcess) exited 0 and stopped it, and every
+    process of the local Ray cluster led by ``leader`` ended."""
+    from tests.support.processes import group_ended
+    from tests.testenv.process import wait_for
+
+    assert stopped.returncode == 0, stopped.stderr
+    assert json.loads(stopped.stdout)["stopped"] is True
+    assert leader is not None
+    wait_for("the end of the local Ray cluster's processes", lambda: group_ended(leader), timeout_s=30)
