@@ -15,6 +15,7 @@ from sentinel_ml.errors import ConfigError
 
 if TYPE_CHECKING:
     from sentinel_cli.backends.results import (
+        CanaryReport,
         CheckReport,
         DeleteReport,
         LogsReport,
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
         TrainReport,
         TuneReport,
     )
+    from sentinel_cli.canary_watch import WatchRequest
     from sentinel_cli.k8s.request import KubeRequest, PlatformRequest
     from sentinel_ml.serving.config import ServeRequest
     from sentinel_ml.training.config import TrainConfig
@@ -45,6 +47,9 @@ class JobTarget(Protocol):
     def serve(self, request: ServeRequest, deploy: KubeRequest) -> ServeReport: ...
 
     def serve_stop(self, deploy: KubeRequest) -> StopReport: ...
+
+    def serve_canary(self, decision: str, watch: WatchRequest | None, timeout_s: float | None,
+                     deploy: KubeRequest) -> CanaryReport: ...
 
     def status(self, storage: str | None, limit: int, deploy: KubeRequest) -> StatusReport: ...
 

@@ -163,6 +163,24 @@ class ServeReport:
     replicas: dict[str, int] = _absent()
     auth: str = _absent()  # none | token; never the token
     token_file: str | None = _absent()  # where the token is (a path)
+    canary: dict[str, Any] | None = _absent()  # checkpoint, run_id, percent, model_version, versions
+
+
+@dataclass(frozen=True)
+class CanaryReport:
+    """How a canary ended: ``decision`` (promote | rollback), why, and what serves now. With
+    ``--auto``: the watch's length, each version's counts in the window, and the seconds from the
+    breach's reading to the incumbent serving alone."""
+
+    decision: str
+    checkpoint: str
+    run_id: str | None
+    model_version: str | None
+    ended_canary: dict[str, Any]
+    reason: str | None = None
+    watched_s: float = _absent()
+    versions: list[dict[str, Any]] = _absent()
+    breach_to_rollback_s: float = _absent()
 
 
 @dataclass(frozen=True)

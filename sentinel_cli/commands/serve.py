@@ -1,4 +1,5 @@
-"""``sentinel serve``: the MovieRecommender API from a checkpoint; ``sentinel serve stop`` ends it."""
+"""``sentinel serve``: the MovieRecommender API from a checkpoint; ``sentinel serve stop`` ends it;
+``serve --canary P``, ``serve promote [--auto]`` and ``serve rollback`` run a canary."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Annotated
 import typer
 
 from sentinel_cli import backends, options
-from sentinel_cli.backends.results import ServeReport, shown
+from sentinel_cli.backends.results import CanaryReport, ServeReport, shown
 from sentinel_cli.k8s.request import KubeRequest
 from sentinel_cli.output import OutputFormat, emit, key_value_table
 from sentinel_ml.serving.auth import AUTH_MODES
@@ -22,7 +23,7 @@ SUMMARY_ROWS = [
     ("checkpoint", "checkpoint"), ("run id", "run_id"), ("replicas", "replicas"), ("auth", "auth"),
     ("token file", "token_file"), ("Ray cluster", "ray_address"),
     ("RayService", "rayservice"), ("namespace", "namespace"), ("endpoint", "endpoint"),
-    ("gRPC endpoint", "grpc_endpoint"), ("state", "state"),
+    ("gRPC endpoint", "grpc_endpoint"), ("state", "state"), ("canary", "canary"),
 ]
 
 
@@ -57,6 +58,14 @@ def serve(
         "(gRPC: 'authorization' metadata); health and readiness stay open. Default: none on loopback, "
         "token when --host opens the API to a network.", show_default=False)] = None,
     token_file: options.TokenFileOpt = None,
+    # -- the canary (docs/serving.md "Canary") --
+    canary: Annotated[float | None, typer.Option(
+        "--canary", min=0.01, max=99.99, help="Serve --checkpoint as a canary to this percent of users (by a "
+        "stable hash of the user id) beside the model serving now; end it with `serve promote` or `serve "
+        "rollback`.", show_default=False)] = None,
+    canary_fault_rate: Annotated[float | None, typer.Option(
+        "--dev-canary-fault-rate", min=0.0, max=1.0, hidden=True,
+        help="Development and tests only: the share of the candidate's requests that fail on purpose.")] = None,
     deploy: KubeRequest = KubeRequest(),
 ) -> None:
     """Serve MovieRecommender from a checkpoint (HTTP: /recommend, TF-Serving /v1, OIP /v2; gRPC: OIP);
@@ -66,10 +75,14 @@ def serve(
     from sentinel_ml.serving.config import ServeRequest
 
     scaling = {k: v for k, v in (("min_replicas", min_replicas), ("max_replicas", max_replicas)) if v is not None}
+    if canary_fault_rate is not None:
+        if canary is None:
+            raise typer.BadParameter("needs --canary", param_hint="--dev-canary-fault-rate")
+        scaling["canary_fault_rate"] = canary_fault_rate
     request = ServeRequest(checkpoint=checkpoint, storage=storage, host=host, port=port,
                            grpc_port=grpc_port, timeout_s=timeout, app_args=scaling,
                            auth=AuthMode(auth).value if auth else ("token" if token_file else None),
-                           token_file=token_file)
+                           token_file=token_file, canary_percent=canary)
     report = backends.select(target, deploy.overrides.profile).serve(request, deploy)
     emit(report, output, summary_table)
 
@@ -83,11 +96,84 @@ def stop(
     emit(backends.select(target).serve_stop(KubeRequest()), output, lambda r: r.message)
 
 
+@app.command("promote")
+def promote(
+    auto: Annotated[bool, typer.Option("--auto", help="Watch the canary's live per-version metrics for "
+                                       "--window first: promote if the candidate holds, roll back at the "
+                                       "first breach (exit 1, naming it).")] = False,
+    window: Annotated[str, typer.Option(help="--auto: how long to watch (90s, 10m, 1h).")] = "10m",
+    max_error_rate: Annotated[float, typer.Option(min=0.0, max=1.0, help="--auto: the candidate's highest "
+                                                  "error rate (a fraction: 0.01 is 1%).")] = 0.01,
+    max_p99_ratio: Annotated[float, typer.Option(min=1.0, help="--auto: the candidate's highest p99 latency "
+                                                 "as a multiple of the incumbent's.")] = 1.5,
+    min_requests: Annotated[int, typer.Option(min=1, help="--auto: a version is judged from this many "
+                                              "requests in the window.")] = 20,
+    interval: Annotated[str, typer.Option(help="--auto: how often to read the metrics.")] = "5s",
+    timeout: Annotated[float | None, typer.Option("--timeout", min=1, help="Give up (exit 3) when the new "
+                                                  "replicas do not answer within this many seconds.",
+                                                  show_default=False)] = None,
+    target: options.TargetOpt = None,
+    output: options.OutputOpt = OutputFormat.table,
+) -> None:
+    """End the canary: the candidate becomes the only model (--auto: if it holds for --window)."""
+    from sentinel_cli.canary_watch import WatchRequest, parse_duration
+    from sentinel_ml.serving.canary import Thresholds
+
+    watch = None
+    if auto:
+        try:
+            window_s, interval_s = parse_duration(window), parse_duration(interval)
+        except ValueError as e:
+            raise typer.BadParameter(str(e)) from None
+        watch = WatchRequest(window_s, Thresholds(max_error_rate, max_p99_ratio, min_requests), interval_s)
+    report = backends.select(target).serve_canary("promote", watch, timeout, KubeRequest())
+    emit(report, output, canary_table)
+    if report.decision == "rollback":
+        raise typer.Exit(1)
+
+
+@app.command("rollback")
+def rollback(
+    timeout: Annotated[float | None, typer.Option("--timeout", min=1, help="Give up (exit 3) when the new "
+                                                  "replicas do not answer within this many seconds.",
+                                                  show_default=False)] = None,
+    target: options.TargetOpt = None,
+    output: options.OutputOpt = OutputFormat.table,
+) -> None:
+    """End the canary: the incumbent becomes the only model again."""
+    emit(backends.select(target).serve_canary("rollback", None, timeout, KubeRequest()), output, canary_table)
+
+
+def canary_table(report: CanaryReport):
+    rows = [("decision", report.decision), ("reason", shown(report.reason)), ("serving", report.checkpoint),
+            ("model version", report.model_version), ("run id", report.run_id),
+            ("watched", f"{report.watched_s:.0f}s" if shown(report.watched_s) is not None else None),
+            ("breach to rollback", f"{report.breach_to_rollback_s:.1f}s"
+             if shown(report.breach_to_rollback_s) is not None else None)]
+    for stats in shown(report.versions) or []:
+        rows.append((f"version {stats['version']} ({stats['role']})", _version_line(stats)))
+    return key_value_table([(label, value) for label, value in rows if value is not None])
+
+
+def _version_line(stats: dict) -> str:
+    p99 = f"{stats['p99_ms']:.1f} ms" if stats.get("p99_ms") is not None else "n/a"
+    return f"{stats['requests']} requests, {stats['errors']} errors ({stats['error_rate']:.2%}), p99 {p99}"
+
+
+def _canary(canary) -> str:
+    if not isinstance(canary, dict):
+        return str(canary)
+    head = f"{canary['checkpoint']} (version {canary.get('model_version')}) for {canary['percent']:g}% of users"
+    lines = [head] + [f"version {s['version']} ({s['role']}): {_version_line(s)}" for s in canary.get("versions") or []]
+    return "\n".join(lines)
+
+
 def summary_table(report: ServeReport):
     """The rows the target reported (the local application, or the RayService), in one order."""
     rows = [(label, shown(getattr(report, key))) for label, key in SUMMARY_ROWS]
-    return key_value_table([(label, _replicas(v) if label == "replicas" else v) for label, v in rows
-                            if v is not None])
+    shaped = {"replicas": _replicas, "canary": _canary}
+    return key_value_table([(label, shaped[key](v) if key in shaped else v) for (label, v), (_, key)
+                            in zip(rows, SUMMARY_ROWS) if v is not None])
 
 
 def _replicas(states) -> str:

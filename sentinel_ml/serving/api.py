@@ -27,7 +27,7 @@ TF-Serving and OIP answer the same cases with their own body (``{"error": messag
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
@@ -132,6 +132,8 @@ class PredictResponse(BaseModel):
     user_id: DatasetId
     predictions: list[float] = Field(description="Predicted ratings (within the dataset's rating scale), "
                                                  "one per movie id, in request order.")
+    model_version: int = Field(description="The model version that answered (during a canary, the "
+                                           "candidate's or the incumbent's).")
 
 
 class ScoredMovie(BaseModel):
@@ -146,6 +148,7 @@ class TopResponse(BaseModel):
     min_ratings: int = Field(description="Only movies with at least this many ratings in the dataset were "
                                          "considered.")
     movies: list[ScoredMovie] = Field(description="Highest-scored movies the user has not rated.")
+    model_version: int = Field(description="The model version that answered.")
 
 
 class Health(BaseModel):
@@ -177,6 +180,8 @@ class ModelInfo(BaseModel):
     id_type: str = Field(description="The dataset's ids: int or string.")
     max_movie_ids: int = MAX_MOVIE_IDS
     batching: BatchingInfo
+    canary: dict[str, Any] | None = Field(None, description="The candidate served beside this model "
+                                          "(checkpoint_uri, run_id, model_version, percent), or null.")
 
 
 class ErrorBody(BaseModel):

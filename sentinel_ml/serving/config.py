@@ -96,6 +96,18 @@ class ServeArgs(BaseModel):
                                            "`authorization` metadata); health and readiness stay open.")
     token_file: str | None = Field(None, description="auth token: the file each replica reads the token "
                                    "from (a path, never the token: these args are shown by status).")
+    # The canary (sentinel_ml.serving.canary): a candidate beside the incumbent in every replica.
+    canary_checkpoint: str | None = Field(None, min_length=1, description="The candidate's checkpoint "
+                                          "URI: it answers canary_percent % of users (by a stable hash "
+                                          "of the user id), the incumbent (checkpoint) the rest.")
+    canary_run_id: str | None = Field(None, description="Run the candidate came from.")
+    canary_percent: float | None = Field(None, gt=0, lt=100, description="Share of users (percent, "
+                                         "two decimals) the candidate answers.")
+    canary_model_version: int | None = Field(None, ge=1, description="The candidate's version. Default: "
+                                             "from its run id's time, else from its checkpoint URI.")
+    canary_fault_rate: float = Field(0.0, ge=0, le=1, description="Development and tests only: the share "
+                                     "of the candidate's requests that fail on purpose (bench/faults.py's "
+                                     "automatic rollback). Never set it on a real service.")
 
     @model_validator(mode="after")
     def _consistent(self) -> ServeArgs:
@@ -105,7 +117,36 @@ class ServeArgs(BaseModel):
             raise ValueError("auth token needs token_file")
         if self.auth == "none" and self.token_file:
             raise ValueError("token_file is set but auth is none")
+        if (self.canary_checkpoint is None) != (self.canary_percent is None):
+            raise ValueError("a canary needs both canary_checkpoint and canary_percent")
+        if self.canary_checkpoint is None and (self.canary_fault_rate or self.canary_run_id
+                                               or self.canary_model_version):
+            raise ValueError("canary settings without a canary_checkpoint")
         return self
+
+    @property
+    def canary(self) -> dict[str, Any] | None:
+        """The canary these args serve, as status shows it (None without one)."""
+        if self.canary_checkpoint is None:
+            return None
+        return {"checkpoint": self.canary_checkpoint, "run_id": self.canary_run_id,
+                "percent": self.canary_percent, "model_version": self.canary_model_version}
+
+    def ended(self, decision: str, candidate_version: int | None = None) -> ServeArgs:
+        """These args without the canary: ``promote`` serves the candidate alone (as its version, so
+        answers keep naming the version they named during the canary), ``rollback`` the incumbent."""
+        if self.canary_checkpoint is None:
+            raise ValueError("no canary to end")
+        data = {k: v for k, v in self.model_dump(exclude_unset=True).items() if not k.startswith("canary_")}
+        if decision == "promote":
+            data.update(checkpoint=self.canary_checkpoint, run_id=self.canary_run_id)
+            version = self.canary_model_version or candidate_version
+            data.pop("model_version", None)
+            if version is not None:
+                data["model_version"] = version
+        elif decision != "rollback":
+            raise ValueError(f"unknown decision {decision!r}")
+        return ServeArgs.model_validate(data)
 
     def deployment_options(self) -> dict[str, Any]:
         """``Deployment.options`` keyword arguments (names as in Ray Serve 2.60); autoscaling only
@@ -171,6 +212,7 @@ class ServeRequest:
     app_args: dict[str, Any] = field(default_factory=dict)  # serve_args settings (replicas, CPUs, …)
     auth: str | None = None  # none | token; None: the target's default (local: none)
     token_file: str | None = None  # auth token: the file holding it; None: the target's default
+    canary_percent: float | None = None  # set: serve `checkpoint` as a canary to this % of users
 
     def validate(self) -> None:
         if self.port is not None and not 1 <= self.port <= 65535:
@@ -188,6 +230,9 @@ class ServeRequest:
             raise ConfigError(f"--auth {self.auth} is not one of {', '.join(AUTH_MODES)}")
         if self.token_file and self.auth == "none":
             raise ConfigError("--token-file with --auth none", hint="drop one of them")
+        if self.canary_percent is not None and not 0 < self.canary_percent < 100:
+            raise ConfigError(f"--canary {self.canary_percent:g} is not a share of users",
+                              hint="give a percent between 0 and 100, e.g. --canary 10")
 
     def with_local_defaults(self, timeout_s: float) -> ServeRequest:
         """This request with the local target's defaults filled in."""

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path, get_route_path
 
+from sentinel_ml.serving import canary
 from sentinel_ml.serving.api import MAX_BODY_BYTES, ApiError, validation_message
 from sentinel_ml.serving.auth import CHALLENGE, TokenCheck
 from sentinel_ml.serving.config import RECOMMEND_PATH
@@ -156,6 +157,33 @@ class _BodyLimit:
         await self.app(scope, receive, send)
 
 
+class _AnsweringVersion:
+    """ASGI middleware: the model version that answered (``Replica.answer``) in the response's
+    ``canary.VERSION_HEADER``; routes that no model answers (health, metadata) carry none."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        answered: dict[str, str] = {}
+        token = canary.ANSWERED.set(answered)
+
+        async def send_with_version(message) -> None:
+            if message["type"] == "http.response.start" and "version" in answered:
+                headers = [*message.get("headers", ()), (canary.VERSION_HEADER.encode(), answered["version"].encode())]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_version)
+        finally:
+            canary.ANSWERED.reset(token)
+
+
+api.add_middleware(_AnsweringVersion)
 api.add_middleware(_BodyLimit)
 api.add_middleware(_RequireToken)  # added last: outermost, so a 401 comes before any other answer
 

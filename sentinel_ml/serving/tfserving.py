@@ -85,6 +85,8 @@ class TFPredictResponse(BaseModel):
 
     predictions: list[float] | None = None
     outputs: list[float] | None = None
+    model_version: str | None = Field(None, description="Sentinel's addition: the version that answered "
+                                      "(during a canary, the candidate's or the incumbent's).")
 
 
 class VersionStatus(BaseModel):

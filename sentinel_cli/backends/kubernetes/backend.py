@@ -37,6 +37,11 @@ class KubernetesBackend:
     def serve(self, request, deploy: KubeRequest) -> ServeReport:
         return run.serve(plan.plan_serve(request, deploy), deploy)
 
+    def serve_canary(self, decision: str, watch, timeout_s: float | None, deploy: KubeRequest):
+        raise Unsupported("ending a canary on Kubernetes is not built yet",
+                          hint="edit the RayService's serveConfigV2 (drop the canary_* args), or serve "
+                               "locally (--target local)")
+
     def serve_stop(self, deploy: KubeRequest) -> StopReport:
         raise Unsupported("`sentinel serve stop` stops the local application",
                           hint="on k8s use `sentinel delete <rayservice name> --target k8s`")
@@ -68,6 +73,9 @@ class RenderBackend:
 
     def cluster(self, deploy: KubeRequest) -> Rendered:
         return Rendered(items=plan.plan_cluster(deploy).objects)
+
+    def serve_canary(self, decision: str, watch, timeout_s: float | None, deploy: KubeRequest):
+        raise Unsupported(f"nothing to render for `serve {decision}`")
 
     def serve_stop(self, deploy: KubeRequest) -> StopReport:
         raise Unsupported("nothing to render for `serve stop`")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sentinel_cli.backends.base import Unsupported
 from sentinel_cli.backends.results import (
+    CanaryReport,
     CheckReport,
     DeleteReport,
     LogsReport,
@@ -49,6 +50,31 @@ class LocalBackend:
 
         check_local(deploy)
         return from_data(StopReport, serving.stop())
+
+    def serve_canary(self, decision: str, watch, timeout_s: float | None, deploy: KubeRequest) -> CanaryReport:
+        """End the running canary: at once with ``decision``, or (``watch``) as the watch decides."""
+        import time
+
+        from sentinel_cli import canary_watch
+        from sentinel_cli.backends.local import serving
+        from sentinel_cli.progress import serve_progress
+
+        check_local(deploy)
+        verdict = None
+        if watch is not None:
+            candidate, incumbent = serving.canary_versions()
+            verdict = canary_watch.watch(watch, candidate, incumbent, serving.canary_metrics, serve_progress)
+            decision = verdict.decision
+            serve_progress(f"{'breach' if verdict.breach_at else 'held'}: {verdict.reason}")
+        ended = serving.end_canary(decision, timeout_s, serve_progress, reason=verdict.reason if verdict else None)
+        extra = {}
+        if verdict is not None:
+            extra = {"watched_s": round(verdict.watched_s, 1), "versions": verdict.versions}
+            if verdict.breach_at is not None:
+                extra["breach_to_rollback_s"] = round(time.monotonic() - verdict.breach_at, 2)
+        return CanaryReport(decision=decision, checkpoint=ended["checkpoint"], run_id=ended["run_id"],
+                            model_version=str(ended.get("model_version")) if ended.get("model_version") else None,
+                            ended_canary=ended["ended_canary"], reason=ended["reason"], **extra)
 
     def status(self, storage: str | None, limit: int, deploy: KubeRequest) -> StatusReport:
         from dataclasses import asdict

@@ -21,6 +21,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from sentinel_ml.serving.config import (
     RECOMMEND_PATH,
     ROUTE_PREFIX,
     Autoscaling,
+    ServeArgs,
     ServeRequest,
     grpc_options,
     serve_args,
@@ -62,10 +64,17 @@ def start(request: ServeRequest, on_progress: Progress | None = None,
     cluster = local_ray.find()
     if cluster is None:
         local_ray.prepare_auth()  # Ray reads its auth settings once, when first loaded
-    args = _app_args(request, uri, run_id)
-    token = auth.read_token(args["token_file"]) if args["auth"] == "token" else None
-
     serving = _read_state() if cluster else None
+    if request.canary_percent is not None:
+        args = _canary_args(serving, uri, run_id, request)
+        # A canary joins the running application: its address and ports.
+        request = replace(request, host=serving["host"], port=serving["port"], grpc_port=serving["grpc_port"])
+    else:
+        args = _app_args(request, uri, run_id)
+    if request.canary_percent is None and serving and (serving.get("args") or {}).get("canary_checkpoint"):
+        raise ConfigError("a canary is running: serving another checkpoint now would end it unjudged",
+                          hint="end it first with `sentinel serve promote` or `sentinel serve rollback`")
+    token = auth.read_token(args["token_file"]) if args["auth"] == "token" else None
     if serving and serving["port"] != request.port:
         raise ConfigError(f"the local cluster already serves on port {serving['port']}",
                           hint=f"run `sentinel serve stop` first, or pass --port {serving['port']}")
@@ -82,20 +91,113 @@ def start(request: ServeRequest, on_progress: Progress | None = None,
         cluster = local_ray.start({**serve_env(), **(cluster_env or {})}, on_progress=notify)
     local_ray.connect(cluster)
     deadline = time.monotonic() + request.timeout_s
+    uri, run_id, candidate = args["checkpoint"], args["run_id"], args.get("canary_checkpoint")
     if serving and serving.get("args") == args and _model_info(request.url, token).get("checkpoint_uri") == uri:
         notify("already serving this checkpoint with these settings")
-        replicas = _wait_until_serving(request, uri, deadline, notify, token)
+        replicas = _wait_until_serving(request, uri, deadline, notify, token, candidate)
         return {**serving, **_model_fields(_model_info(request.url, token)), "status": "RUNNING",
                 "replicas": replicas}
+    return _redeploy(request, args, cluster.address, deadline, notify, token)
+
+
+def _redeploy(request: ServeRequest, args: dict[str, Any], ray_address: str, deadline: float, notify: Progress,
+              token: str | None) -> dict[str, Any]:
+    """Write the state, deploy ``args`` in place (Serve replaces the replicas one by one) and wait until
+    the new replicas answer: the one path of a new checkpoint, a canary's start and its end."""
+    uri, candidate = args["checkpoint"], args.get("canary_checkpoint")
     state = {"application": NAMES.application, "url": request.url + RECOMMEND_PATH, "http": request.url,
              "auth": args["auth"], "token_file": args["token_file"],
              "grpc": request.grpc_address, "host": request.host, "port": request.port,
-             "grpc_port": request.grpc_port, "checkpoint": uri, "run_id": run_id, "ray_address": cluster.address,
-             "deployed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "args": args}
+             "grpc_port": request.grpc_port, "checkpoint": uri, "run_id": args["run_id"], "ray_address": ray_address,
+             "deployed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "args": args,
+             "canary": ServeArgs.model_validate(args).canary}
     (local_ray.cluster_dir() / STATE_FILE).write_text(json.dumps(state, indent=2))  # the port is taken now
     _deploy(request, args, notify)
-    replicas = _wait_until_serving(request, uri, deadline, notify, token)
+    replicas = _wait_until_serving(request, uri, deadline, notify, token, candidate)
     return {**state, **_model_fields(_model_info(request.url, token)), "status": "RUNNING", "replicas": replicas}
+
+
+def _canary_args(serving: dict[str, Any] | None, uri: str, run_id: str | None,
+                 request: ServeRequest) -> dict[str, Any]:
+    """The running application's args with ``uri`` as the canary's candidate. The incumbent and every
+    other setting stay as they are; only the canary's fields change (and the fault knob of tests)."""
+    from sentinel_ml.serving.recommender import model_version
+
+    if not serving or not serving.get("args"):
+        raise ConfigError("nothing is serving: a canary needs an incumbent to serve beside",
+                          hint="serve the incumbent first: `sentinel serve --checkpoint <run>`")
+    current = ServeArgs.model_validate(serving["args"])
+    if current.canary_checkpoint:
+        raise ConfigError(f"a canary is already running ({current.canary_checkpoint} for "
+                          f"{current.canary_percent:g}% of users)",
+                          hint="end it first with `sentinel serve promote` or `sentinel serve rollback`")
+    if uri == current.checkpoint:
+        raise ConfigError(f"{uri} is already the incumbent", hint="give the candidate's run or checkpoint")
+    incumbent = current.model_version or model_version(current.run_id, current.checkpoint)
+    version = model_version(run_id, uri)
+    if version == incumbent:  # two checkpoints of one run (best.pt, last.pt): the URI's version
+        version = model_version(None, uri)
+    fault = float(request.app_args.get("canary_fault_rate") or 0.0)
+    try:
+        return ServeArgs.model_validate({**current.model_dump(), "canary_checkpoint": uri, "canary_run_id": run_id,
+                                         "canary_percent": request.canary_percent, "canary_model_version": version,
+                                         "canary_fault_rate": fault}).model_dump()
+    except ValueError as e:
+        raise ConfigError(f"invalid canary: {e}") from None
+
+
+def end_canary(decision: str, timeout_s: float | None = None, on_progress: Progress | None = None,
+               reason: str | None = None) -> dict[str, Any]:
+    """End the running canary in place: ``promote`` serves the candidate alone, ``rollback`` the
+    incumbent alone (``ServeArgs.ended``); returns once the new replicas answer."""
+    notify = on_progress or (lambda message: None)
+    cluster, state = local_ray.find(), _read_state()
+    args = ServeArgs.model_validate(state["args"]) if cluster and state and state.get("args") else None
+    if args is None or args.canary is None:
+        raise ConfigError("no canary is running on the local cluster",
+                          hint="start one with `sentinel serve --checkpoint <candidate> --canary 10`")
+    local_ray.connect(cluster)
+    request = ServeRequest(checkpoint=args.checkpoint, host=state["host"], port=state["port"],
+                           grpc_port=state["grpc_port"], timeout_s=timeout_s or HEALTH_TIMEOUT_S)
+    ended = args.ended(decision).model_dump()
+    kept = args.canary_checkpoint if decision == "promote" else args.checkpoint
+    notify(f"{decision}: serving {kept} alone" + (f" ({reason})" if reason else ""))
+    report = _redeploy(request, ended, cluster.address, time.monotonic() + request.timeout_s, notify,
+                       _state_token(state))
+    return {**report, "decision": decision, "ended_canary": args.canary, "reason": reason}
+
+
+def canary_versions() -> tuple[str, str]:
+    """(candidate, incumbent) versions of the running canary, as the replicas report them."""
+    state = _read_state()
+    info = _model_info(state["url"], _state_token(state)) if state and local_ray.find() else {}
+    if not info.get("canary"):
+        raise ConfigError("no canary is running on the local cluster",
+                          hint="start one with `sentinel serve --checkpoint <candidate> --canary 10`")
+    return str(info["canary"]["model_version"]), str(info["model_version"])
+
+
+def canary_metrics() -> dict[str, Any]:
+    """The per-version counters the replicas export (``sentinel_ml.serving.canary``), read from every
+    node's Ray metrics agent, as Prometheus scrapes them: version → ``VersionStats``."""
+    import httpx
+    import ray
+
+    from sentinel_ml.serving import canary
+
+    cluster = local_ray.find()
+    if cluster is None:
+        return {}
+    local_ray.connect(cluster)
+    pages = []
+    for node in ray.nodes():
+        port = node.get("MetricsExportPort")
+        if node.get("Alive") and port:
+            try:
+                pages.append(httpx.get(f"http://{node['NodeManagerAddress']}:{port}/metrics", timeout=5).text)
+            except httpx.HTTPError:
+                continue
+    return canary.parse_metrics("\n".join(pages))
 
 
 def default_auth(host: str) -> str:
@@ -195,7 +297,10 @@ def describe() -> dict[str, Any] | None:
         return {**state, "status": "NOT DEPLOYED", "replicas": {}}
     deployment = app.deployments.get(NAMES.deployment)
     model = _model_info(state["url"], _state_token(state))
-    return {**state, **_model_fields(model),
+    canary = state.get("canary") or ServeArgs.model_validate(state["args"]).canary if state.get("args") else None
+    if canary:
+        canary = {**canary, "versions": [v.summary() for v in canary_metrics().values()]}
+    return {**state, **_model_fields(model), "canary": canary,
             "status": app.status.value if hasattr(app.status, "value") else str(app.status),
             "message": app.message or None,
             "replicas": dict(deployment.replica_states) if deployment else {},
@@ -264,7 +369,7 @@ def _deploy(request: ServeRequest, args: dict[str, Any], notify: Progress) -> No
 
 
 def _wait_until_serving(request: ServeRequest, uri: str, deadline: float, notify: Progress,
-                        token: str | None) -> dict[str, int]:
+                        token: str | None, canary_uri: str | None = None) -> dict[str, int]:
     from ray import serve
 
     cluster = local_ray.find()
@@ -282,9 +387,10 @@ def _wait_until_serving(request: ServeRequest, uri: str, deadline: float, notify
                             hint=f"check the checkpoint and the data; Serve's logs: {logs}; "
                                  "`sentinel serve stop` tears the cluster down")
         if status == "RUNNING" and api_client.is_healthy(base):
-            if _model_info(base, token).get("checkpoint_uri") == uri:
+            info = _model_info(base, token)
+            if info.get("checkpoint_uri") == uri and (info.get("canary") or {}).get("checkpoint_uri") == canary_uri:
                 return replicas
-            status = "RUNNING (the previous checkpoint is still answering)"
+            status = "RUNNING (the previous settings are still answering)"
         why = f"application {status}, replicas {replicas or 'none yet'}"
         if app and app.message:
             why += f": {_last_line(app.message)}"

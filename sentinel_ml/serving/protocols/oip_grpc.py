@@ -16,6 +16,7 @@ from ray.serve.grpc_util import RayServegRPCContext
 from sentinel_ml.serving import oip
 from sentinel_ml.serving.api import ApiError
 from sentinel_ml.serving.auth import GRPC_METADATA_KEY
+from sentinel_ml.serving.canary import VERSION_HEADER
 from sentinel_ml.serving.replica import Replica
 
 # Liveness and readiness answer without a token (probes); metadata and inference need it.
@@ -43,7 +44,7 @@ class OIPGrpcServicer(Replica):
         from sentinel_ml.serving import grpc_predict_v2_pb2 as pb
 
         try:
-            self.ref.check(request.name, request.version)
+            self.version_ref(request.version).check(request.name, request.version)
         except ApiError:
             return pb.ModelReadyResponse(ready=False)
         return pb.ModelReadyResponse(ready=True)
@@ -52,22 +53,29 @@ class OIPGrpcServicer(Replica):
         from sentinel_ml.serving import grpc_predict_v2_pb2 as pb
 
         try:
-            self.ref.check(request.name, request.version)
+            self.version_ref(request.version).check(request.name, request.version)
         except ApiError as e:
             oip.set_grpc_error(grpc_context, e)
             return pb.ModelMetadataResponse()
-        return oip.grpc_model_metadata(self.ref)
+        return oip.grpc_model_metadata(self.version_ref(request.version))
 
     async def ModelInfer(self, request, grpc_context: RayServegRPCContext):
         from sentinel_ml.serving import grpc_predict_v2_pb2 as pb
 
+        async def work(variant):
+            # UnknownId: NOT_FOUND naming the ids
+            return await self.score(*self.lookup(parsed.users, parsed.movies, variant), variant)
+
         try:
-            parsed = oip.parse_grpc(request, self.ref)
-            indices = self.lookup(parsed.users, parsed.movies)  # UnknownId: NOT_FOUND naming the ids
+            parsed = oip.parse_grpc(request, self.version_ref(request.model_version))
+            # A batch of users goes, as one, to the model its first user's hash picks (docs/serving.md).
+            first = parsed.users[0] if len(parsed.users) else None
+            variant, predictions = await self.answer(first, request.model_version or None, work)
         except ApiError as e:
             oip.set_grpc_error(grpc_context, e)
             return pb.ModelInferResponse()
-        return oip.grpc_response(self.ref, parsed, await self.score(*indices))
+        grpc_context.set_trailing_metadata([(VERSION_HEADER, variant.version)])
+        return oip.grpc_response(variant.ref, parsed, predictions)
 
 
 def _authorization(grpc_context: RayServegRPCContext) -> str | None:

@@ -39,8 +39,8 @@ class OIPRestRoutes(Replica):
 
     @api.get(V2_VERSION, response_model=oip.ModelMetadata, summary="Model version metadata (OIP)", **OIP)
     async def oip_version_metadata(self, model: str, version: str) -> dict:
-        self.ref.check(model, version)
-        return oip.model_metadata(self.ref)
+        self.version_ref(version).check(model, version)
+        return oip.model_metadata(self.version_ref(version))
 
     @api.get(open_to_probes(V2_MODEL + "/ready"), response_model=oip.ModelReady, summary="Model readiness (OIP)", **OIP)
     async def oip_model_ready(self, model: str) -> dict:
@@ -49,7 +49,7 @@ class OIPRestRoutes(Replica):
 
     @api.get(open_to_probes(V2_VERSION + "/ready"), response_model=oip.ModelReady, summary="Model version readiness (OIP)", **OIP)
     async def oip_version_ready(self, model: str, version: str) -> dict:
-        self.ref.check(model, version)
+        self.version_ref(version).check(model, version)
         return {"name": self.ref.name, "ready": True}
 
     @api.post(V2_MODEL + "/infer", response_model=oip.InferResponse, summary="Inference (OIP)", **OIP_INFER)
@@ -63,10 +63,20 @@ class OIPRestRoutes(Replica):
 
     async def _oip_infer(self, model: str, version: str | None, request: Request) -> Response:
         body = await request.body()
-        parsed = oip.parse_rest(body, request.headers.get(oip.BINARY_HEADER), self.ref, model, version)
-        predictions = await self.score(*self.lookup(parsed.users, parsed.movies))
-        content, headers = oip.rest_response(self.ref, parsed, predictions)
+        parsed = oip.parse_rest(body, request.headers.get(oip.BINARY_HEADER), self.version_ref(version), model,
+                                version)
+
+        async def work(variant):
+            return await self.score(*self.lookup(parsed.users, parsed.movies, variant), variant)
+
+        # A batch of users goes, as one, to the model its first user's hash picks (docs/serving.md).
+        variant, predictions = await self.answer(_first(parsed.users), version, work)
+        content, headers = oip.rest_response(variant.ref, parsed, predictions)
         return Response(content, headers=headers)
+
+
+def _first(users):
+    return users[0] if len(users) else None
 
 
 def _infer_request_body(spec: dict[str, Any]) -> None:

@@ -33,11 +33,15 @@ class RecommendRoutes(Replica):
               summary="Predict ratings of movies for a user", **RECOMMEND)
     @api.post(RECOMMEND_PATH + "/", response_model=PredictResponse, include_in_schema=False)
     async def predict(self, request: PredictRequest) -> dict:
-        users, items = self.model.catalogue.users, self.model.catalogue.items
-        user = users.index(request.user_id)
-        movies = items.indices(request.movie_ids)
-        scores = await self.score(np.full(len(movies), user, dtype=np.int64), movies)
-        return {"user_id": users.id(user), "predictions": scores.tolist()}
+        async def work(variant):
+            users, items = variant.model.catalogue.users, variant.model.catalogue.items
+            user = users.index(request.user_id)
+            movies = items.indices(request.movie_ids)
+            scores = await self.score(np.full(len(movies), user, dtype=np.int64), movies, variant)
+            return {"user_id": users.id(user), "predictions": scores.tolist()}
+
+        variant, body = await self.answer(request.user_id, None, work)
+        return {**body, "model_version": variant.ref.version}
 
     @api.get(RECOMMEND_PATH + "/{user_id}/top", response_model=TopResponse, responses=ERROR_RESPONSES,
              summary="Top-k movies the user has not rated", **RECOMMEND)
@@ -47,11 +51,15 @@ class RecommendRoutes(Replica):
                   min_ratings: Annotated[int, Query(ge=0, le=1000, description=(
                       "Skip movies with fewer ratings in the dataset; 0 considers every movie."))] = DEFAULT_MIN_RATINGS,
                   ) -> dict:
-        users = self.model.catalogue.users
-        user = users.id(users.index(user_id))  # an unknown user is a 404 here, before the top-k thread
-        top = await self.top_k(user, k, min_ratings)
+        async def work(variant):
+            users = variant.model.catalogue.users
+            user = users.id(users.index(user_id))  # an unknown user is a 404 here, before the top-k thread
+            return user, await self.top_k(user, k, min_ratings, variant)
+
+        variant, (user, top) = await self.answer(user_id, None, work)
         movies = [ScoredMovie(movie_id=m, title=t, score=s) for m, t, s in top]
-        return {"user_id": user, "k": k, "min_ratings": min_ratings, "movies": movies}
+        return {"user_id": user, "k": k, "min_ratings": min_ratings, "movies": movies,
+                "model_version": variant.ref.version}
 
     @api.get(open_to_probes(RECOMMEND_PATH + "/healthz"), response_model=Health, summary="Liveness of this replica", **RECOMMEND)
     async def healthz(self) -> dict:
@@ -64,4 +72,5 @@ class RecommendRoutes(Replica):
         return {"model_name": self.ref.name, "model_version": self.ref.version,
                 "checkpoint_uri": m.checkpoint_uri, "run_id": m.run_id, "metrics": m.metrics,
                 "num_users": m.num_users, "num_items": m.num_items, "embedding_dim": m.embedding_dim,
-                "dataset": m.catalogue.dataset, "id_type": m.catalogue.id_type, "batching": self.batching_info()}
+                "dataset": m.catalogue.dataset, "id_type": m.catalogue.id_type, "batching": self.batching_info(),
+                "canary": self.canary_info()}

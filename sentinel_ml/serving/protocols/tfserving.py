@@ -23,10 +23,16 @@ class TFServingRoutes(Replica):
         return await self._tf_predict(model, version, request)
 
     async def _tf_predict(self, model: str, version: str | None, request: tfserving.TFPredictRequest) -> dict:
-        self.ref.check(model, version)
         users, movies = request.pairs()
         check_pairs(users, movies)
-        return request.answer((await self.score(*self.lookup(users, movies))).tolist())
+
+        async def work(variant):
+            variant.ref.check(model, version)
+            return request.answer((await self.score(*self.lookup(users, movies, variant), variant)).tolist())
+
+        # A batch of users goes, as one, to the model its first user's hash picks (docs/serving.md).
+        variant, body = await self.answer(users[0] if len(users) else None, version, work)
+        return {**body, "model_version": str(variant.ref.version)}
 
     # Model status is TF Serving's readiness check: open to probes without a token.
     @api.get(open_to_probes(V1_MODEL), response_model=tfserving.ModelStatus, summary="Model status (TF Serving)", **TF)
@@ -36,8 +42,8 @@ class TFServingRoutes(Replica):
 
     @api.get(open_to_probes(V1_VERSION), response_model=tfserving.ModelStatus, summary="Model version status (TF Serving)", **TF)
     async def tf_version_status(self, model: str, version: str) -> dict:
-        self.ref.check(model, version)
-        return tfserving.model_status(self.ref)
+        self.version_ref(version).check(model, version)
+        return tfserving.model_status(self.version_ref(version))
 
     @api.get(V1_MODEL + "/metadata", summary="Model metadata: the signature (TF Serving)", **TF)
     async def tf_metadata(self, model: str) -> dict:
@@ -46,5 +52,5 @@ class TFServingRoutes(Replica):
 
     @api.get(V1_VERSION + "/metadata", summary="Model version metadata (TF Serving)", **TF)
     async def tf_version_metadata(self, model: str, version: str) -> dict:
-        self.ref.check(model, version)
-        return tfserving.model_metadata(self.ref)
+        self.version_ref(version).check(model, version)
+        return tfserving.model_metadata(self.version_ref(version))
