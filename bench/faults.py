@@ -1,7 +1,7 @@
 """Benchmark: faults survived (issue 16). Each scenario injects a real fault (SIGKILL of a real process)
 into a real `sentinel` run and prints one row of figures. Not a test: run it by hand.
 
-    python bench/faults.py [--only train,tune,rollout,replica-kill,stop-drain] [--epochs 5] [--kill-after 2]
+    python bench/faults.py [--only train,tune,rollout,replica-kill,stop-drain,canary] [--epochs 5] [--kill-after 2]
                            [--seed 42] [--data PATH] [--concurrency 64] [--seconds 60]
                            [--repeat N] [--haproxy-log]
 
@@ -27,6 +27,10 @@ Scenarios (one function each, listed in SCENARIOS; add a row by adding one):
   stop-drain    `sentinel serve stop` under load (a bounded asyncio client that records every request):
                 requests sent before the stop that failed (target 0; resets named), then what the
                 requests sent after it met.
+  canary        under wrk at --concurrency each: `serve --checkpoint <last> --canary 50` beside <best>,
+                `serve promote`, then a candidate failing every request on purpose
+                (--dev-canary-fault-rate 1) watched by `serve promote --auto`: failed requests of each
+                (target 0) and the time from the failing candidate's start to the incumbent alone.
 The serving scenarios share one short `sentinel train` run (its best and last checkpoints).
 
 The helpers that run `sentinel`, drive load and find and kill processes live in tests/support/ (cli, load,
@@ -251,12 +255,66 @@ def stop_drain(args: argparse.Namespace, home: Path) -> list[str]:
              f"{stopped['message']}")]
 
 
+def canary(args: argparse.Namespace, home: Path) -> list[str]:
+    """The canary's three transitions, each under wrk at --concurrency: its start (the last checkpoint
+    for 50% of users beside the best), its promotion, and an automatic rollback of a candidate that
+    fails every request (the dev-only --dev-canary-fault-rate), with the time from the first failing
+    answer to the incumbent serving alone."""
+    first, second = serving_checkpoints(args, home.parent)
+    served = Served(_serving_env(args, home))
+    lines: list[str] = []
+
+    def under_load(label: str, action: Callable[[], str]) -> None:
+        load = Wrk(served.url, home, args.concurrency, args.duration)
+        time.sleep(min(5.0, args.duration / 4))
+        started = time.monotonic()
+        said = action()
+        took = time.monotonic() - started
+        result = load.result()
+        args.tally.append((f"canary {label}", result["failed"], result["requests"]))
+        lines.append(f"canary {label} under wrk c={args.concurrency} {args.duration:.0f}s: {_failed(result)} "
+                     f"(target 0: {'met' if result['failed'] == 0 else 'NOT met'})")
+        lines.append(f"  took {took:.1f}s   {said}   {result['rps']:.0f} req/s p99 {result['p99_ms']:.0f} ms")
+
+    def start() -> str:
+        summary = served.serve("--checkpoint", second, "--canary", "50")
+        return f"candidate version {summary['canary']['model_version']} beside {summary['model_version']}"
+
+    def promote() -> str:
+        done = served.cli("serve", "promote", "-o", "json")
+        if done.returncode != 0:
+            sys.exit(f"serve promote failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        return f"now serving version {json.loads(done.stdout)['model_version']} alone"
+
+    def auto_rollback() -> str:
+        served.serve("--checkpoint", first, "--canary", "50", "--dev-canary-fault-rate", "1")
+        failing = time.monotonic()  # the candidate's replicas answer (and fail) from here on
+        done = served.cli("serve", "promote", "--auto", "--window", "120s", "--interval", "1s", "-o", "json")
+        rolled = time.monotonic() - failing
+        verdict = json.loads(done.stdout) if done.stdout.strip() else {}
+        if done.returncode != 1 or verdict.get("decision") != "rollback":
+            sys.exit(f"the automatic watch did not roll back ({done.returncode}):\n{done.stderr[-3000:]}")
+        return (f"from the failing candidate's start to the incumbent alone {rolled:.1f}s (the watch's "
+                f"breach reading to the rollback done {verdict['breach_to_rollback_s']:.1f}s); "
+                f"breach: {verdict['reason']}")
+
+    try:
+        served.serve("--checkpoint", first, "--min-replicas", "2", "--max-replicas", "2")
+        under_load("start", start)
+        under_load("promote", promote)
+        under_load("auto rollback", auto_rollback)
+    finally:
+        served.stop()
+    return lines
+
+
 SCENARIOS: dict[str, Callable[[argparse.Namespace, Path], list[str]]] = {
     "train": train_worker_kill,
     "tune": tune_trial_kill,
     "rollout": rollout,
     "replica-kill": replica_kill,
     "stop-drain": stop_drain,
+    "canary": canary,
 }
 
 

@@ -38,6 +38,9 @@ def watch(request: WatchRequest, candidate: str, incumbent: str,
     start = clock()
     before = dict(read())
     end = start + request.window_s
+    say(f"watching canary: candidate {candidate} beside incumbent {incumbent} for "
+        f"{_duration(request.window_s)}, reading the metrics every {_duration(request.interval_s)}: promotes "
+        f"if it holds, rolls back at the first breach")
     while True:
         sleep(max(0.0, min(request.interval_s, end - clock())))
         now = clock()

@@ -127,7 +127,7 @@ def test_watch_rolls_back_at_the_first_breach_and_promotes_after_a_quiet_window(
                             {"7": (200, 0), "8": (60, 15)})  # 10 of 55 fail: a breach
     verdict = watch(request, "8", "7", breach_read, said.append, clock=lambda: clock[0], sleep=sleep)
     assert verdict.decision == "rollback" and "version 8" in verdict.reason and verdict.breach_at == 20
-    assert len(said) == 1 and "25 req" in said[0] and "left" in said[0]
+    assert len(said) == 2 and "for 30s" in said[0] and "25 req" in said[1] and "left" in said[1]
 
     clock[0] = 0.0
     quiet = _readings({"7": (0, 0), "8": (0, 0)}, {"7": (50, 0), "8": (20, 0)}, {"7": (100, 0), "8": (40, 0)},

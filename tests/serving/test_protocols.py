@@ -95,7 +95,9 @@ def test_tfserving_rows_and_columns_give_the_models_ratings(http, model):
     assert columns.status_code == 200, columns.text
     expected = _reference(model, users, movies)
     assert rows.json()["predictions"] == pytest.approx(expected, abs=1e-6)
-    assert columns.json() == {"outputs": rows.json()["predictions"]}
+    # Both name the version that answered, in the body and the header (docs/serving.md "Canary").
+    assert columns.json() == {"outputs": rows.json()["predictions"], "model_version": rows.json()["model_version"]}
+    assert columns.headers["x-sentinel-model-version"] == rows.json()["model_version"]
 
 
 def test_tfserving_version_status_and_metadata(http, version, served_app):

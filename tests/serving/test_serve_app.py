@@ -183,6 +183,7 @@ def test_an_integer_datasets_ids_may_come_as_decimal_strings(client, model):
     """"42" is user 42 of ml-100k (a client that quotes every id); the answer gives the dataset's 42."""
     quoted = client.post("", json={"user_id": "42", "movie_ids": ["1", 50]})
     assert quoted.status_code == 200, quoted.text
-    assert quoted.json() == {"user_id": 42, "predictions": pytest.approx(model.predict(42, [1, 50]), abs=1e-5)}
+    assert quoted.json() == {"user_id": 42, "predictions": pytest.approx(model.predict(42, [1, 50]), abs=1e-5),
+                             "model_version": client.get("/model").json()["model_version"]}
     top = client.get("/42/top", params={"k": 3}).json()
     assert top["user_id"] == 42 and all(type(m["movie_id"]) is int for m in top["movies"])

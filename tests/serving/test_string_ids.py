@@ -63,7 +63,8 @@ def expected(model) -> list[float]:
 def test_recommend_takes_and_answers_string_ids(http, model):
     response = http.post("/recommend", json={"user_id": "u-42", "movie_ids": ["m-1", "m-50"]})
     assert response.status_code == 200, response.text
-    assert response.json() == {"user_id": "u-42", "predictions": pytest.approx(model.predict(42, [1, 50]), abs=1e-5)}
+    assert response.json() == {"user_id": "u-42", "predictions": pytest.approx(model.predict(42, [1, 50]), abs=1e-5),
+                               "model_version": http.get("/recommend/model").json()["model_version"]}
 
     top = http.get("/recommend/u-42/top", params={"k": 5, "min_ratings": 0}).json()
     reference = model.top_k(42, 5, 0)

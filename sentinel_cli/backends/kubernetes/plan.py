@@ -59,6 +59,9 @@ def plan_serve(request: ServeRequest, deploy: KubeRequest) -> ServePlan:
     if request.host is not None:
         raise ConfigError("--host only applies to the local target",
                           hint="on k8s the RayService's Service exposes the port")
+    if request.canary_percent is not None:
+        raise ConfigError("--canary is not available on k8s yet (the RayService's canary is still to come)",
+                          hint="run the canary on the local target, or serve the checkpoint without --canary")
     if request.auth == "token" or request.token_file:
         raise ConfigError("--auth token is not available on k8s yet (the token's Secret is still to come)",
                           hint="serve locally with --auth token, or leave --auth and --token-file "

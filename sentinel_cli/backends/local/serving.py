@@ -256,6 +256,9 @@ def serve_env() -> dict[str, str]:
         "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics_port),
         "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(fallback_http),  # Serve's own proxy, kept as a fallback
         "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(fallback_grpc),
+        # Metrics (the canary's per-version counts) reach the metrics agent every second, not every
+        # 10 s: an automatic canary watch sees a breach within about two seconds of it.
+        "RAY_metrics_report_interval_ms": "1000",
         # No external load balancer to deregister from: stopping a replica need not wait 30 s.
         "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
         # A lost replica loses no request: HAProxy replays a request on another replica when the
