@@ -75,16 +75,25 @@ def serve(
     from sentinel_ml.serving.config import ServeRequest
 
     scaling = {k: v for k, v in (("min_replicas", min_replicas), ("max_replicas", max_replicas)) if v is not None}
-    if canary_fault_rate is not None:
-        if canary is None:
-            raise typer.BadParameter("needs --canary", param_hint="--dev-canary-fault-rate")
-        scaling["canary_fault_rate"] = canary_fault_rate
     request = ServeRequest(checkpoint=checkpoint, storage=storage, host=host, port=port,
                            grpc_port=grpc_port, timeout_s=timeout, app_args=scaling,
                            auth=AuthMode(auth).value if auth else ("token" if token_file else None),
-                           token_file=token_file, canary_percent=canary)
+                           token_file=token_file)
+    request = _with_canary(request, canary, canary_fault_rate)
     report = backends.select(target, deploy.overrides.profile).serve(request, deploy)
     emit(report, output, summary_table)
+
+
+def _with_canary(request, percent: float | None, fault_rate: float | None):
+    """``request`` as a canary of ``percent`` % (and the dev-only fault rate), or as it is."""
+    from dataclasses import replace
+
+    if fault_rate is not None and percent is None:
+        raise typer.BadParameter("needs --canary", param_hint="--dev-canary-fault-rate")
+    if percent is None:
+        return request
+    faults = {"canary_fault_rate": fault_rate} if fault_rate is not None else {}
+    return replace(request, canary_percent=percent, app_args={**request.app_args, **faults})
 
 
 @app.command("stop")

@@ -301,8 +301,9 @@ def describe() -> dict[str, Any] | None:
     deployment = app.deployments.get(NAMES.deployment)
     model = _model_info(state["url"], _state_token(state))
     canary = state.get("canary") or ServeArgs.model_validate(state["args"]).canary if state.get("args") else None
-    if canary:
-        canary = {**canary, "versions": [v.summary() for v in canary_metrics().values()]}
+    if canary:  # the two versions' counts since their replicas started (older versions' are left out)
+        versions = {str(model.get("model_version")), str((model.get("canary") or {}).get("model_version"))}
+        canary = {**canary, "versions": [v.summary() for k, v in canary_metrics().items() if k in versions]}
     return {**state, **_model_fields(model), "canary": canary,
             "status": app.status.value if hasattr(app.status, "value") else str(app.status),
             "message": app.message or None,
