@@ -140,3 +140,17 @@ def test_durations() -> None:
     assert [parse_duration(t) for t in ("90", "90s", "10m", "1h")] == [90, 90, 600, 3600]
     with pytest.raises(ValueError):
         parse_duration("-1m")
+
+
+def test_kubernetes_refuses_a_canary_it_cannot_run_yet() -> None:
+    """The RayService has no canary yet: --canary on k8s is refused before anything is resolved or
+    applied, rather than serving the candidate to every user."""
+    from sentinel_cli.backends.kubernetes.plan import plan_serve
+    from sentinel_cli.k8s.request import KubeRequest
+    from sentinel_ml.errors import ConfigError
+    from sentinel_ml.serving.config import ServeRequest
+
+    with pytest.raises(ConfigError, match="--canary is not available on k8s yet"):
+        plan_serve(ServeRequest(checkpoint="s3://bucket/runs/x/best.pt", canary_percent=10), KubeRequest())
+    with pytest.raises(ConfigError, match="is not a share of users"):
+        ServeRequest(canary_percent=100).validate()
