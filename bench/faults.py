@@ -27,7 +27,8 @@ Scenarios (one function each, listed in SCENARIOS; add a row by adding one):
   stop-drain    `sentinel serve stop` under load (a bounded asyncio client that records every request):
                 requests sent before the stop that failed (target 0; resets named), then what the
                 requests sent after it met.
-  canary        under wrk at --concurrency each: `serve --checkpoint <last> --canary 50` beside <best>,
+  canary        under wrk at --concurrency (from 5 s before each transition to 5 s after it, at least
+                --seconds): `serve --checkpoint <last> --canary 50` beside <best>,
                 `serve promote`, then a candidate failing every request on purpose
                 (--dev-canary-fault-rate 1) watched by `serve promote --auto`: failed requests of each
                 (target 0) and the time from the failing candidate's start to the incumbent alone.
@@ -265,14 +266,17 @@ def canary(args: argparse.Namespace, home: Path) -> list[str]:
     lines: list[str] = []
 
     def under_load(label: str, action: Callable[[], str]) -> None:
-        load = Wrk(served.url, home, args.concurrency, args.duration)
-        time.sleep(min(5.0, args.duration / 4))
+        # wrk runs until 5 s after the transition ended (at least --seconds), then stops as Ctrl-C does.
+        load = Wrk(served.url, home, args.concurrency, 1200)
+        began = time.monotonic()
+        time.sleep(5.0)
         started = time.monotonic()
         said = action()
         took = time.monotonic() - started
-        result = load.result()
+        time.sleep(max(5.0, args.duration - (time.monotonic() - began)))
+        result = load.finish_now()
         args.tally.append((f"canary {label}", result["failed"], result["requests"]))
-        lines.append(f"canary {label} under wrk c={args.concurrency} {args.duration:.0f}s: {_failed(result)} "
+        lines.append(f"canary {label} under wrk c={args.concurrency} {time.monotonic() - began:.0f}s: {_failed(result)} "
                      f"(target 0: {'met' if result['failed'] == 0 else 'NOT met'})")
         lines.append(f"  took {took:.1f}s   {said}   {result['rps']:.0f} req/s p99 {result['p99_ms']:.0f} ms")
 

@@ -23,7 +23,7 @@ class WatchRequest:
 
 @dataclass(frozen=True)
 class Verdict:
-    decision: str  # promote | rollback
+    decision: str  # promote | rollback | undecided (too few requests: the canary is left as it is)
     reason: str
     watched_s: float
     versions: list[dict[str, Any]]  # what each version did during the window (VersionStats.summary)
@@ -34,7 +34,8 @@ def watch(request: WatchRequest, candidate: str, incumbent: str,
           read: Callable[[], Mapping[str, VersionStats]], say: Callable[[str], None],
           clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> Verdict:
     """Read the metrics every ``interval_s`` and judge what happened since the watch began; the first
-    breach ends the watch with ``rollback``, a window without one with ``promote``."""
+    breach ends the watch with ``rollback``, a window without one with ``promote``, or with
+    ``undecided`` when the candidate answered fewer than ``min_requests`` (no traffic proves nothing)."""
     start = clock()
     before = dict(read())
     end = start + request.window_s
@@ -51,6 +52,10 @@ def watch(request: WatchRequest, candidate: str, incumbent: str,
         found = breach(mine, theirs, request.limits)
         if found:
             return Verdict("rollback", found, now - start, versions, breach_at=now)
+        if now >= end and _counts(mine) < request.limits.min_requests:
+            return Verdict("undecided", f"the candidate answered {_counts(mine)} requests in "
+                           f"{_duration(request.window_s)}, fewer than --min-requests "
+                           f"{request.limits.min_requests}: too few to judge", now - start, versions)
         if now >= end:
             return Verdict("promote", f"the candidate held for {_duration(request.window_s)} "
                            f"({_counts(mine)} requests)", now - start, versions)

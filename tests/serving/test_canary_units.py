@@ -135,6 +135,12 @@ def test_watch_rolls_back_at_the_first_breach_and_promotes_after_a_quiet_window(
     verdict = watch(request, "8", "7", quiet, said.append, clock=lambda: clock[0], sleep=sleep)
     assert verdict.decision == "promote" and verdict.watched_s == 30 and "60 requests" in verdict.reason
 
+    clock[0] = 0.0  # no traffic proves nothing: neither promoted nor rolled back
+    idle = _readings({"7": (0, 0), "8": (0, 0)}, {"7": (5, 0), "8": (1, 0)}, {"7": (9, 0), "8": (2, 0)},
+                     {"7": (12, 0), "8": (3, 0)})
+    verdict = watch(request, "8", "7", idle, said.append, clock=lambda: clock[0], sleep=sleep)
+    assert verdict.decision == "undecided" and "answered 3 requests" in verdict.reason
+
 
 def test_durations() -> None:
     assert [parse_duration(t) for t in ("90", "90s", "10m", "1h")] == [90, 90, 600, 3600]

@@ -86,6 +86,12 @@ class Wrk:
             raise RuntimeError(f"wrk failed ({self.proc.returncode}): {err.strip()[-500:]}")
         return wrk_result(out)
 
+    def finish_now(self) -> dict:
+        """End the run early the way Ctrl-C does (SIGINT: wrk still prints its figures) and parse them."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)
+        return self.result()
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)

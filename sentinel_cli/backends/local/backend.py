@@ -64,6 +64,12 @@ class LocalBackend:
         if watch is not None:
             candidate, incumbent = serving.canary_versions()
             verdict = canary_watch.watch(watch, candidate, incumbent, serving.canary_metrics, serve_progress)
+            if verdict.decision == "undecided":
+                from sentinel_ml.errors import WaitTimeout
+
+                raise WaitTimeout(f"the canary was not judged: {verdict.reason}",
+                                  hint="the canary keeps serving: send it traffic and run `sentinel serve promote "
+                                       "--auto` again, or end it with `serve promote` or `serve rollback`")
             decision = verdict.decision
             serve_progress(f"{'breach' if verdict.breach_at else 'held'}: {verdict.reason}")
         ended = serving.end_canary(decision, timeout_s, serve_progress, reason=verdict.reason if verdict else None)

@@ -23,11 +23,11 @@ class TFServingRoutes(Replica):
         return await self._tf_predict(model, version, request)
 
     async def _tf_predict(self, model: str, version: str | None, request: tfserving.TFPredictRequest) -> dict:
+        self.version_ref(version).check(model, version)
         users, movies = request.pairs()
         check_pairs(users, movies)
 
         async def work(variant):
-            variant.ref.check(model, version)
             return request.answer((await self.score(*self.lookup(users, movies, variant), variant)).tolist())
 
         # A batch of users goes, as one, to the model its first user's hash picks (docs/serving.md).
