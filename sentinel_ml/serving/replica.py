@@ -135,9 +135,11 @@ class Replica:
             self._batcher = MicroBatcher(lambda requests: self._predict_batch(requests, self.model),
                                          self.batching.max_batch_size, wait)
         else:  # a user_config update: the queues and their workers stay
-            for variant in self.variants:
-                variant.batcher.max_size = self.batching.max_batch_size
-                variant.batcher.wait = AdaptiveWait(float(config["batch_wait_timeout_s"]))
+            self._batcher.max_size, self._batcher.wait = self.batching.max_batch_size, wait
+            candidate = getattr(self, "candidate", None)
+            if candidate is not None:  # the canary's candidate: the same settings, a wait of its own
+                candidate.batcher.max_size = self.batching.max_batch_size
+                candidate.batcher.wait = AdaptiveWait(float(config["batch_wait_timeout_s"]))
 
     def check_health(self) -> None:
         for variant in self.variants:
@@ -208,13 +210,13 @@ class Replica:
                variant: Variant | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The network's indices of the dataset's ids (in ``variant``'s catalogue, default the
         incumbent's); ``UnknownId`` (404) naming the unknown users, else the unknown items."""
-        catalogue = (variant or self.incumbent).model.catalogue
+        catalogue = (variant.model if variant else self.model).catalogue
         return catalogue.users.indices(users), catalogue.items.indices(movies)
 
     async def score(self, users: np.ndarray, movies: np.ndarray, variant: Variant | None = None) -> np.ndarray:
         """float32 predictions for (user index, item index) pairs (``lookup``), batched with other
         callers' requests to the same variant (default the incumbent)."""
-        return await (variant or self.incumbent).batcher.submit((users, movies))
+        return await (variant.batcher if variant else self._batcher).submit((users, movies))
 
     def _predict_batch(self, requests: list[tuple[np.ndarray, np.ndarray]], model: Any) -> list[np.ndarray]:
         """One forward pass for a batch of requests (``MicroBatcher`` calls it on the event loop)."""
@@ -229,5 +231,5 @@ class Replica:
         """``Recommender.top_k`` (the dataset's ids) in the replica's top-k thread: the event loop stays
         free meanwhile."""
         loop = asyncio.get_running_loop()
-        model = (variant or self.incumbent).model
+        model = variant.model if variant else self.model
         return await loop.run_in_executor(self._top_k_pool, model.top_k, user_id, k, min_ratings)
