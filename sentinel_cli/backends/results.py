@@ -245,6 +245,7 @@ class CheckReport:
     gone_in_s: float | None = _absent()
     iam_policy: dict[str, Any] | None = _absent()
     profile: dict[str, Any] = _absent()  # up on k8s: the profile keys that point jobs at this platform
+    gpus: dict[str, Any] = _absent()  # doctor on k8s: GPU nodes, their allocatable GPUs, the device plugins
 
 
 # -- rendering -----------------------------------------------------------------------------------

@@ -6,7 +6,6 @@ message before anything is applied.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -23,8 +22,7 @@ from sentinel_cli.k8s.request import kube_request
 from sentinel_ml.entrypoint import exit_code
 from sentinel_ml.training.config import TrainConfig
 from tests.k8s.test_cluster import cli, flat
-from tests.testenv import cluster as testenv_cluster
-from tests.testenv.commands import KWOK_NODE_ANNOTATION
+from tests.support.k8s import kwok_gpu_node
 from tests.testenv.process import wait_for
 
 pytestmark = pytest.mark.k8s
@@ -38,23 +36,9 @@ GPU_TOLERATION = {"key": GPU, "operator": "Exists", "effect": "NoSchedule"}
 @pytest.fixture(scope="module")
 def gpu_node(k8s_api) -> Iterator[str]:
     """A kwok node like a g5.12xlarge in an EKS GPU group: 4 GPUs, tainted nvidia.com/gpu."""
-    name = f"kwok-gpu-{secrets.token_hex(3)}"
-    allocatable = {"cpu": "47", "memory": "180Gi", GPU: "4", "pods": "110", "ephemeral-storage": "95Gi"}
-    node = {"apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": name, "annotations": {KWOK_NODE_ANNOTATION: "fake"},
-                         "labels": {"type": "kwok", "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-                                    "node.kubernetes.io/instance-type": "g5.12xlarge",
-                                    "eks.amazonaws.com/nodegroup": GPU_GROUP, "sentinel.test/gpu-node": name,
-                                    "lifecycle": "Ec2Spot", "intention": "training"}},
-            "spec": {"taints": [GPU_TAINT]},
-            "status": {"capacity": allocatable, "allocatable": allocatable}}
-    core = client.CoreV1Api(k8s_api)
-    core.create_node(node)
-    try:
-        wait_for(f"kwok to make node {name} Ready", lambda: testenv_cluster.nodes_reason(k8s_api, [name]), TIMEOUT_S)
+    labels = {"eks.amazonaws.com/nodegroup": GPU_GROUP, "lifecycle": "Ec2Spot", "intention": "training"}
+    with kwok_gpu_node(k8s_api, labels, [GPU_TAINT]) as name:
         yield name
-    finally:
-        core.delete_node(name)
 
 
 @pytest.fixture
@@ -119,7 +103,7 @@ def test_more_gpus_than_any_node_has(gpu_node, profile, k8s_api) -> None:
 
 
 def test_a_gpu_pod_without_the_toleration(gpu_node, profile, k8s_api) -> None:
-    error = _refused(_gpu_plan("gpu-untolerated", 1, tolerate=False, select={"sentinel.test/gpu-node": gpu_node}))
+    error = _refused(_gpu_plan("gpu-untolerated", 1, tolerate=False, select={"kubernetes.io/hostname": gpu_node}))
     assert error.message == ("the worker group train of RayJob gpu-untolerated does not tolerate the taint "
                              "nvidia.com/gpu=present:NoSchedule that every node it selects carries "
                              f"(node group {GPU_GROUP})")
@@ -162,7 +146,7 @@ def test_gpus_taken_by_running_pods_leave_no_room_and_no_autoscaler_grows_the_gr
 
     core = client.CoreV1Api(k8s_api)
     busy = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "gpu-busy"},
-            "spec": {"nodeSelector": {"sentinel.test/gpu-node": gpu_node}, "tolerations": [GPU_TOLERATION],
+            "spec": {"nodeSelector": {"kubernetes.io/hostname": gpu_node}, "tolerations": [GPU_TOLERATION],
                      "containers": [{"name": "c", "image": "registry.example/busy:1",
                                      "resources": {"requests": {GPU: "3"}, "limits": {GPU: "3"}}}]}}
     core.create_namespaced_pod(profile, busy)
