@@ -38,6 +38,11 @@ RAY_KINDS = tuple(k.kind for k in client.RAY_KINDS)  # the objects that create p
 NODE_GROUP_LABELS = (  # the first of these a node carries names its group; else its instance type
     "eks.amazonaws.com/nodegroup", "alpha.eksctl.io/nodegroup-name", "karpenter.sh/nodepool",
     "cloud.google.com/gke-nodepool", "kubernetes.azure.com/agentpool", "node.kubernetes.io/instance-type")
+# Labels a GPU node carries (Sentinel's EKS GPU groups and NVIDIA's GPU feature discovery, Sentinel's
+# groups, Karpenter on AWS): with the GPU taint, what marks a node as a GPU node before any device
+# plugin registered its GPUs as nvidia.com/gpu.
+GPU_NODE_LABELS = (("nvidia.com/gpu.present", "true"), ("accelerator", "nvidia"),
+                   ("karpenter.k8s.aws/instance-gpu-manufacturer", "nvidia"))
 BLOCKING_EFFECTS = frozenset({"NoSchedule", "NoExecute"})  # PreferNoSchedule only discourages
 FINISHED_PHASES = frozenset({"Succeeded", "Failed"})  # their requests no longer count on the node
 # What KubeRay's Ray autoscaler container requests unless autoscalerOptions.resources says otherwise
@@ -479,6 +484,12 @@ def _too_large(need: PodNeed, admitting: list[Node]) -> tuple[str, str]:
     asked = need.requests[resource]
     largest = max(admitting, key=lambda n: (n.allocatable.get(resource, Fraction(0)), n.free.get(resource, 0)))
     has = largest.allocatable.get(resource, Fraction(0))
+    bare = [n.name for n in admitting if resource == GPU and _gpu_node(n)]
+    if not has and bare:
+        return (f"the {need.role} asks for {show(resource, asked)} {_noun(resource)}, and the GPU node(s) that "
+                f"admit it ({', '.join(bare)}) advertise none: no device plugin has registered their GPUs",
+                "run `sentinel up --target k8s` (it installs NVIDIA's device plugin on GPU nodes) and check it "
+                "with `sentinel doctor --target k8s`")
     if not has:
         fix = ("add a GPU node group with the NVIDIA device plugin, or ask for no GPU"
                if resource == GPU else f"add nodes that offer {resource}, or drop the request")
@@ -490,6 +501,10 @@ def _too_large(need: PodNeed, admitting: list[Node]) -> tuple[str, str]:
             f"allocatable, and the most free on any such node is {show(resource, max(free, Fraction(0)))}",
             f"ask for at most {show(resource, has)} {_noun(resource)} per pod{_SETTINGS.get(resource, '')}, "
             f"or add a node group with larger nodes")
+
+
+def _gpu_node(node: Node) -> bool:
+    return any(t.key == GPU for t in node.taints) or any(node.labels.get(k) == v for k, v in GPU_NODE_LABELS)
 
 
 # Where a profile sets what a pod asks for (the watch's "Insufficient cpu" hint names the same).

@@ -14,14 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sentinel_cli.k8s.capacity import GPU, NODE_GROUP_LABELS, quantity
+from sentinel_cli.k8s.capacity import GPU, GPU_NODE_LABELS, NODE_GROUP_LABELS, quantity
 
 GPU_TAINT_KEY = GPU
-# Labels a GPU node carries, any of which the device plugin's DaemonSet selects: Sentinel's EKS GPU
-# groups and NVIDIA's GPU feature discovery (nvidia.com/gpu.present), Sentinel's groups
-# (accelerator=nvidia), Karpenter on AWS (instance-gpu-manufacturer).
-GPU_NODE_LABELS = (("nvidia.com/gpu.present", "true"), ("accelerator", "nvidia"),
-                   ("karpenter.k8s.aws/instance-gpu-manufacturer", "nvidia"))
 DEVICE_PLUGIN_IMAGE = "k8s-device-plugin"  # NVIDIA's image name, whoever installed it
 
 

@@ -110,6 +110,19 @@ def test_a_gpu_pod_without_the_toleration(gpu_node, profile, k8s_api) -> None:
     assert _rayjobs(k8s_api, profile) == []
 
 
+def test_gpu_nodes_whose_gpus_no_device_plugin_registered(gpu_node, profile, k8s_api) -> None:
+    """A GPU node (label and taint) that advertises no nvidia.com/gpu yet: the refusal names the
+    missing device plugin, not a missing GPU group."""
+    labels = {"eks.amazonaws.com/nodegroup": "gpu-new", "nvidia.com/gpu.present": "true"}
+    with kwok_gpu_node(k8s_api, labels, [GPU_TAINT], gpus=0) as bare:
+        error = _refused(_gpu_plan("gpu-bare", 1, tolerate=True, select={"kubernetes.io/hostname": bare}))
+    assert error.message == ("the worker group train of RayJob gpu-bare asks for 1 GPU (nvidia.com/gpu), and the "
+                             f"GPU node(s) that admit it ({bare}) advertise none: no device plugin has registered "
+                             "their GPUs")
+    assert error.hint.startswith("run `sentinel up --target k8s` (it installs NVIDIA's device plugin")
+    assert _rayjobs(k8s_api, profile) == []
+
+
 def test_more_cpu_than_any_node_has_exits_2_through_the_cli(gpu_node, profile, k8s_api) -> None:
     result = cli("train", "--target", "k8s", "--name", "cpu-64", "--set", "worker.cpu=64")
     assert result.exit_code == 2, result.output
