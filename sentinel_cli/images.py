@@ -19,6 +19,12 @@ from pathlib import Path
 from sentinel_ml.errors import ConfigError, JobFailed
 
 DOCKERFILES = {"train": "Dockerfile.train", "serve": "Dockerfile.serve"}
+VARIANTS = ("cpu", "gpu")
+# The GPU variant of both Dockerfiles: Ray's GPU image (CUDA, same layout as -cpu) and torch's CUDA
+# build of the lock's version from PyTorch's index for the CUDA of that build (torch 2.15.0: cu132, as
+# PyPI's Linux wheel, torch.version.cuda 13.2). The CPU variant is the Dockerfiles' defaults.
+GPU_BASE_IMAGE = "rayproject/ray:{ray_version}-py311-gpu"
+GPU_TORCH_INDEX_URL = "https://download.pytorch.org/whl/cu132"
 # 123456789012.dkr.ecr.eu-west-1.amazonaws.com (also -fips and the .cn partition)
 _ECR = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr(-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
 
@@ -58,21 +64,35 @@ def ecr_registry(host: str | None) -> Ecr | None:
     return Ecr(match["account"], match["region"], host) if match else None
 
 
-def image_refs(registry: str | None, tag: str, defaults: dict[str, str]) -> dict[str, str]:
-    """``<registry>/sentinel-<what>:<tag>`` with a registry, else the profile's images."""
+def image_refs(registry: str | None, tag: str, defaults: dict[str, str], variant: str = "cpu") -> dict[str, str]:
+    """``<registry>/sentinel-<what>:<tag>`` (``<tag>-gpu`` for the GPU variant) with a registry, else
+    the profile's images."""
     if registry:
         registry = registry.rstrip("/")
-        return {what: f"{registry}/sentinel-{what}:{tag}" for what in DOCKERFILES}
+        suffix = "" if variant == "cpu" else f"-{variant}"
+        return {what: f"{registry}/sentinel-{what}:{tag}{suffix}" for what in DOCKERFILES}
     return dict(defaults)
 
 
+def variant_args(variant: str, ray_version: str) -> list[str]:
+    """The build arguments of a variant: none for cpu (the Dockerfiles' defaults); Ray's GPU base and
+    torch's CUDA index for gpu."""
+    if variant not in VARIANTS:
+        raise ConfigError(f"unknown image variant {variant!r}", hint=f"choose one of {', '.join(VARIANTS)}")
+    if variant == "cpu":
+        return []
+    return ["--build-arg", f"BASE_IMAGE={GPU_BASE_IMAGE.format(ray_version=ray_version)}",
+            "--build-arg", f"TORCH_INDEX_URL={GPU_TORCH_INDEX_URL}"]
+
+
 def plan(images: dict[str, str], context: Path, ray_version: str, *, push: bool,
-         platform: str | None = None) -> BuildPlan:
+         platform: str | None = None, variant: str = "cpu") -> BuildPlan:
     """The docker commands that build (and push) both images from ``context`` (the source tree)."""
     commands: list[list[str]] = []
     for what, dockerfile in DOCKERFILES.items():
         command = ["docker", "build", "--file", str(context / dockerfile),
-                   "--build-arg", f"RAY_VERSION={ray_version}", "--tag", images[what]]
+                   "--build-arg", f"RAY_VERSION={ray_version}", *variant_args(variant, ray_version),
+                   "--tag", images[what]]
         if platform:
             command += ["--platform", platform]
         commands.append(command + [str(context)])

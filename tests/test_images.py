@@ -76,6 +76,31 @@ def test_plan_builds_then_pushes_with_our_ray_version() -> None:
     assert build.login_commands() == [["docker", "login", "--username", "AWS", "--password-stdin", ECR_HOST]]
 
 
+def test_gpu_variant_builds_the_same_dockerfiles_on_rays_gpu_image_with_torchs_cuda_build(sentinel_home) -> None:
+    """`--variant gpu` (or the profile's images.variant): same files, Ray's -gpu base, PyTorch's CUDA
+    index for the lock's torch, tags <tag>-gpu; the CPU variant's commands stay the Dockerfiles' defaults."""
+    refs = images.image_refs(f"{ECR_HOST}/ml", "1.2.3", {}, "gpu")
+    assert refs == {"train": f"{ECR_HOST}/ml/sentinel-train:1.2.3-gpu", "serve": f"{ECR_HOST}/ml/sentinel-serve:1.2.3-gpu"}
+    build = images.plan(refs, Path("/src"), "2.60.0", push=False, variant="gpu")
+    assert build.commands[0] == [
+        "docker", "build", "--file", "/src/Dockerfile.train", "--build-arg", "RAY_VERSION=2.60.0",
+        "--build-arg", "BASE_IMAGE=rayproject/ray:2.60.0-py311-gpu",
+        "--build-arg", "TORCH_INDEX_URL=https://download.pytorch.org/whl/cu132",
+        "--tag", f"{ECR_HOST}/ml/sentinel-train:1.2.3-gpu", "/src"]
+    # the CUDA index is the one of the lock's torch build (PyPI's Linux torch is that CUDA build)
+    cuda = version("torch").partition("+")[2]
+    assert not cuda or images.GPU_TORCH_INDEX_URL.endswith("/" + cuda)
+    profile = sentinel_home / "gpu.yaml"
+    profile.write_text("kubernetes:\n  images: {variant: gpu}\n")
+    result = CliRunner().invoke(app, ["build", "--dry-run", "--profile", str(profile), "-o", "json"])
+    assert result.exit_code == 0, result.output
+    assert "BASE_IMAGE=rayproject/ray:" in json.loads(result.stdout)["commands"][0]
+    cpu = CliRunner().invoke(app, ["build", "--dry-run", "--profile", str(profile), "--variant", "cpu", "-o", "json"])
+    assert "BASE_IMAGE" not in json.loads(cpu.stdout)["commands"][0]
+    bad = CliRunner().invoke(app, ["build", "--dry-run", "--variant", "tpu"])
+    assert bad.exit_code == 2 and "unknown image variant 'tpu'" in bad.output
+
+
 def test_plan_without_push_or_ecr_logs_in_nowhere() -> None:
     refs = images.image_refs(None, "x", {"train": "ghcr.io/o/t:1", "serve": "s:1"})
     assert refs == {"train": "ghcr.io/o/t:1", "serve": "s:1"}

@@ -20,18 +20,24 @@ def build(
     tag: Annotated[str, typer.Option(help="Image tag, with --registry.")] = __version__,
     platform: Annotated[str | None, typer.Option(help="docker build --platform, e.g. linux/amd64.",
                                                  show_default=False)] = None,
+    variant: Annotated[str | None, typer.Option(
+        help="cpu, or gpu: Ray's GPU base image and torch's CUDA build (tags <tag>-gpu with --registry). "
+             "Default: the profile's images.variant (cpu).", show_default=False)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the docker commands; run nothing.")] = False,
     profile: options.ProfileOpt = None,
     output: options.OutputOpt = OutputFormat.table,
 ) -> None:
-    """Build Dockerfile.train and Dockerfile.serve (FROM the official Ray image of our Ray version)."""
+    """Build Dockerfile.train and Dockerfile.serve (FROM the official Ray image of our Ray version; its
+    GPU image and torch's CUDA build with --variant gpu)."""
     from sentinel_cli import console, images
     from sentinel_cli.k8s import settings
     from sentinel_cli.k8s.request import Overrides
 
     config = settings.load(Overrides(profile=profile))
-    refs = images.image_refs(registry, tag, {"train": config.images.train, "serve": config.images.serve})
-    build_plan = images.plan(refs, images.source_tree(), config.ray_version, push=push, platform=platform)
+    chosen = variant or config.images.variant
+    refs = images.image_refs(registry, tag, {"train": config.images.train, "serve": config.images.serve}, chosen)
+    build_plan = images.plan(refs, images.source_tree(), config.ray_version, push=push, platform=platform,
+                             variant=chosen)
     if not dry_run:
         images.execute(build_plan, say=lambda line: console.err().print(line, markup=False, highlight=False))
     emit({**build_plan.summary(), "dry_run": dry_run}, output,

@@ -120,6 +120,9 @@ class Images(_Model):
     train: str = "sentinel-train:latest"
     serve: str = "sentinel-serve:latest"
     pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    # What `sentinel build` makes: cpu (Ray's -cpu image, torch's CPU build) or gpu (Ray's -gpu image,
+    # torch's CUDA build). Point train/serve at the GPU build's references for GPU jobs.
+    variant: Literal["cpu", "gpu"] = "cpu"
 
     @field_validator("train", "serve")
     @classmethod
