@@ -337,11 +337,14 @@ def _device_plugin(kube: Kube, request: UpRequest) -> Item:
     """Install NVIDIA's device plugin when the cluster has GPU nodes and no device plugin runs (never
     touch someone else's: eksctl's, the GPU operator's); keep ours up to date."""
     from sentinel_cli.k8s import gpus
-    from sentinel_cli.k8s.client import DAEMONSET
+    from sentinel_cli.k8s.client import DAEMONSET, Forbidden
 
     name = "nvidia device plugin"
-    nodes = gpus.gpu_nodes(kube.nodes())
-    plugins = gpus.device_plugins(kube.list(DAEMONSET, all_namespaces=True))
+    try:
+        nodes = gpus.gpu_nodes(kube.nodes())
+        plugins = gpus.device_plugins(kube.list(DAEMONSET, all_namespaces=True))
+    except Forbidden as e:  # a namespace-scoped account: GPUs are the cluster admin's business
+        return Item(name, SKIP, f"cannot tell whether the cluster has GPU nodes: {e.message}")
     if not nodes and not any(p.managed_by_sentinel for p in plugins):
         return Item(name, SKIP, "no GPU nodes (none advertises nvidia.com/gpu, carries its taint or a GPU label)")
     others = [p for p in plugins if not p.managed_by_sentinel]
