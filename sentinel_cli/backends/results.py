@@ -202,6 +202,7 @@ class StatusReport:
     objects: list[ManagedObject] = _absent()
     counts: dict[str, int] = _absent()
     shown_jobs: int = _absent()
+    schedules: list[ScheduleRow] = _absent()  # k8s: the retraining schedules and their last runs
 
     @property
     def managed(self) -> bool:
@@ -257,3 +258,43 @@ class Rendered:
     apiVersion: str = "v1"  # noqa: N815 - the Kubernetes field names
     kind: str = "List"
     items: list[dict[str, Any]] = field(default_factory=list)
+
+
+# -- schedules -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScheduleRow:
+    """One retraining schedule (a CronJob) and its newest run: the Job's state and what the run did."""
+
+    name: str
+    namespace: str
+    cron: str
+    action: str  # what each run does with its candidate (spec.describe)
+    suspended: bool
+    last_scheduled: str | None
+    last_job: str | None
+    job_state: str | None  # Running, Complete, Failed (the Job's conditions)
+    outcome: str | None  # promoted, refused, canary, trained, failed (the run's termination message)
+    detail: str | None  # the gate's verdict with both numbers, or the failing step's error
+    run_id: str | None
+    checkpoint: str | None
+    metrics: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class ScheduleReport:
+    """``schedule train`` (k8s: what was applied; local: the crontab line), ``schedule list|delete``."""
+
+    target: str
+    name: str = _absent()
+    namespace: str = _absent()
+    cron: str = _absent()
+    action: str = _absent()
+    run: list[str] = _absent()  # one run's command line
+    crontab: str = _absent()  # local: the line to add with `crontab -e`
+    installed: bool = _absent()  # local: always False (the line is printed, nothing is installed)
+    applied: list[str] = _absent()  # k8s: Kind/name of each object
+    dry_run: bool = _absent()
+    deleted: list[str] = _absent()
+    schedules: list[ScheduleRow] = _absent()

@@ -13,6 +13,7 @@ def register(app: typer.Typer) -> None:
         platform,
         predict,
         render,
+        schedule,
         serve,
         status,
         train,
@@ -32,3 +33,4 @@ def register(app: typer.Typer) -> None:
     platform.register(app)  # up, down, doctor, build, cluster
     app.command("verify")(verify.verify)
     app.add_typer(data.app, name="data")
+    app.add_typer(schedule.app, name="schedule")

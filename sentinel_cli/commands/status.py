@@ -41,6 +41,10 @@ def _table(report: StatusReport):
     from rich.console import Group
 
     parts = [_objects_table(report)] if report.managed else []
+    if report.schedules:  # k8s: the retraining schedules, each with its newest run's outcome
+        from sentinel_cli.commands.schedule import schedules_table
+
+        parts += ["", schedules_table(report.schedules, report.namespace, title="schedules")]
     if report.storage:  # a cluster's profile may name no checkpoint store
         parts += ["", _runs_table(report)] if parts else [_runs_table(report)]
     if report.serving is not ABSENT:

@@ -21,6 +21,7 @@ def status(storage: str | None, limit: int, deploy: KubeRequest) -> StatusReport
     and the newest runs in ``storage`` (--storage, else the profile's)."""
     from sentinel_cli.k8s import manifests
     from sentinel_cli.k8s.client import RAYCLUSTER, RAYJOB, RAYSERVICE
+    from sentinel_cli.schedules import kube as scheduled
 
     settings = load_settings(deploy, Overrides(storage=storage))
     now = datetime.now(timezone.utc)
@@ -29,6 +30,7 @@ def status(storage: str | None, limit: int, deploy: KubeRequest) -> StatusReport
         jobs = kube.list(RAYJOB, manifests.SELECTOR, everywhere)
         services = kube.list(RAYSERVICE, manifests.SELECTOR, everywhere)
         clusters = kube.list(RAYCLUSTER, manifests.SELECTOR, everywhere)
+        schedules = scheduled.rows(kube, everywhere)
         namespace = "*" if everywhere else kube.namespace
     jobs.sort(key=_created, reverse=True)
     standalone = [c for c in clusters if "ray.io/originated-from-crd" not in _labels(c)]
@@ -36,7 +38,7 @@ def status(storage: str | None, limit: int, deploy: KubeRequest) -> StatusReport
             + [_cluster_row(c, now) for c in standalone])
     return StatusReport(target=NAME, namespace=namespace, objects=rows,
                         counts={"RayJob": len(jobs), "RayService": len(services), "RayCluster": len(standalone)},
-                        shown_jobs=min(limit, len(jobs)), **_runs(settings.storage, limit))
+                        shown_jobs=min(limit, len(jobs)), schedules=schedules, **_runs(settings.storage, limit))
 
 
 def _runs(storage: str | None, limit: int) -> dict[str, Any]:
