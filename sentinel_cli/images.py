@@ -1,4 +1,5 @@
-"""Build and push the two images (``Dockerfile.train``, ``Dockerfile.serve``) with the docker CLI.
+"""Build and push the images (``Dockerfile.train``, ``Dockerfile.serve``, ``Dockerfile.cli``: the runs of
+``sentinel schedule``) with the docker CLI.
 
 ``plan(...)`` is pure: the exact docker commands, in order. ``execute(...)`` runs them; when the
 registry is Amazon ECR and the plan pushes, it first logs in with a token from boto3
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from sentinel_ml.errors import ConfigError, JobFailed
 
-DOCKERFILES = {"train": "Dockerfile.train", "serve": "Dockerfile.serve"}
+DOCKERFILES = {"train": "Dockerfile.train", "serve": "Dockerfile.serve", "cli": "Dockerfile.cli"}
 # 123456789012.dkr.ecr.eu-west-1.amazonaws.com (also -fips and the .cn partition)
 _ECR = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr(-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
 
@@ -32,7 +33,7 @@ class Ecr:
 
 @dataclass(frozen=True)
 class BuildPlan:
-    images: dict[str, str]  # "train"/"serve" -> image reference
+    images: dict[str, str]  # "train"/"serve"/"cli" -> image reference
     commands: list[list[str]]  # docker build / push, in order
     ecr: list[Ecr] = field(default_factory=list)  # registries to log in to before pushing
 
@@ -68,7 +69,7 @@ def image_refs(registry: str | None, tag: str, defaults: dict[str, str]) -> dict
 
 def plan(images: dict[str, str], context: Path, ray_version: str, *, push: bool,
          platform: str | None = None) -> BuildPlan:
-    """The docker commands that build (and push) both images from ``context`` (the source tree)."""
+    """The docker commands that build (and push) the images from ``context`` (the source tree)."""
     commands: list[list[str]] = []
     for what, dockerfile in DOCKERFILES.items():
         command = ["docker", "build", "--file", str(context / dockerfile),
@@ -90,7 +91,7 @@ def source_tree() -> Path:
     """The checkout that holds the Dockerfiles (the build context)."""
     root = Path(__file__).resolve().parents[1]
     if not all((root / f).is_file() for f in DOCKERFILES.values()):
-        raise ConfigError(f"Dockerfile.train / Dockerfile.serve not found in {root}",
+        raise ConfigError(f"{', '.join(DOCKERFILES.values())} not found in {root}",
                           hint="run `sentinel build` from a source checkout of sentinel")
     return root
 
