@@ -42,8 +42,8 @@ def test_hand_computed_example() -> None:
     assert result.ndcg == pytest.approx((ndcg_0 + ndcg_1) / 2)  # (0.9197 + 0.3869) / 2
     assert result.recall == pytest.approx((2 / 2 + 1 / 2) / 2)
     assert result.coverage == pytest.approx(4 / 6)  # items 1, 2, 3, 4
-    assert result.metrics() == {"ndcg@3": result.ndcg, "recall@3": result.recall, "coverage@3": result.coverage,
-                                "ranking_users": 2}
+    assert result.metrics() == {"test_ndcg_at_3": result.ndcg, "test_recall_at_3": result.recall,
+                                "test_coverage_at_3": result.coverage, "ranking_users": 2}
 
 
 def test_relevance_threshold_is_the_top_quarter_of_the_scale() -> None:

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from sentinel_ml.data.splits import Ratings, Split
-from sentinel_ml.models.metrics import K
+from sentinel_ml.models.metrics import RANKING_USERS, K, ranking_names
 
 RELEVANT_QUANTILE = 0.75  # relevant: a test rating in the top quarter of the scale (>= 4 on 1-5)
 BLOCK_CELLS = 1 << 23  # users * items per score block: 32 MB of float32, whatever the catalogue
@@ -53,9 +53,10 @@ class RankingResult:
     k: int = K
 
     def metrics(self) -> dict[str, float]:
-        """The names runs record: ``ndcg@10``, ``recall@10``, ``coverage@10``, ``ranking_users``."""
-        return {f"ndcg@{self.k}": self.ndcg, f"recall@{self.k}": self.recall,
-                f"coverage@{self.k}": self.coverage, "ranking_users": self.users}
+        """As runs record them: ``test_ndcg_at_10``, ``test_recall_at_10``, ``test_coverage_at_10``,
+        ``ranking_users`` (``models.metrics``)."""
+        ndcg, recall, coverage = ranking_names(self.k)
+        return {ndcg: self.ndcg, recall: self.recall, coverage: self.coverage, RANKING_USERS: self.users}
 
 
 ScoreAll = Callable[[torch.Tensor], torch.Tensor]  # user indices [b] -> scores [b, num_items]
