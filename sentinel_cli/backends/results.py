@@ -166,6 +166,34 @@ class ServeReport:
 
 
 @dataclass(frozen=True)
+class ServingModel:
+    """The checkpoint a target serves now (what the quality gate compares with), where, and the serve
+    settings a replacement keeps (``ServeRequest`` fields; locally its port, host, auth, replicas)."""
+
+    checkpoint: str
+    run_id: str | None
+    storage: str | None  # the checkpoint index the target resolves references in
+    where: str  # "the local cluster at http://127.0.0.1:8000", "RayService recommender in namespace ns"
+    request: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PromoteReport:
+    """``sentinel promote`` and ``serve --gate``: the gate's decision, both models, and what was served."""
+
+    outcome: str  # passed | refused | forced
+    reason: str
+    metric: str
+    tolerance: float
+    higher_is_better: bool
+    candidate: dict[str, Any]  # checkpoint, run_id, dataset, split, seed, metrics
+    serving: dict[str, Any] | None  # the same for what served before; None: nothing
+    where: str | None = None
+    promoted: bool = False
+    serve: ServeReport | None = None
+
+
+@dataclass(frozen=True)
 class StopReport:
     stopped: bool
     message: str

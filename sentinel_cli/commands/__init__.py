@@ -12,6 +12,7 @@ def register(app: typer.Typer) -> None:
         logs,
         platform,
         predict,
+        promote,
         render,
         schedule,
         serve,
@@ -26,6 +27,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(serve.app, name="serve")
     app.command("predict")(predict.predict)
     app.command("recommend")(predict.recommend)
+    app.command("promote")(promote.promote)
     app.command("status")(status.status)
     app.add_typer(render.app({"train": train.train, "tune": tune.tune, "serve": serve.serve}), name="render")
     app.command("logs")(logs.logs)

@@ -8,7 +8,7 @@ from typing import Any
 
 from sentinel_cli.backends.kubernetes.plan import load_settings
 from sentinel_cli.backends.kubernetes.run import NAME, connect, detached, finish_job
-from sentinel_cli.backends.results import DeleteReport, LogsReport, ManagedObject, StatusReport
+from sentinel_cli.backends.results import DeleteReport, LogsReport, ManagedObject, ServingModel, StatusReport
 from sentinel_cli.k8s.request import KubeRequest, Overrides
 from sentinel_cli.progress import kube_line as _driver_line
 from sentinel_cli.progress import kube_say as _say
@@ -39,6 +39,24 @@ def status(storage: str | None, limit: int, deploy: KubeRequest) -> StatusReport
     return StatusReport(target=NAME, namespace=namespace, objects=rows,
                         counts={"RayJob": len(jobs), "RayService": len(services), "RayCluster": len(standalone)},
                         shown_jobs=min(limit, len(jobs)), schedules=schedules, **_runs(settings.storage, limit))
+
+
+def serving_model(storage: str | None, deploy: KubeRequest) -> ServingModel | None:
+    """The checkpoint the RayService (--name, else the profile's serve.name) serves, from the annotation
+    and run-id label ``serve`` writes; None when there is no such RayService."""
+    from sentinel_cli.k8s import manifests
+    from sentinel_cli.k8s.client import RAYSERVICE
+
+    settings = load_settings(deploy, Overrides(storage=storage))
+    name = deploy.name or settings.serve.name
+    with connect(settings) as kube:
+        service = kube.get(RAYSERVICE, name)
+        namespace = kube.namespace
+    checkpoint = _checkpoint(service) if service is not None else None
+    if checkpoint is None:
+        return None
+    return ServingModel(checkpoint=checkpoint, run_id=_labels(service).get(manifests.RUN_ID),
+                        storage=settings.storage, where=f"RayService {name} in namespace {namespace}")
 
 
 def _runs(storage: str | None, limit: int) -> dict[str, Any]:

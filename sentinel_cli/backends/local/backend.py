@@ -9,6 +9,7 @@ from sentinel_cli.backends.results import (
     DeleteReport,
     LogsReport,
     ServeReport,
+    ServingModel,
     StatusReport,
     StopReport,
     TrainReport,
@@ -49,6 +50,14 @@ class LocalBackend:
 
         check_local(deploy)
         return from_data(StopReport, serving.stop())
+
+    def serving_model(self, storage: str | None, deploy: KubeRequest) -> ServingModel | None:
+        from sentinel_cli.backends.local import serving
+        from sentinel_ml.paths import storage_root
+
+        check_local(deploy)
+        current = serving.current()
+        return ServingModel(**current, storage=storage_root(storage)) if current else None
 
     def status(self, storage: str | None, limit: int, deploy: KubeRequest) -> StatusReport:
         from dataclasses import asdict
