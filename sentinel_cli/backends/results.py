@@ -305,6 +305,7 @@ class ScheduleRow:
     job_state: str | None  # Running, Complete, Failed (the Job's conditions)
     outcome: str | None  # promoted, refused, canary, trained, failed (the run's termination message)
     detail: str | None  # the gate's verdict with both numbers, or the failing step's error
+    gate: dict[str, Any] | None  # the gate's decision: metric, candidate and serving values, reason
     run_id: str | None
     checkpoint: str | None
     metrics: dict[str, Any] | None

@@ -71,7 +71,7 @@ def _row(cronjob: dict[str, Any], jobs: list[dict[str, Any]], pods: list[dict[st
         action=(meta.get("annotations") or {}).get(objects.ACTION, ""), suspended=bool(spec.get("suspend")),
         last_scheduled=state.get("lastScheduleTime"), last_job=last["metadata"]["name"] if last else None,
         job_state=job_state(last) if last else None, outcome=outcome.get("outcome"),
-        detail=outcome.get("detail"), run_id=outcome.get("run_id"), checkpoint=outcome.get("checkpoint"),
+        detail=outcome.get("detail"), gate=outcome.get("gate"), run_id=outcome.get("run_id"), checkpoint=outcome.get("checkpoint"),
         metrics=outcome.get("metrics"))
 
 

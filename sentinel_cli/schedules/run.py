@@ -34,6 +34,8 @@ class Outcome:
     checkpoint: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     detail: str = ""  # the gate's verdict (both numbers) or the failing step's error, as it printed it
+    # The gate's decision (promote's -o json): metric, candidate and serving values, reason, verdict.
+    gate: dict[str, Any] = field(default_factory=dict)
     finished_at: str = ""
     wall_s: float = 0.0
 
@@ -83,13 +85,15 @@ def _run(request: ScheduleRequest, target: str) -> dict[str, Any]:
     if request.action == "train":
         return {**found, "outcome": TRAINED, "step": "train", "exit_code": 0}
     step, args = _next_step(request, target, checkpoint)
-    done = sentinel(args)
+    done = sentinel([*args, "-o", "json"])
+    gate = _gate(done.stdout) if request.promote_if_better else {}
+    found["gate"] = gate
     if done.returncode == 0:
         return {**found, "outcome": PROMOTED if step == "promote" else CANARY, "step": step, "exit_code": 0,
-                "detail": done.stdout.strip()}
-    gated = request.promote_if_better and done.returncode == GATE_REFUSED
-    return {**found, "outcome": REFUSED if gated else FAILED, "step": step, "exit_code": done.returncode,
-            "detail": "\n".join(filter(None, [done.stdout.strip(), _error(done)]))}
+                "detail": gate.get("reason", "")}
+    refused = gate.get("verdict") == "refused" and done.returncode == GATE_REFUSED
+    return {**found, "outcome": REFUSED if refused else FAILED, "step": step, "exit_code": done.returncode,
+            "detail": _error(done)}
 
 
 def _next_step(request: ScheduleRequest, target: str, checkpoint: str) -> tuple[str, list[str]]:
@@ -99,6 +103,20 @@ def _next_step(request: ScheduleRequest, target: str, checkpoint: str) -> tuple[
         return "promote", ["promote", checkpoint, "--target", target, *gate]
     canary = ["serve", "--checkpoint", checkpoint, "--target", target, "--canary", f"{request.canary:g}"]
     return "serve", canary + (["--gate", *gate] if request.promote_if_better else [])
+
+
+def _gate(stdout: str) -> dict[str, Any]:
+    """The gate's decision from promote's (or serve --gate's) JSON: both numbers and why; {} if none."""
+    try:
+        report = json.loads(stdout)
+    except ValueError:
+        return {}
+    if not isinstance(report, dict) or "reason" not in report:
+        return {}
+    return {"verdict": report.get("outcome"), "metric": report.get("metric"), "reason": report.get("reason"),
+            "tolerance": report.get("tolerance"),
+            "candidate": (report.get("candidate") or {}).get("value"),
+            "serving": (report.get("serving") or {}).get("value")}
 
 
 def _error(process: subprocess.CompletedProcess[str]) -> str:

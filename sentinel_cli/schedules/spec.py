@@ -7,9 +7,9 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from sentinel_cli.gate import GATE_METRICS as METRICS  # what `sentinel promote --metric` compares
 from sentinel_ml.errors import ConfigError
 
-METRICS = ("rmse", "ndcg@10")  # what `sentinel promote --metric` compares
 DEFAULT_NAME = "sentinel-retrain"
 NAME_LIMIT = 52  # a CronJob's Jobs are named <cronjob>-<11 characters>: 63 in all
 

@@ -127,7 +127,8 @@ def test_a_schedule_its_least_privilege_runner_its_last_run_and_delete(k8s_env, 
     wait_for("the run's pod", pod_done, timeout_s=60)
     outcome = runs.Outcome(schedule=NAME, outcome=runs.REFUSED, step="promote", exit_code=1, run_id="train-x",
                            checkpoint="s3://bucket/sentinel/checkpoints/train-x/best.pt", metrics={"test_rmse": 1.2},
-                           detail="error: candidate rmse 1.2000 is worse than serving 0.9400")
+                           detail="error: the gate refused train-x: test RMSE 1.2000 is worse than 0.9400 (serving)",
+                           gate={"verdict": "refused", "metric": "rmse", "candidate": 1.2, "serving": 0.94})
     pod = core.list_namespaced_pod(ns, label_selector=f"job-name={NAME}-manual").items[0]
     core.patch_namespaced_pod_status(pod.metadata.name, ns, {"status": {"containerStatuses": [{
         "name": "sentinel", "image": "registry.example/sentinel-cli:0.1.0", "imageID": "", "ready": False,
@@ -143,6 +144,7 @@ def test_a_schedule_its_least_privilege_runner_its_last_run_and_delete(k8s_env, 
     assert (row["name"], row["cron"], row["action"], row["last_job"], row["job_state"], row["outcome"]) == (
         NAME, "*/5 * * * *", "promote if better by rmse (tolerance 0.01)", f"{NAME}-manual", "Complete", "refused")
     assert "1.2000" in row["detail"] and "0.9400" in row["detail"]
+    assert (row["gate"]["candidate"], row["gate"]["serving"]) == (1.2, 0.94)
     status = cli("status", "--target", "k8s")
     assert status.exit_code == 0, status.output
     assert "refused" in status.stdout and NAME in status.stdout
