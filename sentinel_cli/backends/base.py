@@ -47,8 +47,8 @@ class JobTarget(Protocol):
 
     def serve_stop(self, deploy: KubeRequest) -> StopReport: ...
 
-    def serving_model(self, storage: str | None, deploy: KubeRequest) -> ServingModel | None:
-        """What serves now (the quality gate's incumbent), or None."""
+    def serving_model(self, storage: str | None, deploy: KubeRequest) -> ServingModel:
+        """What serves now (the quality gate's incumbent; ``checkpoint`` None when nothing does)."""
         ...
 
     def status(self, storage: str | None, limit: int, deploy: KubeRequest) -> StatusReport: ...

@@ -167,13 +167,14 @@ class ServeReport:
 
 @dataclass(frozen=True)
 class ServingModel:
-    """The checkpoint a target serves now (what the quality gate compares with), where, and the serve
-    settings a replacement keeps (``ServeRequest`` fields; locally its port, host, auth, replicas)."""
+    """The checkpoint a target serves now (what the quality gate compares with; None: nothing serves),
+    where, the checkpoint index the target resolves references in, and the serve settings a
+    replacement keeps (``ServeRequest`` fields; locally its port, host, auth, replicas)."""
 
-    checkpoint: str
-    run_id: str | None
-    storage: str | None  # the checkpoint index the target resolves references in
-    where: str  # "the local cluster at http://127.0.0.1:8000", "RayService recommender in namespace ns"
+    checkpoint: str | None
+    storage: str | None
+    run_id: str | None = None
+    where: str | None = None  # "the local cluster at http://127.0.0.1:8000", "RayService recommender in namespace ns"
     request: dict[str, Any] = field(default_factory=dict)
 
 

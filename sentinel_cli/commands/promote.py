@@ -44,10 +44,10 @@ def gated(request, rule: GateRule, target: str | None, deploy: KubeRequest, outp
     from dataclasses import replace
 
     chosen = backends.select(target, deploy.overrides.profile)
-    incumbent = chosen.serving_model(request.storage, deploy)
-    root = incumbent.storage if incumbent else _storage_root(chosen, request.storage, deploy)
-    candidate = evaluation(request.checkpoint, root)
-    current = evaluation(incumbent.checkpoint, root, incumbent.run_id) if incumbent else None
+    now = chosen.serving_model(request.storage, deploy)
+    incumbent = now if now.checkpoint else None
+    candidate = evaluation(request.checkpoint, now.storage)
+    current = evaluation(now.checkpoint, now.storage, now.run_id) if incumbent else None
     decision = decide(candidate, current, rule)
     report = _report(decision, candidate, current, incumbent)
     if not decision.passes:
@@ -108,17 +108,6 @@ def _from_checkpoint(uri: str, run_id: str | None) -> Evaluation:
     data = saved.get("data") if isinstance(saved.get("data"), dict) else {}
     return Evaluation(checkpoint=uri, run_id=run_id, dataset=data.get("dataset"), split=data.get("split"), seed=None,
                       metrics={k: v for k, v in (saved.get("metrics") or {}).items() if isinstance(v, int | float)})
-
-
-def _storage_root(chosen, storage: str | None, deploy: KubeRequest) -> str | None:
-    if chosen.name == "local":
-        from sentinel_ml.paths import storage_root
-
-        return storage_root(storage)
-    from sentinel_cli.backends.kubernetes.plan import load_settings
-    from sentinel_cli.k8s.request import Overrides
-
-    return load_settings(deploy, Overrides(storage=storage)).storage
 
 
 def _report(decision: GateDecision, candidate: Evaluation, current: Evaluation | None,

@@ -42,7 +42,7 @@ class KubernetesBackend:
         raise Unsupported("`sentinel serve stop` stops the local application",
                           hint="on k8s use `sentinel delete <rayservice name> --target k8s`")
 
-    def serving_model(self, storage: str | None, deploy: KubeRequest) -> ServingModel | None:
+    def serving_model(self, storage: str | None, deploy: KubeRequest) -> ServingModel:
         return inspect.serving_model(storage, deploy)
 
     def status(self, storage: str | None, limit: int, deploy: KubeRequest) -> StatusReport:
@@ -76,7 +76,7 @@ class RenderBackend:
     def serve_stop(self, deploy: KubeRequest) -> StopReport:
         raise Unsupported("nothing to render for `serve stop`")
 
-    def serving_model(self, storage: str | None, deploy: KubeRequest) -> ServingModel | None:
+    def serving_model(self, storage: str | None, deploy: KubeRequest) -> ServingModel:
         raise Unsupported("nothing to render for `promote`", hint="render `serve --checkpoint X` instead")
 
     def status(self, storage: str | None, limit: int, deploy: KubeRequest) -> StatusReport:

@@ -41,9 +41,9 @@ def status(storage: str | None, limit: int, deploy: KubeRequest) -> StatusReport
                         shown_jobs=min(limit, len(jobs)), schedules=schedules, **_runs(settings.storage, limit))
 
 
-def serving_model(storage: str | None, deploy: KubeRequest) -> ServingModel | None:
+def serving_model(storage: str | None, deploy: KubeRequest) -> ServingModel:
     """The checkpoint the RayService (--name, else the profile's serve.name) serves, from the annotation
-    and run-id label ``serve`` writes; None when there is no such RayService."""
+    and run-id label ``serve`` writes; ``checkpoint`` None when there is no such RayService."""
     from sentinel_cli.k8s import manifests
     from sentinel_cli.k8s.client import RAYSERVICE
 
@@ -54,7 +54,7 @@ def serving_model(storage: str | None, deploy: KubeRequest) -> ServingModel | No
         namespace = kube.namespace
     checkpoint = _checkpoint(service) if service is not None else None
     if checkpoint is None:
-        return None
+        return ServingModel(checkpoint=None, storage=settings.storage)
     return ServingModel(checkpoint=checkpoint, run_id=_labels(service).get(manifests.RUN_ID),
                         storage=settings.storage, where=f"RayService {name} in namespace {namespace}")
 

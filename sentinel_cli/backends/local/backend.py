@@ -51,13 +51,12 @@ class LocalBackend:
         check_local(deploy)
         return from_data(StopReport, serving.stop())
 
-    def serving_model(self, storage: str | None, deploy: KubeRequest) -> ServingModel | None:
+    def serving_model(self, storage: str | None, deploy: KubeRequest) -> ServingModel:
         from sentinel_cli.backends.local import serving
         from sentinel_ml.paths import storage_root
 
         check_local(deploy)
-        current = serving.current()
-        return ServingModel(**current, storage=storage_root(storage)) if current else None
+        return ServingModel(**(serving.current() or {"checkpoint": None}), storage=storage_root(storage))
 
     def status(self, storage: str | None, limit: int, deploy: KubeRequest) -> StatusReport:
         from dataclasses import asdict
