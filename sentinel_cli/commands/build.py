@@ -11,12 +11,12 @@ from sentinel_cli.output import OutputFormat, emit, key_value_table
 
 
 def build(
-    push: Annotated[bool, typer.Option("--push", help="Push both images after building (logs in to "
+    push: Annotated[bool, typer.Option("--push", help="Push the images after building (logs in to "
                                        "Amazon ECR through boto3 when the registry is ECR).")] = False,
     registry: Annotated[str | None, typer.Option(
         help="Registry to tag for, e.g. 123456789012.dkr.ecr.eu-west-1.amazonaws.com/sentinel: images "
-             "become <registry>/sentinel-train:<tag> and sentinel-serve:<tag>. Default: the profile's "
-             "images.train and images.serve.", show_default=False)] = None,
+             "become <registry>/sentinel-train:<tag>, sentinel-serve:<tag> and sentinel-cli:<tag>. Default: "
+             "the profile's images.train, images.serve and images.cli.", show_default=False)] = None,
     tag: Annotated[str, typer.Option(help="Image tag, with --registry.")] = __version__,
     platform: Annotated[str | None, typer.Option(help="docker build --platform, e.g. linux/amd64.",
                                                  show_default=False)] = None,
@@ -27,15 +27,16 @@ def build(
     profile: options.ProfileOpt = None,
     output: options.OutputOpt = OutputFormat.table,
 ) -> None:
-    """Build Dockerfile.train and Dockerfile.serve (FROM the official Ray image of our Ray version; its
-    GPU image and torch's CUDA build with --variant gpu)."""
+    """Build Dockerfile.train, Dockerfile.serve and Dockerfile.cli (FROM the official Ray image of our Ray
+    version; for train and serve, its GPU image and torch's CUDA build with --variant gpu)."""
     from sentinel_cli import console, images
     from sentinel_cli.k8s import settings
     from sentinel_cli.k8s.request import Overrides
 
     config = settings.load(Overrides(profile=profile))
     chosen = variant or config.images.variant
-    refs = images.image_refs(registry, tag, {"train": config.images.train, "serve": config.images.serve}, chosen)
+    refs = images.image_refs(registry, tag, {"train": config.images.train, "serve": config.images.serve,
+                                             "cli": config.images.cli}, chosen)
     build_plan = images.plan(refs, images.source_tree(), config.ray_version, push=push, platform=platform,
                              variant=chosen)
     if not dry_run:

@@ -8,6 +8,7 @@ import typer
 
 from sentinel_cli import backends, options
 from sentinel_cli.backends.results import ServeReport, shown
+from sentinel_cli.gate_options import DEFAULT_METRIC, GateMetric, MetricOpt, ToleranceOpt
 from sentinel_cli.k8s.request import KubeRequest
 from sentinel_cli.output import OutputFormat, emit, key_value_table
 from sentinel_ml.serving.auth import AUTH_MODES
@@ -57,6 +58,10 @@ def serve(
         "(gRPC: 'authorization' metadata); health and readiness stay open. Default: none on loopback, "
         "token when --host opens the API to a network.", show_default=False)] = None,
     token_file: options.TokenFileOpt = None,
+    gate: Annotated[bool, typer.Option("--gate", help="Serve the checkpoint only if it is no worse than the "
+                                       "model serving now (the rule of `sentinel promote`; exit 1 if not).")] = False,
+    metric: MetricOpt = GateMetric(DEFAULT_METRIC),  # type: ignore[valid-type]
+    tolerance: ToleranceOpt = 0.0,
     deploy: KubeRequest = KubeRequest(),
 ) -> None:
     """Serve MovieRecommender from a checkpoint (HTTP: /recommend, TF-Serving /v1, OIP /v2; gRPC: OIP);
@@ -70,6 +75,12 @@ def serve(
                            grpc_port=grpc_port, timeout_s=timeout, app_args=scaling,
                            auth=AuthMode(auth).value if auth else ("token" if token_file else None),
                            token_file=token_file)
+    if gate:
+        from sentinel_cli.commands.promote import gated
+        from sentinel_cli.gate import GateRule
+
+        return gated(request, GateRule(metric=GateMetric(metric).value, tolerance=tolerance), target, deploy,
+                     output)
     report = backends.select(target, deploy.overrides.profile).serve(request, deploy)
     emit(report, output, summary_table)
 

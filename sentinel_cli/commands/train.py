@@ -9,7 +9,7 @@ import typer
 from sentinel_cli import backends, options
 from sentinel_cli.backends.results import TrainReport, shown, to_data
 from sentinel_cli.k8s.request import KubeRequest
-from sentinel_cli.output import OutputFormat, emit, key_value_table
+from sentinel_cli.output import OutputFormat, emit, key_value_table, ranking_rows
 from sentinel_ml.data.shards import INGESTIONS
 from sentinel_ml.data.source import DataSource
 from sentinel_ml.training.config import DEFAULT_MAX_FAILURES
@@ -67,6 +67,7 @@ def _summary_table(report: TrainReport):
         *([("data", data_line(data))] if data else []),
         ("best val RMSE", f"{metrics['val_rmse']:.4f} (epoch {metrics['best_epoch']})"),
         (f"{data.get('split', 'u1')} test RMSE", f"{metrics['test_rmse']:.4f}"),
+        *ranking_rows(data.get('split', 'u1'), metrics),
         ("checkpoint", report.checkpoints["best"]),
         ("last checkpoint", report.checkpoints["last"]),
         ("index record", report.index_uri),

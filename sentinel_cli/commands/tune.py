@@ -10,7 +10,7 @@ import typer
 from sentinel_cli import backends, options
 from sentinel_cli.backends.results import TuneReport, to_data
 from sentinel_cli.k8s.request import KubeRequest
-from sentinel_cli.output import OutputFormat, emit, key_value_table, records_table
+from sentinel_cli.output import OutputFormat, emit, key_value_table, ranking_rows, records_table
 from sentinel_ml.data.source import DataSource
 from sentinel_ml.training.config import DEFAULT_MAX_FAILURES
 from sentinel_ml.tuning import SCHEDULERS
@@ -108,6 +108,7 @@ def _tables(report: TuneReport, top: int):
             ("best trial", f"{best['trial_id']}  " + "  ".join(f"{k}={_short(v)}" for k, v in best["config"].items())),
             ("best val RMSE", f"{metrics['val_rmse']:.4f} (epoch {metrics['best_epoch']})"),
             (f"{report.split} test RMSE", f"{metrics['test_rmse']:.4f}"),
+            *ranking_rows(report.split, metrics),
             ("checkpoint", report.checkpoints["best"]),
             ("index record", report.index_uri),
             ("MLflow run", report.mlflow_run_id or f"not recorded ({report.mlflow_error})"),

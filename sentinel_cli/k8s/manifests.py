@@ -236,13 +236,13 @@ def _pod(settings: KubeSettings, container: str, image: str, resources: Resource
         "pod_labels": _labels(component, run_id),
         "node_selector": dict(node_selector),
         "tolerations": tolerations,
-        "env": [*_s3_env(settings), *({"name": k, "value": v}
+        "env": [*s3_env(settings), *({"name": k, "value": v}
                 for k, v in {**COMPONENT_ENV.get(component, {}), **settings.env}.items())],
         "resources": {"cpu": resources.cpu, "memory": resources.memory},
     }
 
 
-def _s3_env(settings: KubeSettings) -> list[dict[str, Any]]:
+def s3_env(settings: KubeSettings) -> list[dict[str, Any]]:
     """The S3-compatible endpoint and the Secret's keys (kubernetes.s3), as boto3 reads them."""
     env: list[dict[str, Any]] = []
     if settings.s3.endpoint:

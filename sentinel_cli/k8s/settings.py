@@ -48,6 +48,7 @@ ENV_VARS = {
     "SENTINEL_MLFLOW_URI": "mlflow_uri",
     "SENTINEL_TRAIN_IMAGE": "images.train",
     "SENTINEL_SERVE_IMAGE": "images.serve",
+    "SENTINEL_CLI_IMAGE": "images.cli",
     "SENTINEL_SERVICE_ACCOUNT": "service_account.name",
     "SENTINEL_IAM_ROLE_ARN": "service_account.role_arn",
     "SENTINEL_KUBE_CONTEXT": "context",
@@ -119,12 +120,13 @@ class Toleration(_Model):
 class Images(_Model):
     train: str = "sentinel-train:latest"
     serve: str = "sentinel-serve:latest"
+    cli: str = "sentinel-cli:latest"  # the runs of `sentinel schedule` (Dockerfile.cli)
     pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
     # What `sentinel build` makes: cpu (Ray's -cpu image, torch's CPU build) or gpu (Ray's -gpu image,
     # torch's CUDA build). Point train/serve at the GPU build's references for GPU jobs.
     variant: Literal["cpu", "gpu"] = "cpu"
 
-    @field_validator("train", "serve")
+    @field_validator("train", "serve", "cli")
     @classmethod
     def _image(cls, value: str) -> str:
         if not value or any(c.isspace() for c in value):

@@ -33,6 +33,7 @@ from sentinel_ml.data.sources import is_table
 from sentinel_ml.errors import JobFailed, StorageError
 from sentinel_ml.local_capacity import check_cpus
 from sentinel_ml.logs import follow_root_level
+from sentinel_ml.models.metrics import test_metrics
 from sentinel_ml.paths import storage_root
 from sentinel_ml.store import index as checkpoints
 from sentinel_ml.store import uri as storage
@@ -191,7 +192,9 @@ def _run_record(run: _WorkerRun, result: dict[str, Any]) -> checkpoints.RunRecor
 
 
 def _finish_tracking(tracker: Tracker, record: checkpoints.RunRecord) -> None:
-    """End the MLflow run with the checkpoint URIs as tags and note its id in ``record``."""
+    """Log the test split's metrics (RMSE, ranking), end the MLflow run with the checkpoint URIs as tags
+    and note its id in ``record``."""
+    tracker.log_metrics("run", test_metrics(record.metrics), int(record.metrics.get("epochs", 0)))
     tracker.end("run", "FINISHED", tags={"checkpoint_uri": record.best_checkpoint,
                                          **{f"checkpoint.{k}": v for k, v in record.checkpoints.items()}})
     record.mlflow_run_id = tracker.close().get("run")

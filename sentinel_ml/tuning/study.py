@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from sentinel_ml.errors import JobFailed
 from sentinel_ml.local_capacity import check_cpus
 from sentinel_ml.logs import follow_root_level
+from sentinel_ml.models.metrics import test_metrics
 from sentinel_ml.paths import storage_root
 from sentinel_ml.store import index as checkpoints
 from sentinel_ml.store import uri as storage
@@ -190,7 +191,7 @@ def _run_record(run_id: str, outcome: _Outcome) -> checkpoints.RunRecord:
 def _finish_tracking(tracker: Tracker, record: checkpoints.RunRecord, outcome: _Outcome) -> None:
     """Log the study's metrics, end its MLflow run and note the run's id in ``record``."""
     metrics = record.metrics
-    tracker.log_metrics("study", {"best_val_rmse": metrics["val_rmse"], "test_rmse": metrics["test_rmse"],
+    tracker.log_metrics("study", {"best_val_rmse": metrics["val_rmse"], **test_metrics(metrics),
                                   "trial_epochs": outcome.trial_epochs}, 0)
     tracker.end("study", "FINISHED", tags={"best_trial": outcome.best.trial_id,
                                            "checkpoint_uri": record.best_checkpoint})
@@ -207,7 +208,7 @@ def _tune_result(run_id: str, outcome: _Outcome, record: checkpoints.RunRecord, 
         samples=config.samples,
         max_epochs=config.max_epochs,
         split=config.split,
-        best={**asdict(outcome.best), "test_rmse": record.metrics["test_rmse"]},
+        best={**asdict(outcome.best), **test_metrics(record.metrics)},
         trials=[asdict(t) for t in ranked(outcome.trials)],
         counts=outcome.counts,
         trial_epochs=outcome.trial_epochs,
@@ -460,16 +461,15 @@ def _save_best(root: str, run_id: str, best: TrialSummary, checkpoint, split, da
     """Score the best trial's best weights on the test split and write them under the storage root,
     each with the data's serving artifact (``Prepared.serving_artifact``)."""
     from sentinel_ml.models.config import ModelConfig
-    from sentinel_ml.models.evaluation import served_rmse
+    from sentinel_ml.models.evaluation import served_test_metrics
 
     saved = _read_trial_checkpoint(best, checkpoint)
     best_file = saved[BEST_FILE]
-    test_rmse = served_rmse(ModelConfig.from_saved(best_file["model_config"]), best_file["state_dict"], split.test)
-    metrics = {"val_rmse": best.val_rmse, "best_epoch": best.best_epoch, "epochs": best.epochs,
-               "test_rmse": test_rmse}
+    tested = served_test_metrics(ModelConfig.from_saved(best_file["model_config"]), best_file["state_dict"], split)
+    metrics = {"val_rmse": best.val_rmse, "best_epoch": best.best_epoch, "epochs": best.epochs, **tested}
     for name, checkpoint_file in saved.items():
         checkpoint_file["metrics"] = {**checkpoint_file["metrics"], "trial_id": best.trial_id,
-                                      **({"test_rmse": test_rmse} if name == BEST_FILE else {})}
+                                      **(tested if name == BEST_FILE else {})}
     metrics["val_mae"] = best_file["metrics"].get("val_mae")
     uris, sizes = {}, {}
     artifact = data.serving_artifact()

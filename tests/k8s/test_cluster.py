@@ -517,9 +517,11 @@ def test_status_of_200_rayjobs_makes_one_list_call_per_kind(cluster, monkeypatch
     report = json.loads(result.stdout)
     assert report["counts"]["RayJob"] == 200 and len(report["objects"]) == 200
     paths = sorted(url.split("?")[0].rsplit("/", 1)[-1] for _, url in requests)
-    assert paths == ["rayclusters", "rayjobs", "rayservices"], requests
+    # The schedules: one LIST of CronJobs (their Jobs and pods only when there is one).
+    assert paths == ["cronjobs", "rayclusters", "rayjobs", "rayservices"], requests
     selectors = {unquote(url.split("labelSelector=", 1)[-1]) for _, url in requests}
-    assert {method for method, _ in requests} == {"GET"} and selectors == {"app.kubernetes.io/managed-by=sentinel"}
+    assert {method for method, _ in requests} == {"GET"} and selectors == {
+        "app.kubernetes.io/managed-by=sentinel", "app.kubernetes.io/managed-by=sentinel,app.kubernetes.io/component=schedule"}
 
 
 def test_status_lists_the_runs_of_the_storage_given_on_the_command_line(cluster) -> None:

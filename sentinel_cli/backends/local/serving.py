@@ -203,6 +203,23 @@ def describe() -> dict[str, Any] | None:
             "run_id": model.get("run_id", state["run_id"])}
 
 
+def current() -> dict[str, Any] | None:
+    """The checkpoint serving now and the settings it was served with, or None when nothing serves.
+    Asks the application itself (``/recommend/model``) over HTTP: no Ray import, no Ray connection."""
+    state = _read_state()
+    if state is None or local_ray.find() is None:
+        return None
+    model = _model_info(state["http"], _state_token(state))
+    if not model.get("checkpoint_uri"):
+        return None  # the cluster runs but the application does not answer: nothing to compare with
+    scaling = (state.get("args") or {}).get("autoscaling") or {}
+    request = {"host": state["host"], "port": state["port"], "grpc_port": state.get("grpc_port"),
+               "auth": state.get("auth"), "token_file": state.get("token_file"),
+               "app_args": {k: scaling[k] for k in ("min_replicas", "max_replicas") if scaling.get(k) is not None}}
+    return {"checkpoint": model["checkpoint_uri"], "run_id": model.get("run_id", state.get("run_id")),
+            "where": f"the local cluster at {state['http']}", "request": request}
+
+
 def stop(timeout_s: float = 60.0) -> dict[str, Any]:
     cluster = local_ray.find()
     state_path = local_ray.cluster_dir() / STATE_FILE
