@@ -111,7 +111,7 @@ def test_train_plan_asks_for_a_head_two_workers_and_a_submitter():
         ("worker group train of RayJob train-20260101-000000-abcd", 2),
         ("submitter of RayJob train-20260101-000000-abcd", 1)]
     head, workers, submitter = needs
-    assert head.requests == {"cpu": 1, "memory": 2 * 2**30} and head.node_selector == {"lifecycle": "OnDemand"}
+    assert head.requests == {"cpu": 1, "memory": 4 * 2**30} and head.node_selector == {"lifecycle": "OnDemand"}
     assert workers.node_selector == {"intention": "training", "lifecycle": "Ec2Spot"}
     assert workers.tolerations == (capacity.Toleration("lifecycle", "Equal", "Ec2Spot", "NoSchedule"),)
     assert submitter.requests == {"cpu": Fraction(1, 5), "memory": 512 * 2**20}
@@ -122,7 +122,7 @@ def test_serve_plan_counts_the_workers_min_replicas_and_other_objects_none():
     assert [(n.role, n.count) for n in needs] == [("head of RayService recommender", 1),
                                                   ("worker group serve of RayService recommender", 1)]
     head = needs[0]  # an autoscaling RayService: KubeRay adds its autoscaler container to the head
-    assert head.requests == {"cpu": Fraction(3, 2), "memory": 2 * 2**30 + 512 * 2**20}
+    assert head.requests == {"cpu": Fraction(3, 2), "memory": 4 * 2**30 + 512 * 2**20}
     options = copy.deepcopy(_objects("serve"))
     options[1]["spec"]["rayClusterConfig"]["autoscalerOptions"] = {"resources": {"requests": {"cpu": "200m"}}}
     assert capacity.pod_needs(options)[0].requests["cpu"] == Fraction(6, 5)
