@@ -480,7 +480,8 @@ def _too_large(need: PodNeed, admitting: list[Node]) -> tuple[str, str]:
     largest = max(admitting, key=lambda n: (n.allocatable.get(resource, Fraction(0)), n.free.get(resource, 0)))
     has = largest.allocatable.get(resource, Fraction(0))
     if not has:
-        fix = ("add a GPU node group with the NVIDIA device plugin, or ask for no GPU"
+        fix = ("add a GPU node group with the NVIDIA device plugin, or ask for no GPU (drop --gpus, "
+               "--gpus-per-trial)"
                if resource == GPU else f"add nodes that offer {resource}, or drop the request")
         return (f"the {need.role} asks for {show(resource, asked)} {_noun(resource)}, and no node that admits it "
                 f"has any", fix)
@@ -495,7 +496,8 @@ def _too_large(need: PodNeed, admitting: list[Node]) -> tuple[str, str]:
 # Where a profile sets what a pod asks for (the watch's "Insufficient cpu" hint names the same).
 _SETTINGS = {CPU: " (kubernetes.head.cpu, worker.cpu, serve_worker.cpu, submitter.cpu: the profile, or --set)",
              MEMORY: " (kubernetes.head.memory, worker.memory, serve_worker.memory, submitter.memory: the profile, "
-                     "or --set)"}
+                     "or --set)",
+             GPU: " (train --gpus, tune --gpus-per-trial, serve --gpus; kubernetes.worker.gpu, serve.gpus)"}
 
 
 def _why_waits(need: PodNeed, placed: int, fitting: list[Node], room: Mapping[str, Resources]) -> str:
