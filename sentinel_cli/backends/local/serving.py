@@ -58,8 +58,9 @@ def start(request: ServeRequest, on_progress: Progress | None = None,
     request.validate()
     request = request.with_local_defaults(timeout_s=HEALTH_TIMEOUT_S)
     cluster = local_ray.find()
-    if cluster is None:  # the cluster it would start has this machine's GPUs
-        _check_replica_gpus(request.app_args, float(local_capacity.machine_gpus()))
+    if cluster is None and request.app_args.get("num_gpus"):  # the cluster it would start: this machine's
+        local_ray.prepare_auth()  # before Ray is imported to count them (it reads its auth settings once)
+        _check_replica_gpus(request.app_args, local_capacity.machine_gpus)
     uri, run_id = resolve_checkpoint(request.checkpoint, storage_root(request.storage))
     notify(f"checkpoint: {uri}")
     load_checked(uri)  # a file that is no checkpoint fails here (exit 2), not in a replica minutes later
@@ -86,7 +87,7 @@ def start(request: ServeRequest, on_progress: Progress | None = None,
         local_ray.connect(cluster)
     else:
         local_ray.connect(cluster)
-        _check_replica_gpus(request.app_args, _cluster_gpus())
+        _check_replica_gpus(request.app_args, _cluster_gpus)
     deadline = time.monotonic() + request.timeout_s
     if serving and serving.get("args") == args and _model_info(request.url, token).get("checkpoint_uri") == uri:
         notify("already serving this checkpoint with these settings")
@@ -236,13 +237,16 @@ def _app_args(request: ServeRequest, uri: str, run_id: str | None) -> dict[str, 
     return serve_args(uri, run_id, settings).model_dump()
 
 
-def _check_replica_gpus(app_args: dict[str, Any], have: float) -> None:
-    """``serve --gpus``: the replicas at the floor (at least one) must fit the Ray cluster's GPUs, which
-    nothing adds to on this machine; exit 2 before anything is deployed."""
+def _check_replica_gpus(app_args: dict[str, Any], have: Callable[[], float]) -> None:
+    """``serve --gpus``: the replicas at the floor (at least one) must fit the Ray cluster's GPUs
+    (``have``, asked only when GPUs are), which nothing adds to on this machine; exit 2 before anything
+    is deployed."""
     gpus, floor = app_args.get("num_gpus") or 0, max(1, app_args.get("min_replicas") or 1)
+    if not gpus:
+        return
     local_capacity.check_gpus(floor * gpus, f"--gpus {gpus:g} per replica x {floor} replica{'s' if floor > 1 else ''}",
                hint="lower --gpus (a fraction shares a GPU) or --min-replicas, or serve where the GPUs are "
-                    "(--target k8s)", have=have)
+                    "(--target k8s)", have=float(have()))
 
 
 def _cluster_gpus() -> float:
