@@ -46,6 +46,11 @@ def serve(
     max_replicas: Annotated[int | None, typer.Option(min=1, help="Autoscaling ceiling. Default: 5; on the "
                                                      "local target at most one per CPU core.",
                                                      show_default=False)] = None,
+    gpus: Annotated[float | None, typer.Option(
+        min=0, help="GPUs per replica (a fraction shares one GPU: 0.25 fits four replicas on it). Locally they "
+                    "must fit the Ray cluster's GPUs; on k8s the serve worker pods ask for nvidia.com/gpu. "
+                    "Default: 0 (k8s: the profile's serve.gpus).", show_default=False,
+        rich_help_panel=options.COMPUTE_PANEL)] = None,
     storage: options.StorageOpt = None,
     target: options.TargetOpt = None,
     output: options.OutputOpt = OutputFormat.table,
@@ -70,7 +75,8 @@ def serve(
         return  # `sentinel serve stop`
     from sentinel_ml.serving.config import ServeRequest
 
-    scaling = {k: v for k, v in (("min_replicas", min_replicas), ("max_replicas", max_replicas)) if v is not None}
+    scaling = {k: v for k, v in (("min_replicas", min_replicas), ("max_replicas", max_replicas),
+                                 ("num_gpus", gpus)) if v is not None}
     request = ServeRequest(checkpoint=checkpoint, storage=storage, host=host, port=port,
                            grpc_port=grpc_port, timeout_s=timeout, app_args=scaling,
                            auth=AuthMode(auth).value if auth else ("token" if token_file else None),

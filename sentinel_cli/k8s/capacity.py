@@ -491,7 +491,8 @@ def _too_large(need: PodNeed, admitting: list[Node]) -> tuple[str, str]:
                 "run `sentinel up --target k8s` (it installs NVIDIA's device plugin on GPU nodes) and check it "
                 "with `sentinel doctor --target k8s`")
     if not has:
-        fix = ("add a GPU node group with the NVIDIA device plugin, or ask for no GPU"
+        fix = ("add a GPU node group with the NVIDIA device plugin, or ask for no GPU (drop --gpus, "
+               "--gpus-per-trial)"
                if resource == GPU else f"add nodes that offer {resource}, or drop the request")
         return (f"the {need.role} asks for {show(resource, asked)} {_noun(resource)}, and no node that admits it "
                 f"has any", fix)
@@ -510,7 +511,8 @@ def _gpu_node(node: Node) -> bool:
 # Where a profile sets what a pod asks for (the watch's "Insufficient cpu" hint names the same).
 _SETTINGS = {CPU: " (kubernetes.head.cpu, worker.cpu, serve_worker.cpu, submitter.cpu: the profile, or --set)",
              MEMORY: " (kubernetes.head.memory, worker.memory, serve_worker.memory, submitter.memory: the profile, "
-                     "or --set)"}
+                     "or --set)",
+             GPU: " (train --gpus, tune --gpus-per-trial, serve --gpus; kubernetes.worker.gpu, serve.gpus)"}
 
 
 def _why_waits(need: PodNeed, placed: int, fitting: list[Node], room: Mapping[str, Resources]) -> str:

@@ -66,7 +66,7 @@ class BiasedMF(nn.Module):
         return loss, loss.detach()
 
     def serving_state_dict(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().clone() for k, v in self.state_dict().items()}
+        return {k: v.detach().to("cpu", copy=True) for k, v in self.state_dict().items()}  # served on CPUs too
 
     def penalty(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """L2 on the factors the batch touched, averaged over the batch (biases stay free)."""

@@ -135,14 +135,13 @@ def _trainer(epochs: int, recorder: _EpochRecorder, trainer_kwargs: dict[str, An
 
     trainer = pl.Trainer(
         max_epochs=epochs,
-        accelerator="cpu",
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
         callbacks=[recorder.as_callback()],
-        **(trainer_kwargs or {"devices": 1}),
+        **{"accelerator": "cpu", "devices": 1, **(trainer_kwargs or {})},  # Compute.lightning_kwargs
     )
     return prepare(trainer) if prepare is not None else trainer
 
