@@ -105,3 +105,14 @@ def test_biased_mf_scores_every_item_as_its_forward_does() -> None:
     users = torch.tensor([3, 0, 4])
     pairs = net(users.repeat_interleave(7), torch.arange(7).repeat(3)).reshape(3, 7)
     assert torch.allclose(net.score_all(users), pairs, atol=1e-6)
+
+
+def test_above_max_users_a_fixed_draw_of_them_is_evaluated() -> None:
+    rng = np.random.default_rng(3)
+    scores = _fixed(rng.standard_normal((40, 30)).tolist())
+    test = Ratings(np.arange(40), rng.integers(0, 30, 40), np.full(40, 5.0, np.float32))
+    seen = Ratings.empty()
+    sampled = ranking_metrics(scores, seen, test, 30, (1.0, 5.0), k=10, max_users=12)
+    assert sampled.users == 12
+    assert ranking_metrics(scores, seen, test, 30, (1.0, 5.0), k=10, max_users=12) == sampled  # the same draw
+    assert ranking_metrics(scores, seen, test, 30, (1.0, 5.0), k=10).users == 40

@@ -67,7 +67,8 @@ def evaluation(reference: str, root: str | None, run_id: str | None = None) -> E
     for a checkpoint with no record, what the file itself carries (no seed)."""
     from sentinel_ml.store.index import resolve_checkpoint
 
-    uri, resolved_id = resolve_checkpoint(reference, root)
+    # Not must_exist: on k8s the file is in S3 and the target checks it where it serves (the same as serve).
+    uri, resolved_id = resolve_checkpoint(reference, root, must_exist=False)
     run_id = run_id or resolved_id
     record = _record(uri, run_id, root)
     if record is not None:

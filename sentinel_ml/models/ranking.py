@@ -11,6 +11,7 @@ The rules, in one place:
   the rating scale, ``low + 0.75 * (high - low)`` (4 on MovieLens' 1-5, 3.875 on 0.5-5, so 4.0 and
   up; 7.75 on 1-10).
 - **Evaluated users.** Users with at least one relevant test item; each metric is the mean over them.
+  Above ``MAX_USERS`` of them, a fixed draw of that many (the same for every run on the split).
 - **The list.** The ``k`` candidates with the highest unclipped score (the network's forward; serving
   clips to the scale, which only ties items at the top), fewer where a user has fewer candidates.
 - ``recall@k``: relevant items in the list / the user's relevant items.
@@ -36,6 +37,10 @@ from sentinel_ml.models.metrics import RANKING_USERS, K, ranking_names
 
 RELEVANT_QUANTILE = 0.75  # relevant: a test rating in the top quarter of the scale (>= 4 on 1-5)
 BLOCK_CELLS = 1 << 23  # users * items per score block: 32 MB of float32, whatever the catalogue
+# Above this many evaluated users, a fixed draw of them (seed 0: the same users for every run on the same
+# split, so the gate compares like with like). The cost grows with users x items: ML-25M's 162k x 59k
+# would take about 10 minutes of one thread in full, 20k users about 80 s (at the rate measured at 1M).
+MAX_USERS = 20_000
 
 
 def relevance_threshold(scale: tuple[float, float]) -> float:
@@ -63,12 +68,15 @@ ScoreAll = Callable[[torch.Tensor], torch.Tensor]  # user indices [b] -> scores 
 
 
 def ranking_metrics(score_all: ScoreAll, seen: Ratings, test: Ratings, num_items: int,
-                    scale: tuple[float, float], k: int = K) -> RankingResult:
+                    scale: tuple[float, float], k: int = K, max_users: int = MAX_USERS) -> RankingResult:
     """NDCG@k, Recall@k and coverage@k of ``score_all``'s lists over ``test`` (module docstring).
-    ``seen``: the pairs to leave out of every list (training and validation)."""
+    ``seen``: the pairs to leave out of every list (training and validation). More than ``max_users``
+    evaluated users: a fixed draw of that many (``MAX_USERS``)."""
     relevant = test.ratings >= relevance_threshold(scale)
     rel_users, rel_items = test.users[relevant], test.items[relevant]
     users = np.unique(rel_users)
+    if len(users) > max_users:
+        users = np.sort(np.random.default_rng(0).choice(users, max_users, replace=False))
     if len(users) == 0 or num_items == 0:
         return RankingResult(ndcg=0.0, recall=0.0, coverage=0.0, users=0, k=k)
     seen_ptr, seen_items = _by_user(seen.users, seen.items, users)

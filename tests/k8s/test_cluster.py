@@ -420,6 +420,15 @@ def test_serve_resolves_through_s3_upgrades_in_place_and_waits_for_ready(cluster
     assert older.best_checkpoint in service["spec"]["serveConfigV2"]
     assert service["metadata"]["generation"] == 2
     assert {c["metadata"]["name"] for c in cluster.items("rayclusters")} == clusters_before  # in place
+    # The quality gate reads what the RayService serves (its checkpoint annotation) and refuses a worse run.
+    refused = cli("promote", newer.run_id, "--target", "k8s", "--no-wait", "-o", "json")
+    assert refused.exit_code == 1, refused.output
+    gate = json.loads(refused.stdout)
+    assert (gate["outcome"], gate["serving"]["checkpoint"], gate["candidate"]["checkpoint"]) == (
+        "refused", older.best_checkpoint, newer.best_checkpoint)
+    assert gate["where"] == f"RayService recommender in namespace {cluster.namespace}"
+    assert (gate["candidate"]["value"], gate["serving"]["value"]) == pytest.approx(
+        (newer.metrics["test_rmse"], older.metrics["test_rmse"]))
     # The real operator takes the update: it submits the new serveConfigV2 to the running cluster's
     # Serve REST API (the stand-in dashboard records it) instead of building another cluster.
     wait_for("the operator to submit the other checkpoint", _submitted(cluster, older.best_checkpoint), TIMEOUT_S)
