@@ -55,14 +55,17 @@ def profile(k8s_env, k8s_namespace, kube_env, tmp_path, monkeypatch) -> str:
 
 
 def _gpu_plan(name: str, gpus: int, tolerate: bool, select: dict[str, str] | None = None) -> plan.Plan:
-    """The train plan with ``gpus`` per worker (the settings have no GPU field yet: issue 26 item 1)."""
-    planned = plan.plan_train(TrainConfig(), kube_request(name=name, wait=False))
+    """``train --gpus N`` as planned (the workers ask for N GPUs and tolerate the GPU taint, the
+    profile's ``gpu.tolerations``); ``tolerate=False`` takes that toleration away and ``select`` pins
+    the workers, for the cases the flags alone cannot make."""
+    from sentinel_ml.compute import Compute
+
+    planned = plan.plan_train(TrainConfig(compute=Compute(gpus=gpus)), kube_request(name=name, wait=False))
     objects: list[dict[str, Any]] = yaml.safe_load(yaml.safe_dump(planned.objects))
     pod = objects[1]["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]
-    amounts = {"cpu": "1", "memory": "1Gi", GPU: str(gpus)}
-    pod["containers"][0]["resources"] = {"requests": amounts, "limits": amounts}
-    if tolerate:
-        pod["tolerations"] = [*pod.get("tolerations", []), GPU_TOLERATION]
+    assert pod["containers"][0]["resources"]["limits"][GPU] == str(gpus)
+    if not tolerate:
+        pod["tolerations"] = [t for t in pod.get("tolerations", []) if t.get("key") != GPU]
     if select is not None:
         pod["nodeSelector"] = select
     return replace(planned, objects=objects)
