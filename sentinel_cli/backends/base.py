@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         DeleteReport,
         LogsReport,
         ServeReport,
+        ServingModel,
         StatusReport,
         StopReport,
         TrainReport,
@@ -50,6 +51,10 @@ class JobTarget(Protocol):
 
     def serve_canary(self, decision: str, watch: WatchRequest | None, timeout_s: float | None,
                      deploy: KubeRequest) -> CanaryReport: ...
+
+    def serving_model(self, storage: str | None, deploy: KubeRequest) -> ServingModel:
+        """What serves now (the quality gate's incumbent; ``checkpoint`` None when nothing does)."""
+        ...
 
     def status(self, storage: str | None, limit: int, deploy: KubeRequest) -> StatusReport: ...
 

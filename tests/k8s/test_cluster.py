@@ -420,6 +420,15 @@ def test_serve_resolves_through_s3_upgrades_in_place_and_waits_for_ready(cluster
     assert older.best_checkpoint in service["spec"]["serveConfigV2"]
     assert service["metadata"]["generation"] == 2
     assert {c["metadata"]["name"] for c in cluster.items("rayclusters")} == clusters_before  # in place
+    # The quality gate reads what the RayService serves (its checkpoint annotation) and refuses a worse run.
+    refused = cli("promote", newer.run_id, "--target", "k8s", "--no-wait", "-o", "json")
+    assert refused.exit_code == 1, refused.output
+    gate = json.loads(refused.stdout)
+    assert (gate["outcome"], gate["serving"]["checkpoint"], gate["candidate"]["checkpoint"]) == (
+        "refused", older.best_checkpoint, newer.best_checkpoint)
+    assert gate["where"] == f"RayService recommender in namespace {cluster.namespace}"
+    assert (gate["candidate"]["value"], gate["serving"]["value"]) == pytest.approx(
+        (newer.metrics["test_rmse"], older.metrics["test_rmse"]))
     # The real operator takes the update: it submits the new serveConfigV2 to the running cluster's
     # Serve REST API (the stand-in dashboard records it) instead of building another cluster.
     wait_for("the operator to submit the other checkpoint", _submitted(cluster, older.best_checkpoint), TIMEOUT_S)
@@ -517,9 +526,11 @@ def test_status_of_200_rayjobs_makes_one_list_call_per_kind(cluster, monkeypatch
     report = json.loads(result.stdout)
     assert report["counts"]["RayJob"] == 200 and len(report["objects"]) == 200
     paths = sorted(url.split("?")[0].rsplit("/", 1)[-1] for _, url in requests)
-    assert paths == ["rayclusters", "rayjobs", "rayservices"], requests
+    # The schedules: one LIST of CronJobs (their Jobs and pods only when there is one).
+    assert paths == ["cronjobs", "rayclusters", "rayjobs", "rayservices"], requests
     selectors = {unquote(url.split("labelSelector=", 1)[-1]) for _, url in requests}
-    assert {method for method, _ in requests} == {"GET"} and selectors == {"app.kubernetes.io/managed-by=sentinel"}
+    assert {method for method, _ in requests} == {"GET"} and selectors == {
+        "app.kubernetes.io/managed-by=sentinel", "app.kubernetes.io/managed-by=sentinel,app.kubernetes.io/component=schedule"}
 
 
 def test_status_lists_the_runs_of_the_storage_given_on_the_command_line(cluster) -> None:

@@ -10,6 +10,7 @@ from sentinel_cli.backends.results import (
     DeleteReport,
     LogsReport,
     ServeReport,
+    ServingModel,
     StatusReport,
     StopReport,
     TrainReport,
@@ -81,6 +82,13 @@ class LocalBackend:
         return CanaryReport(decision=decision, checkpoint=ended["checkpoint"], run_id=ended["run_id"],
                             model_version=str(ended.get("model_version")) if ended.get("model_version") else None,
                             ended_canary=ended["ended_canary"], reason=ended["reason"], **extra)
+
+    def serving_model(self, storage: str | None, deploy: KubeRequest) -> ServingModel:
+        from sentinel_cli.backends.local import serving
+        from sentinel_ml.paths import storage_root
+
+        check_local(deploy)
+        return ServingModel(**(serving.current() or {"checkpoint": None}), storage=storage_root(storage))
 
     def status(self, storage: str | None, limit: int, deploy: KubeRequest) -> StatusReport:
         from dataclasses import asdict
