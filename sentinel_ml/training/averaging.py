@@ -69,7 +69,10 @@ class RowAveraging:
             if grad is None:
                 continue
             if grad.is_sparse:
-                rows = torch.unique(grad._indices()[0])
+                # Coalesced here (one row per index) rather than by the optimizer: RowAdam's and SparseAdam's
+                # own coalesce of it is then free, and the rows need no torch.unique (half a coalesce).
+                param.grad = grad = grad.coalesce()
+                rows = grad._indices()[0]
                 touched.index_add_(0, rows, torch.ones(len(rows), device=touched.device))
             else:
                 touched.add_(1.0)
