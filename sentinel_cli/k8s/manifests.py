@@ -195,8 +195,11 @@ def _common(settings: KubeSettings, name: str, labels: dict[str, str],
 
 def _cluster(settings: KubeSettings, head: dict[str, Any], groups: list[dict[str, Any]],
              autoscaling: bool) -> dict[str, Any]:
+    from sentinel_cli.k8s import ray_auth
+
+    ray_auth.check_ray_version(settings.ray_auth, settings.ray_version)
     return {"ray_version": settings.ray_version, "autoscaling": autoscaling, "head": head,
-            "worker_groups": groups}
+            "worker_groups": groups, "auth_options": ray_auth.auth_options(settings.ray_auth)}
 
 
 def _head(settings: KubeSettings, image: str, component: str, run_id: str | None = None) -> dict[str, Any]:

@@ -232,6 +232,9 @@ class KubeSettings(_Model):
     context: str | None = None
     images: Images = Field(default_factory=Images)
     ray_version: str = Field(default_factory=installed_ray_version)
+    # Ray token authentication on every cluster (KubeRay authOptions; sentinel_cli/k8s/ray_auth.py).
+    # disabled: --insecure-ray, for an operator older than KubeRay 1.5.1 (says what it leaves open).
+    ray_auth: Literal["token", "disabled"] = "token"
     head: Resources = Field(default_factory=Resources)
     worker: Resources = Field(default_factory=Resources)
     serve_worker: Resources = Field(default_factory=lambda: Resources(cpu="500m", memory="2Gi"))
