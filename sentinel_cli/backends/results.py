@@ -163,6 +163,7 @@ class ServeReport:
     replicas: dict[str, int] = _absent()
     auth: str = _absent()  # none | token; never the token
     token_file: str | None = _absent()  # where the token is (a path)
+    token_secret: str = _absent()  # k8s: the Secret that holds it (a name)
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,7 @@ class ManagedObject:
     created: str | None
     run_id: str | None
     checkpoint: str | None
+    auth: str | None = None  # a RayService's serving API: none | token (never the token)
 
 
 @dataclass(frozen=True)

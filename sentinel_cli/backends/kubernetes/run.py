@@ -61,8 +61,16 @@ def serve(planned: ServePlan, deploy: KubeRequest) -> ServeReport:
             "target": NAME, "namespace": kube.namespace, "rayservice": name, "checkpoint": uri, "run_id": run_id,
             "endpoint": endpoint(name, kube.namespace, settings.serve.port),
             "grpc_endpoint": grpc_endpoint(name, kube.namespace, settings.serve.grpc_port)}
+        result["auth"] = planned.auth
+        if planned.token_secret:
+            result["token_secret"] = planned.token_secret
         if deploy.dry_run:
             return ServeReport(**result, dry_run=True, objects=applied)
+        if planned.token_secret:  # after the RayService, which owns it; the pods wait for its volume
+            from sentinel_cli.k8s import serve_token
+
+            service = next(o for o in applied if o["kind"] == "RayService")
+            _say(serve_token.ensure(kube, planned.token_secret, service, planned.token_file))
         before = _annotation(previous, manifests.CHECKPOINT)
         if previous is not None and before != uri:
             _say(f"upgrading RayService {name} in place: {before} -> {uri}")
