@@ -112,12 +112,12 @@ def operator_support(crd: dict[str, Any] | None, deployments: list[dict[str, Any
 
 def check_operator(kube) -> None:
     """Refuse (exit 2) to apply a token-authenticated cluster to an operator that would run it open."""
-    from sentinel_cli.k8s.client import CRD
+    from sentinel_cli.k8s.client import CRD, DEPLOYMENT
 
     crd = kube.get(CRD, RAYCLUSTER_CRD)
     if crd is None:
         return  # no KubeRay at all: applying says so, with `sentinel up`
-    ok, why = operator_support(crd, kube.deployments(OPERATOR_SELECTOR))
+    ok, why = operator_support(crd, kube.list(DEPLOYMENT, OPERATOR_SELECTOR, all_namespaces=True))
     if not ok:
         raise ConfigError(f"the cluster's KubeRay cannot run Ray with token authentication: {why}",
                           hint=f"upgrade KubeRay to {_dotted(MIN_KUBERAY)} or newer (sentinel up --target k8s "
