@@ -67,17 +67,19 @@ def kube_service(host: str) -> tuple[str, str] | None:
 
 def _kube_token(rayservice: str, namespace: str) -> str | None:
     """The RayService's serving token from its Secret (the profile's kubeconfig); None when it has none
-    (served with --auth none)."""
+    (served with --auth none) or the API cannot tell (no kubeconfig, RBAC): then a guarded API answers
+    401, whose message says to pass --token-file."""
     from sentinel_cli.k8s import serve_token, settings
-    from sentinel_cli.k8s.client import NotFound, connect
+    from sentinel_cli.k8s.client import connect
     from sentinel_cli.k8s.request import Overrides
+    from sentinel_ml.errors import SentinelError
 
-    config = settings.load(Overrides(namespace=namespace))
-    with connect(config.kubeconfig, config.context, namespace) as kube:
-        try:
+    try:
+        config = settings.load(Overrides(namespace=namespace))
+        with connect(config.kubeconfig, config.context, namespace) as kube:
             return serve_token.token_for(kube, rayservice)
-        except NotFound:
-            return None
+    except SentinelError:
+        return None
 
 
 def _resolve(token: str | None, url_or_address: str) -> str | None:
