@@ -56,7 +56,7 @@ test-fast: setup-dev
 	$(TEST_DATA) $(BIN)/python -m pytest --fast
 
 lint: setup-dev
-	$(BIN)/hadolint Dockerfile.train Dockerfile.serve
+	$(BIN)/hadolint Dockerfile.train Dockerfile.serve Dockerfile.cli
 
 clean:
 	rm -rf $(VENV) .pytest_cache

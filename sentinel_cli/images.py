@@ -1,4 +1,5 @@
-"""Build and push the two images (``Dockerfile.train``, ``Dockerfile.serve``) with the docker CLI.
+"""Build and push the images (``Dockerfile.train``, ``Dockerfile.serve``, ``Dockerfile.cli``: the runs of
+``sentinel schedule``) with the docker CLI.
 
 ``plan(...)`` is pure: the exact docker commands, in order. ``execute(...)`` runs them; when the
 registry is Amazon ECR and the plan pushes, it first logs in with a token from boto3
@@ -18,7 +19,15 @@ from pathlib import Path
 
 from sentinel_ml.errors import ConfigError, JobFailed
 
-DOCKERFILES = {"train": "Dockerfile.train", "serve": "Dockerfile.serve"}
+DOCKERFILES = {"train": "Dockerfile.train", "serve": "Dockerfile.serve", "cli": "Dockerfile.cli"}
+# The images a GPU variant changes (the CLI image runs no model: it stays on the CPU base).
+GPU_VARIANT_IMAGES = ("train", "serve")
+VARIANTS = ("cpu", "gpu")
+# The GPU variant of both Dockerfiles: Ray's GPU image (CUDA, same layout as -cpu) and torch's CUDA
+# build of the lock's version from PyTorch's index for the CUDA of that build (torch 2.15.0: cu132, as
+# PyPI's Linux wheel, torch.version.cuda 13.2). The CPU variant is the Dockerfiles' defaults.
+GPU_BASE_IMAGE = "rayproject/ray:{ray_version}-py311-gpu"
+GPU_TORCH_INDEX_URL = "https://download.pytorch.org/whl/cu132"
 # 123456789012.dkr.ecr.eu-west-1.amazonaws.com (also -fips and the .cn partition)
 _ECR = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr(-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
 
@@ -32,7 +41,7 @@ class Ecr:
 
 @dataclass(frozen=True)
 class BuildPlan:
-    images: dict[str, str]  # "train"/"serve" -> image reference
+    images: dict[str, str]  # "train"/"serve"/"cli" -> image reference
     commands: list[list[str]]  # docker build / push, in order
     ecr: list[Ecr] = field(default_factory=list)  # registries to log in to before pushing
 
@@ -58,21 +67,36 @@ def ecr_registry(host: str | None) -> Ecr | None:
     return Ecr(match["account"], match["region"], host) if match else None
 
 
-def image_refs(registry: str | None, tag: str, defaults: dict[str, str]) -> dict[str, str]:
-    """``<registry>/sentinel-<what>:<tag>`` with a registry, else the profile's images."""
+def image_refs(registry: str | None, tag: str, defaults: dict[str, str], variant: str = "cpu") -> dict[str, str]:
+    """``<registry>/sentinel-<what>:<tag>`` (``<tag>-gpu`` for the GPU variant) with a registry, else
+    the profile's images."""
     if registry:
         registry = registry.rstrip("/")
-        return {what: f"{registry}/sentinel-{what}:{tag}" for what in DOCKERFILES}
+        suffix = "" if variant == "cpu" else f"-{variant}"
+        return {what: f"{registry}/sentinel-{what}:{tag}{suffix if what in GPU_VARIANT_IMAGES else ''}"
+                for what in DOCKERFILES}
     return dict(defaults)
 
 
+def variant_args(variant: str, ray_version: str) -> list[str]:
+    """The build arguments of a variant: none for cpu (the Dockerfiles' defaults); Ray's GPU base and
+    torch's CUDA index for gpu."""
+    if variant not in VARIANTS:
+        raise ConfigError(f"unknown image variant {variant!r}", hint=f"choose one of {', '.join(VARIANTS)}")
+    if variant == "cpu":
+        return []
+    return ["--build-arg", f"BASE_IMAGE={GPU_BASE_IMAGE.format(ray_version=ray_version)}",
+            "--build-arg", f"TORCH_INDEX_URL={GPU_TORCH_INDEX_URL}"]
+
+
 def plan(images: dict[str, str], context: Path, ray_version: str, *, push: bool,
-         platform: str | None = None) -> BuildPlan:
-    """The docker commands that build (and push) both images from ``context`` (the source tree)."""
+         platform: str | None = None, variant: str = "cpu") -> BuildPlan:
+    """The docker commands that build (and push) the images from ``context`` (the source tree)."""
     commands: list[list[str]] = []
     for what, dockerfile in DOCKERFILES.items():
         command = ["docker", "build", "--file", str(context / dockerfile),
-                   "--build-arg", f"RAY_VERSION={ray_version}", "--tag", images[what]]
+                   "--build-arg", f"RAY_VERSION={ray_version}", *(variant_args(variant, ray_version) if what in GPU_VARIANT_IMAGES else []),
+                   "--tag", images[what]]
         if platform:
             command += ["--platform", platform]
         commands.append(command + [str(context)])
@@ -90,7 +114,7 @@ def source_tree() -> Path:
     """The checkout that holds the Dockerfiles (the build context)."""
     root = Path(__file__).resolve().parents[1]
     if not all((root / f).is_file() for f in DOCKERFILES.values()):
-        raise ConfigError(f"Dockerfile.train / Dockerfile.serve not found in {root}",
+        raise ConfigError(f"{', '.join(DOCKERFILES.values())} not found in {root}",
                           hint="run `sentinel build` from a source checkout of sentinel")
     return root
 

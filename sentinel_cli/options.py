@@ -13,6 +13,7 @@ import typer
 
 from sentinel_cli.backends import TARGETS
 from sentinel_cli.output import OutputFormat
+from sentinel_ml.compute import DEVICES, PRECISIONS
 from sentinel_ml.data import DATASETS, DEFAULT_DATASET, SPLITS
 from sentinel_ml.models import registry
 from sentinel_ml.models.hyperparameters import HYPERPARAMETERS, PER_RUN, SEARCH_ORDER, TUNABLE, Hyperparameter
@@ -130,6 +131,46 @@ def data_options(*names: str) -> Callable[[Callable[..., Any]], Callable[..., An
         return with_options(with_source, signature, placed)
 
     return decorate
+
+COMPUTE_PANEL = "Compute"
+Device = choice("Device", DEVICES)
+Precision = choice("Precision", PRECISIONS)
+
+
+def compute_options(gpus_flag: str, gpus_help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command ``--device``, ``gpus_flag`` (GPUs per unit: ``--gpus``, ``--gpus-per-trial``) and
+    ``--precision``, placed where it declares ``compute: Compute``; they arrive folded into that one
+    ``compute`` (``sentinel_ml.compute``), checked as it is made."""
+    added = [
+        inspect.Parameter("device", inspect.Parameter.KEYWORD_ONLY, default=Device.auto, annotation=Annotated[
+            Device, typer.Option(case_sensitive=False, rich_help_panel=COMPUTE_PANEL, help=(
+                "auto: GPUs when asked for, else when Ray has some (in-process: when torch sees CUDA), "
+                "and says which it chose; cpu: never a GPU; gpu: always (one per unit unless "
+                f"{gpus_flag} says otherwise)."))]),
+        inspect.Parameter("gpus", inspect.Parameter.KEYWORD_ONLY, default=0.0, annotation=Annotated[
+            float, typer.Option(gpus_flag, min=0, rich_help_panel=COMPUTE_PANEL, help=gpus_help)]),
+        inspect.Parameter("precision", inspect.Parameter.KEYWORD_ONLY, default=Precision("32"), annotation=Annotated[
+            Precision, typer.Option(rich_help_panel=COMPUTE_PANEL, help=(
+                "Lightning's training precision; 16-mixed needs a GPU."))]),
+    ]
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(command, eval_str=True)
+        placed = [q for p in signature.parameters.values() for q in (added if p.name == "compute" else [p])]
+
+        @functools.wraps(command)
+        def with_compute(**kwargs: Any) -> Any:
+            from sentinel_ml.compute import Compute
+
+            compute = Compute(device=kwargs.pop("device").value, gpus=kwargs.pop("gpus"),
+                              precision=kwargs.pop("precision").value)
+            compute.validate(gpus_flag)
+            return command(**kwargs, compute=compute)
+
+        return with_options(with_compute, signature, placed)
+
+    return decorate
+
 
 MODEL_HELP = "; ".join(f"{spec.name}: {spec.summary}" for spec in registry.SPECS.values()) + \
     ". Each has its own defaults."

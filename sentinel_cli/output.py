@@ -85,3 +85,13 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4f}"
     return str(value)
+
+
+def ranking_rows(split: str, metrics: dict) -> list[tuple[str, str]]:
+    """``u1 test ranking@10``: NDCG, Recall and coverage of the top 10 (none for runs from before them)."""
+    from sentinel_ml.models.metrics import COVERAGE, NDCG, RANKING_USERS, RECALL, K
+
+    if NDCG not in metrics:
+        return []
+    return [(f"{split} test ranking@{K}", f"NDCG {metrics[NDCG]:.4f}, Recall {metrics[RECALL]:.4f}, coverage "
+                                          f"{metrics[COVERAGE]:.4f} ({int(metrics.get(RANKING_USERS, 0)):,} users)")]

@@ -18,7 +18,7 @@ def train_progress(event: dict[str, Any]) -> None:
     kind = event.get("event")
     if kind == "data":
         stderr.print(f"[dim]data:[/] {escape(str(event.get('message') or event.get('path')))}", highlight=False)
-    elif kind == "start":
+    elif kind in ("start", "compute"):
         stderr.print(f"[dim]{escape(event['message'])}[/]")
     elif kind == "restart":
         stderr.print(f"[yellow]restart {event['restart']}[/]: lost {escape(str(event['lost']))}; "

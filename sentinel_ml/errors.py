@@ -39,6 +39,10 @@ class JobFailed(SentinelError):
     """A training, tuning or serving job ran and failed."""
 
 
+class GateRefused(JobFailed):
+    """The quality gate refused a candidate model: worse than what serves, or measured on other data (exit 1)."""
+
+
 class WaitTimeout(SentinelError):
     """A bounded wait ran out."""
 

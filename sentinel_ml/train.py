@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from sentinel_ml.compute import Compute
 from sentinel_ml.data.shards import AUTO, INGESTIONS
 from sentinel_ml.entrypoint import add_job_args, job_tail, run_job, source_from_args
 from sentinel_ml.models.hyperparameters import HYPERPARAMETERS, PER_RUN, TUNABLE, Hyperparameter
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ingestion", choices=INGESTIONS, default=AUTO)
     p.add_argument("--max-failures", type=int, default=DEFAULT_MAX_FAILURES,
                    help="restarts of the worker group after a lost worker, from the last epoch's checkpoint")
+    Compute.add_args(p, "--gpus")  # --device, --gpus (per worker), --precision
     _add_hyperparameters(p, TUNABLE)
     add_job_args(p, seed=defaults.seed, split=defaults.split)
     return p
@@ -41,6 +43,7 @@ def job_argv(config: TrainConfig) -> list[str]:
     words = ["python", "-m", "sentinel_ml.train", "--model", hp.model, *_hyperparameter_words(hp, PER_RUN),
              "--workers", config.workers, "--max-failures", config.max_failures,
              *(["--ingestion", config.ingestion] if config.ingestion != AUTO else []),
+             *config.compute.job_args("--gpus"),
              *_hyperparameter_words(hp, TUNABLE), "--seed", hp.seed, "--split", hp.split,
              *job_tail(config)]
     return [str(word) for word in words]
@@ -49,7 +52,8 @@ def job_argv(config: TrainConfig) -> list[str]:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     given = {h.name: getattr(args, h.name) for h in HYPERPARAMETERS}
     hp = Hyperparameters.for_model(args.model, **given, seed=args.seed, split=args.split)
-    return TrainConfig(hp=hp, workers=args.workers, max_failures=args.max_failures, ingestion=args.ingestion, source=source_from_args(args),
+    return TrainConfig(hp=hp, workers=args.workers, max_failures=args.max_failures, ingestion=args.ingestion,
+                       compute=Compute.from_args(args), source=source_from_args(args),
                        storage=args.storage,
                        mlflow_uri=args.mlflow_uri, run_id=args.run_id)
 

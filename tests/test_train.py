@@ -30,6 +30,12 @@ def test_short_training_learns_and_writes_checkpoints_and_index(trained_run) -> 
     assert record.kind == "train" and record.config["epochs"] == 2
     assert record.checkpoints == result.checkpoints
     assert record.mlflow_run_id == result.mlflow_run_id
+    # the ranking metrics beside the RMSEs: recorded, and better than an empty list on u1's 459 test users
+    from sentinel_ml.models.metrics import COVERAGE, NDCG, RECALL, TEST_METRICS
+
+    assert {name: record.metrics[name] for name in TEST_METRICS} == {name: result.metrics[name] for name in TEST_METRICS}
+    assert 0 < result.metrics[NDCG] < 1 and 0 < result.metrics[RECALL] < 1 and 0 < result.metrics[COVERAGE] <= 1
+    assert result.metrics["ranking_users"] > 400
 
 
 def test_checkpoint_loads_and_predicts(trained_run, dataset_dir) -> None:
@@ -55,6 +61,10 @@ def test_mlflow_has_params_per_epoch_metrics_and_checkpoint(trained_run) -> None
     assert run.data.tags["checkpoint_uri"] == trained_run.checkpoints["best"]
     history = client.get_metric_history(run.info.run_id, "val_rmse")
     assert [m.step for m in history] == [1, 2]
+    from sentinel_ml.models.metrics import TEST_METRICS
+
+    assert {name: run.data.metrics[name] for name in TEST_METRICS} == pytest.approx(
+        {name: trained_run.metrics[name] for name in TEST_METRICS})
 
 
 def test_two_workers_run_a_real_ddp_worker_group(ray_session, dataset_dir, tmp_path) -> None:

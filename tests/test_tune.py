@@ -96,6 +96,11 @@ def test_best_trial_checkpoint_is_indexed_and_resolves_as_best(study, dataset_di
     net, saved = load_network(uri)
     assert rmse(net, u1_test(dataset_dir)) == pytest.approx(record.metrics["test_rmse"], abs=1e-6)
     assert saved["metrics"]["epoch"] == result.best["best_epoch"]
+    from sentinel_ml.models.metrics import RANKING  # the ranking metrics beside the RMSE, the same everywhere
+
+    assert all(0 < record.metrics[name] <= 1 for name in RANKING)
+    assert {n: saved["metrics"][n] for n in RANKING} == {n: result.best[n] for n in RANKING} == {
+        n: record.metrics[n] for n in RANKING}
     if result.best["state"] == "completed":
         assert load_checkpoint(result.checkpoints["last"])["metrics"]["epoch"] == 2
 
@@ -109,6 +114,10 @@ def test_mlflow_has_a_parent_run_and_one_child_per_trial(study) -> None:
     runs = client.search_runs([experiment.experiment_id])
     parent = next(r for r in runs if r.info.run_id == study.result.mlflow_run_id)
     assert parent.data.tags["sentinel.kind"] == "tune" and parent.data.params["scheduler"] == "asha"
+    from sentinel_ml.models.metrics import TEST_METRICS
+
+    assert {n: parent.data.metrics[n] for n in TEST_METRICS} == pytest.approx(
+        {n: study.result.metrics[n] for n in TEST_METRICS})
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     trials = {t["trial_id"]: t for t in study.result.trials}
     assert sorted(r.data.tags["sentinel.trial_id"] for r in children) == sorted(trials)

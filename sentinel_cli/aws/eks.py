@@ -8,6 +8,13 @@ node group for training workers (``intention=training``, ``lifecycle=Ec2Spot``, 
 (eksctl's well-known autoscaler policy) and, given a bucket, Sentinel's pods' account with the
 bucket-scoped policy (``sentinel_cli.aws.iam``). Both node groups carry the cluster-autoscaler's auto-discovery tags, and
 propagate their labels and taints as ASG tags so the spot group can scale from zero.
+
+With ``gpu_nodes`` (max > 0) it adds GPU node groups, on-demand and (``gpu_spot``) spot, labelled
+``intention=training``, ``accelerator=nvidia`` and ``nvidia.com/gpu.present=true`` (the label NVIDIA's
+GPU feature discovery sets, which ``sentinel up``'s device plugin selects) and tainted
+``nvidia.com/gpu=true:NoSchedule`` as EKS's GPU recipe does, so only pods that ask for GPUs (and
+tolerate the taint) land there. eksctl picks the EKS-optimized accelerated AMI for GPU instance
+types; ``sentinel up`` installs the NVIDIA device plugin when no one did.
 """
 
 from __future__ import annotations
@@ -23,6 +30,9 @@ KUBERNETES_VERSION = "1.34"
 HEAD_LABELS = {"lifecycle": "OnDemand", "intention": "head"}
 SPOT_LABELS = {"intention": "training", "lifecycle": "Ec2Spot"}
 SPOT_TAINT = {"key": "lifecycle", "value": "Ec2Spot", "effect": "NoSchedule"}
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_LABELS = {"intention": "training", "accelerator": "nvidia", "nvidia.com/gpu.present": "true"}
+GPU_TAINT = {"key": GPU_RESOURCE, "value": "true", "effect": "NoSchedule"}
 _NAME = re.compile(r"^[a-zA-Z][-a-zA-Z0-9]{0,99}$")
 _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
 
@@ -36,6 +46,9 @@ class EksCluster:
     head_nodes: tuple[int, int] = (1, 3)  # min, max
     spot_instance_types: tuple[str, ...] = ("m5.xlarge", "m5a.xlarge", "m5d.xlarge", "m4.xlarge")
     spot_nodes: tuple[int, int] = (0, 10)
+    gpu_instance_types: tuple[str, ...] = ("g5.xlarge",)
+    gpu_nodes: tuple[int, int] = (0, 0)  # min, max; max 0: no GPU node group
+    gpu_spot: bool = False  # also a spot GPU group (the on-demand one stays, for work that must not be interrupted)
     namespace: str = "default"
     service_account: str = "sentinel"
     bucket: str | None = None
@@ -54,6 +67,9 @@ class EksCluster:
             (0 <= self.spot_nodes[0] <= self.spot_nodes[1] and self.spot_nodes[1] >= 1,
              "spot nodes: need 0 <= min <= max and max >= 1"),
             (self.spot_instance_types, "give at least one spot instance type"),
+            (0 <= self.gpu_nodes[0] <= self.gpu_nodes[1], "--gpu-nodes MIN:MAX: need 0 <= MIN <= MAX"),
+            (self.gpu_instance_types or not self.gpu_nodes[1], "give at least one --gpu-instance-type"),
+            (not self.gpu_spot or self.gpu_nodes[1] > 0, "--gpu-spot needs GPU nodes: --gpu-nodes MIN:MAX with MAX >= 1"),
         ]
         for ok, message in checks:
             if not ok:
@@ -108,8 +124,44 @@ def cluster_config(c: EksCluster) -> dict[str, Any]:
                 "propagateASGTags": True,
                 "privateNetworking": True,
             },
+            *gpu_node_groups(c),
         ],
     }
+
+
+def gpu_node_groups(c: EksCluster) -> list[dict[str, Any]]:
+    """The GPU node groups: on-demand, and with ``gpu_spot`` spot too (each sized ``gpu_nodes``).
+    The spot group carries the spot label and taint as well, so only pods that tolerate both go there."""
+    if not c.gpu_nodes[1]:
+        return []
+    low, high = c.gpu_nodes
+    groups = []
+    for spot in (False, True) if c.gpu_spot else (False,):
+        labels = {**GPU_LABELS, "lifecycle": "Ec2Spot" if spot else "OnDemand"}
+        group: dict[str, Any] = {
+            "name": "gpu-spot" if spot else "gpu-ondemand",
+            "instanceTypes": list(c.gpu_instance_types),
+            "minSize": low, "maxSize": high, "desiredCapacity": low,
+            "labels": labels,
+            "taints": [dict(GPU_TAINT), *([dict(SPOT_TAINT)] if spot else [])],
+            "tags": discovery_tags(c.name),
+            "propagateASGTags": True,
+            "privateNetworking": True,
+        }
+        if spot:
+            group["spot"] = True
+        groups.append(group)
+    return groups
+
+
+def node_range(text: str) -> tuple[int, int]:
+    """``MIN:MAX`` (``0:4``) or ``MAX`` (``4``, meaning ``0:4``) as two integers."""
+    low, sep, high = text.partition(":")
+    try:
+        return (int(low), int(high)) if sep else (0, int(low))
+    except ValueError:
+        raise ConfigError(f"{text!r} is not MIN:MAX (such as 0:4) or MAX",
+                          hint="see `sentinel cluster render --help`") from None
 
 
 def autoscaler_objects(c: EksCluster, image_version: str = AUTOSCALER_VERSION) -> list[dict[str, Any]]:

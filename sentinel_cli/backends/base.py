@@ -19,6 +19,7 @@ if TYPE_CHECKING:
         DeleteReport,
         LogsReport,
         ServeReport,
+        ServingModel,
         StatusReport,
         StopReport,
         TrainReport,
@@ -45,6 +46,10 @@ class JobTarget(Protocol):
     def serve(self, request: ServeRequest, deploy: KubeRequest) -> ServeReport: ...
 
     def serve_stop(self, deploy: KubeRequest) -> StopReport: ...
+
+    def serving_model(self, storage: str | None, deploy: KubeRequest) -> ServingModel:
+        """What serves now (the quality gate's incumbent; ``checkpoint`` None when nothing does)."""
+        ...
 
     def status(self, storage: str | None, limit: int, deploy: KubeRequest) -> StatusReport: ...
 

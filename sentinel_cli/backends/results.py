@@ -167,6 +167,35 @@ class ServeReport:
 
 
 @dataclass(frozen=True)
+class ServingModel:
+    """The checkpoint a target serves now (what the quality gate compares with; None: nothing serves),
+    where, the checkpoint index the target resolves references in, and the serve settings a
+    replacement keeps (``ServeRequest`` fields; locally its port, host, auth, replicas)."""
+
+    checkpoint: str | None
+    storage: str | None
+    run_id: str | None = None
+    where: str | None = None  # "the local cluster at http://127.0.0.1:8000", "RayService recommender in namespace ns"
+    request: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PromoteReport:
+    """``sentinel promote`` and ``serve --gate``: the gate's decision, both models, and what was served."""
+
+    outcome: str  # passed | refused | forced
+    reason: str
+    metric: str
+    tolerance: float
+    higher_is_better: bool
+    candidate: dict[str, Any]  # checkpoint, run_id, dataset, split, seed, metrics
+    serving: dict[str, Any] | None  # the same for what served before; None: nothing
+    where: str | None = None
+    promoted: bool = False
+    serve: ServeReport | None = None
+
+
+@dataclass(frozen=True)
 class StopReport:
     stopped: bool
     message: str
@@ -204,6 +233,7 @@ class StatusReport:
     objects: list[ManagedObject] = _absent()
     counts: dict[str, int] = _absent()
     shown_jobs: int = _absent()
+    schedules: list[ScheduleRow] = _absent()  # k8s: the retraining schedules and their last runs
 
     @property
     def managed(self) -> bool:
@@ -247,6 +277,7 @@ class CheckReport:
     gone_in_s: float | None = _absent()
     iam_policy: dict[str, Any] | None = _absent()
     profile: dict[str, Any] = _absent()  # up on k8s: the profile keys that point jobs at this platform
+    gpus: dict[str, Any] = _absent()  # doctor on k8s: GPU nodes, their allocatable GPUs, the device plugins
 
 
 # -- rendering -----------------------------------------------------------------------------------
@@ -259,3 +290,44 @@ class Rendered:
     apiVersion: str = "v1"  # noqa: N815 - the Kubernetes field names
     kind: str = "List"
     items: list[dict[str, Any]] = field(default_factory=list)
+
+
+# -- schedules -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScheduleRow:
+    """One retraining schedule (a CronJob) and its newest run: the Job's state and what the run did."""
+
+    name: str
+    namespace: str
+    cron: str
+    action: str  # what each run does with its candidate (spec.describe)
+    suspended: bool
+    last_scheduled: str | None
+    last_job: str | None
+    job_state: str | None  # Running, Complete, Failed (the Job's conditions)
+    outcome: str | None  # promoted, refused, canary, trained, failed (the run's termination message)
+    detail: str | None  # the gate's verdict with both numbers, or the failing step's error
+    gate: dict[str, Any] | None  # the gate's decision: metric, candidate and serving values, reason
+    run_id: str | None
+    checkpoint: str | None
+    metrics: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class ScheduleReport:
+    """``schedule train`` (k8s: what was applied; local: the crontab line), ``schedule list|delete``."""
+
+    target: str
+    name: str = _absent()
+    namespace: str = _absent()
+    cron: str = _absent()
+    action: str = _absent()
+    run: list[str] = _absent()  # one run's command line
+    crontab: str = _absent()  # local: the line to add with `crontab -e`
+    installed: bool = _absent()  # local: always False (the line is printed, nothing is installed)
+    applied: list[str] = _absent()  # k8s: Kind/name of each object
+    dry_run: bool = _absent()
+    deleted: list[str] = _absent()
+    schedules: list[ScheduleRow] = _absent()

@@ -12,7 +12,9 @@ def register(app: typer.Typer) -> None:
         logs,
         platform,
         predict,
+        promote,
         render,
+        schedule,
         serve,
         status,
         train,
@@ -25,6 +27,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(serve.app, name="serve")
     app.command("predict")(predict.predict)
     app.command("recommend")(predict.recommend)
+    app.command("promote")(promote.promote)
     app.command("status")(status.status)
     app.add_typer(render.app({"train": train.train, "tune": tune.tune, "serve": serve.serve}), name="render")
     app.command("logs")(logs.logs)
@@ -32,3 +35,4 @@ def register(app: typer.Typer) -> None:
     platform.register(app)  # up, down, doctor, build, cluster
     app.command("verify")(verify.verify)
     app.add_typer(data.app, name="data")
+    app.add_typer(schedule.app, name="schedule")

@@ -23,6 +23,13 @@ def render(
         help="Spot instance types for training workers (repeatable). Default: m5/m5a/m5d/m4 .xlarge.",
         show_default=False)] = None,
     max_spot_nodes: Annotated[int, typer.Option(min=1, help="Upper bound of the spot node group.")] = 10,
+    gpu_nodes: Annotated[str, typer.Option(
+        help="GPU node group size MIN:MAX (or MAX); 0 adds no GPU group. GPU nodes are labelled "
+             "accelerator=nvidia, nvidia.com/gpu.present=true and tainted nvidia.com/gpu=true:NoSchedule.")] = "0",
+    gpu_instance_type: Annotated[list[str] | None, typer.Option(
+        help="GPU instance types (repeatable). Default: g5.xlarge.", show_default=False)] = None,
+    gpu_spot: Annotated[bool, typer.Option("--gpu-spot", help="Add a spot GPU node group beside the "
+                                                               "on-demand one (same size bounds).")] = False,
     storage: options.StorageOpt = None,
     profile: options.ProfileOpt = None,
     namespace: options.NamespaceOpt = None,
@@ -31,8 +38,8 @@ def render(
         show_default=False)] = None,
     output: ManifestOpt = ManifestFormat.yaml,
 ) -> None:
-    """Print an eksctl ClusterConfig (on-demand heads, spot workers, IRSA, autoscaler tags) and the
-    cluster-autoscaler manifest. Nothing is sent anywhere."""
+    """Print an eksctl ClusterConfig (on-demand heads, spot workers, GPU groups with --gpu-nodes, IRSA,
+    autoscaler tags) and the cluster-autoscaler manifest. Nothing is sent anywhere."""
     from sentinel_cli import console
     from sentinel_cli.aws import eks
     from sentinel_cli.k8s import settings
@@ -45,7 +52,8 @@ def render(
     cluster = eks.EksCluster(
         name=name, region=region, kubernetes_version=kubernetes_version, head_instance_type=head_instance_type,
         spot_instance_types=tuple(spot_instance_type or eks.EksCluster.spot_instance_types),
-        spot_nodes=(0, max_spot_nodes), namespace=config.namespace,
+        spot_nodes=(0, max_spot_nodes), namespace=config.namespace, gpu_nodes=eks.node_range(gpu_nodes),
+        gpu_instance_types=tuple(gpu_instance_type or eks.EksCluster.gpu_instance_types), gpu_spot=gpu_spot,
         service_account=config.service_account.name, bucket=bucket, prefix=prefix,
     )
     parts = {"cluster.yaml": [eks.cluster_config(cluster)],

@@ -8,6 +8,7 @@ import typer
 
 from sentinel_cli import backends, options
 from sentinel_cli.backends.results import ServeReport, shown
+from sentinel_cli.gate_options import DEFAULT_METRIC, GateMetric, MetricOpt, ToleranceOpt
 from sentinel_cli.k8s.request import KubeRequest
 from sentinel_cli.output import OutputFormat, emit, key_value_table
 from sentinel_ml.serving.auth import AUTH_MODES
@@ -45,6 +46,11 @@ def serve(
     max_replicas: Annotated[int | None, typer.Option(min=1, help="Autoscaling ceiling. Default: 5; on the "
                                                      "local target at most one per CPU core.",
                                                      show_default=False)] = None,
+    gpus: Annotated[float | None, typer.Option(
+        min=0, help="GPUs per replica (a fraction shares one GPU: 0.25 fits four replicas on it). Locally they "
+                    "must fit the Ray cluster's GPUs; on k8s the serve worker pods ask for nvidia.com/gpu. "
+                    "Default: 0 (k8s: the profile's serve.gpus).", show_default=False,
+        rich_help_panel=options.COMPUTE_PANEL)] = None,
     storage: options.StorageOpt = None,
     target: options.TargetOpt = None,
     output: options.OutputOpt = OutputFormat.table,
@@ -57,6 +63,10 @@ def serve(
         "(gRPC: 'authorization' metadata); health and readiness stay open. Default: none on loopback, "
         "token when --host opens the API to a network.", show_default=False)] = None,
     token_file: options.TokenFileOpt = None,
+    gate: Annotated[bool, typer.Option("--gate", help="Serve the checkpoint only if it is no worse than the "
+                                       "model serving now (the rule of `sentinel promote`; exit 1 if not).")] = False,
+    metric: MetricOpt = GateMetric(DEFAULT_METRIC),  # type: ignore[valid-type]
+    tolerance: ToleranceOpt = 0.0,
     deploy: KubeRequest = KubeRequest(),
 ) -> None:
     """Serve MovieRecommender from a checkpoint (HTTP: /recommend, TF-Serving /v1, OIP /v2; gRPC: OIP);
@@ -65,11 +75,18 @@ def serve(
         return  # `sentinel serve stop`
     from sentinel_ml.serving.config import ServeRequest
 
-    scaling = {k: v for k, v in (("min_replicas", min_replicas), ("max_replicas", max_replicas)) if v is not None}
+    scaling = {k: v for k, v in (("min_replicas", min_replicas), ("max_replicas", max_replicas),
+                                 ("num_gpus", gpus)) if v is not None}
     request = ServeRequest(checkpoint=checkpoint, storage=storage, host=host, port=port,
                            grpc_port=grpc_port, timeout_s=timeout, app_args=scaling,
                            auth=AuthMode(auth).value if auth else ("token" if token_file else None),
                            token_file=token_file)
+    if gate:
+        from sentinel_cli.commands.promote import gated
+        from sentinel_cli.gate import GateRule
+
+        return gated(request, GateRule(metric=GateMetric(metric).value, tolerance=tolerance), target, deploy,
+                     output)
     report = backends.select(target, deploy.overrides.profile).serve(request, deploy)
     emit(report, output, summary_table)
 

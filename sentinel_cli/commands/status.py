@@ -11,10 +11,11 @@ from sentinel_cli import backends, options
 from sentinel_cli.backends.results import ABSENT, ServeReport, StatusReport, to_data
 from sentinel_cli.k8s.request import KubeRequest
 from sentinel_cli.output import OutputFormat, emit, records_table
+from sentinel_ml.models.metrics import NDCG
 
 RUN_COLUMNS = [
     ("run id", "run_id"), ("kind", "kind"), ("model", "model"), ("data", "data"), ("created", "created_at"),
-    ("val RMSE", "val_rmse"), ("test RMSE", "test_rmse"), ("split", "split"), ("epochs", "epochs"),
+    ("val RMSE", "val_rmse"), ("test RMSE", "test_rmse"), ("NDCG@10", "ndcg"), ("split", "split"), ("epochs", "epochs"),
     ("checkpoint", "checkpoint"),
 ]
 
@@ -41,6 +42,10 @@ def _table(report: StatusReport):
     from rich.console import Group
 
     parts = [_objects_table(report)] if report.managed else []
+    if report.schedules:  # k8s: the retraining schedules, each with its newest run's outcome
+        from sentinel_cli.commands.schedule import schedules_table
+
+        parts += ["", schedules_table(report.schedules, report.namespace, title="schedules")]
     if report.storage:  # a cluster's profile may name no checkpoint store
         parts += ["", _runs_table(report)] if parts else [_runs_table(report)]
     if report.serving is not ABSENT:
@@ -56,6 +61,7 @@ def _runs_table(report: StatusReport):
     next_step = f"run `sentinel train --target {report.target}`" if report.managed else "run `sentinel train`"
     rows = [
         {**run, "val_rmse": run["metrics"].get("val_rmse"), "test_rmse": run["metrics"].get("test_rmse"),
+         "ndcg": run["metrics"].get(NDCG),  # runs from before the ranking metrics: none
          "epochs": run["metrics"].get("epochs"), "checkpoint": run["checkpoints"].get("best"),
          "model": (run.get("config") or {}).get("model", "mf"),  # records before --model: mf
          # The split the test RMSE is on, and the data; records before issue 25 were all ml-100k's u1.

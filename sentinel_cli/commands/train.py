@@ -9,7 +9,8 @@ import typer
 from sentinel_cli import backends, options
 from sentinel_cli.backends.results import TrainReport, shown, to_data
 from sentinel_cli.k8s.request import KubeRequest
-from sentinel_cli.output import OutputFormat, emit, key_value_table
+from sentinel_cli.output import OutputFormat, emit, key_value_table, ranking_rows
+from sentinel_ml.compute import Compute
 from sentinel_ml.data.shards import INGESTIONS
 from sentinel_ml.data.source import DataSource
 from sentinel_ml.training.config import DEFAULT_MAX_FAILURES
@@ -18,6 +19,8 @@ Ingestion = options.choice("Ingestion", INGESTIONS)
 
 
 @options.kube_options()
+@options.compute_options("--gpus", "GPUs per Ray Train worker (a fraction shares one GPU); on k8s each worker "
+                         "pod asks for nvidia.com/gpu (whole GPUs) and tolerates the GPU nodes' taint. Default: 0.")
 @options.data_options()
 @options.hyperparameter_options(per_run_after="model", tunable_after="max_failures")
 def train(
@@ -37,6 +40,7 @@ def train(
     seed: options.SeedOpt = 42,
     split: options.SplitOpt = None,
     source: DataSource = DataSource(),
+    compute: Compute = Compute(),
     storage: options.StorageOpt = None,
     mlflow_uri: options.MlflowOpt = None,
     target: options.TargetOpt = None,
@@ -50,7 +54,7 @@ def train(
     hp = Hyperparameters.for_model(model.value, **(hyperparameters or {}), seed=seed,
                                    split=split.value if split else source.default_split)
     config = TrainConfig(hp=hp, workers=workers or 1, max_failures=max_failures, ingestion=ingestion.value,
-                         source=source, storage=storage, mlflow_uri=mlflow_uri)
+                         source=source, storage=storage, mlflow_uri=mlflow_uri, compute=compute)
     deploy = deploy.with_overrides(workers=workers)  # k8s: pods; None: the profile's
     report = backends.select(target, deploy.overrides.profile).train(config, deploy)
     emit(report, output, _summary_table)
@@ -67,6 +71,7 @@ def _summary_table(report: TrainReport):
         *([("data", data_line(data))] if data else []),
         ("best val RMSE", f"{metrics['val_rmse']:.4f} (epoch {metrics['best_epoch']})"),
         (f"{data.get('split', 'u1')} test RMSE", f"{metrics['test_rmse']:.4f}"),
+        *ranking_rows(data.get('split', 'u1'), metrics),
         ("checkpoint", report.checkpoints["best"]),
         ("last checkpoint", report.checkpoints["last"]),
         ("index record", report.index_uri),

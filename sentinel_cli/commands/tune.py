@@ -10,7 +10,8 @@ import typer
 from sentinel_cli import backends, options
 from sentinel_cli.backends.results import TuneReport, to_data
 from sentinel_cli.k8s.request import KubeRequest
-from sentinel_cli.output import OutputFormat, emit, key_value_table, records_table
+from sentinel_cli.output import OutputFormat, emit, key_value_table, ranking_rows, records_table
+from sentinel_ml.compute import Compute
 from sentinel_ml.data.source import DataSource
 from sentinel_ml.training.config import DEFAULT_MAX_FAILURES
 from sentinel_ml.tuning import SCHEDULERS
@@ -26,6 +27,9 @@ TRIAL_COLUMNS = [
 
 
 @options.kube_options()
+@options.compute_options("--gpus-per-trial", "GPUs per trial (per worker with --workers-per-trial > 1), "
+                         "fractions allowed: 0.25 runs four trials on one GPU. Default: 0 (auto shares Ray's "
+                         "GPUs between the trials running at once).")
 @options.data_options()
 def tune(
     model: Annotated[options.Model, typer.Option(
@@ -63,6 +67,7 @@ def tune(
     split: options.SplitOpt = None,
     top: Annotated[int, typer.Option(min=1, help="Trials shown in the table (JSON/YAML list them all).")] = 10,
     source: DataSource = DataSource(),
+    compute: Compute = Compute(),
     storage: options.StorageOpt = None,
     mlflow_uri: options.MlflowOpt = None,
     target: options.TargetOpt = None,
@@ -79,7 +84,7 @@ def tune(
         concurrency=concurrency, workers_per_trial=workers_per_trial, cpus_per_trial=cpus_per_trial,
         max_failures=max_failures, seed=seed,
         split=split.value if split else source.default_split,
-        source=source, storage=storage, mlflow_uri=mlflow_uri,
+        source=source, storage=storage, mlflow_uri=mlflow_uri, compute=compute,
     )
     config.validate()  # every flag and the space file are checked before Ray starts
     report = backends.select(target, deploy.overrides.profile).tune(config, deploy)
@@ -108,6 +113,7 @@ def _tables(report: TuneReport, top: int):
             ("best trial", f"{best['trial_id']}  " + "  ".join(f"{k}={_short(v)}" for k, v in best["config"].items())),
             ("best val RMSE", f"{metrics['val_rmse']:.4f} (epoch {metrics['best_epoch']})"),
             (f"{report.split} test RMSE", f"{metrics['test_rmse']:.4f}"),
+            *ranking_rows(report.split, metrics),
             ("checkpoint", report.checkpoints["best"]),
             ("index record", report.index_uri),
             ("MLflow run", report.mlflow_run_id or f"not recorded ({report.mlflow_error})"),

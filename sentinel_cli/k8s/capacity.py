@@ -38,6 +38,11 @@ RAY_KINDS = tuple(k.kind for k in client.RAY_KINDS)  # the objects that create p
 NODE_GROUP_LABELS = (  # the first of these a node carries names its group; else its instance type
     "eks.amazonaws.com/nodegroup", "alpha.eksctl.io/nodegroup-name", "karpenter.sh/nodepool",
     "cloud.google.com/gke-nodepool", "kubernetes.azure.com/agentpool", "node.kubernetes.io/instance-type")
+# Labels a GPU node carries (Sentinel's EKS GPU groups and NVIDIA's GPU feature discovery, Sentinel's
+# groups, Karpenter on AWS): with the GPU taint, what marks a node as a GPU node before any device
+# plugin registered its GPUs as nvidia.com/gpu.
+GPU_NODE_LABELS = (("nvidia.com/gpu.present", "true"), ("accelerator", "nvidia"),
+                   ("karpenter.k8s.aws/instance-gpu-manufacturer", "nvidia"))
 BLOCKING_EFFECTS = frozenset({"NoSchedule", "NoExecute"})  # PreferNoSchedule only discourages
 FINISHED_PHASES = frozenset({"Succeeded", "Failed"})  # their requests no longer count on the node
 # What KubeRay's Ray autoscaler container requests unless autoscalerOptions.resources says otherwise
@@ -479,8 +484,15 @@ def _too_large(need: PodNeed, admitting: list[Node]) -> tuple[str, str]:
     asked = need.requests[resource]
     largest = max(admitting, key=lambda n: (n.allocatable.get(resource, Fraction(0)), n.free.get(resource, 0)))
     has = largest.allocatable.get(resource, Fraction(0))
+    bare = [n.name for n in admitting if resource == GPU and _gpu_node(n)]
+    if not has and bare:
+        return (f"the {need.role} asks for {show(resource, asked)} {_noun(resource)}, and the GPU node(s) that "
+                f"admit it ({', '.join(bare)}) advertise none: no device plugin has registered their GPUs",
+                "run `sentinel up --target k8s` (it installs NVIDIA's device plugin on GPU nodes) and check it "
+                "with `sentinel doctor --target k8s`")
     if not has:
-        fix = ("add a GPU node group with the NVIDIA device plugin, or ask for no GPU"
+        fix = ("add a GPU node group with the NVIDIA device plugin, or ask for no GPU (drop --gpus, "
+               "--gpus-per-trial)"
                if resource == GPU else f"add nodes that offer {resource}, or drop the request")
         return (f"the {need.role} asks for {show(resource, asked)} {_noun(resource)}, and no node that admits it "
                 f"has any", fix)
@@ -492,10 +504,15 @@ def _too_large(need: PodNeed, admitting: list[Node]) -> tuple[str, str]:
             f"or add a node group with larger nodes")
 
 
+def _gpu_node(node: Node) -> bool:
+    return any(t.key == GPU for t in node.taints) or any(node.labels.get(k) == v for k, v in GPU_NODE_LABELS)
+
+
 # Where a profile sets what a pod asks for (the watch's "Insufficient cpu" hint names the same).
 _SETTINGS = {CPU: " (kubernetes.head.cpu, worker.cpu, serve_worker.cpu, submitter.cpu: the profile, or --set)",
              MEMORY: " (kubernetes.head.memory, worker.memory, serve_worker.memory, submitter.memory: the profile, "
-                     "or --set)"}
+                     "or --set)",
+             GPU: " (train --gpus, tune --gpus-per-trial, serve --gpus; kubernetes.worker.gpu, serve.gpus)"}
 
 
 def _why_waits(need: PodNeed, placed: int, fitting: list[Node], room: Mapping[str, Resources]) -> str:

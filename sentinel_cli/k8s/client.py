@@ -99,7 +99,9 @@ SERVICE = Kind("Service", "", "v1", "services")
 CONFIGMAP = Kind("ConfigMap", "", "v1", "configmaps")
 PVC = Kind("PersistentVolumeClaim", "", "v1", "persistentvolumeclaims")
 DEPLOYMENT = Kind("Deployment", "apps", "v1", "deployments")
+DAEMONSET = Kind("DaemonSet", "apps", "v1", "daemonsets")
 JOB = Kind("Job", "batch", "v1", "jobs")
+CRONJOB = Kind("CronJob", "batch", "v1", "cronjobs")
 ROLE = Kind("Role", _RBAC, "v1", "roles")
 ROLEBINDING = Kind("RoleBinding", _RBAC, "v1", "rolebindings")
 CLUSTERROLE = Kind("ClusterRole", _RBAC, "v1", "clusterroles", namespaced=False)
@@ -113,7 +115,7 @@ NODEPOOL = Kind("NodePool", "karpenter.sh", "v1", "nodepools", namespaced=False)
 RAY_KINDS = (RAYJOB, RAYSERVICE, RAYCLUSTER)
 KINDS = {k.kind: k for k in (
     *RAY_KINDS, NAMESPACE, NODE, POD, EVENT, SERVICEACCOUNT, SECRET, SERVICE, CONFIGMAP, PVC,
-    DEPLOYMENT, JOB, ROLE, ROLEBINDING, CLUSTERROLE, CLUSTERROLEBINDING, CRD, APISERVICE,
+    DEPLOYMENT, DAEMONSET, JOB, CRONJOB, ROLE, ROLEBINDING, CLUSTERROLE, CLUSTERROLEBINDING, CRD, APISERVICE,
     PODMONITOR, SERVICEMONITOR, NODEPOOL)}
 
 

@@ -7,10 +7,11 @@ name, and every name must also be a DNS-1035 label: it starts with a letter).
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Any
 
-from sentinel_cli.k8s.settings import KubeSettings, Resources, check_label
+from sentinel_cli.k8s.settings import GPU_RESOURCE, KubeSettings, Resources, check_label
 from sentinel_ml.errors import ConfigError
 from sentinel_ml.serving import config as serving_app
 
@@ -123,12 +124,15 @@ def serve_values(settings: KubeSettings, checkpoint: str, run_id: str | None,
     # Built and validated as the local target builds them (bad values: a ConfigError, before any
     # object is rendered or applied); the autoscaling goes once, to the deployment.
     token = {"auth": "token", "token_file": SERVE_TOKEN_FILE} if auth == "token" else {}
-    args = serving_app.serve_args(checkpoint, run_id, {**serving.autoscaling.model_dump(), **token})
+    gpus = {"num_gpus": serving.gpus} if serving.gpus else {}
+    args = serving_app.serve_args(checkpoint, run_id, {**serving.autoscaling.model_dump(), **gpus, **token})
     serve_ports = [{"name": "serve", "containerPort": serving.port},
                    {"name": "grpc", "containerPort": serving.grpc_port}]
     head = _head(settings, settings.images.serve, "serve")
     head["ports"] = [*HEAD_PORTS, *serve_ports]
-    workers = _group(settings, "serve", settings.images.serve, settings.serve_worker, "serve",
+    # A replica's GPUs (a fraction shares one) need whole GPUs in its pod.
+    pod = settings.serve_worker.model_copy(update={"gpu": max(settings.serve_worker.gpu, math.ceil(serving.gpus))})
+    workers = _group(settings, "serve", settings.images.serve, pod, "serve",
                      replicas=serving.workers, min_replicas=serving.workers,
                      max_replicas=serving.max_workers, spot=False)
     workers["ports"] = [*WORKER_PORTS, *serve_ports]
@@ -241,14 +245,23 @@ def _group(settings: KubeSettings, group_name: str, image: str, resources: Resou
     tolerations = [t.model_dump(exclude_none=True) for t in settings.spot.tolerations] if spot else []
     group = _pod(settings, "ray-worker", image, resources, component, run_id,
                  node_selector=selector, tolerations=tolerations)
+    # Ray's GPUs on the node: KubeRay 1.5 derives num-gpus from the nvidia.com/gpu limit when it is left
+    # out (common/pod.go, addWellKnownAcceleratorResources); written here so the objects say it.
+    params = {"num-gpus": str(resources.gpu)} if resources.gpu else {}
     group.update(name=group_name, replicas=replicas, min_replicas=min_replicas,
-                 max_replicas=max_replicas, ray_start_params={}, ports=WORKER_PORTS)
+                 max_replicas=max_replicas, ray_start_params=params, ports=WORKER_PORTS)
     return group
 
 
 def _pod(settings: KubeSettings, container: str, image: str, resources: Resources, component: str,
          run_id: str | None, *, node_selector: dict[str, str],
          tolerations: list[dict[str, Any]]) -> dict[str, Any]:
+    amounts = {"cpu": resources.cpu, "memory": resources.memory}
+    if resources.gpu:  # on GPU nodes: their labels (kubernetes.gpu.node_selector) and taint
+        amounts[GPU_RESOURCE] = str(resources.gpu)
+        node_selector = {**node_selector, **settings.gpu.node_selector}
+        tolerations = [*tolerations, *(t.model_dump(exclude_none=True) for t in settings.gpu.tolerations
+                                       if t.model_dump(exclude_none=True) not in tolerations)]
     return {
         "container": container,
         "image": image,
@@ -259,13 +272,13 @@ def _pod(settings: KubeSettings, container: str, image: str, resources: Resource
         "tolerations": tolerations,
         "volumes": [],
         "volume_mounts": [],
-        "env": [*_s3_env(settings), *({"name": k, "value": v}
+        "env": [*s3_env(settings), *({"name": k, "value": v}
                 for k, v in {**COMPONENT_ENV.get(component, {}), **settings.env}.items())],
-        "resources": {"cpu": resources.cpu, "memory": resources.memory},
+        "resources": amounts,
     }
 
 
-def _s3_env(settings: KubeSettings) -> list[dict[str, Any]]:
+def s3_env(settings: KubeSettings) -> list[dict[str, Any]]:
     """The S3-compatible endpoint and the Secret's keys (kubernetes.s3), as boto3 reads them."""
     env: list[dict[str, Any]] = []
     if settings.s3.endpoint:

@@ -1,5 +1,6 @@
 """The platform's Kubernetes objects as data (pure): KubeRay operator (when helm is absent), MinIO
-with a bucket-creation Job, MLflow, the pods' ServiceAccount, and monitoring.
+with a bucket-creation Job, MLflow, the pods' ServiceAccount, monitoring, metrics-server and the
+NVIDIA device plugin (both only when asked for or needed).
 
 Every object carries ``sentinel.io/platform: <component>`` so ``down`` finds what ``up`` made.
 Credentials live in one Secret (``sentinel-minio``) that ``up`` creates once with random values
@@ -254,3 +255,45 @@ def metrics_server() -> list[dict[str, Any]]:
                   "versionPriority": 100, "insecureSkipTLSVerify": True,
                   "service": {"name": name, "namespace": ns}}},
     ]
+
+
+# NVIDIA's k8s-device-plugin release (deployments/static/nvidia-device-plugin.yml of tag v0.20.0).
+DEVICE_PLUGIN_VERSION = "v0.20.0"
+DEVICE_PLUGIN_IMAGE = f"nvcr.io/nvidia/k8s-device-plugin:{DEVICE_PLUGIN_VERSION}"
+DEVICE_PLUGIN_NS = "kube-system"
+DEVICE_PLUGIN = "nvidia-device-plugin-daemonset"
+
+
+def device_plugin() -> list[dict[str, Any]]:
+    """NVIDIA's device plugin DaemonSet, as its release's static manifest has it, on GPU nodes only
+    (node affinity: any label of ``gpus.GPU_NODE_LABELS``), tolerating the GPU taint and the spot
+    taint of Sentinel's spot GPU group. It registers each node's GPUs as ``nvidia.com/gpu``."""
+    from sentinel_cli.k8s.gpus import GPU_NODE_LABELS, GPU_TAINT_KEY
+
+    pod_labels = {"name": "nvidia-device-plugin-ds"}
+    terms = [{"matchExpressions": [{"key": key, "operator": "In", "values": [value]}]}
+             for key, value in GPU_NODE_LABELS]
+    container = {
+        "name": "nvidia-device-plugin-ctr", "image": DEVICE_PLUGIN_IMAGE, "imagePullPolicy": "IfNotPresent",
+        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": [{"name": "kubelet-device-plugins-dir", "mountPath": "/var/lib/kubelet/device-plugins"}],
+    }
+    meta = _meta(DEVICE_PLUGIN, "nvidia-device-plugin", DEVICE_PLUGIN_NS)
+    return [{**kinds.DAEMONSET.type_meta(), "metadata": meta,
+             "spec": {"selector": {"matchLabels": pod_labels},
+                      "updateStrategy": {"type": "RollingUpdate"},
+                      "template": {"metadata": {"labels": {**pod_labels, COMPONENT: "nvidia-device-plugin"}},
+                                   "spec": {
+                                       "priorityClassName": "system-node-critical",
+                                       "tolerations": [
+                                           {"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"},
+                                           {"key": "lifecycle", "operator": "Equal", "value": "Ec2Spot",
+                                            "effect": "NoSchedule"}],
+                                       "affinity": {"nodeAffinity": {
+                                           "requiredDuringSchedulingIgnoredDuringExecution": {
+                                               "nodeSelectorTerms": terms}}},
+                                       "containers": [container],
+                                       "volumes": [{"name": "kubelet-device-plugins-dir",
+                                                    "hostPath": {"path": "/var/lib/kubelet/device-plugins",
+                                                                 "type": "Directory"}}]}}}}]

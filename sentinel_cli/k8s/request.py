@@ -20,6 +20,7 @@ class ServeOverrides:
     grpc_port: int | None = None
     min_replicas: int | None = None
     max_replicas: int | None = None
+    gpus: float | None = None  # serve --gpus: per replica
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class Overrides:
     mlflow_uri: str | None = None
     sets: tuple[str, ...] = ()
     workers: int | None = None  # train --workers: Ray Train workers, one pod each
+    worker_gpus: int | None = None  # train --gpus, tune --gpus-per-trial: whole GPUs per worker pod
     ray_auth: str | None = None  # --insecure-ray: "disabled"
     serve: ServeOverrides = field(default_factory=ServeOverrides)
 
@@ -41,6 +43,8 @@ class Overrides:
         named = {"namespace": self.namespace, "storage": self.storage, "mlflow_uri": self.mlflow_uri,
                  "workers": self.workers, "ray_auth": self.ray_auth}
         values: dict[str, Any] = {k: v for k, v in named.items() if v is not None}
+        if self.worker_gpus is not None:
+            values["worker"] = {"gpu": self.worker_gpus}
         serve = {k: v for k, v in asdict(self.serve).items() if v is not None}
         if serve:
             values["serve"] = serve

@@ -48,6 +48,7 @@ ENV_VARS = {
     "SENTINEL_MLFLOW_URI": "mlflow_uri",
     "SENTINEL_TRAIN_IMAGE": "images.train",
     "SENTINEL_SERVE_IMAGE": "images.serve",
+    "SENTINEL_CLI_IMAGE": "images.cli",
     "SENTINEL_SERVICE_ACCOUNT": "service_account.name",
     "SENTINEL_IAM_ROLE_ARN": "service_account.role_arn",
     "SENTINEL_KUBE_CONTEXT": "context",
@@ -89,11 +90,16 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+GPU_RESOURCE = "nvidia.com/gpu"  # the NVIDIA device plugin's resource
+
+
 class Resources(_Model):
-    """CPU and memory of one pod; requests and limits are set equal (Guaranteed QoS)."""
+    """CPU, memory and GPUs of one pod; requests and limits are set equal (Guaranteed QoS). ``gpu``: whole
+    ``nvidia.com/gpu`` devices (the jobs' ``--gpus`` flags set it for the pods that need them)."""
 
     cpu: str = "1"
     memory: str = "2Gi"
+    gpu: int = Field(0, ge=0)
 
     @field_validator("cpu", "memory", mode="before")
     @classmethod
@@ -119,9 +125,13 @@ class Toleration(_Model):
 class Images(_Model):
     train: str = "sentinel-train:latest"
     serve: str = "sentinel-serve:latest"
+    cli: str = "sentinel-cli:latest"  # the runs of `sentinel schedule` (Dockerfile.cli)
     pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    # What `sentinel build` makes: cpu (Ray's -cpu image, torch's CPU build) or gpu (Ray's -gpu image,
+    # torch's CUDA build). Point train/serve at the GPU build's references for GPU jobs.
+    variant: Literal["cpu", "gpu"] = "cpu"
 
-    @field_validator("train", "serve")
+    @field_validator("train", "serve", "cli")
     @classmethod
     def _image(cls, value: str) -> str:
         if not value or any(c.isspace() for c in value):
@@ -136,6 +146,21 @@ class Spot(_Model):
         default_factory=lambda: {"intention": "training", "lifecycle": "Ec2Spot"})
     tolerations: list[Toleration] = Field(default_factory=lambda: [
         Toleration(key="lifecycle", operator="Equal", value="Ec2Spot", effect="NoSchedule")])
+
+    @field_validator("node_selector")
+    @classmethod
+    def _selector(cls, value: dict[str, str]) -> dict[str, str]:
+        return _check_labels(value)
+
+
+class GpuNodes(_Model):
+    """Where pods that ask for ``nvidia.com/gpu`` go, on top of their own selector: nodes with these labels
+    (none by default: the GPU request itself already needs a node that offers GPUs), tolerating the
+    taint EKS GPU node groups carry (``nvidia.com/gpu=<any>:NoSchedule``)."""
+
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=lambda: [
+        Toleration(key=GPU_RESOURCE, operator="Exists", effect="NoSchedule")])
 
     @field_validator("node_selector")
     @classmethod
@@ -205,6 +230,8 @@ class Serving(_Model, Autoscaling):
     port: int = Field(DEFAULT_HTTP_PORT, ge=1, le=65535)
     grpc_port: int = Field(DEFAULT_GRPC_PORT, ge=1, le=65535)  # the OIP gRPC service (Service <name>-grpc)
     node_selector: dict[str, str] = Field(default_factory=dict)  # where serve worker pods go (any node)
+    gpus: float = Field(0.0, ge=0, description="GPUs per replica (a fraction shares one); the serve worker "
+                        "pods then ask for the whole GPUs a replica needs.")
 
     @field_validator("node_selector")
     @classmethod
@@ -235,7 +262,10 @@ class KubeSettings(_Model):
     # Ray token authentication on every cluster (KubeRay authOptions; sentinel_cli/k8s/ray_auth.py).
     # disabled: --insecure-ray, for an operator older than KubeRay 1.5.1 (says what it leaves open).
     ray_auth: Literal["token", "disabled"] = "token"
-    head: Resources = Field(default_factory=Resources)
+    # The head holds the job's driver, Ray Train's controller and helper actors besides Ray's own
+    # processes: at 2Gi Ray's memory monitor (95% of the limit) killed Train's helper actors on the real
+    # node and the job hung; 4Gi ran the whole lifecycle (docs/kubernetes.md, "Default requests").
+    head: Resources = Field(default_factory=lambda: Resources(cpu="1", memory="4Gi"))
     worker: Resources = Field(default_factory=Resources)
     serve_worker: Resources = Field(default_factory=lambda: Resources(cpu="500m", memory="2Gi"))
     # The RayJob's submitter pod (`ray job submit`, then following the job's logs); KubeRay's own
@@ -244,6 +274,7 @@ class KubeSettings(_Model):
     workers: int = Field(4, ge=1, description="Ray Train workers (one worker pod each).")
     head_node_selector: dict[str, str] = Field(default_factory=lambda: {"lifecycle": "OnDemand"})
     spot: Spot = Field(default_factory=Spot)
+    gpu: GpuNodes = Field(default_factory=GpuNodes)
     service_account: ServiceAccount = Field(default_factory=ServiceAccount)
     storage: str | None = None  # s3://bucket/prefix: checkpoints and the index
     mlflow_uri: str | None = None  # None: tracking off inside the cluster
@@ -387,7 +418,7 @@ def _describe(error: ValidationError, path: Path | None, sources: dict[str, str]
 
 # Mappings keyed by free-form strings: `--set env.NAME=value` sets one key, keeping the others
 # (the profile's, else the defaults).
-_MAPPINGS = ("env", "head_node_selector", "spot.node_selector", "serve.node_selector")
+_MAPPINGS = ("env", "head_node_selector", "spot.node_selector", "serve.node_selector", "gpu.node_selector")
 
 
 def _merge(target: dict[str, Any], values: Mapping[str, Any], sources: dict[str, str], prefix: str = "") -> None:

@@ -39,6 +39,12 @@ class ItemAutoRec(nn.Module):
         self.columns = columns
         self.observed = observed
 
+    def _apply(self, fn, recurse: bool = True):
+        """``.to(device)`` (Lightning on a GPU) moves the plain ``columns`` and ``observed`` too."""
+        super()._apply(fn, recurse)
+        self.columns, self.observed = fn(self.columns), fn(self.observed)
+        return self
+
     @property
     def num_items(self) -> int:
         return self.columns.shape[0]

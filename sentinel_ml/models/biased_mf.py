@@ -43,6 +43,12 @@ class BiasedMF(nn.Module):
         return self.global_mean + bias + dot
 
     @torch.no_grad()
+    def score_all(self, users: torch.Tensor) -> torch.Tensor:
+        """Unclipped ratings of every item for each of ``users``: [len(users), num_items], one matrix product."""
+        scores = self.user_factors(users) @ self.item_factors.weight.T
+        return scores + self.user_bias(users) + self.item_bias.weight.T + self.global_mean
+
+    @torch.no_grad()
     def predict(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Predictions clipped to the rating range."""
         return self(users, items).clamp(*self.scale)
@@ -60,7 +66,7 @@ class BiasedMF(nn.Module):
         return loss, loss.detach()
 
     def serving_state_dict(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().clone() for k, v in self.state_dict().items()}
+        return {k: v.detach().to("cpu", copy=True) for k, v in self.state_dict().items()}  # served on CPUs too
 
     def penalty(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """L2 on the factors the batch touched, averaged over the batch (biases stay free)."""

@@ -37,6 +37,9 @@ class Scorer(Protocol):
     def predict(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Ratings for (user, item) pairs, clipped to the rating range."""
 
+    def score_all(self, users: torch.Tensor) -> torch.Tensor:
+        """Unclipped ratings of every item for each user: [len(users), num_items] (ranking metrics)."""
+
 
 @dataclass(frozen=True)
 class StudyDefaults:

@@ -82,6 +82,8 @@ class ServeArgs(BaseModel):
                                             "target). None: the Serve config applies it (a RayService's "
                                             "serveConfigV2 carries it as the deployment's autoscaling_config).")
     num_cpus: float = Field(0.5, gt=0, description="CPUs reserved per replica.")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs per replica (`serve --gpus`; a fraction shares one "
+                            "GPU). 0: the replica scores on its CPU.")
     max_ongoing_requests: int = Field(32, ge=1, description="Requests one replica takes at once; "
                                       "the rest wait in the proxy. Also the largest useful batch.")
     max_batch_size: int = Field(32, ge=1)
@@ -112,7 +114,8 @@ class ServeArgs(BaseModel):
         when these args carry it (else the Serve config's deployment entry does)."""
         options: dict[str, Any] = {
             "max_ongoing_requests": self.max_ongoing_requests,
-            "ray_actor_options": {"num_cpus": self.num_cpus},
+            "ray_actor_options": {"num_cpus": self.num_cpus,
+                                  **({"num_gpus": self.num_gpus} if self.num_gpus else {})},
             "logging_config": {"enable_access_log": self.access_log},
             "user_config": {"max_batch_size": self.max_batch_size,
                             "batch_wait_timeout_s": self.batch_wait_timeout_s},

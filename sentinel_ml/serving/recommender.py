@@ -37,6 +37,12 @@ class Recommender:
     run_id: str | None
     metrics: dict[str, float]
     embedding_dim: int
+    device: str = "cpu"  # where the network scores: "cuda" on a replica given a GPU (``on_gpu``)
+
+    def on_gpu(self) -> None:
+        """Score on this process's CUDA device (a replica with ``num_gpus``: Ray made it visible)."""
+        self.network = self.network.to("cuda")
+        self.device = "cuda"
 
     @classmethod
     def load(cls, checkpoint_uri: str, run_id: str | None = None) -> Recommender:
@@ -109,7 +115,7 @@ class Recommender:
         """The network's unclipped ratings (its forward, as validation scores them), clipped to the
         artifact's scale. Not ``network.predict``: that clips to MovieLens' 1-5 whatever the data."""
         lo, hi = self.catalogue.scale
-        return self.network(users, items).float().clamp(lo, hi)
+        return self.network(users.to(self.device), items.to(self.device)).float().clamp(lo, hi).cpu()
 
 
 _RUN_STAMP = re.compile(r"(\d{8})-(\d{6})")

@@ -43,6 +43,8 @@ class Replica:
                           "batch_wait_timeout_s": settings.batch_wait_timeout_s})
         torch.set_num_threads(settings.torch_threads)
         self.model = Recommender.load(settings.checkpoint, settings.run_id)
+        if settings.num_gpus and torch.cuda.is_available():
+            self.model.on_gpu()
         version = settings.model_version or model_version(self.model.run_id, settings.checkpoint)
         self.ref = ModelRef(settings.model_name, version, self.model.num_users, self.model.num_items,
                             self.model.catalogue.id_type)

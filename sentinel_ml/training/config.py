@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, make_dataclass
 from typing import Any
 
+from sentinel_ml.compute import Compute
 from sentinel_ml.data.shards import INGESTIONS, RAY_DATA
 from sentinel_ml.data.source import DataSource
 from sentinel_ml.errors import ConfigError
@@ -50,10 +51,12 @@ class TrainConfig:
     storage: str | None = None  # checkpoint root; None: $SENTINEL_HOME/artifacts
     mlflow_uri: str | None = None  # "off" disables tracking
     run_id: str | None = None
+    compute: Compute = field(default_factory=Compute)  # device, GPUs per worker, precision
 
     def validate(self) -> None:
         check_model(self.hp.model)
         self.source.validate()
+        self.compute.validate("--gpus")
         checks = [
             (self.workers >= 1, "--workers must be at least 1"),
             (self.max_failures >= 0, "--max-failures must be at least 0"),

@@ -15,7 +15,7 @@ from sentinel_ml.data.splits import Ratings, Split
 from sentinel_ml.errors import JobFailed
 from sentinel_ml.logs import follow_root_level
 from sentinel_ml.models.config import ModelConfig
-from sentinel_ml.models.evaluation import EVAL_BATCH_SIZE, served_rmse
+from sentinel_ml.models.evaluation import EVAL_BATCH_SIZE, served_test_metrics
 from sentinel_ml.models.registry import get
 from sentinel_ml.training.config import Hyperparameters
 
@@ -47,7 +47,7 @@ class LoopResult:
     best: dict[str, Any]  # {"epoch", "val_rmse", "val_mae", "train_loss", "state_dict"}
     last_state_dict: dict[str, torch.Tensor]
     model_config: ModelConfig
-    metrics: dict[str, float]  # the best epoch's val metrics, its test RMSE, and the run's length
+    metrics: dict[str, float]  # the best epoch's val metrics, its test RMSE and ranking metrics, the run's length
 
 
 def run_loop(
@@ -95,7 +95,7 @@ def run_loop(
         trainer = _trainer(hp.epochs - recorder.start_epoch, recorder, trainer_kwargs, prepare)
         trainer.fit(module, train_dataloaders=train_batches,
                     val_dataloaders=TensorBatches(split.val, EVAL_BATCH_SIZE))
-    return _loop_result(recorder, module.net, model_config, split.test)
+    return _loop_result(recorder, module.net, model_config, split, data)
 
 
 def _set_up_process(seed: int) -> None:
@@ -135,20 +135,19 @@ def _trainer(epochs: int, recorder: _EpochRecorder, trainer_kwargs: dict[str, An
 
     trainer = pl.Trainer(
         max_epochs=epochs,
-        accelerator="cpu",
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
         callbacks=[recorder.as_callback()],
-        **(trainer_kwargs or {"devices": 1}),
+        **{"accelerator": "cpu", "devices": 1, **(trainer_kwargs or {})},  # Compute.lightning_kwargs
     )
     return prepare(trainer) if prepare is not None else trainer
 
 
 def _loop_result(recorder: _EpochRecorder, net: torch.nn.Module, model_config: ModelConfig,
-                 test: Ratings) -> LoopResult:
+                 split: Split, data: Prepared | None) -> LoopResult:
     best = recorder.best
     if best is None:
         raise RuntimeError("training finished without a validation epoch")
@@ -156,7 +155,7 @@ def _loop_result(recorder: _EpochRecorder, net: torch.nn.Module, model_config: M
         "val_rmse": best["val_rmse"],
         "val_mae": best["val_mae"],
         "best_epoch": best["epoch"],
-        "test_rmse": served_rmse(model_config, best["state_dict"], test),
+        **served_test_metrics(model_config, best["state_dict"], split, data),  # test RMSE, ranking metrics
         "epochs": len(recorder.history),
         "train_loss": recorder.history[-1]["train_loss"],
     }

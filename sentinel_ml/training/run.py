@@ -24,15 +24,16 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from sentinel_ml.data.shards import RAY_DATA
 from sentinel_ml.data.source import DataSource
 from sentinel_ml.data.sources import is_table
-from sentinel_ml.errors import JobFailed, StorageError
+from sentinel_ml.errors import ConfigError, JobFailed, StorageError
 from sentinel_ml.local_capacity import check_cpus
 from sentinel_ml.logs import follow_root_level
+from sentinel_ml.models.metrics import test_metrics
 from sentinel_ml.paths import storage_root
 from sentinel_ml.store import index as checkpoints
 from sentinel_ml.store import uri as storage
@@ -92,6 +93,7 @@ class _WorkerRun:
 def train(config: TrainConfig, on_progress: ProgressHook | None = None) -> TrainResult:
     """Run one training job end to end: data, Ray Train, checkpoints, index record, MLflow."""
     config.validate()
+    config = _settle_compute(config, on_progress or (lambda event: None))
     if not _local_mode(config):  # a worker group, one CPU a worker, placed whole (Ray Train's gang)
         check_cpus(config.workers * CPUS_PER_WORKER, f"--workers {config.workers}",
                    hint="use fewer workers (--workers 1 trains in this process), or run against a bigger "
@@ -122,6 +124,25 @@ def train(config: TrainConfig, on_progress: ProgressHook | None = None) -> Train
         restarts=result.get("restarts", []),
         data=run.data.summary(),
     )
+
+
+def _settle_compute(config: TrainConfig, notify: ProgressHook) -> TrainConfig:
+    """``config`` with its device settled (``Compute.settle``): in this process, CUDA as torch sees it;
+    on a worker group, Ray's GPUs shared by the workers, which must fit the embedded Ray. Says which."""
+    from sentinel_ml.compute import cuda_devices
+    from sentinel_ml.local_capacity import check_gpus, ray_gpus
+
+    local = _local_mode(config)
+    compute = config.compute.settle(cuda_devices() if local else ray_gpus(), units=config.workers)
+    if not local:
+        check_gpus(config.workers * compute.gpus, f"--workers {config.workers} x --gpus {compute.gpus:g}",
+                   hint="ask for fewer GPUs (--gpus, --workers) or none (--device cpu), or run where the "
+                        "GPUs are (RAY_ADDRESS, or --target k8s)")
+    elif compute.on_gpu and not cuda_devices():
+        raise ConfigError(f"--gpus {compute.gpus:g}, but torch sees no CUDA device on this machine",
+                          hint="drop --gpus (or use --device cpu), or run where a GPU is (--target k8s)")
+    notify({"event": "compute", "message": f"training on {compute.describe('worker')}"})
+    return replace(config, compute=compute)
 
 
 def prepare_for(source: DataSource, split: str, seed: int, model: str, notify: ProgressHook) -> Prepared:
@@ -191,7 +212,9 @@ def _run_record(run: _WorkerRun, result: dict[str, Any]) -> checkpoints.RunRecor
 
 
 def _finish_tracking(tracker: Tracker, record: checkpoints.RunRecord) -> None:
-    """End the MLflow run with the checkpoint URIs as tags and note its id in ``record``."""
+    """Log the test split's metrics (RMSE, ranking), end the MLflow run with the checkpoint URIs as tags
+    and note its id in ``record``."""
+    tracker.log_metrics("run", test_metrics(record.metrics), int(record.metrics.get("epochs", 0)))
     tracker.end("run", "FINISHED", tags={"checkpoint_uri": record.best_checkpoint,
                                          **{f"checkpoint.{k}": v for k, v in record.checkpoints.items()}})
     record.mlflow_run_id = tracker.close().get("run")
@@ -230,7 +253,8 @@ def _run_local(run: _WorkerRun, on_epoch: EpochHook) -> dict[str, Any]:
     holder: dict[str, Any] = {}
 
     def loop(_config: dict) -> None:
-        result = run_loop(run.config.hp, run.data, on_epoch=on_epoch)
+        result = run_loop(run.config.hp, run.data, on_epoch=on_epoch,
+                          trainer_kwargs=run.config.compute.lightning_kwargs())
         holder.update(metrics=result.metrics, history=result.history, **_save_checkpoints(run, run.data, result))
 
     trainer = TorchTrainer(loop, scaling_config=ScalingConfig(num_workers=0))
@@ -266,7 +290,8 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
         if loop_config.get("ingestion") == RAY_DATA:  # this worker's Ray Data shard, not the whole part
             per_rank_batch = max(1, run.config.hp.batch_size // worker.world_size)
             streamed = {"train_batches": worker_batches(per_rank_batch, run.config.hp.seed + worker.rank)}
-        result = worker.run_loop(run.config.hp, data, on_state=on_state, resume=resume, **streamed)
+        result = worker.run_loop(run.config.hp, data, run.config.compute, on_state=on_state, resume=resume,
+                                 **streamed)
     except JobFailed as e:
         # Every rank sees the same metrics, so all stop here; a restart would only fail the same way.
         if worker.is_rank_zero:
@@ -301,7 +326,7 @@ def _run_ray(run: _WorkerRun, on_epoch: EpochHook, notify: ProgressHook) -> dict
     notify({"event": "data", "message": f"training data: {how}"})
     trainer = worker_group_trainer(_worker_loop, {"run": run, "progress": progress, "ingestion": how},
                                    workers=run.config.workers, cpus_per_worker=CPUS_PER_WORKER,
-                                   run_config=run_config,
+                                   gpus_per_worker=run.config.compute.gpus, run_config=run_config,
                                    datasets={TRAIN: train_dataset(run.data)} if how == RAY_DATA else None)
     errors: list[BaseException] = []
     relay = _Relay(on_epoch, notify)

@@ -1,7 +1,8 @@
 """Data-parallel training on a Ray Train worker group, shared by a training run (``training.run``) and
 a multi-worker tuning trial (``tuning.trial``).
 
-The driver side builds the ``TorchTrainer`` (CPU workers, DDP over gloo). The worker side is
+The driver side builds the ``TorchTrainer`` (CPU workers and DDP over gloo, or
+GPU workers and NCCL: ``sentinel_ml.compute``). The worker side is
 ``RayTrainWorker``: each worker's rank and world size from Ray Train's context, the Lightning loop
 (``loop.run_loop``) under Ray's DDP strategy and cluster environment, and its reports to Ray Train.
 """
@@ -15,23 +16,27 @@ from typing import TYPE_CHECKING, Any
 from sentinel_ml.training.config import Hyperparameters
 
 if TYPE_CHECKING:  # the loop imports torch, which only a worker needs
+    from sentinel_ml.compute import Compute
     from sentinel_ml.data.prepared import Prepared
     from sentinel_ml.training.loop import LoopResult
 
 
 def worker_group_trainer(worker_loop: Callable[[dict[str, Any]], None], loop_config: dict[str, Any], *,
-                         workers: int, cpus_per_worker: float, run_config, datasets: dict[str, Any] | None = None):
-    """A ``TorchTrainer`` running ``worker_loop(loop_config)`` on ``workers`` CPU workers, DDP over gloo;
-    ``datasets`` (Ray Datasets by name) are split into one shard per worker."""
+                         workers: int, cpus_per_worker: float, run_config, datasets: dict[str, Any] | None = None,
+                         gpus_per_worker: float = 0.0):
+    """A ``TorchTrainer`` running ``worker_loop(loop_config)`` on ``workers`` workers, DDP over gloo (NCCL
+    with ``gpus_per_worker``: ``Compute.gpus`` once settled); ``datasets`` (Ray Datasets by name) are
+    split into one shard per worker."""
     from ray.train import ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     return TorchTrainer(
         worker_loop,
         train_loop_config=loop_config,
-        scaling_config=ScalingConfig(num_workers=workers, use_gpu=False,
-                                     resources_per_worker={"CPU": cpus_per_worker}),
-        torch_config=TorchConfig(backend="gloo"),
+        scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpus_per_worker > 0,
+                                     resources_per_worker={"CPU": cpus_per_worker,
+                                                           **({"GPU": gpus_per_worker} if gpus_per_worker else {})}),
+        torch_config=TorchConfig(backend="nccl" if gpus_per_worker else "gloo"),
         run_config=run_config,
         datasets=datasets,
     )
@@ -56,8 +61,10 @@ class RayTrainWorker:
         """Rank 0 alone writes checkpoints and sends progress; every rank reports its metrics."""
         return self.rank == 0
 
-    def run_loop(self, hp: Hyperparameters, data: Prepared | None, **hooks: Any) -> LoopResult:
-        """``loop.run_loop`` as this worker's shard of DDP; ``hooks`` are its ``on_*`` and ``split``."""
+    def run_loop(self, hp: Hyperparameters, data: Prepared | None, compute: Compute | None = None,
+                 **hooks: Any) -> LoopResult:
+        """``loop.run_loop`` as this worker's shard of DDP on ``compute``'s device (settled; None: CPU);
+        ``hooks`` are its ``on_*`` and ``split``."""
         from ray.train.lightning import (
             RayDDPStrategy,
             RayLightningEnvironment,
@@ -66,7 +73,8 @@ class RayTrainWorker:
 
         from sentinel_ml.training.loop import run_loop
 
-        ddp = {"devices": "auto", "strategy": RayDDPStrategy(), "plugins": [RayLightningEnvironment()]}
+        ddp = {"devices": "auto", "strategy": RayDDPStrategy(), "plugins": [RayLightningEnvironment()],
+               **(compute.lightning_kwargs() if compute else {})}
         return run_loop(hp, data, rank=self.rank, world_size=self.world_size, trainer_kwargs=ddp,
                         prepare=prepare_trainer, **hooks)
 

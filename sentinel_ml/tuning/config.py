@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sentinel_ml.compute import Compute
 from sentinel_ml.data.source import DataSource
 from sentinel_ml.errors import ConfigError
 from sentinel_ml.models.registry import AUTOREC, check_model, study_defaults
@@ -37,6 +38,8 @@ class StudyConfig:
     storage: str | None = None
     mlflow_uri: str | None = None
     run_id: str | None = None
+    # The device, GPUs per trial (per worker with --workers-per-trial > 1, like --cpus-per-trial) and precision
+    compute: Compute = field(default_factory=Compute)
 
     def __post_init__(self) -> None:
         check_model(self.model)
@@ -61,3 +64,4 @@ class StudyConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        self.compute.validate("--gpus-per-trial")

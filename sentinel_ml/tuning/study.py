@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sentinel_ml.errors import JobFailed
-from sentinel_ml.local_capacity import check_cpus
+from sentinel_ml.local_capacity import check_cpus, check_gpus
 from sentinel_ml.logs import follow_root_level
+from sentinel_ml.models.metrics import test_metrics
 from sentinel_ml.paths import storage_root
 from sentinel_ml.store import index as checkpoints
 from sentinel_ml.store import uri as storage
@@ -154,8 +155,11 @@ def _run_study(config: StudyConfig, data: Prepared, run_id: str, root: str, scra
     split = data.load_split()
     config, cpus, where = _ensure_ray(config)
     study = Study(config.model, config.max_epochs, config.seed, config.split, config.workers_per_trial, cpus, scratch,
-                  decision_epochs(config.scheduler, config.max_epochs, config.grace_period, config.reduction_factor))
+                  decision_epochs(config.scheduler, config.max_epochs, config.grace_period, config.reduction_factor),
+                  compute=_settle_compute(config))
     notify({"event": "start", "message": _start_message(run_id, config, cpus, where)})
+    notify({"event": "compute", "message": "trials on " + study.compute.describe(
+        "worker" if config.workers_per_trial > 1 else "trial")})
     callback = study_callback(tracker, _prefetch_torch_when_a_core_frees(notify, config.samples), config.max_epochs)
     grid = _run_tuner(config, study, split, callback, run_id)
     trials = callback.finished(grid)
@@ -190,7 +194,7 @@ def _run_record(run_id: str, outcome: _Outcome) -> checkpoints.RunRecord:
 def _finish_tracking(tracker: Tracker, record: checkpoints.RunRecord, outcome: _Outcome) -> None:
     """Log the study's metrics, end its MLflow run and note the run's id in ``record``."""
     metrics = record.metrics
-    tracker.log_metrics("study", {"best_val_rmse": metrics["val_rmse"], "test_rmse": metrics["test_rmse"],
+    tracker.log_metrics("study", {"best_val_rmse": metrics["val_rmse"], **test_metrics(metrics),
                                   "trial_epochs": outcome.trial_epochs}, 0)
     tracker.end("study", "FINISHED", tags={"best_trial": outcome.best.trial_id,
                                            "checkpoint_uri": record.best_checkpoint})
@@ -207,7 +211,7 @@ def _tune_result(run_id: str, outcome: _Outcome, record: checkpoints.RunRecord, 
         samples=config.samples,
         max_epochs=config.max_epochs,
         split=config.split,
-        best={**asdict(outcome.best), "test_rmse": record.metrics["test_rmse"]},
+        best={**asdict(outcome.best), **test_metrics(record.metrics)},
         trials=[asdict(t) for t in ranked(outcome.trials)],
         counts=outcome.counts,
         trial_epochs=outcome.trial_epochs,
@@ -280,6 +284,15 @@ def _ensure_ray(config: StudyConfig) -> tuple[StudyConfig, float, str]:
     return config, shared_cpus_per_worker(total, config.concurrency, config.workers_per_trial), where
 
 
+def _settle_compute(config: StudyConfig):
+    """The study's device and GPUs per trial worker (``Compute.settle``): Ray's GPUs shared by the
+    trial workers running at once."""
+    import ray
+
+    gpus = float(ray.cluster_resources().get("GPU", 0))
+    return config.compute.settle(gpus, units=config.concurrency * config.workers_per_trial)
+
+
 def shared_cpus_per_worker(total: float, concurrency: int, workers_per_trial: int) -> float:
     """Each trial worker's share of ``total`` CPUs, in hundredths rounded down, between MIN_CPUS_PER_WORKER
     and 1. Rounded down: 3 workers on 2 CPUs at round(2/3, 2) = 0.67 asked 2.01 CPUs, which the trial's
@@ -316,6 +329,14 @@ def _check_local_capacity(config: StudyConfig) -> None:
                f"a trial of --workers-per-trial {config.workers_per_trial} x {per_worker:g} CPU",
                hint="lower --workers-per-trial or --cpus-per-trial, or run against a bigger cluster "
                     "(RAY_ADDRESS, or --target k8s)")
+    gpus = config.compute.asked
+    check_gpus(config.workers_per_trial * gpus, f"a trial of --workers-per-trial {config.workers_per_trial} x "
+               f"--gpus-per-trial {gpus:g}", hint="lower --gpus-per-trial (fractions share a GPU) or "
+               "--workers-per-trial, use --device cpu, or run where the GPUs are (RAY_ADDRESS, or --target k8s)")
+    if config.concurrency and gpus:
+        check_gpus(config.concurrency * config.workers_per_trial * gpus,
+                   f"--concurrency {config.concurrency} trials of {config.workers_per_trial} x {gpus:g} GPU",
+                   hint="lower --concurrency or --gpus-per-trial (fractions share a GPU)")
     if config.concurrency and config.cpus_per_trial:
         check_cpus(config.concurrency * config.workers_per_trial * config.cpus_per_trial,
                    f"--concurrency {config.concurrency} trials of {config.workers_per_trial} x "
@@ -390,7 +411,7 @@ def _trainable(study: Study):
     if study.workers_per_trial > 1:
         # The trial only drives a TorchTrainer (Tune refuses 0 CPUs); its workers hold the CPUs.
         return tune.with_resources(trial, {"cpu": 0.01})
-    return tune.with_resources(trial, {"cpu": study.cpus_per_trial})
+    return tune.with_resources(trial, {"cpu": study.cpus_per_trial, "gpu": study.compute.gpus})
 
 
 def _keep_tune_off_stdout() -> None:
@@ -460,16 +481,15 @@ def _save_best(root: str, run_id: str, best: TrialSummary, checkpoint, split, da
     """Score the best trial's best weights on the test split and write them under the storage root,
     each with the data's serving artifact (``Prepared.serving_artifact``)."""
     from sentinel_ml.models.config import ModelConfig
-    from sentinel_ml.models.evaluation import served_rmse
+    from sentinel_ml.models.evaluation import served_test_metrics
 
     saved = _read_trial_checkpoint(best, checkpoint)
     best_file = saved[BEST_FILE]
-    test_rmse = served_rmse(ModelConfig.from_saved(best_file["model_config"]), best_file["state_dict"], split.test)
-    metrics = {"val_rmse": best.val_rmse, "best_epoch": best.best_epoch, "epochs": best.epochs,
-               "test_rmse": test_rmse}
+    tested = served_test_metrics(ModelConfig.from_saved(best_file["model_config"]), best_file["state_dict"], split)
+    metrics = {"val_rmse": best.val_rmse, "best_epoch": best.best_epoch, "epochs": best.epochs, **tested}
     for name, checkpoint_file in saved.items():
         checkpoint_file["metrics"] = {**checkpoint_file["metrics"], "trial_id": best.trial_id,
-                                      **({"test_rmse": test_rmse} if name == BEST_FILE else {})}
+                                      **(tested if name == BEST_FILE else {})}
     metrics["val_mae"] = best_file["metrics"].get("val_mae")
     uris, sizes = {}, {}
     artifact = data.serving_artifact()

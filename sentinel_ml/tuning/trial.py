@@ -23,10 +23,11 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sentinel_ml.compute import Compute
 from sentinel_ml.errors import JobFailed
 from sentinel_ml.models.hyperparameters import SEARCH_ORDER
 from sentinel_ml.training.config import Hyperparameters
@@ -53,6 +54,7 @@ class Study:
     cpus_per_trial: float
     scratch: str  # Tune's (and Ray Train's) storage path for this study
     decision_epochs: tuple[int, ...]  # epochs after which the scheduler may stop a trial
+    compute: Compute = field(default_factory=Compute)  # settled: the device and GPUs per trial (worker)
 
 
 def decision_epochs(scheduler: str, max_epochs: int, grace_period: int, reduction_factor: int) -> tuple[int, ...]:
@@ -130,7 +132,8 @@ def _one_worker_trial(hp: Hyperparameters, study: Study, split) -> None:
     def on_state(state) -> None:
         _report_epoch(state, _report_to_tune, policy, write=True)
 
-    run_loop(hp, None, split=split, on_state=on_state, resume=resume)
+    run_loop(hp, None, split=split, on_state=on_state, resume=resume,
+             trainer_kwargs=study.compute.lightning_kwargs())
 
 
 def _fail_again_if_marked(mark: Path) -> None:
@@ -187,7 +190,7 @@ def _distributed_trial(hp: Hyperparameters, study: Study, split, trial_id: str) 
 
     from sentinel_ml.training.worker_group import worker_group_trainer
 
-    loop_config = {"hp": hp, "split": split,
+    loop_config = {"hp": hp, "split": split, "compute": study.compute,
                    "decision_epochs": study.decision_epochs}
     # A lost worker fails this fit (no restarts in here: one budget, Tune's), Tune restarts the trial,
     # and the TorchTrainer of the same name finds the run's last checkpoint in storage and resumes.
@@ -195,7 +198,8 @@ def _distributed_trial(hp: Hyperparameters, study: Study, split, trial_id: str) 
                            checkpoint_config=CheckpointConfig(num_to_keep=1),
                            failure_config=FailureConfig(max_failures=0))
     trainer = worker_group_trainer(_distributed_worker, loop_config, workers=study.workers_per_trial,
-                                   cpus_per_worker=study.cpus_per_trial, run_config=run_config)
+                                   cpus_per_worker=study.cpus_per_trial, gpus_per_worker=study.compute.gpus,
+                                   run_config=run_config)
     try:
         trainer.fit()
     except Exception as e:  # a worker's own JobFailed becomes the trial's (not retried)
@@ -232,7 +236,7 @@ def _distributed_worker(loop_config: dict[str, Any]) -> None:
         first.clear()
 
     # The split comes with the loop config (Ray's object store): no worker reads the dataset files.
-    worker.run_loop(loop_config["hp"], None, on_state=on_state,
+    worker.run_loop(loop_config["hp"], None, loop_config["compute"], on_state=on_state,
                     split=loop_config["split"], resume=resume)
 
 

@@ -13,7 +13,7 @@ import yaml
 from sentinel_cli.k8s import capacity
 from sentinel_cli.k8s.capacity import GPU, Verdict, quantity
 from sentinel_ml.errors import ConfigError
-from tests.k8s.conftest import EXPECTED
+from tests.k8s.conftest import EXPECTED, PROFILE
 
 GPU_TAINT = {"key": GPU, "value": "true", "effect": "NoSchedule"}
 SPOT_TOLERATION = {"key": "lifecycle", "operator": "Equal", "value": "Ec2Spot", "effect": "NoSchedule"}
@@ -111,7 +111,7 @@ def test_train_plan_asks_for_a_head_two_workers_and_a_submitter():
         ("worker group train of RayJob train-20260101-000000-abcd", 2),
         ("submitter of RayJob train-20260101-000000-abcd", 1)]
     head, workers, submitter = needs
-    assert head.requests == {"cpu": 1, "memory": 2 * 2**30} and head.node_selector == {"lifecycle": "OnDemand"}
+    assert head.requests == {"cpu": 1, "memory": 4 * 2**30} and head.node_selector == {"lifecycle": "OnDemand"}
     assert workers.node_selector == {"intention": "training", "lifecycle": "Ec2Spot"}
     assert workers.tolerations == (capacity.Toleration("lifecycle", "Equal", "Ec2Spot", "NoSchedule"),)
     assert submitter.requests == {"cpu": Fraction(1, 5), "memory": 512 * 2**20}
@@ -122,7 +122,7 @@ def test_serve_plan_counts_the_workers_min_replicas_and_other_objects_none():
     assert [(n.role, n.count) for n in needs] == [("head of RayService recommender", 1),
                                                   ("worker group serve of RayService recommender", 1)]
     head = needs[0]  # an autoscaling RayService: KubeRay adds its autoscaler container to the head
-    assert head.requests == {"cpu": Fraction(3, 2), "memory": 2 * 2**30 + 512 * 2**20}
+    assert head.requests == {"cpu": Fraction(3, 2), "memory": 4 * 2**30 + 512 * 2**20}
     options = copy.deepcopy(_objects("serve"))
     options[1]["spec"]["rayClusterConfig"]["autoscalerOptions"] = {"resources": {"requests": {"cpu": "200m"}}}
     assert capacity.pod_needs(options)[0].requests["cpu"] == Fraction(6, 5)
@@ -413,3 +413,24 @@ def test_no_preflight_is_refused_on_the_local_target():
 
     with pytest.raises(ConfigError, match="--no-preflight only apply to --target k8s"):
         check_local(kube_request(preflight=False))
+
+
+@pytest.mark.parametrize(("gpus", "fits"), [(2, True), (8, False)])
+def test_the_gpu_flags_pods_are_counted_against_the_gpu_nodes(kube_env, gpus: int, fits: bool) -> None:
+    """``train --gpus N`` as planned (not hand-made requests): the workers ask for N GPUs and tolerate the
+    GPU taint, so they fit the GPU node group up to its size and are refused beyond it, naming the flag."""
+    from sentinel_cli.backends.kubernetes import plan
+    from sentinel_cli.k8s.request import KubeRequest, Overrides
+    from sentinel_ml.compute import Compute
+    from sentinel_ml.training.config import TrainConfig
+
+    planned = plan.plan_train(TrainConfig(compute=Compute(gpus=gpus)),
+                              KubeRequest(overrides=Overrides(profile=str(PROFILE)), name="gpu-run"))
+    workers = capacity.pod_needs(planned.objects)[1]
+    assert workers.requests[GPU] == gpus and workers.count == 2
+    error, _ = capacity.verdict(_run(planned.objects, _eks() + _gpu_nodes(4)))
+    if fits:
+        assert error is None
+    else:
+        assert "asks for 8 GPU (nvidia.com/gpu) per pod" in error.message
+        assert "(train --gpus, tune --gpus-per-trial, serve --gpus" in error.hint

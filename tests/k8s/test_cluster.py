@@ -420,6 +420,15 @@ def test_serve_resolves_through_s3_upgrades_in_place_and_waits_for_ready(cluster
     assert older.best_checkpoint in service["spec"]["serveConfigV2"]
     assert service["metadata"]["generation"] == 2
     assert {c["metadata"]["name"] for c in cluster.items("rayclusters")} == clusters_before  # in place
+    # The quality gate reads what the RayService serves (its checkpoint annotation) and refuses a worse run.
+    refused = cli("promote", newer.run_id, "--target", "k8s", "--no-wait", "-o", "json")
+    assert refused.exit_code == 1, refused.output
+    gate = json.loads(refused.stdout)
+    assert (gate["outcome"], gate["serving"]["checkpoint"], gate["candidate"]["checkpoint"]) == (
+        "refused", older.best_checkpoint, newer.best_checkpoint)
+    assert gate["where"] == f"RayService recommender in namespace {cluster.namespace}"
+    assert (gate["candidate"]["value"], gate["serving"]["value"]) == pytest.approx(
+        (newer.metrics["test_rmse"], older.metrics["test_rmse"]))
     # The real operator takes the update: it submits the new serveConfigV2 to the running cluster's
     # Serve REST API (the stand-in dashboard records it) instead of building another cluster.
     wait_for("the operator to submit the other checkpoint", _submitted(cluster, older.best_checkpoint), TIMEOUT_S)
@@ -517,9 +526,11 @@ def test_status_of_200_rayjobs_makes_one_list_call_per_kind(cluster, monkeypatch
     report = json.loads(result.stdout)
     assert report["counts"]["RayJob"] == 200 and len(report["objects"]) == 200
     paths = sorted(url.split("?")[0].rsplit("/", 1)[-1] for _, url in requests)
-    assert paths == ["rayclusters", "rayjobs", "rayservices"], requests
+    # The schedules: one LIST of CronJobs (their Jobs and pods only when there is one).
+    assert paths == ["cronjobs", "rayclusters", "rayjobs", "rayservices"], requests
     selectors = {unquote(url.split("labelSelector=", 1)[-1]) for _, url in requests}
-    assert {method for method, _ in requests} == {"GET"} and selectors == {"app.kubernetes.io/managed-by=sentinel"}
+    assert {method for method, _ in requests} == {"GET"} and selectors == {
+        "app.kubernetes.io/managed-by=sentinel", "app.kubernetes.io/managed-by=sentinel,app.kubernetes.io/component=schedule"}
 
 
 def test_status_lists_the_runs_of_the_storage_given_on_the_command_line(cluster) -> None:
@@ -627,14 +638,14 @@ def _doctor(kubeconfig: Path, monkeypatch) -> tuple[int, dict[str, dict[str, Any
 
 
 DOCTOR_CHECKS = ["kubeconfig", "cluster reachable", "namespace access", "kuberay crds", "ray token auth",
-                 "node labels", "pod sizes fit", "prometheus monitors", "s3 reachable", "checkpoint index"]
+                 "node labels", "pod sizes fit", "gpu nodes", "prometheus monitors", "s3 reachable", "checkpoint index"]
 
 
 def test_doctor_lists_its_whole_checklist_when_the_cluster_is_out_of_reach(cluster, tmp_path, monkeypatch) -> None:
     code, items = _doctor(tmp_path / "missing", monkeypatch)
     assert code == 1 and list(items) == DOCTOR_CHECKS
     assert items["kubeconfig"]["state"] == "fail" and "aws eks update-kubeconfig" in items["kubeconfig"]["fix"]
-    assert {items[name]["state"] for name in DOCTOR_CHECKS[1:8]} == {"skip"}
+    assert {items[name]["state"] for name in DOCTOR_CHECKS[1:9]} == {"skip"}
 
     dead, port = _dead_kubeconfig(cluster, tmp_path)
     code, items = _doctor(dead, monkeypatch)
@@ -643,7 +654,7 @@ def test_doctor_lists_its_whole_checklist_when_the_cluster_is_out_of_reach(clust
     reachable = items["cluster reachable"]
     assert reachable["state"] == "fail" and f"127.0.0.1:{port}" in reachable["detail"]
     assert "kubectl cluster-info" in reachable["fix"]
-    assert {items[name]["state"] for name in DOCTOR_CHECKS[2:8]} == {"skip"}
+    assert {items[name]["state"] for name in DOCTOR_CHECKS[2:9]} == {"skip"}
 
 
 def test_doctor_names_a_forbidden_namespace(cluster, monkeypatch) -> None:

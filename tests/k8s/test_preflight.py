@@ -6,7 +6,6 @@ message before anything is applied.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -23,8 +22,7 @@ from sentinel_cli.k8s.request import kube_request
 from sentinel_ml.entrypoint import exit_code
 from sentinel_ml.training.config import TrainConfig
 from tests.k8s.test_cluster import cli, flat
-from tests.testenv import cluster as testenv_cluster
-from tests.testenv.commands import KWOK_NODE_ANNOTATION
+from tests.support.k8s import kwok_gpu_node
 from tests.testenv.process import wait_for
 
 pytestmark = pytest.mark.k8s
@@ -38,23 +36,9 @@ GPU_TOLERATION = {"key": GPU, "operator": "Exists", "effect": "NoSchedule"}
 @pytest.fixture(scope="module")
 def gpu_node(k8s_api) -> Iterator[str]:
     """A kwok node like a g5.12xlarge in an EKS GPU group: 4 GPUs, tainted nvidia.com/gpu."""
-    name = f"kwok-gpu-{secrets.token_hex(3)}"
-    allocatable = {"cpu": "47", "memory": "180Gi", GPU: "4", "pods": "110", "ephemeral-storage": "95Gi"}
-    node = {"apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": name, "annotations": {KWOK_NODE_ANNOTATION: "fake"},
-                         "labels": {"type": "kwok", "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-                                    "node.kubernetes.io/instance-type": "g5.12xlarge",
-                                    "eks.amazonaws.com/nodegroup": GPU_GROUP, "sentinel.test/gpu-node": name,
-                                    "lifecycle": "Ec2Spot", "intention": "training"}},
-            "spec": {"taints": [GPU_TAINT]},
-            "status": {"capacity": allocatable, "allocatable": allocatable}}
-    core = client.CoreV1Api(k8s_api)
-    core.create_node(node)
-    try:
-        wait_for(f"kwok to make node {name} Ready", lambda: testenv_cluster.nodes_reason(k8s_api, [name]), TIMEOUT_S)
+    labels = {"eks.amazonaws.com/nodegroup": GPU_GROUP, "lifecycle": "Ec2Spot", "intention": "training"}
+    with kwok_gpu_node(k8s_api, labels, [GPU_TAINT]) as name:
         yield name
-    finally:
-        core.delete_node(name)
 
 
 @pytest.fixture
@@ -71,14 +55,17 @@ def profile(k8s_env, k8s_namespace, kube_env, tmp_path, monkeypatch) -> str:
 
 
 def _gpu_plan(name: str, gpus: int, tolerate: bool, select: dict[str, str] | None = None) -> plan.Plan:
-    """The train plan with ``gpus`` per worker (the settings have no GPU field yet: issue 26 item 1)."""
-    planned = plan.plan_train(TrainConfig(), kube_request(name=name, wait=False))
+    """``train --gpus N`` as planned (the workers ask for N GPUs and tolerate the GPU taint, the
+    profile's ``gpu.tolerations``); ``tolerate=False`` takes that toleration away and ``select`` pins
+    the workers, for the cases the flags alone cannot make."""
+    from sentinel_ml.compute import Compute
+
+    planned = plan.plan_train(TrainConfig(compute=Compute(gpus=gpus)), kube_request(name=name, wait=False))
     objects: list[dict[str, Any]] = yaml.safe_load(yaml.safe_dump(planned.objects))
     pod = objects[1]["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]
-    amounts = {"cpu": "1", "memory": "1Gi", GPU: str(gpus)}
-    pod["containers"][0]["resources"] = {"requests": amounts, "limits": amounts}
-    if tolerate:
-        pod["tolerations"] = [*pod.get("tolerations", []), GPU_TOLERATION]
+    assert pod["containers"][0]["resources"]["limits"][GPU] == str(gpus)
+    if not tolerate:
+        pod["tolerations"] = [t for t in pod.get("tolerations", []) if t.get("key") != GPU]
     if select is not None:
         pod["nodeSelector"] = select
     return replace(planned, objects=objects)
@@ -119,10 +106,23 @@ def test_more_gpus_than_any_node_has(gpu_node, profile, k8s_api) -> None:
 
 
 def test_a_gpu_pod_without_the_toleration(gpu_node, profile, k8s_api) -> None:
-    error = _refused(_gpu_plan("gpu-untolerated", 1, tolerate=False, select={"sentinel.test/gpu-node": gpu_node}))
+    error = _refused(_gpu_plan("gpu-untolerated", 1, tolerate=False, select={"kubernetes.io/hostname": gpu_node}))
     assert error.message == ("the worker group train of RayJob gpu-untolerated does not tolerate the taint "
                              "nvidia.com/gpu=present:NoSchedule that every node it selects carries "
                              f"(node group {GPU_GROUP})")
+    assert _rayjobs(k8s_api, profile) == []
+
+
+def test_gpu_nodes_whose_gpus_no_device_plugin_registered(gpu_node, profile, k8s_api) -> None:
+    """A GPU node (label and taint) that advertises no nvidia.com/gpu yet: the refusal names the
+    missing device plugin, not a missing GPU group."""
+    labels = {"eks.amazonaws.com/nodegroup": "gpu-new", "nvidia.com/gpu.present": "true"}
+    with kwok_gpu_node(k8s_api, labels, [GPU_TAINT], gpus=0) as bare:
+        error = _refused(_gpu_plan("gpu-bare", 1, tolerate=True, select={"kubernetes.io/hostname": bare}))
+    assert error.message == ("the worker group train of RayJob gpu-bare asks for 1 GPU (nvidia.com/gpu), and the "
+                             f"GPU node(s) that admit it ({bare}) advertise none: no device plugin has registered "
+                             "their GPUs")
+    assert error.hint.startswith("run `sentinel up --target k8s` (it installs NVIDIA's device plugin")
     assert _rayjobs(k8s_api, profile) == []
 
 
@@ -162,7 +162,7 @@ def test_gpus_taken_by_running_pods_leave_no_room_and_no_autoscaler_grows_the_gr
 
     core = client.CoreV1Api(k8s_api)
     busy = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "gpu-busy"},
-            "spec": {"nodeSelector": {"sentinel.test/gpu-node": gpu_node}, "tolerations": [GPU_TOLERATION],
+            "spec": {"nodeSelector": {"kubernetes.io/hostname": gpu_node}, "tolerations": [GPU_TOLERATION],
                      "containers": [{"name": "c", "image": "registry.example/busy:1",
                                      "resources": {"requests": {GPU: "3"}, "limits": {GPU: "3"}}}]}}
     core.create_namespaced_pod(profile, busy)

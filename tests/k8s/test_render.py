@@ -102,7 +102,7 @@ def test_rayjob_carries_the_profile_defaults_and_policy(kube_env) -> None:
     worker = workers["template"]["spec"]
     assert cluster["rayVersion"] == "2.60.0"
     assert head["nodeSelector"] == {"lifecycle": "OnDemand"}
-    assert head["containers"][0]["resources"]["limits"] == {"cpu": "1", "memory": "2Gi"}
+    assert head["containers"][0]["resources"]["limits"] == {"cpu": "1", "memory": "4Gi"}
     assert worker["nodeSelector"] == {"intention": "training", "lifecycle": "Ec2Spot"}
     assert worker["tolerations"] == [{"key": "lifecycle", "operator": "Equal", "value": "Ec2Spot",
                                       "effect": "NoSchedule"}]
@@ -484,3 +484,49 @@ def test_the_default_dataset_reads_the_profiles_copy_and_a_local_table_is_refuse
                          (DataSource(data="s3://b/r/", items="file:///home/me/items.csv"), "--items")):
         with pytest.raises(ConfigError, match=f"{flag} .* is a path on this machine"):
             manifests.train_values(kube, TrainConfig(source=source), RUN_ID)
+
+
+GPU_SELECTOR = "gpu.node_selector.k8s.amazonaws.com/accelerator=nvidia-h100"  # kubernetes.gpu.node_selector
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}  # EKS's GPU taint
+
+
+@pytest.mark.parametrize(("what", "flags", "pod_gpus", "argv"), [
+    ("train", ["--gpus", "0.5", "--precision", "bf16-mixed", "--device", "gpu"], "1",
+     ["--device", "gpu", "--gpus", "0.5", "--precision", "bf16-mixed"]),
+    ("tune", ["--gpus-per-trial", "2", "--precision", "16-mixed"], "2", ["--gpus-per-trial", "2", "--precision", "16-mixed"]),
+    ("serve", ["--gpus", "0.25", "--checkpoint", CHECKPOINT], "1", None),
+    ("cluster", ["--set", "worker.gpu=4"], "4", None),
+])
+def test_every_compute_flag_shows_in_the_objects_and_they_match_the_crd_schemas(
+        kube_env, crd_schemas, what: str, flags: list[str], pod_gpus: str, argv: list[str] | None) -> None:
+    """The worker pods ask for whole nvidia.com/gpu (requests = limits), tolerate EKS's GPU taint, go where
+    kubernetes.gpu.node_selector says besides their own selector, and tell Ray its GPUs (num-gpus, as
+    KubeRay would derive from the limit); the job's command line carries the flags; the head stays as it was."""
+    import jsonschema
+
+    result = CliRunner().invoke(app, ["render", what, "--profile", str(PROFILE), *flags, "--set", GPU_SELECTOR,
+                                      "-o", "json"])
+    assert result.exit_code == 0, result.output
+    obj = json.loads(result.stdout)["items"][1]
+    jsonschema.Draft7Validator(crd_schemas[obj["kind"]]).validate(obj)
+    assert _unknown_fields(obj, crd_schemas[obj["kind"]]) == []
+    spec = {"RayJob": lambda s: s["rayClusterSpec"], "RayService": lambda s: s["rayClusterConfig"],
+            "RayCluster": lambda s: s}[obj["kind"]](obj["spec"])
+    group = spec["workerGroupSpecs"][0]
+    pod = group["template"]["spec"]
+    resources = pod["containers"][0]["resources"]
+    assert resources["requests"]["nvidia.com/gpu"] == resources["limits"]["nvidia.com/gpu"] == pod_gpus
+    assert group["rayStartParams"] == {"num-gpus": pod_gpus}
+    assert GPU_TOLERATION in pod["tolerations"]
+    assert pod["nodeSelector"]["k8s.amazonaws.com/accelerator"] == "nvidia-h100"
+    if what != "serve":  # training workers stay on spot nodes, with that toleration too
+        assert pod["nodeSelector"]["lifecycle"] == "Ec2Spot" and len(pod["tolerations"]) == 2
+    head = spec["headGroupSpec"]["template"]["spec"]
+    assert "nvidia.com/gpu" not in head["containers"][0]["resources"]["limits"]
+    assert "tolerations" not in head and "k8s.amazonaws.com/accelerator" not in head["nodeSelector"]
+    if argv is not None:
+        words = shlex.split(obj["spec"]["entrypoint"])
+        assert all(word in words for word in argv) and words.index(argv[0]) + len(argv) - 1 == words.index(argv[-1])
+    if what == "serve":  # Serve places each replica with its share of a GPU
+        args = yaml.safe_load(obj["spec"]["serveConfigV2"])["applications"][0]["args"]
+        assert args["num_gpus"] == 0.25

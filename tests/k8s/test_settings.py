@@ -19,7 +19,7 @@ from tests.k8s.conftest import PROFILE
 def test_defaults_follow_the_design(kube_env) -> None:
     kube = settings.load(environ={})
     assert kube.namespace == "default"
-    assert (kube.head.cpu, kube.head.memory) == ("1", "2Gi")
+    assert (kube.head.cpu, kube.head.memory) == ("1", "4Gi")
     assert (kube.worker.cpu, kube.worker.memory) == ("1", "2Gi")
     assert (kube.serve_worker.cpu, kube.serve_worker.memory) == ("500m", "2Gi")
     assert kube.spot.node_selector == {"intention": "training", "lifecycle": "Ec2Spot"}

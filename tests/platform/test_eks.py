@@ -85,3 +85,51 @@ def test_autoscaler_manifest_passes_api_server_validation(k8s_env, tmp_path) -> 
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("serverside-applied (server dry run)") == 5, result.stdout
+
+
+def test_gpu_node_groups_on_demand_and_spot_sized_by_flags(sentinel_home) -> None:
+    config, *_ = _render("--gpu-nodes", "1:4", "--gpu-instance-type", "g5.2xlarge", "--gpu-instance-type",
+                         "g6.2xlarge", "--gpu-spot")
+    groups = {g["name"]: g for g in config["managedNodeGroups"]}
+    assert list(groups) == ["ondemand-heads", "spot-workers", "gpu-ondemand", "gpu-spot"]
+    on_demand, spot = groups["gpu-ondemand"], groups["gpu-spot"]
+    gpu_taint = {"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"}
+    for group in (on_demand, spot):
+        assert group["instanceTypes"] == ["g5.2xlarge", "g6.2xlarge"]
+        assert (group["minSize"], group["maxSize"], group["desiredCapacity"]) == (1, 4, 1)
+        assert group["labels"].items() >= {"accelerator": "nvidia", "nvidia.com/gpu.present": "true"}.items()
+        assert group["taints"][0] == gpu_taint
+        assert group["tags"]["k8s.io/cluster-autoscaler/sentinel"] == "owned" and group["propagateASGTags"]
+    assert "spot" not in on_demand and on_demand["labels"]["lifecycle"] == "OnDemand"
+    assert on_demand["taints"] == [gpu_taint]
+    assert spot["spot"] is True and spot["labels"]["lifecycle"] == "Ec2Spot"
+    assert spot["taints"] == [gpu_taint, {"key": "lifecycle", "value": "Ec2Spot", "effect": "NoSchedule"}]
+    # the default: no GPU group; MAX alone means 0:MAX; bad sizes are usage errors (exit 2)
+    assert [g["name"] for g in eks.cluster_config(eks.EksCluster())["managedNodeGroups"]] == [
+        "ondemand-heads", "spot-workers"]
+    only_max = {g["name"]: g for g in _render("--gpu-nodes", "2")[0]["managedNodeGroups"]}
+    assert (only_max["gpu-ondemand"]["minSize"], only_max["gpu-ondemand"]["maxSize"]) == (0, 2)
+    assert "gpu-spot" not in only_max
+    for bad, said in ((["--gpu-nodes", "4:1"], "need 0 <= MIN <= MAX"), (["--gpu-nodes", "x"], "is not MIN:MAX"),
+                      (["--gpu-spot"], "--gpu-spot needs GPU nodes")):
+        result = CliRunner().invoke(app, ["cluster", "render", *bad])
+        assert result.exit_code == 2 and said in " ".join(result.output.split()), result.output
+
+
+def test_the_gpu_spot_group_admits_what_the_preflight_admits(sentinel_home) -> None:
+    """A worker with the spot toleration and the GPU one fits the spot GPU group's nodes; without the
+    GPU toleration the preflight names the GPU taint (the group's labels and taints as nodes carry them)."""
+    from sentinel_cli.k8s import capacity
+
+    spot = {g["name"]: g for g in eks.cluster_config(eks.EksCluster(gpu_nodes=(0, 2), gpu_spot=True))[
+        "managedNodeGroups"]}["gpu-spot"]
+    node = capacity.Node("n", "gpu-spot", spot["labels"],
+                         tuple(capacity.Taint(t["key"], t["value"], t["effect"]) for t in spot["taints"]),
+                         {capacity.GPU: capacity.quantity(1)}, {capacity.GPU: capacity.quantity(1)})
+    spot_toleration = capacity.Toleration("lifecycle", "Equal", "Ec2Spot", "NoSchedule")
+    gpu_toleration = capacity.Toleration(capacity.GPU, "Exists", None, "NoSchedule")
+    need = capacity.PodNeed("worker", {capacity.GPU: capacity.quantity(1)}, 1,
+                            {"intention": "training", "lifecycle": "Ec2Spot"}, (spot_toleration, gpu_toleration))
+    assert need.admitted_by(node)
+    untolerated = capacity.PodNeed("worker", need.requests, 1, need.node_selector, (spot_toleration,))
+    assert [str(t) for t in untolerated.untolerated(node)] == ["nvidia.com/gpu=true:NoSchedule"]

@@ -140,6 +140,7 @@ def test_doctor_passes_on_the_test_cluster(kube_cli) -> None:
     assert states["cluster reachable"] == states["kuberay crds"] == "pass", report
     assert states["node labels"] == states["pod sizes fit"] == "pass", report
     assert states["s3 reachable"] == "skip"
+    assert states["gpu nodes"] == "skip" and report["gpus"] == {"nodes": [], "device_plugins": [], "allocatable": 0}
     auth = {i["name"]: i for i in report["items"]}["ray token auth"]  # names the operator, says token auth works
     assert auth["state"] == "pass" and "token authentication supported" in auth["detail"], auth
 
@@ -222,3 +223,57 @@ def test_a_container_that_keeps_crashing_ends_the_wait_with_its_cause() -> None:
     pull = {"restartCount": 0, "state": {"waiting": {"reason": "ErrImageNeverPull", "message": "not present"}}}
     with pytest.raises(ConfigError, match="image mlflow:x cannot be pulled \\(ErrImageNeverPull"):
         kube_platform._failing(_pod(pull))
+
+
+def test_gpu_nodes_get_the_device_plugin_from_up_and_doctor_reports_their_gpus(kube_cli, k8s_api) -> None:
+    """A kwok GPU node (4 × nvidia.com/gpu, tainted like EKS's GPU groups): doctor fails it while no
+    device plugin runs; `up` installs NVIDIA's DaemonSet, which the real DaemonSet controller and
+    scheduler put on that node only; doctor then passes with its allocatable GPUs; `down` removes it."""
+    from kubernetes import client
+
+    from sentinel_cli.k8s import platform_objects as po
+    from sentinel_cli.k8s.client import Kube
+    from tests.support.k8s import kwok_gpu_node
+    from tests.testenv.process import wait_for
+
+    apps = client.AppsV1Api(k8s_api)
+    labels = {"eks.amazonaws.com/nodegroup": "gpu-ondemand", "nvidia.com/gpu.present": "true"}
+    taint = {"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"}
+    with kwok_gpu_node(k8s_api, labels, [taint]) as node:
+        try:
+            result, report = kube_cli("doctor")
+            assert result.exit_code == 1, result.output
+            gpu = {i["name"]: i for i in report["items"]}["gpu nodes"]
+            assert gpu["state"] == "fail", gpu
+            assert gpu["detail"] == (f"1 GPU node(s), 4 GPUs allocatable: {node} (group gpu-ondemand): 4 allocatable; "
+                                     "no device plugin runs: their GPUs cannot be scheduled")
+            assert "sentinel up --target k8s" in gpu["fix"] and po.DEVICE_PLUGIN_IMAGE in gpu["fix"]
+
+            first, report = kube_cli("up", "--no-wait")
+            assert first.exit_code == 0, first.output
+            assert _states(report)["nvidia device plugin"] == "created", report["items"]
+
+            def placed() -> str | None:
+                pods = client.CoreV1Api(k8s_api).list_namespaced_pod(
+                    po.DEVICE_PLUGIN_NS, label_selector="name=nvidia-device-plugin-ds").items
+                nodes = [p.spec.node_name for p in pods]
+                ready = apps.read_namespaced_daemon_set(po.DEVICE_PLUGIN, po.DEVICE_PLUGIN_NS).status.number_ready
+                return None if nodes == [node] and ready == 1 else f"plugin pods on {nodes}, {ready} ready"
+
+            wait_for("the device plugin to run on the GPU node (and on no other)", placed, 60)
+            result, report = kube_cli("doctor")
+            gpu = {i["name"]: i for i in report["items"]}["gpu nodes"]
+            assert gpu["state"] == "pass", gpu
+            assert gpu["detail"].endswith(f"device plugin: DaemonSet kube-system/{po.DEVICE_PLUGIN} "
+                                          f"({po.DEVICE_PLUGIN_IMAGE}), ready on 1 of 1 node(s)")
+            assert report["gpus"]["allocatable"] == 4
+            assert [(n["name"], n["allocatable"], n["tainted"]) for n in report["gpus"]["nodes"]] == [(node, 4, True)]
+            assert report["gpus"]["device_plugins"][0]["managed_by_sentinel"] is True
+
+            _, report = kube_cli("up", "--no-wait")
+            assert _states(report)["nvidia device plugin"] == "unchanged", report["items"]
+            gone, report = kube_cli("down")
+            assert gone.exit_code == 0 and _states(report)["nvidia device plugin"] == "deleted", report["items"]
+            assert apps.list_namespaced_daemon_set(po.DEVICE_PLUGIN_NS, label_selector=po.COMPONENT).items == []
+        finally:
+            Kube(k8s_api, po.DEVICE_PLUGIN_NS).delete_object(po.device_plugin()[0])

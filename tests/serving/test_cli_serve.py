@@ -1,7 +1,7 @@
 """`sentinel serve` as a user runs it, in separate processes: a detached local Ray with the
 throughput settings (HAProxy straight to the replicas, HTTP and gRPC), status, predict over every
-protocol, recommend, an idempotent second serve, bad input through HAProxy, and `serve stop` leaving
-no process behind."""
+protocol, recommend, an idempotent second serve, bad input through HAProxy, the quality gate
+(`serve --gate`, `promote`), and `serve stop` leaving no process behind."""
 
 from __future__ import annotations
 
@@ -71,6 +71,47 @@ def _serve_with_a_token(cli, home, url, grpc_address, port, grpc_port, predictio
     assert stranger.returncode == 2 and "cannot read the serving token file" in stranger.stderr
 
 
+def _train(root, dataset_dir, **hp):
+    from sentinel_ml.data.source import DataSource
+    from sentinel_ml.training.config import Hyperparameters, TrainConfig
+    from sentinel_ml.training.run import train
+
+    return train(TrainConfig(hp=Hyperparameters(**hp), source=DataSource(data=str(dataset_dir)), storage=root,
+                             mlflow_uri="off"))
+
+
+def _gate(cli, trained_run, dataset_dir, root, port) -> None:
+    """The quality gate against what serves (the session's run): `promote` refuses a worse model (exit 1,
+    both numbers) and one measured on another split; `--force` serves the worse one in place, saying so.
+    The candidates are two more short real runs on ml-100k in a store of their own, named by URI."""
+    worse = _train(root, dataset_dir, epochs=1, lr=1e-4)  # barely moved from the global mean
+    other_split = _train(root, dataset_dir, epochs=1, split="random")
+    candidate, best = worse.checkpoints["best"], trained_run.checkpoints["best"]
+    assert worse.metrics["test_rmse"] > trained_run.metrics["test_rmse"]
+
+    refused = cli("promote", candidate, "-o", "json")
+    assert refused.returncode == 1, refused.stderr
+    result = json.loads(refused.stdout)
+    assert (result["outcome"], result["promoted"], result["metric"]) == ("refused", False, "rmse")
+    assert (result["candidate"]["value"], result["serving"]["value"]) == pytest.approx(
+        (worse.metrics["test_rmse"], trained_run.metrics["test_rmse"]))
+    assert (result["candidate"]["run_id"], result["serving"]["checkpoint"]) == (worse.run_id, best)
+    numbers = f"{worse.metrics['test_rmse']:.4f}", f"{trained_run.metrics['test_rmse']:.4f}"
+    assert all(n in refused.stderr for n in numbers)
+    assert all(n in cli("promote", candidate).stdout for n in numbers)  # side by side for people
+
+    elsewhere = cli("promote", other_split.checkpoints["best"], "--metric", "ndcg@10", "-o", "json")
+    assert elsewhere.returncode == 1, elsewhere.stderr
+    assert "other data" in json.loads(elsewhere.stdout)["reason"] and "split random" in elsewhere.stderr
+
+    forced = cli("promote", candidate, "--force", "-o", "json", timeout=300)
+    assert forced.returncode == 0, forced.stderr
+    result = json.loads(forced.stdout)
+    assert (result["outcome"], result["promoted"]) == ("forced", True) and "FORCED (--force)" in forced.stderr
+    assert (result["serve"]["checkpoint"], result["serve"]["port"]) == (candidate, port)  # settings kept
+    assert json.loads(cli("status", "-o", "json").stdout)["serving"]["checkpoint"] == candidate
+
+
 def test_serve_status_predict_recommend_stop(tmp_path, trained_run, dataset_dir):
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "SENTINEL_TARGET")}
@@ -86,10 +127,13 @@ def test_serve_status_predict_recommend_stop(tmp_path, trained_run, dataset_dir)
 
     leader = None
     try:
-        served = cli("serve", "--checkpoint", "latest", "--port", str(port), "--grpc-port", str(grpc_port),
+        served = cli("serve", "--checkpoint", "latest", "--gate", "--port", str(port), "--grpc-port", str(grpc_port),
                      "--timeout", "240", "-o", "json", timeout=300)
         assert served.returncode == 0, served.stderr
-        summary = json.loads(served.stdout)
+        gated = json.loads(served.stdout)  # nothing served yet: the gate passes it, and says so
+        assert (gated["outcome"], gated["serving"], gated["promoted"]) == ("passed", None, True)
+        assert "nothing is serving" in gated["reason"] and "gate: nothing is serving" in served.stderr
+        summary = gated["serve"]
         assert summary["checkpoint"] == best and summary["run_id"] == trained_run.run_id
         assert (summary["http"], summary["grpc"]) == (url, grpc_address)
         assert summary["model_name"] == "recommender" and summary["model_version"] > 0
@@ -158,6 +202,7 @@ def test_serve_status_predict_recommend_stop(tmp_path, trained_run, dataset_dir)
         other_port = cli("serve", "--port", str(free_port()))
         assert other_port.returncode == 2 and f"already serves on port {port}" in other_port.stderr
 
+        _gate(cli, trained_run, dataset_dir, str(tmp_path / "candidates"), port)
         _serve_with_a_token(cli, home, url, grpc_address, port, grpc_port, body["predictions"])
     finally:
         stopped = cli("serve", "stop", "-o", "json", timeout=120)

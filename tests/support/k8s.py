@@ -15,6 +15,8 @@ import os
 import re
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from kubernetes import client
@@ -63,6 +65,32 @@ def k8s_namespace(k8s_api: client.ApiClient, request: pytest.FixtureRequest) -> 
              lambda: cluster.service_account_reason(k8s_api, name), timeout_s=30)
     yield name
     core.delete_namespace(name)  # the namespace controller finishes in the background
+
+
+@contextmanager
+def kwok_gpu_node(api: client.ApiClient, labels: dict[str, str], taints: list[dict[str, str]],
+                  gpus: int = 4, instance_type: str = "g5.12xlarge") -> Iterator[str]:
+    """A kwok node like a GPU instance of an EKS GPU group (``gpus`` × nvidia.com/gpu allocatable, 47
+    CPUs, 180Gi), Ready while the block runs, deleted after: the real scheduler places GPU pods on it."""
+    from tests.testenv.commands import KWOK_NODE_ANNOTATION
+
+    name = f"kwok-gpu-{secrets.token_hex(3)}"
+    allocatable = {"cpu": "47", "memory": "180Gi", "nvidia.com/gpu": str(gpus), "pods": "110",
+                   "ephemeral-storage": "95Gi"}
+    node: dict[str, Any] = {
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "annotations": {KWOK_NODE_ANNOTATION: "fake"},
+                     "labels": {"type": "kwok", "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+                                "node.kubernetes.io/instance-type": instance_type, **labels}},
+        "spec": {"taints": taints},
+        "status": {"capacity": allocatable, "allocatable": allocatable}}
+    core = client.CoreV1Api(api)
+    core.create_node(node)
+    try:
+        wait_for(f"kwok to make node {name} Ready", lambda: cluster.nodes_reason(api, [name]), 60)
+        yield name
+    finally:
+        core.delete_node(name)
 
 
 def _namespace_name(test_name: str) -> str:

@@ -16,9 +16,9 @@ The steps, each cached under ``~/.cache/sentinel/images/`` by a hash of its inpu
    prefers ``+cpu`` from the CPU index. The CUDA wheels (nvidia-*, about 4 GB) stay: PyPI's torch
    is linked against them and does not import without them (measured: ``import torch`` fails
    with "libcublasLt.so.*[0-9] not found").
-4. ``train``, ``serve``: Dockerfile.train and Dockerfile.serve, built exactly as users build them
-   (the repository as the context, its .dockerignore), with ``BASE_IMAGE`` pointing at the base
-   and ``TORCH_INDEX_URL`` at the wheelhouse.
+4. ``train``, ``serve``, ``cli``: Dockerfile.train, Dockerfile.serve and Dockerfile.cli, built exactly
+   as users build them (the repository as the context, its .dockerignore), with ``BASE_IMAGE``
+   pointing at the base and (train, serve) ``TORCH_INDEX_URL`` at the wheelhouse.
 5. ``minio``, ``mc``, ``mlflow``: the platform that ``sentinel up --target k8s`` applies, under the
    very names sentinel_cli/k8s/platform_objects.py gives them (``quay.io/minio/minio:RELEASE...``,
    ``quay.io/minio/mc:RELEASE...``, ``ghcr.io/mlflow/mlflow:v...-full``), from
@@ -69,7 +69,8 @@ PLATFORM_DIR = REPO / "docker" / "platform"
 MLFLOW_REQUIREMENTS = PLATFORM_DIR / "requirements-mlflow.txt"
 # The lock's versions (tools/lock.py): every image installs with them as pip constraints.
 CONSTRAINTS = REPO / "requirements" / "images.txt"
-APPS = ("train", "serve")
+APPS = ("train", "serve", "cli")
+TORCH_APPS = ("train", "serve")  # the CLI image (the runs of `sentinel schedule`) has no torch
 # The platform's images (those of platform_objects.py) and the Go build each one copies in.
 PLATFORM = {"minio": platform_objects.MINIO_IMAGE, "mc": platform_objects.MC_IMAGE,
             "mlflow": platform_objects.MLFLOW_IMAGE}
@@ -381,10 +382,13 @@ def _app(buildah: _Buildah, image: Image, base: str, wheels: Path) -> None:
     # The mount point names the wheelhouse's key: the URL is a build argument, so buildah's layer
     # cache reuses a pip step only for the same wheelhouse.
     mount = f"{WHEELS_MOUNT}-{torch_key()}"
-    buildah.bud(image.dockerfile, REPO, tag,
-                {"BASE_IMAGE": base, "TORCH_INDEX_URL": f"file://{mount}/simple"},
-                volumes=[f"{wheels}:{mount}:ro"])
-    _check_cpu_only(buildah, tag)
+    if image.name in TORCH_APPS:
+        buildah.bud(image.dockerfile, REPO, tag,
+                    {"BASE_IMAGE": base, "TORCH_INDEX_URL": f"file://{mount}/simple"},
+                    volumes=[f"{wheels}:{mount}:ro"])
+        _check_cpu_only(buildah, tag)
+    else:
+        buildah.bud(image.dockerfile, REPO, tag, {"BASE_IMAGE": base})
     buildah.save(tag, image.archive, image.reference)
     log.info("%s: built in %.0f s; %s (%.0f MB)", image.name, time.monotonic() - started,
              image.archive, image.archive.stat().st_size / 1e6)

@@ -170,7 +170,8 @@ class RealNode:
             "head_node_selector": selector,
             "spot": {"node_selector": selector, "tolerations": []},
             "images": {"train": self.images["train"].reference,
-                       "serve": self.images["serve"].reference, "pull_policy": "IfNotPresent"},
+                       "serve": self.images["serve"].reference, "cli": self.images["cli"].reference,
+                       "pull_policy": "IfNotPresent"},
         }
         section.update(kubernetes)
         return {"target": "k8s", "kubernetes": section}

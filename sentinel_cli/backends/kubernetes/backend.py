@@ -12,6 +12,7 @@ from sentinel_cli.backends.results import (
     LogsReport,
     Rendered,
     ServeReport,
+    ServingModel,
     StatusReport,
     StopReport,
     TrainReport,
@@ -40,6 +41,9 @@ class KubernetesBackend:
     def serve_stop(self, deploy: KubeRequest) -> StopReport:
         raise Unsupported("`sentinel serve stop` stops the local application",
                           hint="on k8s use `sentinel delete <rayservice name> --target k8s`")
+
+    def serving_model(self, storage: str | None, deploy: KubeRequest) -> ServingModel:
+        return inspect.serving_model(storage, deploy)
 
     def status(self, storage: str | None, limit: int, deploy: KubeRequest) -> StatusReport:
         return inspect.status(storage, limit, deploy)
@@ -71,6 +75,9 @@ class RenderBackend:
 
     def serve_stop(self, deploy: KubeRequest) -> StopReport:
         raise Unsupported("nothing to render for `serve stop`")
+
+    def serving_model(self, storage: str | None, deploy: KubeRequest) -> ServingModel:
+        raise Unsupported("nothing to render for `promote`", hint="render `serve --checkpoint X` instead")
 
     def status(self, storage: str | None, limit: int, deploy: KubeRequest) -> StatusReport:
         raise Unsupported("nothing to render for `status`")

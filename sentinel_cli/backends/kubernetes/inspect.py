@@ -9,7 +9,7 @@ from typing import Any
 
 from sentinel_cli.backends.kubernetes.plan import load_settings
 from sentinel_cli.backends.kubernetes.run import NAME, connect, detached, finish_job
-from sentinel_cli.backends.results import DeleteReport, LogsReport, ManagedObject, StatusReport
+from sentinel_cli.backends.results import DeleteReport, LogsReport, ManagedObject, ServingModel, StatusReport
 from sentinel_cli.k8s.request import KubeRequest, Overrides
 from sentinel_cli.progress import kube_line as _driver_line
 from sentinel_cli.progress import kube_say as _say
@@ -22,7 +22,6 @@ def status(storage: str | None, limit: int, deploy: KubeRequest) -> StatusReport
     and the newest runs in ``storage`` (--storage, else the profile's)."""
     from sentinel_cli.k8s import manifests
     from sentinel_cli.k8s.client import RAYCLUSTER, RAYJOB, RAYSERVICE
-
     settings = load_settings(deploy, Overrides(storage=storage))
     now = datetime.now(timezone.utc)
     with connect(settings) as kube:
@@ -30,6 +29,7 @@ def status(storage: str | None, limit: int, deploy: KubeRequest) -> StatusReport
         jobs = kube.list(RAYJOB, manifests.SELECTOR, everywhere)
         services = kube.list(RAYSERVICE, manifests.SELECTOR, everywhere)
         clusters = kube.list(RAYCLUSTER, manifests.SELECTOR, everywhere)
+        schedules = _schedules(kube, everywhere)
         namespace = "*" if everywhere else kube.namespace
     jobs.sort(key=_created, reverse=True)
     standalone = [c for c in clusters if "ray.io/originated-from-crd" not in _labels(c)]
@@ -37,7 +37,36 @@ def status(storage: str | None, limit: int, deploy: KubeRequest) -> StatusReport
             + [_cluster_row(c, now) for c in standalone])
     return StatusReport(target=NAME, namespace=namespace, objects=rows,
                         counts={"RayJob": len(jobs), "RayService": len(services), "RayCluster": len(standalone)},
-                        shown_jobs=min(limit, len(jobs)), **_runs(settings.storage, limit))
+                        shown_jobs=min(limit, len(jobs)), schedules=schedules, **_runs(settings.storage, limit))
+
+
+def serving_model(storage: str | None, deploy: KubeRequest) -> ServingModel:
+    """The checkpoint the RayService (--name, else the profile's serve.name) serves, from the annotation
+    and run-id label ``serve`` writes; ``checkpoint`` None when there is no such RayService."""
+    from sentinel_cli.k8s import manifests
+    from sentinel_cli.k8s.client import RAYSERVICE
+
+    settings = load_settings(deploy, Overrides(storage=storage))
+    name = deploy.name or settings.serve.name
+    with connect(settings) as kube:
+        service = kube.get(RAYSERVICE, name)
+        namespace = kube.namespace
+    checkpoint = _checkpoint(service) if service is not None else None
+    if checkpoint is None:
+        return ServingModel(checkpoint=None, storage=settings.storage)
+    return ServingModel(checkpoint=checkpoint, run_id=_labels(service).get(manifests.RUN_ID),
+                        storage=settings.storage, where=f"RayService {name} in namespace {namespace}")
+
+
+def _schedules(kube, everywhere: bool) -> list:
+    """The retraining schedules; a user whose RBAC does not cover CronJobs still gets the rest."""
+    from sentinel_cli.k8s.client import Forbidden
+    from sentinel_cli.schedules import kube as scheduled
+
+    try:
+        return scheduled.rows(kube, everywhere)
+    except Forbidden:
+        return []
 
 
 def _runs(storage: str | None, limit: int) -> dict[str, Any]:

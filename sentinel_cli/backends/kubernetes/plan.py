@@ -106,7 +106,7 @@ def load_settings(deploy: KubeRequest, request: Overrides | None = None) -> Kube
 
     overrides = deploy.overrides
     if request is not None:
-        given = {"storage": request.storage, "mlflow_uri": request.mlflow_uri}
+        given = {"storage": request.storage, "mlflow_uri": request.mlflow_uri, "worker_gpus": request.worker_gpus}
         unset = {k: v for k, v in given.items() if v is not None and getattr(overrides, k) is None}
         overrides = replace(overrides, **unset, serve=_over(overrides.serve, request.serve))
     return settings.load(overrides)
@@ -144,16 +144,19 @@ def _plan(deploy: KubeRequest, settings: KubeSettings, name: str, what: str, val
 
 
 def _flags(request: Any, serve: ServeOverrides | None = None) -> Overrides:
-    """The settings a request carries (--storage, --mlflow-uri; serve's ports and replica bounds)."""
+    """The settings a request carries (--storage, --mlflow-uri; a job's GPUs per worker pod; serve's
+    ports, replica bounds and GPUs per replica)."""
+    compute = getattr(request, "compute", None)
+    gpus = compute.pod_gpus() if compute is not None else 0
     return Overrides(storage=getattr(request, "storage", None), mlflow_uri=getattr(request, "mlflow_uri", None),
-                     serve=serve or ServeOverrides())
+                     worker_gpus=gpus or None, serve=serve or ServeOverrides())
 
 
 def _serve_overrides(request: ServeRequest) -> ServeOverrides:
     """A ServeRequest's ports and replica bounds, over the profile's ``serve`` settings."""
     scaling = request.app_args or {}
-    return ServeOverrides(port=request.port, grpc_port=request.grpc_port,
-                          min_replicas=scaling.get("min_replicas"), max_replicas=scaling.get("max_replicas"))
+    return ServeOverrides(port=request.port, grpc_port=request.grpc_port, min_replicas=scaling.get("min_replicas"),
+                          max_replicas=scaling.get("max_replicas"), gpus=scaling.get("num_gpus"))
 
 
 def _over(flags: ServeOverrides, request: ServeOverrides) -> ServeOverrides:

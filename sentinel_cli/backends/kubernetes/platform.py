@@ -61,6 +61,7 @@ def up(settings, request: UpRequest) -> dict[str, Any]:
         items.append(_apply_all(kube, "mlflow", po.mlflow(ns, heads), request))
         items += _monitoring(kube, ns, request)
         items.append(_metrics_server(kube, request))
+        items.append(run_check("nvidia device plugin", lambda: _device_plugin(kube, request)))
         if request.wait and not request.dry_run and not any(i.failed for i in items):
             items.append(run_check("ready", lambda: _wait_ready(kube, ns, request)))
     items += _s3(settings, request.dry_run)
@@ -332,6 +333,31 @@ def _metrics_server(kube: Kube, request: UpRequest) -> Item:
     return _apply_all(kube, "metrics-server", po.metrics_server(), request)
 
 
+def _device_plugin(kube: Kube, request: UpRequest) -> Item:
+    """Install NVIDIA's device plugin when the cluster has GPU nodes and no device plugin runs (never
+    touch someone else's: eksctl's, the GPU operator's); keep ours up to date."""
+    from sentinel_cli.k8s import gpus
+    from sentinel_cli.k8s.client import DAEMONSET, Forbidden
+
+    name = "nvidia device plugin"
+    try:
+        nodes = gpus.gpu_nodes(kube.nodes())
+        plugins = gpus.device_plugins(kube.list(DAEMONSET, all_namespaces=True))
+    except Forbidden as e:  # a namespace-scoped account: GPUs are the cluster admin's business
+        return Item(name, SKIP, f"cannot tell whether the cluster has GPU nodes: {e.message}")
+    if not nodes and not any(p.managed_by_sentinel for p in plugins):
+        return Item(name, SKIP, "no GPU nodes (none advertises nvidia.com/gpu, carries its taint or a GPU label)")
+    others = [p for p in plugins if not p.managed_by_sentinel]
+    if others:
+        return Item(name, "unchanged", f"already installed (not by Sentinel): {others[0]}")
+    applied = _apply_all(kube, name, po.device_plugin(), request)
+    missed = gpus.unlabelled(nodes)
+    if missed and not applied.failed:
+        return Item(name, applied.state, f"{applied.detail}; it does not select GPU node(s) {', '.join(missed)} "
+                                         "(no GPU label)", gpus.LABEL_FIX)
+    return applied
+
+
 def _managed_by_sentinel(obj: dict[str, Any]) -> bool:
     return (obj.get("metadata", {}).get("labels") or {}).get("app.kubernetes.io/managed-by") == "sentinel"
 
@@ -388,6 +414,8 @@ def down(settings, purge: bool = False, dry_run: bool = False, wait: bool = True
         has_monitors = kube.crd_exists(po.PROMETHEUS_CRD)
         if any(_managed_by_sentinel(d) for d in kube.deployments("k8s-app=metrics-server")):
             groups.insert(0, ("metrics-server", po.metrics_server()))  # only the one `up` installed
+        if _device_plugin_ours(kube):
+            groups.insert(0, ("nvidia device plugin", po.device_plugin()))
         for name, objects in groups:
             if name == "pod monitors" and not has_monitors:
                 continue
@@ -414,6 +442,13 @@ def _delete_group(kube: Kube, name: str, objects: list[dict[str, Any]], purge: b
     state = ("would delete" if dry_run and done else "deleted" if done else "kept" if kept else "absent")
     detail = "; ".join(part for part in (", ".join(done), ("kept (data): " + ", ".join(kept)) if kept else "") if part)
     return Item(name, state, detail or "nothing there")
+
+
+def _device_plugin_ours(kube: Kube) -> bool:
+    from sentinel_cli.k8s.client import DAEMONSET
+
+    live = kube.get(DAEMONSET, po.DEVICE_PLUGIN, po.DEVICE_PLUGIN_NS)
+    return live is not None and _managed_by_sentinel(live)
 
 
 def _label(obj: dict[str, Any]) -> str:
@@ -456,21 +491,22 @@ def _still_there(obj: dict[str, Any], live: dict[str, Any]) -> str:
 
 
 CLUSTER_CHECKS = ("cluster reachable", "namespace access", "kuberay crds", "ray token auth", "node labels",
-                  "pod sizes fit", "prometheus monitors")
+                  "pod sizes fit", "gpu nodes", "prometheus monitors")
 
 
 def doctor(settings, crds: tuple[str, ...] = po.RAY_CRDS) -> dict[str, Any]:
     """The whole checklist, always: a check that needs what failed before it is skipped and says so."""
     kubeconfig = _try_connect(settings)
     items = [kubeconfig.item]
+    found: dict[str, Any] = {}
     if kubeconfig.kube is None:
         items += [Item(name, SKIP, "needs a kubeconfig (see above)") for name in CLUSTER_CHECKS]
     else:
         with kubeconfig.kube as kube:
-            items += _cluster_checks(kube, settings, crds)
+            items += _cluster_checks(kube, settings, crds, found)
     items.append(run_check("s3 reachable", lambda: _s3_reachable(settings)))
     items.append(run_check("checkpoint index", lambda: _index(settings)))
-    return report("k8s", items, namespace=settings.namespace)
+    return report("k8s", items, namespace=settings.namespace, **({"gpus": found} if found else {}))
 
 
 @dataclass(frozen=True)
@@ -488,7 +524,7 @@ def _try_connect(settings) -> _Connected:
     return _Connected(Item("kubeconfig", PASS, f"API server {kube.server}{context}"), kube)
 
 
-def _cluster_checks(kube: Kube, settings, crds: tuple[str, ...]) -> list[Item]:
+def _cluster_checks(kube: Kube, settings, crds: tuple[str, ...], found: dict[str, Any]) -> list[Item]:
     reachable = run_check("cluster reachable", lambda: f"{kube.server} ({kube.version()})")
     if reachable.failed:
         return [reachable, *(Item(name, SKIP, "needs the API server (see above)") for name in CLUSTER_CHECKS[1:])]
@@ -499,6 +535,7 @@ def _cluster_checks(kube: Kube, settings, crds: tuple[str, ...]) -> list[Item]:
              run_check("ray token auth", lambda: _ray_auth(kube, settings)),
              run_check("node labels", lambda: _labels(_nodes(kube, nodes), settings))]
     items.append(run_check("pod sizes fit", lambda: _fit(_nodes(kube, nodes), settings)))
+    items.append(run_check("gpu nodes", lambda: _gpus(kube, _nodes(kube, nodes), found)))
     items.append(run_check("prometheus monitors", lambda: _monitors(kube, settings.namespace)))
     return items
 
@@ -597,6 +634,36 @@ def _fit(nodes: list[dict[str, Any]], settings) -> str:
                           hint="lower kubernetes.<role>.cpu / .memory in the profile (or --set), or use "
                                "larger instance types")
     return "head, worker and serve pods each fit a matching node"
+
+
+def _gpus(kube: Kube, nodes: list[dict[str, Any]], found: dict[str, Any]) -> str | Item:
+    """The GPU nodes, the GPUs each offers the scheduler, and whether a device plugin runs on them.
+    ``found`` gets the same as data (doctor's ``gpus`` in -o json|yaml)."""
+    from sentinel_cli.k8s import gpus
+    from sentinel_cli.k8s.client import DAEMONSET
+
+    gpu_nodes = gpus.gpu_nodes(nodes)
+    plugins = gpus.device_plugins(kube.list(DAEMONSET, all_namespaces=True))
+    found.update(nodes=[n.as_data() for n in gpu_nodes], device_plugins=[p.as_data() for p in plugins],
+                 allocatable=sum(n.allocatable for n in gpu_nodes))
+    if not gpu_nodes:
+        return Item("gpu nodes", SKIP, "no GPU nodes (none advertises nvidia.com/gpu, carries its taint or a GPU "
+                                       "label); add some with `sentinel cluster render --gpu-nodes`"
+                    + (f"; device plugin: {plugins[0]}" if plugins else ""))
+    each = ", ".join(f"{n.name} (group {n.group}): {n.allocatable} allocatable" for n in gpu_nodes)
+    summary = f"{len(gpu_nodes)} GPU node(s), {found['allocatable']} GPUs allocatable: {each}"
+    plugin = f"device plugin: {plugins[0]}" if plugins else "no device plugin runs"
+    if not plugins or not any(p.ready for p in plugins):
+        raise ConfigError(f"{summary}; {plugin}: their GPUs cannot be scheduled",
+                          hint="run `sentinel up --target k8s` to install NVIDIA's device plugin "
+                               f"({po.DEVICE_PLUGIN_IMAGE}), or install it yourself (eksctl, the GPU operator)")
+    idle = [n.name for n in gpu_nodes if not n.allocatable]
+    if idle:
+        raise ConfigError(f"{summary}; {plugin}; no GPU registered on {', '.join(idle)}",
+                          hint=(gpus.LABEL_FIX if set(idle) & set(gpus.unlabelled(gpu_nodes)) else
+                                f"read the device plugin's log on those nodes: kubectl -n {plugins[0].namespace} "
+                                f"logs ds/{plugins[0].name}"))
+    return f"{summary}; {plugin}"
 
 
 def _monitors(kube: Kube, ns: str) -> str | Item:

@@ -9,6 +9,7 @@ from sentinel_cli.backends.results import (
     DeleteReport,
     LogsReport,
     ServeReport,
+    ServingModel,
     StatusReport,
     StopReport,
     TrainReport,
@@ -49,6 +50,13 @@ class LocalBackend:
 
         check_local(deploy)
         return from_data(StopReport, serving.stop())
+
+    def serving_model(self, storage: str | None, deploy: KubeRequest) -> ServingModel:
+        from sentinel_cli.backends.local import serving
+        from sentinel_ml.paths import storage_root
+
+        check_local(deploy)
+        return ServingModel(**(serving.current() or {"checkpoint": None}), storage=storage_root(storage))
 
     def status(self, storage: str | None, limit: int, deploy: KubeRequest) -> StatusReport:
         from dataclasses import asdict

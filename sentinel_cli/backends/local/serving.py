@@ -27,6 +27,7 @@ from typing import Any
 
 from sentinel_cli import api_client
 from sentinel_cli.backends.local import ray_cluster as local_ray
+from sentinel_ml import local_capacity
 from sentinel_ml.errors import ConfigError, JobFailed, WaitTimeout
 from sentinel_ml.paths import absolute, sentinel_home, storage_root
 from sentinel_ml.serving import auth
@@ -56,10 +57,13 @@ def start(request: ServeRequest, on_progress: Progress | None = None,
     notify = on_progress or (lambda message: None)
     request.validate()
     request = request.with_local_defaults(timeout_s=HEALTH_TIMEOUT_S)
+    cluster = local_ray.find()
+    if cluster is None and request.app_args.get("num_gpus"):  # the cluster it would start: this machine's
+        local_ray.prepare_auth()  # before Ray is imported to count them (it reads its auth settings once)
+        _check_replica_gpus(request.app_args, local_capacity.machine_gpus)
     uri, run_id = resolve_checkpoint(request.checkpoint, storage_root(request.storage))
     notify(f"checkpoint: {uri}")
     load_checked(uri)  # a file that is no checkpoint fails here (exit 2), not in a replica minutes later
-    cluster = local_ray.find()
     if cluster is None:
         local_ray.prepare_auth()  # Ray reads its auth settings once, when first loaded
     args = _app_args(request, uri, run_id)
@@ -80,7 +84,10 @@ def start(request: ServeRequest, on_progress: Progress | None = None,
     if cluster is None:
         local_ray.forget()
         cluster = local_ray.start({**serve_env(), **(cluster_env or {})}, on_progress=notify)
-    local_ray.connect(cluster)
+        local_ray.connect(cluster)
+    else:
+        local_ray.connect(cluster)
+        _check_replica_gpus(request.app_args, _cluster_gpus)
     deadline = time.monotonic() + request.timeout_s
     if serving and serving.get("args") == args and _model_info(request.url, token).get("checkpoint_uri") == uri:
         notify("already serving this checkpoint with these settings")
@@ -203,6 +210,23 @@ def describe() -> dict[str, Any] | None:
             "run_id": model.get("run_id", state["run_id"])}
 
 
+def current() -> dict[str, Any] | None:
+    """The checkpoint serving now and the settings it was served with, or None when nothing serves.
+    Asks the application itself (``/recommend/model``) over HTTP: no Ray import, no Ray connection."""
+    state = _read_state()
+    if state is None or local_ray.find() is None:
+        return None
+    model = _model_info(state["http"], _state_token(state))
+    if not model.get("checkpoint_uri"):
+        return None  # the cluster runs but the application does not answer: nothing to compare with
+    scaling = (state.get("args") or {}).get("autoscaling") or {}
+    request = {"host": state["host"], "port": state["port"], "grpc_port": state.get("grpc_port"),
+               "auth": state.get("auth"), "token_file": state.get("token_file"),
+               "app_args": {k: scaling[k] for k in ("min_replicas", "max_replicas") if scaling.get(k) is not None}}
+    return {"checkpoint": model["checkpoint_uri"], "run_id": model.get("run_id", state.get("run_id")),
+            "where": f"the local cluster at {state['http']}", "request": request}
+
+
 def stop(timeout_s: float = 60.0) -> dict[str, Any]:
     cluster = local_ray.find()
     state_path = local_ray.cluster_dir() / STATE_FILE
@@ -228,6 +252,24 @@ def _app_args(request: ServeRequest, uri: str, run_id: str | None) -> dict[str, 
     floor = int(request.app_args.get("min_replicas") or 1)
     settings = {"max_replicas": max(local_max_replicas(), floor), **request.app_args, **auth_settings(request)}
     return serve_args(uri, run_id, settings).model_dump()
+
+
+def _check_replica_gpus(app_args: dict[str, Any], have: Callable[[], float]) -> None:
+    """``serve --gpus``: the replicas at the floor (at least one) must fit the Ray cluster's GPUs
+    (``have``, asked only when GPUs are), which nothing adds to on this machine; exit 2 before anything
+    is deployed."""
+    gpus, floor = app_args.get("num_gpus") or 0, max(1, app_args.get("min_replicas") or 1)
+    if not gpus:
+        return
+    local_capacity.check_gpus(floor * gpus, f"--gpus {gpus:g} per replica x {floor} replica{'s' if floor > 1 else ''}",
+               hint="lower --gpus (a fraction shares a GPU) or --min-replicas, or serve where the GPUs are "
+                    "(--target k8s)", have=float(have()))
+
+
+def _cluster_gpus() -> float:
+    import ray
+
+    return float(ray.cluster_resources().get("GPU", 0))
 
 
 def _model_fields(info: dict[str, Any]) -> dict[str, Any]:
