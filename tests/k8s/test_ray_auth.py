@@ -69,8 +69,9 @@ def test_cli_insecure_ray_says_what_it_leaves_open(kube_env) -> None:
     assert "(8265)" in said and "(10001)" in said and "(6379)" in said
     secure = cli("render", "cluster", "-o", "json")
     assert '"mode": "token"' in secure.stdout and "warning" not in secure.stderr
-    local = cli("train", "--insecure-ray", "--epochs", "1")  # a Kubernetes-only flag
-    assert local.exit_code == 2 and "--insecure-ray" in flat(local.output)
+    from sentinel_cli.k8s.request import kube_request
+
+    assert kube_request(insecure_ray=True).local_conflicts() == ["--insecure-ray"]  # the local target refuses it
 
 
 def test_a_ray_too_old_for_tokens_is_refused_before_rendering(kube_env) -> None:
