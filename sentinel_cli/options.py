@@ -228,10 +228,19 @@ UrlOpt = Annotated[
 ]
 
 
+InsecureRayOpt = Annotated[
+    bool,
+    typer.Option("--insecure-ray", help="Run the Ray cluster without token authentication (for a KubeRay "
+                 "operator older than 1.5.1): anyone who reaches its dashboard, client or GCS port can run "
+                 "code in it. Says so on stderr.", rich_help_panel=KUBE_PANEL),
+]
+
+
 _KUBE_OPTIONS: dict[str, tuple[Any, Any]] = {  # parameter -> (annotation, default), in --help order
     "profile": (ProfileOpt, None), "namespace": (NamespaceOpt, None), "name": (NameOpt, None),
     "sets": (SetOpt, None), "wait": (WaitOpt, True), "dry_run": (DryRunOpt, False),
     "timeout": (TimeoutOpt, None), "preflight": (PreflightOpt, True),
+    "insecure_ray": (InsecureRayOpt, False),
 }
 
 

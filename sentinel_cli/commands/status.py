@@ -85,7 +85,7 @@ def _serving(serving: ServeReport | None):
 
 KUBE_COLUMNS = [
     ("name", "name"), ("kind", "kind"), ("namespace", "namespace"), ("state", "state"), ("age", "age"),
-    ("run id", "run_id"), ("checkpoint", "checkpoint"),
+    ("run id", "run_id"), ("checkpoint", "checkpoint"), ("auth", "auth"),
 ]
 
 

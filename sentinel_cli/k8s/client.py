@@ -53,6 +53,10 @@ class NotFound(ConfigError):
     """The named object does not exist."""
 
 
+class Conflict(SentinelError):
+    """The object exists already (create), or changed under the request."""
+
+
 # -- kinds -----------------------------------------------------------------------------------------
 
 
@@ -207,6 +211,17 @@ class Kube:
             query.append(("dryRun", "All"))
         return self._call(Request("PATCH", kind.path(ns, name), f"apply {kind.kind} {_where(ns, name)}", kind, ns,
                                   verb="patch", query=tuple(query), body=obj, content_type=APPLY_PATCH))
+
+    def create(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        """Create ``obj`` as field manager ``sentinel``; None when it exists already (it is kept as
+        it is: a generated Secret keeps its value). Errors never carry the object's content."""
+        kind, name = kind_of(obj), obj["metadata"]["name"]
+        ns = self._namespace(kind, obj["metadata"].get("namespace"))
+        try:
+            return self._call(Request("POST", kind.path(ns), f"create {kind.kind} {_where(ns, name)}", kind, ns,
+                                      verb="create", query=(("fieldManager", FIELD_MANAGER),), body=obj))
+        except Conflict:
+            return None
 
     def get(self, kind: Kind, name: str, namespace: str | None = None) -> dict[str, Any] | None:
         """The object, or None when it does not exist."""
@@ -470,7 +485,7 @@ def _rejected(f: _Failure) -> SentinelError:
 
 
 def _conflict(f: _Failure) -> SentinelError:
-    return SentinelError(f"conflict to {f.request.what}: {f.message}", hint="retry the command")
+    return Conflict(f"conflict to {f.request.what}: {f.message}", hint="retry the command")
 
 
 def _failed(f: _Failure) -> SentinelError:

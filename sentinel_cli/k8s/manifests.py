@@ -35,6 +35,15 @@ IRSA_ROLE = "eks.amazonaws.com/role-arn"
 SUBMITTER_CONTAINER = "ray-job-submitter"  # KubeRay 1.5's name for it
 S3_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")  # in kubernetes.s3.credentials_secret
 
+# The serving API's token on Kubernetes (serve --auth token, the default there): a Secret per RayService
+# (<name>-serve-token, key token, made by `serve` when absent, owned by the RayService), mounted
+# read-only into the serve pods; ServeArgs.token_file names the file, never the token.
+SERVE_TOKEN_KEY = "token"
+SERVE_TOKEN_DIR = "/etc/sentinel/serve-token"
+SERVE_TOKEN_FILE = f"{SERVE_TOKEN_DIR}/{SERVE_TOKEN_KEY}"
+SERVE_TOKEN_VOLUME = "serve-token"
+SERVE_TOKEN_MODE = 0o444  # the Ray container runs as 1000:100 without fsGroup: it must read a root-owned file
+
 # KubeRay 1.5: a RayCluster name is at most 53 characters; RayJob and RayService names at most 47.
 NAME_LIMITS = {"RayJob": 47, "RayService": 47, "RayCluster": 53}
 
@@ -100,8 +109,12 @@ def grpc_service_name(rayservice: str) -> str:
     return f"{rayservice}-grpc"
 
 
+def serve_token_secret(rayservice: str) -> str:
+    return f"{rayservice}-serve-token"
+
+
 def serve_values(settings: KubeSettings, checkpoint: str, run_id: str | None,
-                 name: str | None = None) -> dict[str, Any]:
+                 name: str | None = None, auth: str = "none") -> dict[str, Any]:
     """A RayService serving ``checkpoint`` (an exact URI, already resolved), and a Service for its
     gRPC port: KubeRay 1.5's serve Service (``<name>-serve-svc``) carries only the container port
     named ``serve``, even from a custom ``serveService``, so Sentinel adds ``<name>-grpc``, which
@@ -110,8 +123,9 @@ def serve_values(settings: KubeSettings, checkpoint: str, run_id: str | None,
     serving = settings.serve
     # Built and validated as the local target builds them (bad values: a ConfigError, before any
     # object is rendered or applied); the autoscaling goes once, to the deployment.
-    args = serving_app.serve_args(checkpoint, run_id, {**serving.autoscaling.model_dump(),
-                                                       **({"num_gpus": serving.gpus} if serving.gpus else {})})
+    token = {"auth": "token", "token_file": SERVE_TOKEN_FILE} if auth == "token" else {}
+    gpus = {"num_gpus": serving.gpus} if serving.gpus else {}
+    args = serving_app.serve_args(checkpoint, run_id, {**serving.autoscaling.model_dump(), **gpus, **token})
     serve_ports = [{"name": "serve", "containerPort": serving.port},
                    {"name": "grpc", "containerPort": serving.grpc_port}]
     head = _head(settings, settings.images.serve, "serve")
@@ -124,6 +138,10 @@ def serve_values(settings: KubeSettings, checkpoint: str, run_id: str | None,
     workers["ports"] = [*WORKER_PORTS, *serve_ports]
     for group in (head, workers):
         group["pod_labels"] = {**group["pod_labels"], RAYSERVICE_LABEL: name}
+        if token:  # replicas may run on either
+            group["volumes"] = [{"name": SERVE_TOKEN_VOLUME, "secret": {
+                "secretName": serve_token_secret(name), "defaultMode": SERVE_TOKEN_MODE}}]
+            group["volume_mounts"] = [{"name": SERVE_TOKEN_VOLUME, "mountPath": SERVE_TOKEN_DIR, "readOnly": True}]
     labels = _labels("serve", run_id)
     return {
         **_common(settings, name, labels, {CHECKPOINT: checkpoint}),
@@ -199,8 +217,11 @@ def _common(settings: KubeSettings, name: str, labels: dict[str, str],
 
 def _cluster(settings: KubeSettings, head: dict[str, Any], groups: list[dict[str, Any]],
              autoscaling: bool) -> dict[str, Any]:
+    from sentinel_cli.k8s import ray_auth
+
+    ray_auth.check_ray_version(settings.ray_auth, settings.ray_version)
     return {"ray_version": settings.ray_version, "autoscaling": autoscaling, "head": head,
-            "worker_groups": groups}
+            "worker_groups": groups, "auth_options": ray_auth.auth_options(settings.ray_auth)}
 
 
 def _head(settings: KubeSettings, image: str, component: str, run_id: str | None = None) -> dict[str, Any]:
@@ -249,6 +270,8 @@ def _pod(settings: KubeSettings, container: str, image: str, resources: Resource
         "pod_labels": _labels(component, run_id),
         "node_selector": dict(node_selector),
         "tolerations": tolerations,
+        "volumes": [],
+        "volume_mounts": [],
         "env": [*s3_env(settings), *({"name": k, "value": v}
                 for k, v in {**COMPONENT_ENV.get(component, {}), **settings.env}.items())],
         "resources": amounts,

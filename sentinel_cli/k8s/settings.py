@@ -259,6 +259,9 @@ class KubeSettings(_Model):
     context: str | None = None
     images: Images = Field(default_factory=Images)
     ray_version: str = Field(default_factory=installed_ray_version)
+    # Ray token authentication on every cluster (KubeRay authOptions; sentinel_cli/k8s/ray_auth.py).
+    # disabled: --insecure-ray, for an operator older than KubeRay 1.5.1 (says what it leaves open).
+    ray_auth: Literal["token", "disabled"] = "token"
     # The head holds the job's driver, Ray Train's controller and helper actors besides Ray's own
     # processes: at 2Gi Ray's memory monitor (95% of the limit) killed Train's helper actors on the real
     # node and the job hung; 4Gi ran the whole lifecycle (docs/kubernetes.md, "Default requests").

@@ -335,6 +335,10 @@ class _Cluster:
         self.applied.append(obj["kind"])
         return obj
 
+    def get(self, kind, name, namespace=None):
+        self.calls.append(f"get {kind.plural}")
+        return None  # no RayCluster CRD here: the token check leaves that to the apply
+
 
 def test_a_fitting_plan_costs_one_list_of_nodes_and_one_of_pods_then_applies():
     from sentinel_cli.backends.kubernetes import run
@@ -342,7 +346,9 @@ def test_a_fitting_plan_costs_one_list_of_nodes_and_one_of_pods_then_applies():
 
     kube = _Cluster(_eks())
     run.apply(kube, _objects("train"), KubeRequest())
-    assert kube.calls == ["nodes", "pods"] and kube.applied == ["ServiceAccount", "RayJob"]
+    # then one GET of the RayCluster CRD: does the operator know token auth (k8s/ray_auth.py)
+    assert kube.calls == ["nodes", "pods", "get customresourcedefinitions"]
+    assert kube.applied == ["ServiceAccount", "RayJob"]
 
 
 def test_an_insufficient_plan_is_refused_before_anything_is_applied():
@@ -387,7 +393,8 @@ def test_no_preflight_applies_without_reading_the_cluster():
 
     kube = _Cluster(_eks())
     run.apply(kube, _with_workers(_objects("train"), {"cpu": "6"}), KubeRequest(preflight=False))
-    assert kube.calls == [] and kube.applied == ["ServiceAccount", "RayJob"]
+    # no capacity reads; the Ray token check (k8s/ray_auth.py) is not a preflight and always runs
+    assert kube.calls == ["get customresourcedefinitions"] and kube.applied == ["ServiceAccount", "RayJob"]
 
 
 def test_waiting_for_an_autoscaler_warns_and_applies(capsys):

@@ -637,15 +637,15 @@ def _doctor(kubeconfig: Path, monkeypatch) -> tuple[int, dict[str, dict[str, Any
     return result.exit_code, {item["name"]: item for item in report["items"]}
 
 
-DOCTOR_CHECKS = ["kubeconfig", "cluster reachable", "namespace access", "kuberay crds", "node labels",
-                 "pod sizes fit", "prometheus monitors", "s3 reachable", "checkpoint index"]
+DOCTOR_CHECKS = ["kubeconfig", "cluster reachable", "namespace access", "kuberay crds", "ray token auth",
+                 "node labels", "pod sizes fit", "gpu nodes", "prometheus monitors", "s3 reachable", "checkpoint index"]
 
 
 def test_doctor_lists_its_whole_checklist_when_the_cluster_is_out_of_reach(cluster, tmp_path, monkeypatch) -> None:
     code, items = _doctor(tmp_path / "missing", monkeypatch)
     assert code == 1 and list(items) == DOCTOR_CHECKS
     assert items["kubeconfig"]["state"] == "fail" and "aws eks update-kubeconfig" in items["kubeconfig"]["fix"]
-    assert {items[name]["state"] for name in DOCTOR_CHECKS[1:7]} == {"skip"}
+    assert {items[name]["state"] for name in DOCTOR_CHECKS[1:9]} == {"skip"}
 
     dead, port = _dead_kubeconfig(cluster, tmp_path)
     code, items = _doctor(dead, monkeypatch)
@@ -654,7 +654,7 @@ def test_doctor_lists_its_whole_checklist_when_the_cluster_is_out_of_reach(clust
     reachable = items["cluster reachable"]
     assert reachable["state"] == "fail" and f"127.0.0.1:{port}" in reachable["detail"]
     assert "kubectl cluster-info" in reachable["fix"]
-    assert {items[name]["state"] for name in DOCTOR_CHECKS[2:7]} == {"skip"}
+    assert {items[name]["state"] for name in DOCTOR_CHECKS[2:9]} == {"skip"}
 
 
 def test_doctor_names_a_forbidden_namespace(cluster, monkeypatch) -> None:

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -119,14 +120,32 @@ def _head_ip(namespace: str) -> str:
     return addresses[0]
 
 
-def _get_json(url: str) -> Any:
+def _token(namespace: str) -> str:
+    """The cluster's Ray token, as Sentinel reads it (KubeRay's Secret, through the client funnel)."""
+    from sentinel_cli.k8s import ray_auth
+    from sentinel_cli.k8s.client import connect
+
+    with connect(None, None, namespace) as kube:
+        return ray_auth.cluster_token(kube, CLUSTER)
+
+
+def _dashboard(method: str, url: str, token: str | None, body: Any = None) -> tuple[int, Any]:
+    """One request to the real dashboard, with ``token`` (or none): the status and the JSON answer."""
+    from sentinel_cli.k8s import ray_auth
+
+    headers = {"Content-Type": "application/json", **(ray_auth.headers(token) if token else {})}
+    data = json.dumps(body).encode() if body is not None else None
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(url, timeout=10) as response:
-        return json.load(response)
+    try:
+        with opener.open(urllib.request.Request(url, data, headers, method=method), timeout=10) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode(errors="replace")
 
 
-def _alive_nodes(head_ip: str) -> int:
-    answer = _get_json(f"http://{head_ip}:8265/api/v0/nodes?limit=100")
+def _alive_nodes(head_ip: str, token: str) -> int:
+    status, answer = _dashboard("GET", f"http://{head_ip}:8265/api/v0/nodes?limit=100", token)
+    assert status == 200, (status, answer)
     rows = answer["data"]["result"]["result"]
     return sum(1 for row in rows if row.get("state") == "ALIVE")
 
@@ -138,14 +157,39 @@ def test_a_rendered_raycluster_runs_real_ray_and_its_worker_joins(cluster_cli, r
     assert {p.spec.containers[0].image for p in pods} == {real_node.images["train"].reference}
     head_ip = _head_ip(namespace)  # the headless Service, through CoreDNS
     assert node.ip_address(head_ip) in node.ip_network(node.POD_CIDR)
+    token = _token(namespace)
     wait_for("2 alive Ray nodes on the head's dashboard",
-             lambda: None if _alive_nodes(head_ip) == 2 else f"{_alive_nodes(head_ip)} alive", 60)
+             lambda: None if _alive_nodes(head_ip, token) == 2 else f"{_alive_nodes(head_ip, token)} alive", 60)
 
     result = cli("status", "--target", "k8s", "-n", namespace, "-o", "json")
     assert result.exit_code == 0, result.output
     rows = [r for r in json.loads(result.stdout)["objects"] if r.get("name") == CLUSTER]
     assert rows, result.stdout
     assert rows[0]["kind"] == "RayCluster" and rows[0]["state"] == "ready", rows
+
+
+def test_the_real_dashboard_runs_no_job_without_the_clusters_token(cluster_cli, k8s_api) -> None:
+    """Ray's token authentication, as KubeRay wires it from Sentinel's authOptions: a job submission
+    without the token gets 401, with another token 403, with the cluster's own token it runs."""
+    namespace = cluster_cli["namespace"]
+    head = client.CoreV1Api(k8s_api).list_namespaced_pod(
+        namespace, label_selector=f"ray.io/cluster={CLUSTER},ray.io/node-type=head").items[0]
+    env = {e.name: e for e in head.spec.containers[0].env}
+    assert env["RAY_AUTH_MODE"].value == "token"
+    assert env["RAY_AUTH_TOKEN"].value is None and env["RAY_AUTH_TOKEN"].value_from.secret_key_ref.name == CLUSTER
+    jobs, job = f"http://{_head_ip(namespace)}:8265/api/jobs/", {"entrypoint": "echo authenticated"}
+    assert _dashboard("POST", jobs, None, job)[0] == 401
+    assert _dashboard("POST", jobs, "not-the-token", job)[0] == 403
+    token = _token(namespace)
+    status, answer = _dashboard("POST", jobs, token, job)
+    assert status == 200 and answer["submission_id"], (status, answer)
+
+    def finished() -> str | None:
+        state = _dashboard("GET", jobs + answer["submission_id"], token)[1]["status"]
+        return None if state in ("SUCCEEDED", "FAILED", "STOPPED") else state
+
+    wait_for("the authenticated job to finish", finished, 60)
+    assert _dashboard("GET", jobs + answer["submission_id"], token)[1]["status"] == "SUCCEEDED"
 
 
 def test_logs_of_the_head_stream_real_ray_output(cluster_cli) -> None:

@@ -67,16 +67,16 @@ class RenderBackend:
     name = NAME
 
     def train(self, config, deploy: KubeRequest) -> Rendered:
-        return Rendered(items=plan.plan_train(config, deploy).objects)
+        return _rendered(plan.plan_train(config, deploy).objects)
 
     def tune(self, config, deploy: KubeRequest) -> Rendered:
-        return Rendered(items=plan.plan_tune(config, deploy).objects)
+        return _rendered(plan.plan_tune(config, deploy).objects)
 
     def serve(self, request, deploy: KubeRequest) -> Rendered:
-        return Rendered(items=plan.plan_serve(request, deploy).objects)
+        return _rendered(plan.plan_serve(request, deploy).objects)
 
     def cluster(self, deploy: KubeRequest) -> Rendered:
-        return Rendered(items=plan.plan_cluster(deploy).objects)
+        return _rendered(plan.plan_cluster(deploy).objects)
 
     def serve_canary(self, decision: str, watch, timeout_s: float | None, deploy: KubeRequest):
         raise Unsupported(f"nothing to render for `serve {decision}`")
@@ -124,6 +124,13 @@ class KubernetesPlatform:
         from sentinel_cli.backends.kubernetes.platform import doctor
 
         return from_data(CheckReport, doctor(_settings(request, request.storage)))
+
+
+def _rendered(objects: list) -> Rendered:
+    from sentinel_cli.backends.kubernetes.run import warn_open
+
+    warn_open(objects)
+    return Rendered(items=objects)
 
 
 def _settings(request: PlatformRequest, storage: str | None):

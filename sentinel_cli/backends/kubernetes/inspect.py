@@ -3,6 +3,7 @@ on the server, beside the checkpoint index's newest runs), ``logs`` and ``delete
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -135,7 +136,7 @@ def _head_logs(kube, name: str, follow: bool) -> LogsReport:
 def delete(name: str, deploy: KubeRequest) -> DeleteReport:
     """Delete what Sentinel made under ``name`` (its pods and clusters follow); others are refused."""
     from sentinel_cli.k8s import manifests
-    from sentinel_cli.k8s.client import RAY_KINDS, RAYSERVICE, SERVICE, NotFound
+    from sentinel_cli.k8s.client import RAY_KINDS, RAYSERVICE, SECRET, SERVICE, NotFound
 
     with connect(load_settings(deploy)) as kube:
         for kind in RAY_KINDS:
@@ -150,9 +151,12 @@ def delete(name: str, deploy: KubeRequest) -> DeleteReport:
                 return DeleteReport(kind=kind.kind, name=name, namespace=kube.namespace, deleted=False, dry_run=True)
             kube.delete(kind, name)
             _say(f"deleted {kind.kind} {name} in namespace {kube.namespace}")
-            grpc = kube.get(SERVICE, manifests.grpc_service_name(name)) if kind is RAYSERVICE else None
-            if grpc is not None and _labels(grpc).get(manifests.MANAGED_BY) == manifests.MANAGER:
-                kube.delete(SERVICE, grpc["metadata"]["name"])  # the RayService's gRPC Service (serve)
+            if kind is RAYSERVICE:  # its gRPC Service and serving token (the token also goes with its owner)
+                for extra, extra_name in ((SERVICE, manifests.grpc_service_name(name)),
+                                          (SECRET, manifests.serve_token_secret(name))):
+                    obj = kube.get(extra, extra_name)
+                    if obj is not None and _labels(obj).get(manifests.MANAGED_BY) == manifests.MANAGER:
+                        kube.delete(extra, extra_name)
             return DeleteReport(kind=kind.kind, name=name, namespace=kube.namespace, deleted=True)
         raise NotFound(f"no RayJob, RayService or RayCluster named {name} in namespace {kube.namespace}",
                        hint="list them: sentinel status --target k8s")
@@ -206,7 +210,18 @@ def _service_row(obj: dict[str, Any], now: datetime) -> ManagedObject:
     text = "Ready" if state.ready else f"NotReady ({state.reason or 'starting'})"
     if state.upgrading:
         text += ", upgrading"
-    return _row(obj, "RayService", text, now, _checkpoint(obj))
+    return replace(_row(obj, "RayService", text, now, _checkpoint(obj)), auth=_serve_auth(obj))
+
+
+def _serve_auth(obj: dict[str, Any]) -> str:
+    """The serving API's auth mode, from the application's args in serveConfigV2 (a path, never a token)."""
+    import yaml
+
+    try:
+        apps = yaml.safe_load((obj.get("spec") or {}).get("serveConfigV2") or "{}").get("applications") or []
+    except (yaml.YAMLError, AttributeError):
+        return "?"
+    return next(((app.get("args") or {}).get("auth") or "none" for app in apps), "none")
 
 
 def _cluster_row(obj: dict[str, Any], now: datetime) -> ManagedObject:

@@ -33,6 +33,14 @@ class Plan:
 class ServePlan(Plan):
     checkpoint: str = ""  # the exact URI resolved
     run_id: str | None = None  # the run it came from
+    auth: str = "none"  # none | token (the serving API's bearer token)
+    token_secret: str | None = None  # auth token: the Secret `serve` makes (when absent) and mounts
+    token_file: str | None = None  # --token-file: the token the Secret takes (a path on this machine)
+
+
+# The serving API's default on Kubernetes. Still none: `verify` reaches the API through the API
+# server's service proxy, which drops the Authorization header (docs/serving.md).
+K8S_DEFAULT_AUTH = "none"
 
 
 def plan_train(config: TrainConfig, deploy: KubeRequest) -> Plan:
@@ -62,15 +70,27 @@ def plan_serve(request: ServeRequest, deploy: KubeRequest) -> ServePlan:
     if request.canary_percent is not None:
         raise ConfigError("--canary is not available on k8s yet (the RayService's canary is still to come)",
                           hint="run the canary on the local target, or serve the checkpoint without --canary")
-    if request.auth == "token" or request.token_file:
-        raise ConfigError("--auth token is not available on k8s yet (the token's Secret is still to come)",
-                          hint="serve locally with --auth token, or leave --auth and --token-file "
-                               "($SENTINEL_SERVE_TOKEN_FILE) out on k8s")
+    auth = request.auth or ("token" if request.token_file else K8S_DEFAULT_AUTH)
+    token_file = _token_file(request.token_file) if auth == "token" and request.token_file else None
     settings = load_settings(deploy, _flags(request, serve=_serve_overrides(request)))
     uri, run_id = resolve_checkpoint(request.checkpoint or "latest", settings)
-    values = manifests.serve_values(settings, uri, run_id, deploy.name)
+    values = manifests.serve_values(settings, uri, run_id, deploy.name, auth=auth)
     timeout = _timeout(deploy, settings, request.timeout_s)
-    return ServePlan(values["name"], settings, render("serve", values), timeout, checkpoint=uri, run_id=run_id)
+    secret = manifests.serve_token_secret(values["name"]) if auth == "token" else None
+    return ServePlan(values["name"], settings, render("serve", values), timeout, checkpoint=uri, run_id=run_id,
+                     auth=auth, token_secret=secret, token_file=token_file)
+
+
+def _token_file(path: str) -> str:
+    """--token-file on k8s: its token becomes the RayService's Secret; checked now (readable by its
+    owner only, one token), never read into the plan."""
+    from sentinel_ml.paths import absolute
+    from sentinel_ml.serving import auth
+
+    path = absolute(path)
+    auth.check_private(path)
+    auth.read_token(path)
+    return path
 
 
 def plan_cluster(deploy: KubeRequest) -> Plan:
