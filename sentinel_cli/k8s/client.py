@@ -96,6 +96,7 @@ CONFIGMAP = Kind("ConfigMap", "", "v1", "configmaps")
 PVC = Kind("PersistentVolumeClaim", "", "v1", "persistentvolumeclaims")
 DEPLOYMENT = Kind("Deployment", "apps", "v1", "deployments")
 JOB = Kind("Job", "batch", "v1", "jobs")
+NETWORKPOLICY = Kind("NetworkPolicy", "networking.k8s.io", "v1", "networkpolicies")
 ROLE = Kind("Role", _RBAC, "v1", "roles")
 ROLEBINDING = Kind("RoleBinding", _RBAC, "v1", "rolebindings")
 CLUSTERROLE = Kind("ClusterRole", _RBAC, "v1", "clusterroles", namespaced=False)
@@ -109,7 +110,7 @@ NODEPOOL = Kind("NodePool", "karpenter.sh", "v1", "nodepools", namespaced=False)
 RAY_KINDS = (RAYJOB, RAYSERVICE, RAYCLUSTER)
 KINDS = {k.kind: k for k in (
     *RAY_KINDS, NAMESPACE, NODE, POD, EVENT, SERVICEACCOUNT, SECRET, SERVICE, CONFIGMAP, PVC,
-    DEPLOYMENT, JOB, ROLE, ROLEBINDING, CLUSTERROLE, CLUSTERROLEBINDING, CRD, APISERVICE,
+    DEPLOYMENT, JOB, NETWORKPOLICY, ROLE, ROLEBINDING, CLUSTERROLE, CLUSTERROLEBINDING, CRD, APISERVICE,
     PODMONITOR, SERVICEMONITOR, NODEPOOL)}
 
 
