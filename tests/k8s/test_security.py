@@ -12,8 +12,6 @@ and nothing of the other objects. Enforcement itself needs a real data path: tes
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 import yaml
 from kubernetes import client

@@ -105,8 +105,7 @@ def _head_logs(kube, name: str, follow: bool) -> LogsReport:
 
 def delete(name: str, deploy: KubeRequest) -> DeleteReport:
     """Delete what Sentinel made under ``name`` (its pods and clusters follow); others are refused."""
-    from sentinel_cli.k8s import manifests
-    from sentinel_cli.k8s import security
+    from sentinel_cli.k8s import manifests, security
     from sentinel_cli.k8s.client import NETWORKPOLICY, RAY_KINDS, RAYSERVICE, SERVICE, NotFound
 
     with connect(load_settings(deploy)) as kube:
