@@ -126,3 +126,8 @@ def test_sentinels_pods_admit_under_restricted_and_its_policies_select_each_clus
         assert peers[1:] == ([submitter] if submitter else [])  # the RayJob's submitter, and only its own
     serve = policies["recommender-serve"].spec.ingress
     assert [[p.port for p in rule.ports] for rule in serve] == [[8000, 9000], [8000]]
+
+    # `delete` takes a Ray object's policies with it, and leaves the others'.
+    KubernetesBackend().delete("recommender", kube_request())
+    left = {p.metadata.name for p in client.NetworkingV1Api(k8s_api).list_namespaced_network_policy(namespace).items}
+    assert left == set(policies) - {"recommender-ray", "recommender-serve"}
