@@ -74,7 +74,8 @@ def _gpu_plan(name: str, gpus: int, tolerate: bool, select: dict[str, str] | Non
     """The train plan with ``gpus`` per worker (the settings have no GPU field yet: issue 26 item 1)."""
     planned = plan.plan_train(TrainConfig(), kube_request(name=name, wait=False))
     objects: list[dict[str, Any]] = yaml.safe_load(yaml.safe_dump(planned.objects))
-    pod = objects[1]["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]
+    job = next(o for o in objects if o["kind"] == "RayJob")
+    pod = job["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]
     amounts = {"cpu": "1", "memory": "1Gi", GPU: str(gpus)}
     pod["containers"][0]["resources"] = {"requests": amounts, "limits": amounts}
     if tolerate:
