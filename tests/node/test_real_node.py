@@ -200,16 +200,21 @@ def test_the_operator_talks_to_the_real_dashboard(ray_cluster, real_node, k8s_ap
                 if r.namespace == namespace and not r.forwarded_to], "the stand-in answered"
 
 
+# A new pod's address reaches the controller's rules a moment after the pod starts (kube-router syncs on
+# the pod's events): each port is tried for up to 5 s, and the last refusal is what counts.
 PROBE = """
-import json, socket, sys
+import json, socket, sys, time
 reached = {}
 for port in (6379, 8265):
-    try:
-        socket.create_connection((sys.argv[1], port), timeout=3).close()
-        reached[port] = True
-    except OSError as error:
-        reached[port] = type(error).__name__
-print("PROBE", json.dumps(reached))
+    for attempt in range(10):
+        try:
+            socket.create_connection((sys.argv[1], port), timeout=2).close()
+            reached[port] = True
+            break
+        except OSError as error:
+            reached[port] = type(error).__name__
+            time.sleep(0.5)
+print("PROBE", json.dumps(reached), flush=True)
 """
 
 
