@@ -102,6 +102,7 @@ DEPLOYMENT = Kind("Deployment", "apps", "v1", "deployments")
 DAEMONSET = Kind("DaemonSet", "apps", "v1", "daemonsets")
 JOB = Kind("Job", "batch", "v1", "jobs")
 CRONJOB = Kind("CronJob", "batch", "v1", "cronjobs")
+NETWORKPOLICY = Kind("NetworkPolicy", "networking.k8s.io", "v1", "networkpolicies")
 ROLE = Kind("Role", _RBAC, "v1", "roles")
 ROLEBINDING = Kind("RoleBinding", _RBAC, "v1", "rolebindings")
 CLUSTERROLE = Kind("ClusterRole", _RBAC, "v1", "clusterroles", namespaced=False)
@@ -115,7 +116,8 @@ NODEPOOL = Kind("NodePool", "karpenter.sh", "v1", "nodepools", namespaced=False)
 RAY_KINDS = (RAYJOB, RAYSERVICE, RAYCLUSTER)
 KINDS = {k.kind: k for k in (
     *RAY_KINDS, NAMESPACE, NODE, POD, EVENT, SERVICEACCOUNT, SECRET, SERVICE, CONFIGMAP, PVC,
-    DEPLOYMENT, DAEMONSET, JOB, CRONJOB, ROLE, ROLEBINDING, CLUSTERROLE, CLUSTERROLEBINDING, CRD, APISERVICE,
+    DEPLOYMENT, DAEMONSET, JOB, CRONJOB, NETWORKPOLICY, ROLE, ROLEBINDING, CLUSTERROLE, CLUSTERROLEBINDING, CRD,
+    APISERVICE,
     PODMONITOR, SERVICEMONITOR, NODEPOOL)}
 
 

@@ -11,6 +11,7 @@ import math
 from dataclasses import replace
 from typing import Any
 
+from sentinel_cli.k8s import security
 from sentinel_cli.k8s.settings import GPU_RESOURCE, KubeSettings, Resources, check_label
 from sentinel_ml.errors import ConfigError
 from sentinel_ml.serving import config as serving_app
@@ -145,6 +146,8 @@ def serve_values(settings: KubeSettings, checkpoint: str, run_id: str | None,
     labels = _labels("serve", run_id)
     return {
         **_common(settings, name, labels, {CHECKPOINT: checkpoint}),
+        "network_policy": security.ray_policies(settings, name, labels,
+                                                serve_ports=(serving.port, serving.grpc_port)),
         "grpc_options": serving_app.grpc_options(serving.grpc_port),
         "grpc_service": {
             "name": grpc_service_name(name),
@@ -153,7 +156,7 @@ def serve_values(settings: KubeSettings, checkpoint: str, run_id: str | None,
             "port": serving.grpc_port,
         },
         "app": serving_app.serve_application(args),
-        "cluster": _cluster(settings, head, [workers], autoscaling=True),
+        "cluster": _cluster(settings, name, head, [workers], autoscaling=True),
     }
 
 
@@ -162,8 +165,10 @@ def cluster_values(settings: KubeSettings, name: str) -> dict[str, Any]:
     check_name(name, "RayCluster")
     head = _head(settings, settings.images.train, "cluster")
     workers = _train_workers(settings, "cluster")
-    return {**_common(settings, name, _labels("cluster", None), {}),
-            "cluster": _cluster(settings, head, [workers], autoscaling=False)}
+    labels = _labels("cluster", None)
+    return {**_common(settings, name, labels, {}),
+            "network_policy": security.ray_policies(settings, name, labels),
+            "cluster": _cluster(settings, name, head, [workers], autoscaling=False)}
 
 
 def _rayjob_values(settings: KubeSettings, name: str, component: str, argv: list[str],
@@ -173,12 +178,14 @@ def _rayjob_values(settings: KubeSettings, name: str, component: str, argv: list
     head = _head(settings, settings.images.train, component, run_id=name)
     workers = _train_workers(settings, component, run_id=name)
     annotations = {STORAGE: storage, CHECKPOINT: checkpoint_uri(storage, name, "best")}
+    labels = _labels(component, name)
     return {
-        **_common(settings, name, _labels(component, name), annotations),
+        **_common(settings, name, labels, annotations),
+        "network_policy": security.ray_policies(settings, name, labels, submitter=True),
         "entrypoint": argv,
         "rayjob": settings.rayjob.model_dump(),
         "submitter": _submitter(settings, component, name),
-        "cluster": _cluster(settings, head, [workers], autoscaling=False),
+        "cluster": _cluster(settings, name, head, [workers], autoscaling=False),
     }
 
 
@@ -188,6 +195,7 @@ def _submitter(settings: KubeSettings, component: str, run_id: str) -> dict[str,
     pod = _pod(settings, SUBMITTER_CONTAINER, settings.images.train, settings.submitter, component,
                run_id, node_selector=settings.head_node_selector, tolerations=[])
     pod["env"] = [e for e in pod["env"] if e["name"] in settings.env]  # no S3 credentials needed
+    pod["pod_labels"][security.SUBMITTER_LABEL] = run_id  # the dashboard admits it (NetworkPolicy)
     return pod
 
 
@@ -215,13 +223,16 @@ def _common(settings: KubeSettings, name: str, labels: dict[str, str],
     }
 
 
-def _cluster(settings: KubeSettings, head: dict[str, Any], groups: list[dict[str, Any]],
+def _cluster(settings: KubeSettings, name: str, head: dict[str, Any], groups: list[dict[str, Any]],
              autoscaling: bool) -> dict[str, Any]:
     from sentinel_cli.k8s import ray_auth
 
     ray_auth.check_ray_version(settings.ray_auth, settings.ray_version)
+    for group in (head, *groups):  # the pods the cluster's NetworkPolicy admits to one another
+        group["pod_labels"] = {**group["pod_labels"], security.CLUSTER_LABEL: name}
     return {"ray_version": settings.ray_version, "autoscaling": autoscaling, "head": head,
-            "worker_groups": groups, "auth_options": ray_auth.auth_options(settings.ray_auth)}
+            "worker_groups": groups, "auth_options": ray_auth.auth_options(settings.ray_auth),
+            "autoscaler_security": security.container_security()}
 
 
 def _head(settings: KubeSettings, image: str, component: str, run_id: str | None = None) -> dict[str, Any]:
@@ -275,6 +286,8 @@ def _pod(settings: KubeSettings, container: str, image: str, resources: Resource
         "env": [*s3_env(settings), *({"name": k, "value": v}
                 for k, v in {**COMPONENT_ENV.get(component, {}), **settings.env}.items())],
         "resources": amounts,
+        "pod_security": security.pod_security(),  # Pod Security `restricted` (security.py)
+        "security": security.container_security(),
     }
 
 

@@ -510,7 +510,7 @@ def test_status_of_200_rayjobs_makes_one_list_call_per_kind(cluster, monkeypatch
     with kube.connect(namespace=cluster.namespace) as api:
         for i in range(200):
             objects = render.render("train", manifests.train_values(kube_settings, TrainConfig(), f"queued-{i:03d}"))
-            job = objects[1]
+            job = next(o for o in objects if o["kind"] == "RayJob")
             job["spec"]["suspend"] = True  # queued: the operator makes no cluster for it
             api.apply(job)
     requests: list[tuple[str, str]] = []

@@ -135,8 +135,8 @@ def _head_logs(kube, name: str, follow: bool) -> LogsReport:
 
 def delete(name: str, deploy: KubeRequest) -> DeleteReport:
     """Delete what Sentinel made under ``name`` (its pods and clusters follow); others are refused."""
-    from sentinel_cli.k8s import manifests
-    from sentinel_cli.k8s.client import RAY_KINDS, RAYSERVICE, SECRET, SERVICE, NotFound
+    from sentinel_cli.k8s import manifests, security
+    from sentinel_cli.k8s.client import NETWORKPOLICY, RAY_KINDS, RAYSERVICE, SECRET, SERVICE, NotFound
 
     with connect(load_settings(deploy)) as kube:
         for kind in RAY_KINDS:
@@ -157,6 +157,10 @@ def delete(name: str, deploy: KubeRequest) -> DeleteReport:
                     obj = kube.get(extra, extra_name)
                     if obj is not None and _labels(obj).get(manifests.MANAGED_BY) == manifests.MANAGER:
                         kube.delete(extra, extra_name)
+            for policy_name in security.policy_names(name):  # its NetworkPolicies, once its pods are going
+                policy = kube.get(NETWORKPOLICY, policy_name)
+                if policy is not None and _labels(policy).get(manifests.MANAGED_BY) == manifests.MANAGER:
+                    kube.delete(NETWORKPOLICY, policy_name)
             return DeleteReport(kind=kind.kind, name=name, namespace=kube.namespace, deleted=True)
         raise NotFound(f"no RayJob, RayService or RayCluster named {name} in namespace {kube.namespace}",
                        hint="list them: sentinel status --target k8s")
