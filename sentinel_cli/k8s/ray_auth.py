@@ -112,12 +112,19 @@ def operator_support(crd: dict[str, Any] | None, deployments: list[dict[str, Any
 
 def check_operator(kube) -> None:
     """Refuse (exit 2) to apply a token-authenticated cluster to an operator that would run it open."""
-    from sentinel_cli.k8s.client import CRD, DEPLOYMENT
+    from sentinel_cli.k8s.client import CRD, DEPLOYMENT, Forbidden
 
-    crd = kube.get(CRD, RAYCLUSTER_CRD)
-    if crd is None:
-        return  # no KubeRay at all: applying says so, with `sentinel up`
-    ok, why = operator_support(crd, kube.list(DEPLOYMENT, OPERATOR_SELECTOR, all_namespaces=True))
+    try:
+        crd = kube.get(CRD, RAYCLUSTER_CRD)
+        if crd is None:
+            return  # no KubeRay at all: applying says so, with `sentinel up`
+        deployments = kube.list(DEPLOYMENT, OPERATOR_SELECTOR, all_namespaces=True)
+    except Forbidden:
+        # An account that may not read cluster-scoped CRDs or list every namespace (a schedule's runner,
+        # a namespace-scoped user) cannot be told the operator's version here; it is still never run
+        # open: applies are fieldValidation=Strict, so a CRD without spec.authOptions refuses the object.
+        return
+    ok, why = operator_support(crd, deployments)
     if not ok:
         raise ConfigError(f"the cluster's KubeRay cannot run Ray with token authentication: {why}",
                           hint=f"upgrade KubeRay to {_dotted(MIN_KUBERAY)} or newer (sentinel up --target k8s "
