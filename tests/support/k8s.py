@@ -88,9 +88,17 @@ def kwok_gpu_node(api: client.ApiClient, labels: dict[str, str], taints: list[di
     core.create_node(node)
     try:
         wait_for(f"kwok to make node {name} Ready", lambda: cluster.nodes_reason(api, [name]), 60)
+        # The node lifecycle controller lifts its node.kubernetes.io/not-ready taint a moment after Ready;
+        # until then the preflight rightly reports that taint, not the case a test builds.
+        wait_for(f"the not-ready taint to leave node {name}", lambda: _lifecycle_taints(core, name), 60)
         yield name
     finally:
         core.delete_node(name)
+
+
+def _lifecycle_taints(core: client.CoreV1Api, name: str) -> str | None:
+    taints = [t.key for t in core.read_node(name).spec.taints or [] if t.key.startswith("node.kubernetes.io/")]
+    return f"node {name} still carries {', '.join(taints)}" if taints else None
 
 
 def _namespace_name(test_name: str) -> str:
