@@ -101,7 +101,7 @@ def grpc_service_name(rayservice: str) -> str:
 
 
 def serve_values(settings: KubeSettings, checkpoint: str, run_id: str | None,
-                 name: str | None = None) -> dict[str, Any]:
+                 name: str | None = None, app_args: dict[str, Any] | None = None) -> dict[str, Any]:
     """A RayService serving ``checkpoint`` (an exact URI, already resolved), and a Service for its
     gRPC port: KubeRay 1.5's serve Service (``<name>-serve-svc``) carries only the container port
     named ``serve``, even from a custom ``serveService``, so Sentinel adds ``<name>-grpc``, which
@@ -112,6 +112,8 @@ def serve_values(settings: KubeSettings, checkpoint: str, run_id: str | None,
     # object is rendered or applied); the autoscaling goes once, to the deployment.
     args = serving_app.serve_args(checkpoint, run_id, {**serving.autoscaling.model_dump(),
                                                        **({"num_gpus": serving.gpus} if serving.gpus else {})})
+    if app_args is not None:  # the live application's args, changed (a canary's start or end): kept as given
+        args = serving_app.ServeArgs.model_validate({**app_args, "autoscaling": args.autoscaling.model_dump()})
     serve_ports = [{"name": "serve", "containerPort": serving.port},
                    {"name": "grpc", "containerPort": serving.grpc_port}]
     head = _head(settings, settings.images.serve, "serve")

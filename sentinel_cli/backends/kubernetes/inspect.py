@@ -3,6 +3,7 @@ on the server, beside the checkpoint index's newest runs), ``logs`` and ``delete
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -206,7 +207,11 @@ def _service_row(obj: dict[str, Any], now: datetime) -> ManagedObject:
     text = "Ready" if state.ready else f"NotReady ({state.reason or 'starting'})"
     if state.upgrading:
         text += ", upgrading"
-    return _row(obj, "RayService", text, now, _checkpoint(obj))
+    from sentinel_cli.backends.kubernetes.canary import live_args
+
+    row = _row(obj, "RayService", text, now, _checkpoint(obj))
+    args = live_args(obj)
+    return replace(row, canary=args.canary) if args is not None and args.canary else row
 
 
 def _cluster_row(obj: dict[str, Any], now: datetime) -> ManagedObject:
