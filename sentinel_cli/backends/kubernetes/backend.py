@@ -37,7 +37,7 @@ class KubernetesBackend:
         return run.run_job(plan.plan_tune(config, deploy), deploy, TuneReport)
 
     def serve(self, request, deploy: KubeRequest) -> ServeReport:
-        return run.serve(plan.plan_serve(request, deploy), deploy)
+        return run.serve(plan.plan_serve(request, deploy, live=True), deploy)
 
     def serve_canary(self, decision: str, watch, timeout_s: float | None, deploy: KubeRequest) -> CanaryReport:
         """End the canary in the RayService's spec: the candidate alone (promote) or the incumbent alone."""
@@ -83,7 +83,7 @@ class RenderBackend:
 
     def serve(self, request, deploy: KubeRequest) -> Rendered:
         # Nothing is read from the cluster but, for --canary, the RayService it joins.
-        return Rendered(items=plan.plan_serve(request, deploy, live=False).objects)
+        return Rendered(items=plan.plan_serve(request, deploy).objects)
 
     def cluster(self, deploy: KubeRequest) -> Rendered:
         return Rendered(items=plan.plan_cluster(deploy).objects)

@@ -3,7 +3,8 @@
 ``plan_train``, ``plan_tune``, ``plan_serve`` and ``plan_cluster`` take the command's typed request
 and its ``KubeRequest``, load the settings (defaults < profile < environment < flags, where the
 request's own fields arrive as typed values) and render the templates. Pure but for reading the
-profile and, for a named checkpoint, the index in S3.
+profile, for a named checkpoint the index in S3 and, for a canary's start or end (and ``serve``'s
+check that none runs), the live RayService.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def plan_tune(config: StudyConfig, deploy: KubeRequest) -> Plan:
     return _plan(deploy, settings, name, "tune", manifests.tune_values(settings, config, name))
 
 
-def plan_serve(request: ServeRequest, deploy: KubeRequest, live: bool = True) -> ServePlan:
+def plan_serve(request: ServeRequest, deploy: KubeRequest, live: bool = False) -> ServePlan:
     """A RayService for ``request``'s checkpoint (a named one resolved through the index in S3). With
     ``live`` (always for a canary) the RayService serving now is read first: a canary joins it (its
     args, the candidate added), and a plain checkpoint is refused while a canary runs in it."""
