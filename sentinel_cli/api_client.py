@@ -4,13 +4,16 @@ gRPC service through Sentinel's generated stubs (grpcio, imported only when aske
 
 Every call sends the serving token when it knows one (``token``): by default (``AUTO``) the file
 ``$SENTINEL_SERVE_TOKEN_FILE`` names, else the local application's own token when the call goes to
-its loopback port. A token is sent in the ``Authorization`` header (gRPC: the ``authorization``
-metadata) and appears in no message this module raises."""
+its loopback port, or a RayService's own, read from its Secret, when the call goes to its Service's
+DNS name (``<name>-serve-svc.<ns>.svc…``, ``<name>-grpc.<ns>.svc…``). A token is sent in the
+``Authorization`` header (gRPC: the ``authorization`` metadata) and appears in no message this module
+raises."""
 
 from __future__ import annotations
 
 import http.client
 import json
+import re
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -38,9 +41,45 @@ def token_for(url_or_address: str) -> str | None:
         port = parsed.port or (443 if parsed.scheme == "https" else 80)
     except ValueError:
         return None
+    service = kube_service(parsed.hostname or "")
+    if service is not None:
+        return _kube_token(*service)
     from sentinel_cli.backends.local import serving
 
     return serving.token_for(parsed.hostname, port)
+
+
+_KUBE_HOST = re.compile(r"^(?P<service>[a-z0-9]([-a-z0-9]*[a-z0-9])?)\.(?P<namespace>[a-z0-9]([-a-z0-9]*[a-z0-9])?)"
+                        r"\.svc(\.|$)")
+_SERVE_SERVICES = ("-serve-svc", "-grpc")  # KubeRay's HTTP Service of a RayService, Sentinel's gRPC one
+
+
+def kube_service(host: str) -> tuple[str, str] | None:
+    """(RayService, namespace) for a RayService's Service DNS name (``<name>-serve-svc.<ns>.svc…``,
+    ``<name>-grpc.<ns>.svc…``), else None."""
+    match = _KUBE_HOST.match(host.lower())
+    if not match:
+        return None
+    service = match["service"]
+    suffix = next((s for s in _SERVE_SERVICES if service.endswith(s)), None)
+    return (service.removesuffix(suffix), match["namespace"]) if suffix else None
+
+
+def _kube_token(rayservice: str, namespace: str) -> str | None:
+    """The RayService's serving token from its Secret (the profile's kubeconfig); None when it has none
+    (served with --auth none) or the API cannot tell (no kubeconfig, RBAC): then a guarded API answers
+    401, whose message says to pass --token-file."""
+    from sentinel_cli.k8s import serve_token, settings
+    from sentinel_cli.k8s.client import connect
+    from sentinel_cli.k8s.request import Overrides
+    from sentinel_ml.errors import SentinelError
+
+    try:
+        config = settings.load(Overrides(namespace=namespace))
+        with connect(config.kubeconfig, config.context, namespace) as kube:
+            return serve_token.token_for(kube, rayservice)
+    except SentinelError:
+        return None
 
 
 def _resolve(token: str | None, url_or_address: str) -> str | None:

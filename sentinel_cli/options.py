@@ -179,6 +179,9 @@ SPACE_DIMENSIONS = ", ".join(h.name for h in SEARCH_ORDER)  # what a --space fil
 # Kubernetes target options (--target k8s). No envvar= here: sentinel_cli.k8s.settings reads the
 # environment itself, so a set variable never counts as a flag given on the command line.
 KUBE_PANEL = "Kubernetes (--target k8s)"
+# `status` and `schedule list`: every namespace, not the profile's.
+AllNamespacesOpt = Annotated[bool, typer.Option("--all-namespaces", "-A", help="Every namespace.",
+                                                rich_help_panel=KUBE_PANEL)]
 ProfileOpt = Annotated[
     str | None,
     typer.Option("--profile", help="Profile file (YAML). Default: $SENTINEL_PROFILE, else "
@@ -228,10 +231,19 @@ UrlOpt = Annotated[
 ]
 
 
+InsecureRayOpt = Annotated[
+    bool,
+    typer.Option("--insecure-ray", help="Run the Ray cluster without token authentication (for a KubeRay "
+                 "operator older than 1.5.1): anyone who reaches its dashboard, client or GCS port can run "
+                 "code in it. Says so on stderr.", rich_help_panel=KUBE_PANEL),
+]
+
+
 _KUBE_OPTIONS: dict[str, tuple[Any, Any]] = {  # parameter -> (annotation, default), in --help order
     "profile": (ProfileOpt, None), "namespace": (NamespaceOpt, None), "name": (NameOpt, None),
     "sets": (SetOpt, None), "wait": (WaitOpt, True), "dry_run": (DryRunOpt, False),
     "timeout": (TimeoutOpt, None), "preflight": (PreflightOpt, True),
+    "insecure_ray": (InsecureRayOpt, False),
 }
 
 

@@ -164,6 +164,7 @@ class ServeReport:
     auth: str = _absent()  # none | token; never the token
     token_file: str | None = _absent()  # where the token is (a path)
     canary: dict[str, Any] | None = _absent()  # checkpoint, run_id, percent, model_version, versions
+    token_secret: str = _absent()  # k8s: the Secret that holds it (a name)
 
 
 @dataclass(frozen=True)
@@ -234,6 +235,7 @@ class ManagedObject:
     created: str | None
     run_id: str | None
     checkpoint: str | None
+    auth: str | None = None  # a RayService's serving API: none | token (never the token)
     canary: dict[str, Any] | None = _absent()  # a RayService's canary (its spec): checkpoint, run_id, percent, …
 
 

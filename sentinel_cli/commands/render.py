@@ -58,7 +58,7 @@ def mirror(command: Callable[..., Any], what: str) -> Callable[..., None]:
     return options.with_options(render_command, signature, [*kept, output])
 
 
-@options.kube_options("profile", "namespace", "name", "sets")
+@options.kube_options("profile", "namespace", "name", "sets", "insecure_ray")
 def cluster(output: ManifestOpt = ManifestFormat.yaml, deploy: KubeRequest = KubeRequest()) -> None:
     """Print a standalone RayCluster (head on on-demand nodes, training workers on spot nodes)."""
     emit(_renderer().cluster(deploy), OutputFormat(output.value))

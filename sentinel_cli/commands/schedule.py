@@ -80,8 +80,7 @@ def train(
 def list_(
     target: options.TargetOpt = None,
     output: options.OutputOpt = OutputFormat.table,
-    all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A", help="Every namespace.",
-                                                 rich_help_panel=options.KUBE_PANEL)] = False,
+    all_namespaces: options.AllNamespacesOpt = False,
     deploy: KubeRequest = KubeRequest(),
 ) -> None:
     """The retraining schedules on Kubernetes, each with its newest run and what that run did."""

@@ -29,7 +29,7 @@ SUMMARY_ROWS = [
 
 
 @app.callback(invoke_without_command=True)
-@options.kube_options("profile", "namespace", "sets", "name", "wait", "dry_run", "preflight")
+@options.kube_options("profile", "namespace", "sets", "name", "wait", "dry_run", "preflight", "insecure_ray")
 def serve(
     ctx: typer.Context,
     checkpoint: Annotated[str, typer.Option("--checkpoint", "-c", help="latest, best, a run id (or a unique "

@@ -26,8 +26,7 @@ def status(
     storage: options.StorageOpt = None,
     target: options.TargetOpt = None,
     output: options.OutputOpt = OutputFormat.table,
-    all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A", help="Every namespace.",
-                                                 rich_help_panel=options.KUBE_PANEL)] = False,
+    all_namespaces: options.AllNamespacesOpt = False,
     deploy: KubeRequest = KubeRequest(),
 ) -> None:
     """List recent training and tuning runs from the checkpoint index; on k8s, what Sentinel manages."""
@@ -85,7 +84,7 @@ def _serving(serving: ServeReport | None):
 
 KUBE_COLUMNS = [
     ("name", "name"), ("kind", "kind"), ("namespace", "namespace"), ("state", "state"), ("age", "age"),
-    ("run id", "run_id"), ("checkpoint", "checkpoint"),
+    ("run id", "run_id"), ("checkpoint", "checkpoint"), ("auth", "auth"),
 ]
 
 

@@ -10,7 +10,7 @@ from sentinel_cli.output import OutputFormat, emit
 from sentinel_ml.data.source import DataSource
 
 
-@options.kube_options("profile", "namespace", "sets", "timeout")
+@options.kube_options("profile", "namespace", "sets", "timeout", "insecure_ray")
 @options.data_options()
 def verify(
     target: options.TargetOpt = None,

@@ -53,6 +53,10 @@ class NotFound(ConfigError):
     """The named object does not exist."""
 
 
+class Conflict(SentinelError):
+    """The object exists already (create), or changed under the request."""
+
+
 # -- kinds -----------------------------------------------------------------------------------------
 
 
@@ -98,6 +102,7 @@ DEPLOYMENT = Kind("Deployment", "apps", "v1", "deployments")
 DAEMONSET = Kind("DaemonSet", "apps", "v1", "daemonsets")
 JOB = Kind("Job", "batch", "v1", "jobs")
 CRONJOB = Kind("CronJob", "batch", "v1", "cronjobs")
+NETWORKPOLICY = Kind("NetworkPolicy", "networking.k8s.io", "v1", "networkpolicies")
 ROLE = Kind("Role", _RBAC, "v1", "roles")
 ROLEBINDING = Kind("RoleBinding", _RBAC, "v1", "rolebindings")
 CLUSTERROLE = Kind("ClusterRole", _RBAC, "v1", "clusterroles", namespaced=False)
@@ -111,7 +116,8 @@ NODEPOOL = Kind("NodePool", "karpenter.sh", "v1", "nodepools", namespaced=False)
 RAY_KINDS = (RAYJOB, RAYSERVICE, RAYCLUSTER)
 KINDS = {k.kind: k for k in (
     *RAY_KINDS, NAMESPACE, NODE, POD, EVENT, SERVICEACCOUNT, SECRET, SERVICE, CONFIGMAP, PVC,
-    DEPLOYMENT, DAEMONSET, JOB, CRONJOB, ROLE, ROLEBINDING, CLUSTERROLE, CLUSTERROLEBINDING, CRD, APISERVICE,
+    DEPLOYMENT, DAEMONSET, JOB, CRONJOB, NETWORKPOLICY, ROLE, ROLEBINDING, CLUSTERROLE, CLUSTERROLEBINDING, CRD,
+    APISERVICE,
     PODMONITOR, SERVICEMONITOR, NODEPOOL)}
 
 
@@ -207,6 +213,17 @@ class Kube:
             query.append(("dryRun", "All"))
         return self._call(Request("PATCH", kind.path(ns, name), f"apply {kind.kind} {_where(ns, name)}", kind, ns,
                                   verb="patch", query=tuple(query), body=obj, content_type=APPLY_PATCH))
+
+    def create(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        """Create ``obj`` as field manager ``sentinel``; None when it exists already (it is kept as
+        it is: a generated Secret keeps its value). Errors never carry the object's content."""
+        kind, name = kind_of(obj), obj["metadata"]["name"]
+        ns = self._namespace(kind, obj["metadata"].get("namespace"))
+        try:
+            return self._call(Request("POST", kind.path(ns), f"create {kind.kind} {_where(ns, name)}", kind, ns,
+                                      verb="create", query=(("fieldManager", FIELD_MANAGER),), body=obj))
+        except Conflict:
+            return None
 
     def get(self, kind: Kind, name: str, namespace: str | None = None) -> dict[str, Any] | None:
         """The object, or None when it does not exist."""
@@ -470,7 +487,7 @@ def _rejected(f: _Failure) -> SentinelError:
 
 
 def _conflict(f: _Failure) -> SentinelError:
-    return SentinelError(f"conflict to {f.request.what}: {f.message}", hint="retry the command")
+    return Conflict(f"conflict to {f.request.what}: {f.message}", hint="retry the command")
 
 
 def _failed(f: _Failure) -> SentinelError:

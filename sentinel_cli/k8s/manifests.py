@@ -11,6 +11,7 @@ import math
 from dataclasses import replace
 from typing import Any
 
+from sentinel_cli.k8s import security
 from sentinel_cli.k8s.settings import GPU_RESOURCE, KubeSettings, Resources, check_label
 from sentinel_ml.errors import ConfigError
 from sentinel_ml.serving import config as serving_app
@@ -34,6 +35,15 @@ STORAGE = "sentinel.io/storage"
 IRSA_ROLE = "eks.amazonaws.com/role-arn"
 SUBMITTER_CONTAINER = "ray-job-submitter"  # KubeRay 1.5's name for it
 S3_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")  # in kubernetes.s3.credentials_secret
+
+# The serving API's token on Kubernetes (serve --auth token, the default there): a Secret per RayService
+# (<name>-serve-token, key token, made by `serve` when absent, owned by the RayService), mounted
+# read-only into the serve pods; ServeArgs.token_file names the file, never the token.
+SERVE_TOKEN_KEY = "token"
+SERVE_TOKEN_DIR = "/etc/sentinel/serve-token"
+SERVE_TOKEN_FILE = f"{SERVE_TOKEN_DIR}/{SERVE_TOKEN_KEY}"
+SERVE_TOKEN_VOLUME = "serve-token"
+SERVE_TOKEN_MODE = 0o444  # the Ray container runs as 1000:100 without fsGroup: it must read a root-owned file
 
 # KubeRay 1.5: a RayCluster name is at most 53 characters; RayJob and RayService names at most 47.
 NAME_LIMITS = {"RayJob": 47, "RayService": 47, "RayCluster": 53}
@@ -100,8 +110,13 @@ def grpc_service_name(rayservice: str) -> str:
     return f"{rayservice}-grpc"
 
 
+def serve_token_secret(rayservice: str) -> str:
+    return f"{rayservice}-serve-token"
+
+
 def serve_values(settings: KubeSettings, checkpoint: str, run_id: str | None,
-                 name: str | None = None, app_args: dict[str, Any] | None = None) -> dict[str, Any]:
+                 name: str | None = None, auth: str = "none",
+                 app_args: dict[str, Any] | None = None) -> dict[str, Any]:
     """A RayService serving ``checkpoint`` (an exact URI, already resolved), and a Service for its
     gRPC port: KubeRay 1.5's serve Service (``<name>-serve-svc``) carries only the container port
     named ``serve``, even from a custom ``serveService``, so Sentinel adds ``<name>-grpc``, which
@@ -110,8 +125,9 @@ def serve_values(settings: KubeSettings, checkpoint: str, run_id: str | None,
     serving = settings.serve
     # Built and validated as the local target builds them (bad values: a ConfigError, before any
     # object is rendered or applied); the autoscaling goes once, to the deployment.
-    args = serving_app.serve_args(checkpoint, run_id, {**serving.autoscaling.model_dump(),
-                                                       **({"num_gpus": serving.gpus} if serving.gpus else {})})
+    token = {"auth": "token", "token_file": SERVE_TOKEN_FILE} if auth == "token" else {}
+    gpus = {"num_gpus": serving.gpus} if serving.gpus else {}
+    args = serving_app.serve_args(checkpoint, run_id, {**serving.autoscaling.model_dump(), **gpus, **token})
     if app_args is not None:  # the live application's args, changed (a canary's start or end): kept as given
         args = serving_app.ServeArgs.model_validate({**app_args, "autoscaling": args.autoscaling.model_dump()})
     serve_ports = [{"name": "serve", "containerPort": serving.port},
@@ -126,9 +142,15 @@ def serve_values(settings: KubeSettings, checkpoint: str, run_id: str | None,
     workers["ports"] = [*WORKER_PORTS, *serve_ports]
     for group in (head, workers):
         group["pod_labels"] = {**group["pod_labels"], RAYSERVICE_LABEL: name}
+        if token:  # replicas may run on either
+            group["volumes"] = [{"name": SERVE_TOKEN_VOLUME, "secret": {
+                "secretName": serve_token_secret(name), "defaultMode": SERVE_TOKEN_MODE}}]
+            group["volume_mounts"] = [{"name": SERVE_TOKEN_VOLUME, "mountPath": SERVE_TOKEN_DIR, "readOnly": True}]
     labels = _labels("serve", run_id)
     return {
         **_common(settings, name, labels, {CHECKPOINT: checkpoint}),
+        "network_policy": security.ray_policies(settings, name, labels,
+                                                serve_ports=(serving.port, serving.grpc_port)),
         "grpc_options": serving_app.grpc_options(serving.grpc_port),
         "grpc_service": {
             "name": grpc_service_name(name),
@@ -137,7 +159,7 @@ def serve_values(settings: KubeSettings, checkpoint: str, run_id: str | None,
             "port": serving.grpc_port,
         },
         "app": serving_app.serve_application(args),
-        "cluster": _cluster(settings, head, [workers], autoscaling=True),
+        "cluster": _cluster(settings, name, head, [workers], autoscaling=True),
     }
 
 
@@ -146,8 +168,10 @@ def cluster_values(settings: KubeSettings, name: str) -> dict[str, Any]:
     check_name(name, "RayCluster")
     head = _head(settings, settings.images.train, "cluster")
     workers = _train_workers(settings, "cluster")
-    return {**_common(settings, name, _labels("cluster", None), {}),
-            "cluster": _cluster(settings, head, [workers], autoscaling=False)}
+    labels = _labels("cluster", None)
+    return {**_common(settings, name, labels, {}),
+            "network_policy": security.ray_policies(settings, name, labels),
+            "cluster": _cluster(settings, name, head, [workers], autoscaling=False)}
 
 
 def _rayjob_values(settings: KubeSettings, name: str, component: str, argv: list[str],
@@ -157,12 +181,14 @@ def _rayjob_values(settings: KubeSettings, name: str, component: str, argv: list
     head = _head(settings, settings.images.train, component, run_id=name)
     workers = _train_workers(settings, component, run_id=name)
     annotations = {STORAGE: storage, CHECKPOINT: checkpoint_uri(storage, name, "best")}
+    labels = _labels(component, name)
     return {
-        **_common(settings, name, _labels(component, name), annotations),
+        **_common(settings, name, labels, annotations),
+        "network_policy": security.ray_policies(settings, name, labels, submitter=True),
         "entrypoint": argv,
         "rayjob": settings.rayjob.model_dump(),
         "submitter": _submitter(settings, component, name),
-        "cluster": _cluster(settings, head, [workers], autoscaling=False),
+        "cluster": _cluster(settings, name, head, [workers], autoscaling=False),
     }
 
 
@@ -172,6 +198,7 @@ def _submitter(settings: KubeSettings, component: str, run_id: str) -> dict[str,
     pod = _pod(settings, SUBMITTER_CONTAINER, settings.images.train, settings.submitter, component,
                run_id, node_selector=settings.head_node_selector, tolerations=[])
     pod["env"] = [e for e in pod["env"] if e["name"] in settings.env]  # no S3 credentials needed
+    pod["pod_labels"][security.SUBMITTER_LABEL] = run_id  # the dashboard admits it (NetworkPolicy)
     return pod
 
 
@@ -199,10 +226,16 @@ def _common(settings: KubeSettings, name: str, labels: dict[str, str],
     }
 
 
-def _cluster(settings: KubeSettings, head: dict[str, Any], groups: list[dict[str, Any]],
+def _cluster(settings: KubeSettings, name: str, head: dict[str, Any], groups: list[dict[str, Any]],
              autoscaling: bool) -> dict[str, Any]:
+    from sentinel_cli.k8s import ray_auth
+
+    ray_auth.check_ray_version(settings.ray_auth, settings.ray_version)
+    for group in (head, *groups):  # the pods the cluster's NetworkPolicy admits to one another
+        group["pod_labels"] = {**group["pod_labels"], security.CLUSTER_LABEL: name}
     return {"ray_version": settings.ray_version, "autoscaling": autoscaling, "head": head,
-            "worker_groups": groups}
+            "worker_groups": groups, "auth_options": ray_auth.auth_options(settings.ray_auth),
+            "autoscaler_security": security.container_security()}
 
 
 def _head(settings: KubeSettings, image: str, component: str, run_id: str | None = None) -> dict[str, Any]:
@@ -251,9 +284,13 @@ def _pod(settings: KubeSettings, container: str, image: str, resources: Resource
         "pod_labels": _labels(component, run_id),
         "node_selector": dict(node_selector),
         "tolerations": tolerations,
+        "volumes": [],
+        "volume_mounts": [],
         "env": [*s3_env(settings), *({"name": k, "value": v}
                 for k, v in {**COMPONENT_ENV.get(component, {}), **settings.env}.items())],
         "resources": amounts,
+        "pod_security": security.pod_security(),  # Pod Security `restricted` (security.py)
+        "security": security.container_security(),
     }
 
 

@@ -1,6 +1,8 @@
 """The platform's Kubernetes objects as data (pure): KubeRay operator (when helm is absent), MinIO
-with a bucket-creation Job, MLflow, the pods' ServiceAccount, monitoring, metrics-server and the
-NVIDIA device plugin (both only when asked for or needed).
+with a bucket-creation Job, MLflow (each with a NetworkPolicy that admits only the platform's and
+Sentinel's own pods), the pods' ServiceAccount, monitoring, metrics-server and the NVIDIA device plugin
+(both only when asked for or needed). Every pod of MinIO, MLflow and the bucket Job meets Pod Security
+``restricted`` (security.py); the device plugin cannot (it mounts the kubelet's socket).
 
 Every object carries ``sentinel.io/platform: <component>`` so ``down`` finds what ``up`` made.
 Credentials live in one Secret (``sentinel-minio``) that ``up`` creates once with random values
@@ -12,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from sentinel_cli.k8s import client as kinds
+from sentinel_cli.k8s import security
 
 KUBERAY_VERSION = "1.5.2"
 KUBERAY_CHART = ("kuberay-operator", "https://ray-project.github.io/kuberay-helm/")
@@ -52,8 +55,8 @@ def _secret_env(*pairs: tuple[str, str]) -> list[dict[str, Any]]:
 
 def _deployment(name: str, component: str, ns: str, container: dict[str, Any], volume: str | None,
                 node_selector: dict[str, str]) -> dict[str, Any]:
-    spec: dict[str, Any] = {"nodeSelector": node_selector, "containers": [container],
-                            "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "fsGroup": 1000}}
+    spec: dict[str, Any] = {"nodeSelector": node_selector, "containers": [_least_privilege(container)],
+                            "securityContext": {**security.pod_security(), "runAsUser": 1000, "fsGroup": 1000}}
     if volume:
         spec["volumes"] = [{"name": "data", "persistentVolumeClaim": {"claimName": volume}}]
     return {**kinds.DEPLOYMENT.type_meta(), "metadata": _meta(name, component, ns),
@@ -63,10 +66,26 @@ def _deployment(name: str, component: str, ns: str, container: dict[str, Any], v
                                   "spec": spec}}}
 
 
+def _least_privilege(container: dict[str, Any]) -> dict[str, Any]:
+    """``container`` under Pod Security ``restricted`` (security.py): no privilege escalation, no
+    capabilities."""
+    return {**container, "securityContext": {**security.container_security(), **container.get("securityContext", {})}}
+
+
 def _service(name: str, component: str, ns: str, port: int) -> dict[str, Any]:
     return {**kinds.SERVICE.type_meta(), "metadata": _meta(name, component, ns),
             "spec": {"selector": {"app.kubernetes.io/name": name},
                      "ports": [{"name": "http", "port": port, "targetPort": port}]}}
+
+
+def _policy(name: str, component: str, ns: str, port: int) -> dict[str, Any]:
+    """A NetworkPolicy: ``name``'s pods admit, on ``port``, only the platform's own pods (those labelled
+    ``sentinel.io/platform``: MLflow, the bucket Job) and the pods Sentinel renders (its Ray clusters)."""
+    own = [{"podSelector": {"matchExpressions": [{"key": COMPONENT, "operator": "Exists"}]}},
+           {"podSelector": {"matchLabels": {"app.kubernetes.io/managed-by": "sentinel"}}}]
+    return {**kinds.NETWORKPOLICY.type_meta(), "metadata": _meta(name, component, ns),
+            "spec": {"podSelector": {"matchLabels": {"app.kubernetes.io/name": name}}, "policyTypes": ["Ingress"],
+                     "ingress": [{"from": own, "ports": [{"protocol": "TCP", "port": port}]}]}}
 
 
 def _claim(name: str, component: str, ns: str, size: str) -> dict[str, Any]:
@@ -138,17 +157,17 @@ def minio(ns: str, node_selector: dict[str, str], size: str = "20Gi",
            "spec": {"backoffLimit": 6, "ttlSecondsAfterFinished": 3600, "template": {
                "metadata": {"labels": {COMPONENT: "minio"}},
                "spec": {"restartPolicy": "OnFailure", "nodeSelector": node_selector,
-                        "securityContext": {"runAsNonRoot": True, "runAsUser": 1000},
-                        "containers": [{"name": "mc", "image": MC_IMAGE, "command": ["/bin/sh", "-c", script],
+                        "securityContext": {**security.pod_security(), "runAsUser": 1000},
+                        "containers": [_least_privilege({"name": "mc", "image": MC_IMAGE, "command": ["/bin/sh", "-c", script],
                                         # mc keeps its aliases under $HOME, unwritable for uid 1000
                                         "env": [{"name": "STORE", "value": endpoint},
                                                 {"name": "MC_CONFIG_DIR", "value": "/tmp/.mc"},
                                                 *_secret_env(("USER", "root-user"), ("PASSWORD", "root-password"))],
                                         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
-                                                      "limits": {"memory": "128Mi"}}}]}}}}
+                                                      "limits": {"memory": "128Mi"}}})]}}}}
     return [_claim(f"{name}-data", "minio", ns, size),
             _deployment(name, "minio", ns, container, f"{name}-data", node_selector),
-            _service(name, "minio", ns, 9000), job]
+            _service(name, "minio", ns, 9000), _policy(name, "minio", ns, 9000), job]
 
 
 def mlflow(ns: str, node_selector: dict[str, str], size: str = "5Gi") -> list[dict[str, Any]]:
@@ -171,7 +190,7 @@ def mlflow(ns: str, node_selector: dict[str, str], size: str = "5Gi") -> list[di
                  "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "1536Mi"}}}
     return [_claim(f"{name}-data", "mlflow", ns, size),
             _deployment(name, "mlflow", ns, container, f"{name}-data", node_selector),
-            _service(name, "mlflow", ns, 5000)]
+            _service(name, "mlflow", ns, 5000), _policy(name, "mlflow", ns, 5000)]
 
 
 def service_account(ns: str, name: str, role_arn: str | None) -> dict[str, Any]:

@@ -35,12 +35,13 @@ class Overrides:
     sets: tuple[str, ...] = ()
     workers: int | None = None  # train --workers: Ray Train workers, one pod each
     worker_gpus: int | None = None  # train --gpus, tune --gpus-per-trial: whole GPUs per worker pod
+    ray_auth: str | None = None  # --insecure-ray: "disabled"
     serve: ServeOverrides = field(default_factory=ServeOverrides)
 
     def values(self) -> dict[str, Any]:
         """The typed values that are set, shaped like the profile's ``kubernetes`` section."""
         named = {"namespace": self.namespace, "storage": self.storage, "mlflow_uri": self.mlflow_uri,
-                 "workers": self.workers}
+                 "workers": self.workers, "ray_auth": self.ray_auth}
         values: dict[str, Any] = {k: v for k, v in named.items() if v is not None}
         if self.worker_gpus is not None:
             values["worker"] = {"gpu": self.worker_gpus}
@@ -72,7 +73,8 @@ class KubeRequest:
         flags = [("--profile", o.profile), ("--namespace", o.namespace), ("--set", o.sets),
                  ("--name", self.name), ("--no-wait", not self.wait), ("--dry-run", self.dry_run),
                  ("--timeout", self.timeout_s), ("--all-namespaces", self.all_namespaces),
-                 ("--no-preflight", not self.preflight)]  # until the local target checks Ray's resources
+                 ("--no-preflight", not self.preflight),
+                 ("--insecure-ray", o.ray_auth == "disabled")]  # until the local target checks Ray's resources
         return [flag for flag, value in flags if value]
 
 
@@ -124,9 +126,9 @@ def parse_set(item: str) -> tuple[str, str]:
 def kube_request(*, profile: str | None = None, namespace: str | None = None, sets: list[str] | None = None,
                  name: str | None = None, wait: bool = True, dry_run: bool = False,
                  timeout: float | None = None, storage: str | None = None, mlflow_uri: str | None = None,
-                 all_namespaces: bool = False, preflight: bool = True) -> KubeRequest:
+                 all_namespaces: bool = False, preflight: bool = True, insecure_ray: bool = False) -> KubeRequest:
     """A KubeRequest from a command's options."""
     overrides = Overrides(profile=profile, namespace=namespace, storage=storage, mlflow_uri=mlflow_uri,
-                          sets=tuple(sets or ()))
+                          sets=tuple(sets or ()), ray_auth="disabled" if insecure_ray else None)
     return KubeRequest(overrides=overrides, name=name, wait=wait, dry_run=dry_run, timeout_s=timeout,
                        all_namespaces=all_namespaces, preflight=preflight)

@@ -219,6 +219,56 @@ class RayJobPolicy(_Model):
         return self
 
 
+class Peer(_Model):
+    """Who may connect, as a NetworkPolicy peer: pods by label (``pods``; ``{}`` is every pod) in this
+    namespace, or in the namespaces ``namespaces`` selects by label (``{}`` is every namespace), or
+    an address range (``cidr``: what runs outside the cluster's pods, such as an operator on a host)."""
+
+    namespaces: dict[str, str] | None = None
+    pods: dict[str, str] | None = None
+    cidr: str | None = None
+
+    @field_validator("namespaces", "pods")
+    @classmethod
+    def _labels(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return None if value is None else _check_labels(value)
+
+    @field_validator("cidr")
+    @classmethod
+    def _cidr(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        import ipaddress
+
+        try:
+            return str(ipaddress.ip_network(value, strict=False))
+        except ValueError:
+            raise ValueError(f"{value!r} is not an address range such as 10.0.0.0/8") from None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Peer:
+        if self.cidr is not None and (self.namespaces is not None or self.pods is not None):
+            raise ValueError("a peer is either a cidr or pods/namespaces by label, not both")
+        if self.cidr is None and self.namespaces is None and self.pods is None:
+            raise ValueError("a peer needs pods, namespaces or cidr (pods: {} is every pod of this namespace)")
+        return self
+
+
+OPERATOR_POD = {"app.kubernetes.io/name": "kuberay-operator"}  # the helm chart's and `sentinel up`'s label
+
+
+class NetworkPolicies(_Model):
+    """The NetworkPolicies rendered with every RayCluster, RayJob and RayService: Ray's own ports
+    admit only the same cluster's pods; the dashboard (and Serve's health check) also the operator
+    (and a RayJob's submitter); the metrics port Prometheus; Serve's HTTP and gRPC ports ``serve_from``."""
+
+    enabled: bool = True
+    serve_from: list[Peer] = Field(default_factory=lambda: [Peer(pods={})])  # this namespace's pods
+    operator: list[Peer] = Field(default_factory=lambda: [Peer(pods=dict(OPERATOR_POD))])
+    prometheus: list[Peer] = Field(default_factory=lambda: [
+        Peer(namespaces={}, pods={"app.kubernetes.io/name": "prometheus"})])
+
+
 class Serving(_Model, Autoscaling):
     """The RayService: its name, Serve's autoscaling of the deployment (the fields of
     ``sentinel_ml.serving.config.Autoscaling``, flat: ``serve.min_replicas`` …) and the worker pods it
@@ -259,6 +309,9 @@ class KubeSettings(_Model):
     context: str | None = None
     images: Images = Field(default_factory=Images)
     ray_version: str = Field(default_factory=installed_ray_version)
+    # Ray token authentication on every cluster (KubeRay authOptions; sentinel_cli/k8s/ray_auth.py).
+    # disabled: --insecure-ray, for an operator older than KubeRay 1.5.1 (says what it leaves open).
+    ray_auth: Literal["token", "disabled"] = "token"
     # The head holds the job's driver, Ray Train's controller and helper actors besides Ray's own
     # processes: at 2Gi Ray's memory monitor (95% of the limit) killed Train's helper actors on the real
     # node and the job hung; 4Gi ran the whole lifecycle (docs/kubernetes.md, "Default requests").
@@ -280,6 +333,7 @@ class KubeSettings(_Model):
     env: dict[str, str] = Field(default_factory=dict)
     rayjob: RayJobPolicy = Field(default_factory=RayJobPolicy)
     serve: Serving = Field(default_factory=Serving)
+    network_policy: NetworkPolicies = Field(default_factory=NetworkPolicies)
     wait_timeout_s: float = Field(600, gt=0, description="Give up after this long without progress.")
 
     @field_validator("namespace")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from sentinel_cli.k8s import client as kinds
-from sentinel_cli.k8s import manifests
+from sentinel_cli.k8s import manifests, security
 from sentinel_cli.k8s.settings import KubeSettings, check_label
 from sentinel_cli.schedules.spec import NAME_LIMIT, ScheduleRequest, describe, run_args
 
@@ -31,6 +31,8 @@ RULES = (
     {"apiGroups": ["ray.io"], "resources": ["rayservices"], "verbs": ["create", "get", "patch"]},
     # The RayService's gRPC Service, applied with it.
     {"apiGroups": [""], "resources": ["services"], "verbs": ["create", "get", "patch"]},
+    # The NetworkPolicies that come with each Ray cluster (k8s/security.py), applied with it.
+    {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["create", "get", "patch"]},
     # Following the job: its pods (by label), the driver's log, the events that explain a wait.
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]},
     {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
@@ -91,10 +93,11 @@ def cronjob(request: ScheduleRequest, settings: KubeSettings) -> dict[str, Any]:
         "resources": {"requests": dict(RUNNER_RESOURCES), "limits": dict(RUNNER_RESOURCES)},
         "volumeMounts": [{"name": "profile", "mountPath": PROFILE_DIR, "readOnly": True}],
         "terminationMessagePath": TERMINATION_LOG, "terminationMessagePolicy": "File",
-        "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True, "runAsUser": 1000},
+        "securityContext": security.container_security(),  # Pod Security restricted, as the Ray pods
     }
     pod = {"metadata": {"labels": labels(name)},
            "spec": {"serviceAccountName": name, "restartPolicy": "Never", "containers": [container],
+                    "securityContext": {**security.pod_security(), "runAsUser": 1000},
                     "nodeSelector": dict(settings.head_node_selector),
                     "volumes": [{"name": "profile", "configMap": {"name": name}}]}}
     meta = {**_meta(name, settings.namespace), "annotations": {ACTION: describe(request)}}

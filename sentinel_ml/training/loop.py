@@ -17,6 +17,7 @@ from sentinel_ml.logs import follow_root_level
 from sentinel_ml.models.config import ModelConfig
 from sentinel_ml.models.evaluation import EVAL_BATCH_SIZE, served_test_metrics
 from sentinel_ml.models.registry import get
+from sentinel_ml.training.averaging import averaging_callback, uses_averaging
 from sentinel_ml.training.config import Hyperparameters
 
 if TYPE_CHECKING:
@@ -72,8 +73,10 @@ def run_loop(
     Weights are always those of the model's served network (its spec's ``scorer``): the trained network
     exports them (``serving_state_dict``; an AutoRec run exports its factorization).
 
-    ``trainer_kwargs`` and ``prepare`` let a distributed caller add its strategy and plugins. The global batch
-    size stays ``hp.batch_size`` whatever the world size, so results do not depend on it.
+    ``trainer_kwargs`` and ``prepare`` let a distributed caller add its strategy and plugins (DDP), except
+    for a network with large sparse tables: its workers train apart and merge their weights every few steps
+    (``averaging.py``; no DDP). The global batch size stays ``hp.batch_size`` whatever the world size, so
+    results do not depend on it.
     ``on_state`` is for callers that save weights as they go (a Tune trial may be stopped from the
     outside at any epoch, a Ray Train worker may be lost). A non-finite loss or val RMSE ends the run
     with ``JobFailed``.
@@ -91,11 +94,19 @@ def run_loop(
     if resume is not None:
         recorder.resume_from(resume, module)
         train_batches._epoch = recorder.start_epoch  # the same shuffles as an uninterrupted run
+    callbacks = []
+    if uses_averaging(module, world_size):  # large sparse tables: the workers merge weights, no DDP
+        # no DDP strategy or Ray plugins: the device and precision (Compute.lightning_kwargs) stay
+        kept = {k: v for k, v in (trainer_kwargs or {}).items() if k in ("accelerator", "precision")}
+        trainer_kwargs, prepare, callbacks = kept, None, [averaging_callback(module.net)]
     if recorder.start_epoch < hp.epochs:
-        trainer = _trainer(hp.epochs - recorder.start_epoch, recorder, trainer_kwargs, prepare)
+        trainer = _trainer(hp.epochs - recorder.start_epoch, recorder, trainer_kwargs, prepare, callbacks)
         trainer.fit(module, train_dataloaders=train_batches,
                     val_dataloaders=TensorBatches(split.val, EVAL_BATCH_SIZE))
-    return _loop_result(recorder, module.net, model_config, split, data)
+    result = _loop_result(recorder, module.net, model_config, split, data)
+    if callbacks and callbacks[0].averaging is not None:
+        result.metrics["weight_merges"] = callbacks[0].averaging.merges  # the workers' merges (averaging.py)
+    return result
 
 
 def _set_up_process(seed: int) -> None:
@@ -130,7 +141,7 @@ def _train_batches(hp: Hyperparameters, split: Split, rank: int, world_size: int
 
 
 def _trainer(epochs: int, recorder: _EpochRecorder, trainer_kwargs: dict[str, Any] | None,
-             prepare: Callable[[Any], Any] | None):
+             prepare: Callable[[Any], Any] | None, callbacks: list[Any] = ()):
     import lightning.pytorch as pl
 
     trainer = pl.Trainer(
@@ -140,7 +151,7 @@ def _trainer(epochs: int, recorder: _EpochRecorder, trainer_kwargs: dict[str, An
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        callbacks=[recorder.as_callback()],
+        callbacks=[*callbacks, recorder.as_callback()],
         **{"accelerator": "cpu", "devices": 1, **(trainer_kwargs or {})},  # Compute.lightning_kwargs
     )
     return prepare(trainer) if prepare is not None else trainer

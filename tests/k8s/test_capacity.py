@@ -57,6 +57,9 @@ def _gpu_nodes(gpus: int = 4) -> list[dict[str, Any]]:
                                                            "effect": "NoSchedule"}])]
 
 
+APPLIED = ["ServiceAccount", "NetworkPolicy", "RayJob"]  # the train plan, in order
+
+
 def _run(objects, node_items, pod_items=(), deployments=(), nodepools=()):
     found = capacity.autoscaler(deployments, nodepools)
     return capacity.check(capacity.pod_needs(objects), capacity.nodes(node_items, pod_items), found)
@@ -65,7 +68,8 @@ def _run(objects, node_items, pod_items=(), deployments=(), nodepools=()):
 def _with_workers(objects: list[dict[str, Any]], requests: dict[str, str], tolerations=None, replicas=None):
     """The train plan with other worker requests (and tolerations, replicas)."""
     objects = copy.deepcopy(objects)
-    group = objects[1]["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
+    job = next(o for o in objects if o["kind"] == "RayJob")
+    group = job["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
     pod = group["template"]["spec"]
     pod["containers"][0]["resources"] = {"requests": requests, "limits": requests}
     if tolerations is not None:
@@ -124,7 +128,8 @@ def test_serve_plan_counts_the_workers_min_replicas_and_other_objects_none():
     head = needs[0]  # an autoscaling RayService: KubeRay adds its autoscaler container to the head
     assert head.requests == {"cpu": Fraction(3, 2), "memory": 4 * 2**30 + 512 * 2**20}
     options = copy.deepcopy(_objects("serve"))
-    options[1]["spec"]["rayClusterConfig"]["autoscalerOptions"] = {"resources": {"requests": {"cpu": "200m"}}}
+    service = next(o for o in options if o["kind"] == "RayService")
+    service["spec"]["rayClusterConfig"]["autoscalerOptions"] = {"resources": {"requests": {"cpu": "200m"}}}
     assert capacity.pod_needs(options)[0].requests["cpu"] == Fraction(6, 5)
     cluster = capacity.pod_needs(_objects("cluster"))
     assert [n.role.split(" of ")[0] for n in cluster] == ["head", "worker group train"]
@@ -158,6 +163,7 @@ def test_pods_of_the_objects_being_applied_again_leave_their_room():
     serve = _objects("serve")
     own = _pod("ip-10-0-1-1", "3", "1Gi")
     own["metadata"].update(namespace="ml", labels={"sentinel.io/rayservice": "recommender",
+                                                   "sentinel.io/ray-cluster": "recommender",
                                                    "app.kubernetes.io/name": "sentinel"})
     elsewhere = copy.deepcopy(own)
     elsewhere["metadata"]["namespace"] = "other"
@@ -335,6 +341,10 @@ class _Cluster:
         self.applied.append(obj["kind"])
         return obj
 
+    def get(self, kind, name, namespace=None):
+        self.calls.append(f"get {kind.plural}")
+        return None  # no RayCluster CRD here: the token check leaves that to the apply
+
 
 def test_a_fitting_plan_costs_one_list_of_nodes_and_one_of_pods_then_applies():
     from sentinel_cli.backends.kubernetes import run
@@ -342,7 +352,8 @@ def test_a_fitting_plan_costs_one_list_of_nodes_and_one_of_pods_then_applies():
 
     kube = _Cluster(_eks())
     run.apply(kube, _objects("train"), KubeRequest())
-    assert kube.calls == ["nodes", "pods"] and kube.applied == ["ServiceAccount", "RayJob"]
+    # then one GET of the RayCluster CRD: does the operator know token auth (k8s/ray_auth.py)
+    assert kube.calls == ["nodes", "pods", "get customresourcedefinitions"] and kube.applied == APPLIED
 
 
 def test_an_insufficient_plan_is_refused_before_anything_is_applied():
@@ -371,14 +382,14 @@ def test_no_room_now_is_read_again_before_it_is_refused(monkeypatch):
 
     monkeypatch.setattr(preflight, "_sleep", sleep)
     run.apply(busy, _objects("train"), KubeRequest())
-    assert slept == [preflight.SETTLE_POLL_S] * 2 and busy.applied == ["ServiceAccount", "RayJob"]
+    assert slept == [preflight.SETTLE_POLL_S] * 2 and busy.applied == APPLIED
 
     slept.clear()
     busy.pod_items = [_pod("ip-10-0-2-1", "3500m", "1Gi"), _pod("ip-10-0-2-2", "3500m", "1Gi")]
     monkeypatch.setattr(preflight, "_sleep", slept.append)
     with pytest.raises(capacity.Insufficient, match="grow node group spot by 1 node"):
         run.apply(busy, _objects("train"), KubeRequest())
-    assert sum(slept) == preflight.SETTLE_S and busy.applied == ["ServiceAccount", "RayJob"]
+    assert sum(slept) == preflight.SETTLE_S and busy.applied == APPLIED
 
 
 def test_no_preflight_applies_without_reading_the_cluster():
@@ -387,7 +398,8 @@ def test_no_preflight_applies_without_reading_the_cluster():
 
     kube = _Cluster(_eks())
     run.apply(kube, _with_workers(_objects("train"), {"cpu": "6"}), KubeRequest(preflight=False))
-    assert kube.calls == [] and kube.applied == ["ServiceAccount", "RayJob"]
+    # no capacity reads; the Ray token check (k8s/ray_auth.py) is not a preflight and always runs
+    assert kube.calls == ["get customresourcedefinitions"] and kube.applied == APPLIED
 
 
 def test_waiting_for_an_autoscaler_warns_and_applies(capsys):
@@ -396,7 +408,7 @@ def test_waiting_for_an_autoscaler_warns_and_applies(capsys):
 
     kube = _Cluster(_eks(), nodepools=[{"metadata": {"name": "default"}}])
     run.apply(kube, _with_workers(_objects("train"), {"cpu": "3"}, replicas=3), KubeRequest())
-    assert kube.applied == ["ServiceAccount", "RayJob"]
+    assert kube.applied == APPLIED
     err = " ".join(capsys.readouterr().err.split())
     assert "Karpenter (NodePool default) should add nodes to node group spot" in err
 

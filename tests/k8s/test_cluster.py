@@ -583,7 +583,7 @@ def test_status_of_200_rayjobs_makes_one_list_call_per_kind(cluster, monkeypatch
     with kube.connect(namespace=cluster.namespace) as api:
         for i in range(200):
             objects = render.render("train", manifests.train_values(kube_settings, TrainConfig(), f"queued-{i:03d}"))
-            job = objects[1]
+            job = next(o for o in objects if o["kind"] == "RayJob")
             job["spec"]["suspend"] = True  # queued: the operator makes no cluster for it
             api.apply(job)
     requests: list[tuple[str, str]] = []
@@ -710,15 +710,15 @@ def _doctor(kubeconfig: Path, monkeypatch) -> tuple[int, dict[str, dict[str, Any
     return result.exit_code, {item["name"]: item for item in report["items"]}
 
 
-DOCTOR_CHECKS = ["kubeconfig", "cluster reachable", "namespace access", "kuberay crds", "node labels",
-                 "pod sizes fit", "prometheus monitors", "s3 reachable", "checkpoint index"]
+DOCTOR_CHECKS = ["kubeconfig", "cluster reachable", "namespace access", "kuberay crds", "ray token auth",
+                 "node labels", "pod sizes fit", "gpu nodes", "prometheus monitors", "s3 reachable", "checkpoint index"]
 
 
 def test_doctor_lists_its_whole_checklist_when_the_cluster_is_out_of_reach(cluster, tmp_path, monkeypatch) -> None:
     code, items = _doctor(tmp_path / "missing", monkeypatch)
     assert code == 1 and list(items) == DOCTOR_CHECKS
     assert items["kubeconfig"]["state"] == "fail" and "aws eks update-kubeconfig" in items["kubeconfig"]["fix"]
-    assert {items[name]["state"] for name in DOCTOR_CHECKS[1:7]} == {"skip"}
+    assert {items[name]["state"] for name in DOCTOR_CHECKS[1:9]} == {"skip"}
 
     dead, port = _dead_kubeconfig(cluster, tmp_path)
     code, items = _doctor(dead, monkeypatch)
@@ -727,7 +727,7 @@ def test_doctor_lists_its_whole_checklist_when_the_cluster_is_out_of_reach(clust
     reachable = items["cluster reachable"]
     assert reachable["state"] == "fail" and f"127.0.0.1:{port}" in reachable["detail"]
     assert "kubectl cluster-info" in reachable["fix"]
-    assert {items[name]["state"] for name in DOCTOR_CHECKS[2:7]} == {"skip"}
+    assert {items[name]["state"] for name in DOCTOR_CHECKS[2:9]} == {"skip"}
 
 
 def test_doctor_names_a_forbidden_namespace(cluster, monkeypatch) -> None:

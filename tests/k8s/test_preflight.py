@@ -62,7 +62,8 @@ def _gpu_plan(name: str, gpus: int, tolerate: bool, select: dict[str, str] | Non
 
     planned = plan.plan_train(TrainConfig(compute=Compute(gpus=gpus)), kube_request(name=name, wait=False))
     objects: list[dict[str, Any]] = yaml.safe_load(yaml.safe_dump(planned.objects))
-    pod = objects[1]["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]
+    job = next(o for o in objects if o["kind"] == "RayJob")
+    pod = job["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]
     assert pod["containers"][0]["resources"]["limits"][GPU] == str(gpus)
     if not tolerate:
         pod["tolerations"] = [t for t in pod.get("tolerations", []) if t.get("key") != GPU]

@@ -59,7 +59,14 @@ def test_templates_render_the_checked_in_expected_output(kube_env, what: str) ->
         expected.write_text(text)
     assert text == expected.read_text(), f"{what}: regenerate with SENTINEL_REGENERATE=1 and review"
     objects = render.render(what, _values(what))
-    assert [o["kind"] for o in objects] == ["ServiceAccount", _KINDS[what]] + (["Service"] if what == "serve" else [])
+    policies = ["NetworkPolicy"] * (2 if what == "serve" else 1)  # security.py: Ray's ports, Serve's
+    assert [o["kind"] for o in objects] == ["ServiceAccount", *policies, _KINDS[what]] + (
+        ["Service"] if what == "serve" else [])
+
+
+def _rendered(what: str, values: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rendered objects but the NetworkPolicies (tests/k8s/test_security.py checks those)."""
+    return [o for o in render.render(what, values) if o["kind"] != "NetworkPolicy"]
 
 
 _KINDS = {"train": "RayJob", "tune": "RayJob", "serve": "RayService", "cluster": "RayCluster"}
@@ -71,7 +78,7 @@ def test_serve_exposes_grpc_through_its_own_service(kube_env) -> None:
     from sentinel_ml.serving import config as serve_config
 
     kube = _settings(**{"serve.grpc_port": 9100})
-    _, service, grpc = render.render("serve", manifests.serve_values(kube, CHECKPOINT, RUN_ID))
+    _, service, grpc = _rendered("serve", manifests.serve_values(kube, CHECKPOINT, RUN_ID))
     config = yaml.safe_load(service["spec"]["serveConfigV2"])
     assert config["grpc_options"] == {"port": 9100, "grpc_servicer_functions": [serve_config.GRPC_SERVICER]}
     cluster = service["spec"]["rayClusterConfig"]
@@ -88,7 +95,7 @@ def test_serve_exposes_grpc_through_its_own_service(kube_env) -> None:
 
 
 def test_rayjob_carries_the_profile_defaults_and_policy(kube_env) -> None:
-    account, job = render.render("train", _values("train"))
+    account, job = _rendered("train", _values("train"))
     assert account["metadata"]["annotations"] == {
         "eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/sentinel-checkpoints"}
     meta, spec = job["metadata"], job["spec"]
@@ -114,7 +121,7 @@ def test_rayjob_carries_the_profile_defaults_and_policy(kube_env) -> None:
 
 def test_the_submitter_pod_goes_beside_the_head_with_small_requests(kube_env) -> None:
     """KubeRay's default submitter has no node selector (it may land anywhere) and asks for 500m."""
-    spec = render.render("train", _values("train"))[1]["spec"]
+    spec = _rendered("train", _values("train"))[1]["spec"]
     pod = spec["submitterPodTemplate"]["spec"]
     (container,) = pod["containers"]
     assert pod["nodeSelector"] == {"lifecycle": "OnDemand"} and pod["restartPolicy"] == "Never"
@@ -128,7 +135,7 @@ def test_the_submitter_pod_goes_beside_the_head_with_small_requests(kube_env) ->
 def test_an_s3_compatible_store_reaches_the_ray_pods_but_not_the_submitter(kube_env) -> None:
     kube = _settings(s3={"endpoint": "http://sentinel-minio.ml.svc:9000", "credentials_secret": "sentinel-minio"})
     for what in ("train", "serve"):
-        objects = render.render(what, _values(what, kube))
+        objects = _rendered(what, _values(what, kube))
         spec = next(o for o in objects if o["kind"] in ("RayJob", "RayService"))["spec"]
         cluster = spec.get("rayClusterSpec") or spec["rayClusterConfig"]
         pods = [cluster["headGroupSpec"]["template"]["spec"],
@@ -145,10 +152,10 @@ def test_an_s3_compatible_store_reaches_the_ray_pods_but_not_the_submitter(kube_
 
 
 def test_serve_workers_follow_their_own_node_selector(kube_env) -> None:
-    default = render.render("serve", _values("serve"))[1]["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]
+    default = _rendered("serve", _values("serve"))[1]["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]
     assert "nodeSelector" not in default["template"]["spec"]  # any node, as before
     kube = _settings(serve={"node_selector": {"lifecycle": "OnDemand"}})
-    group = render.render("serve", _values("serve", kube))[1]["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]
+    group = _rendered("serve", _values("serve", kube))[1]["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]
     assert group["template"]["spec"]["nodeSelector"] == {"lifecycle": "OnDemand"}
 
 
@@ -162,7 +169,7 @@ def test_s3_settings_are_checked(kube_env) -> None:
 def test_entrypoint_is_what_the_training_module_parses(kube_env) -> None:
     from sentinel_ml.train import build_parser, config_from_args
 
-    job = render.render("train", _values("train"))[1]
+    job = _rendered("train", _values("train"))[1]
     argv = shlex.split(job["spec"]["entrypoint"])
     assert argv[:3] == ["python", "-m", "sentinel_ml.train"]
     config = config_from_args(build_parser().parse_args(argv[3:]))
@@ -182,7 +189,7 @@ def test_max_failures_travels_in_the_entrypoint(kube_env, what: str) -> None:
         values = manifests.train_values(_settings(), TrainConfig(hp=Hyperparameters(epochs=3), max_failures=0), RUN_ID)
     else:
         values = manifests.tune_values(_settings(), StudyConfig(samples=8, max_failures=5), TUNE_ID)
-    argv = shlex.split(render.render(what, values)[1]["spec"]["entrypoint"])
+    argv = shlex.split(_rendered(what, values)[1]["spec"]["entrypoint"])
     parsed = module.config_from_args(module.build_parser().parse_args(argv[3:]))
     assert parsed.max_failures == (0 if what == "train" else 5)
 
@@ -190,7 +197,7 @@ def test_max_failures_travels_in_the_entrypoint(kube_env, what: str) -> None:
 def test_tune_entrypoint_is_what_the_tuning_module_parses(kube_env) -> None:
     from sentinel_ml.tune import build_parser, config_from_args
 
-    job = render.render("tune", _values("tune"))[1]
+    job = _rendered("tune", _values("tune"))[1]
     argv = shlex.split(job["spec"]["entrypoint"])
     assert argv[:3] == ["python", "-m", "sentinel_ml.tune"]
     config = config_from_args(build_parser().parse_args(argv[3:]))
@@ -207,7 +214,7 @@ def test_a_custom_space_file_travels_inline_with_the_tuning_job(kube_env, tmp_pa
     file = tmp_path / "space.yaml"
     file.write_text("lr: {lower: 2e-3, upper: 0.01}\nembedding_dim: [64, 128]\nbatch_size: 256\n")
     study = StudyConfig(model="mf", space=load_space(file, "mf"), samples=4)
-    job = render.render("tune", manifests.tune_values(_settings(), study, TUNE_ID))[1]
+    job = _rendered("tune", manifests.tune_values(_settings(), study, TUNE_ID))[1]
     argv = shlex.split(job["spec"]["entrypoint"])
     parsed = config_from_args(build_parser().parse_args(argv[3:]))
     assert (parsed.model, parsed.space, parsed.max_epochs) == ("mf", study.space, 20)
@@ -217,7 +224,7 @@ def test_train_entrypoint_carries_the_model_and_its_defaults(kube_env) -> None:
     from sentinel_ml.train import build_parser, config_from_args
 
     hp = Hyperparameters.for_model("autorec", epochs=4)
-    job = render.render("train", manifests.train_values(_settings(), TrainConfig(hp=hp), RUN_ID))[1]
+    job = _rendered("train", manifests.train_values(_settings(), TrainConfig(hp=hp), RUN_ID))[1]
     parsed = config_from_args(build_parser().parse_args(shlex.split(job["spec"]["entrypoint"])[3:]))
     assert parsed.hp == hp and (hp.embedding_dim, hp.regularization) == (500, 100.0)
 
@@ -228,7 +235,7 @@ def test_serve_config_is_a_valid_serve_application_with_the_checkpoint(kube_env)
     from sentinel_ml.serving import config as serve_config
     from sentinel_ml.serving.config import ServeArgs
 
-    service = render.render("serve", _values("serve"))[1]
+    service = _rendered("serve", _values("serve"))[1]
     config = yaml.safe_load(service["spec"]["serveConfigV2"])
     ServeDeploySchema.model_validate(config)  # Ray 2.60's own schema of a Serve config file
     assert config["grpc_options"]["grpc_servicer_functions"] == [serve_config.GRPC_SERVICER]
@@ -265,8 +272,8 @@ def test_serve_args_are_validated_when_rendered(kube_env) -> None:
 def test_another_checkpoint_changes_only_the_serve_config(kube_env) -> None:
     """So that KubeRay upgrades the Serve application in place instead of building a new cluster."""
     kube = _settings()
-    one = render.render("serve", manifests.serve_values(kube, CHECKPOINT, RUN_ID))[1]
-    two = render.render("serve", manifests.serve_values(kube, "s3://b/other/best.pt", "train-other"))[1]
+    one = _rendered("serve", manifests.serve_values(kube, CHECKPOINT, RUN_ID))[1]
+    two = _rendered("serve", manifests.serve_values(kube, "s3://b/other/best.pt", "train-other"))[1]
     assert one["spec"]["rayClusterConfig"] == two["spec"]["rayClusterConfig"]
     assert one["spec"]["serveConfigV2"] != two["spec"]["serveConfigV2"]
 
@@ -296,7 +303,7 @@ HOSTILE = [
 @pytest.mark.parametrize("value", HOSTILE, ids=range(len(HOSTILE)))
 def test_values_never_inject_yaml_or_shell(kube_env, value: str) -> None:
     kube = _settings(**{"env.HOSTILE": value, "mlflow_uri": value, "service_account.role_arn": "arn:" + value})
-    objects = render.render("train", manifests.train_values(kube, TrainConfig(), RUN_ID))
+    objects = _rendered("train", manifests.train_values(kube, TrainConfig(), RUN_ID))
     assert [o["kind"] for o in objects] == ["ServiceAccount", "RayJob"]
     assert objects[0]["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": "arn:" + value}
     job = objects[1]
@@ -306,7 +313,7 @@ def test_values_never_inject_yaml_or_shell(kube_env, value: str) -> None:
     argv = shlex.split(job["spec"]["entrypoint"])
     assert argv[argv.index("--mlflow-uri") + 1] == (value or "off")  # empty: tracking off
 
-    service = render.render("serve", manifests.serve_values(kube, f"s3://b/{value}", RUN_ID))[1]
+    service = _rendered("serve", manifests.serve_values(kube, f"s3://b/{value}", RUN_ID))[1]
     args = yaml.safe_load(service["spec"]["serveConfigV2"])["applications"][0]["args"]
     assert args["checkpoint"] == f"s3://b/{value}"
     assert service["metadata"]["annotations"]["sentinel.io/checkpoint"] == f"s3://b/{value}"
@@ -406,13 +413,13 @@ def _unknown_fields(obj: Any, schema: dict[str, Any], path: str = "") -> list[st
 def test_rendered_objects_match_the_kuberay_crd_schemas(kube_env, crd_schemas, what: str) -> None:
     import jsonschema
 
-    for obj in render.render(what, _values(what)):
+    for obj in _rendered(what, _values(what)):
         if obj["kind"] not in crd_schemas:  # ServiceAccount, Service: the API server's own kinds
             continue
         schema = crd_schemas[obj["kind"]]
         jsonschema.Draft7Validator(schema).validate(obj)
         assert _unknown_fields(obj, schema) == []
-    typo = render.render(what, _values(what))[1]
+    typo = _rendered(what, _values(what))[1]
     typo["spec"]["rayStartParam"] = {}  # the check itself finds what Strict validation rejects
     assert _unknown_fields(typo, crd_schemas[typo["kind"]]) == [".spec.rayStartParam"]
 
@@ -432,7 +439,7 @@ def test_cli_render_serve_and_cluster(kube_env) -> None:
                                 "--max-replicas", "3"])  # the options of `sentinel serve`
     assert serve.exit_code == 0, serve.output
     assert "    serveConfigV2: |\n      grpc_options: {" in serve.stdout  # readable: a literal block
-    items = yaml.safe_load(serve.stdout)["items"]
+    items = [o for o in yaml.safe_load(serve.stdout)["items"] if o["kind"] != "NetworkPolicy"]
     assert [item["kind"] for item in items] == ["ServiceAccount", "RayService", "Service"]
     serve_config = yaml.safe_load(items[1]["spec"]["serveConfigV2"])["applications"][0]
     assert serve_config["args"]["checkpoint"] == CHECKPOINT and "max_replicas" not in serve_config["args"]
@@ -440,7 +447,7 @@ def test_cli_render_serve_and_cluster(kube_env) -> None:
     cluster = runner.invoke(app, ["render", "cluster", "--profile", str(PROFILE), "--set", "workers=3",
                                   "-n", "team-a"])
     assert cluster.exit_code == 0, cluster.output
-    ray = yaml.safe_load(cluster.stdout)["items"][1]
+    ray = [o for o in yaml.safe_load(cluster.stdout)["items"] if o["kind"] == "RayCluster"][0]
     assert ray["metadata"]["namespace"] == "team-a"
     assert ray["spec"]["workerGroupSpecs"][0]["replicas"] == 3
 
@@ -468,7 +475,7 @@ def test_a_users_table_travels_in_the_entrypoint(kube_env, what: str) -> None:
                                                           source=source), RUN_ID)
     else:
         values = manifests.tune_values(kube, StudyConfig(samples=8, split="temporal", source=source), TUNE_ID)
-    argv = shlex.split(render.render(what, values)[1]["spec"]["entrypoint"])
+    argv = shlex.split(_rendered(what, values)[1]["spec"]["entrypoint"])
     parsed = module.config_from_args(module.build_parser().parse_args(argv[3:]))
     assert parsed.source == source
     assert (parsed.hp.split if what == "train" else parsed.split) == "temporal"
@@ -507,7 +514,7 @@ def test_every_compute_flag_shows_in_the_objects_and_they_match_the_crd_schemas(
     result = CliRunner().invoke(app, ["render", what, "--profile", str(PROFILE), *flags, "--set", GPU_SELECTOR,
                                       "-o", "json"])
     assert result.exit_code == 0, result.output
-    obj = json.loads(result.stdout)["items"][1]
+    obj = next(o for o in json.loads(result.stdout)["items"] if o["kind"] in ("RayJob", "RayService", "RayCluster"))
     jsonschema.Draft7Validator(crd_schemas[obj["kind"]]).validate(obj)
     assert _unknown_fields(obj, crd_schemas[obj["kind"]]) == []
     spec = {"RayJob": lambda s: s["rayClusterSpec"], "RayService": lambda s: s["rayClusterConfig"],
@@ -532,6 +539,56 @@ def test_every_compute_flag_shows_in_the_objects_and_they_match_the_crd_schemas(
         assert args["num_gpus"] == 0.25
 
 
+def _policies(what: str, kube: settings.KubeSettings) -> dict[str, dict[str, Any]]:
+    return {o["metadata"]["name"]: o["spec"] for o in render.render(what, _values(what, kube))
+            if o["kind"] == "NetworkPolicy"}
+
+
+def test_network_policies_follow_the_profile_and_never_open_a_port_to_everyone(kube_env) -> None:
+    """A rule whose peers the profile removes is left out: an empty `from` admits everyone."""
+    base = _settings().model_dump()
+    strict = settings.KubeSettings.model_validate(
+        {**base, "network_policy": {"operator": [], "prometheus": [], "serve_from": []}})
+    assert _policies("serve", strict) == {"recommender-ray": {
+        "podSelector": {"matchLabels": {"sentinel.io/ray-cluster": "recommender"}}, "policyTypes": ["Ingress"],
+        "ingress": [{"from": [{"podSelector": {"matchLabels": {"sentinel.io/ray-cluster": "recommender"}}}]}]}}
+    train = _policies("train", strict)[f"{RUN_ID}-ray"]["ingress"]  # the submitter still reaches the dashboard
+    assert train[1] == {"from": [{"podSelector": {"matchLabels": {"sentinel.io/ray-submitter": RUN_ID}}}],
+                        "ports": [{"protocol": "TCP", "port": 8265}]}
+    wide = settings.KubeSettings.model_validate({**base, "network_policy": {"serve_from": [
+        {"namespaces": {"team": "web"}, "pods": {"app": "frontend"}}, {"namespaces": {}}, {"cidr": "10.1.2.3/16"}]}})
+    (serve, _operator), = [_policies("serve", wide)["recommender-serve"]["ingress"]]
+    assert serve["from"] == [
+        {"namespaceSelector": {"matchLabels": {"team": "web"}}, "podSelector": {"matchLabels": {"app": "frontend"}}},
+        {"namespaceSelector": {}}, {"ipBlock": {"cidr": "10.1.0.0/16"}}]
+    off = settings.KubeSettings.model_validate({**base, "network_policy": {"enabled": False}})
+    assert all(not _policies(what, off) for what in _KINDS)
+    for bad, message in (({"cidr": "10.0.0.0/8", "pods": {}}, "either a cidr"), ({}, "needs pods"),
+                         ({"cidr": "nowhere"}, "not an address range"), ({"pods": {"a b": "c"}}, "label key")):
+        with pytest.raises(ValueError, match=message):  # pydantic's ValidationError; a ConfigError from `load`
+            settings.KubeSettings.model_validate({**base, "network_policy": {"serve_from": [bad]}})
+
+
+def test_every_pod_and_container_sentinel_renders_is_least_privileged(kube_env) -> None:
+    """Pod Security `restricted`: non-root, seccomp RuntimeDefault, no privilege escalation, no
+    capabilities; the autoscaler sidecar KubeRay adds to a serving head too (tests/k8s/test_security.py
+    checks the API server's admission)."""
+    from sentinel_cli.k8s import security
+
+    for what in _KINDS:
+        ray = _rendered(what, _values(what))[1]["spec"]
+        cluster = ray.get("rayClusterSpec") or ray.get("rayClusterConfig") or ray
+        pods = [cluster["headGroupSpec"]["template"]["spec"],
+                *(g["template"]["spec"] for g in cluster["workerGroupSpecs"])]
+        if "submitterPodTemplate" in ray:
+            pods.append(ray["submitterPodTemplate"]["spec"])
+        for pod in pods:
+            assert pod["securityContext"] == security.pod_security()
+            assert [c["securityContext"] for c in pod["containers"]] == [security.container_security()]
+        if cluster.get("enableInTreeAutoscaling"):
+            assert cluster["autoscalerOptions"]["securityContext"] == security.container_security()
+
+
 def test_the_rayservice_carries_the_canary_in_its_serve_config_and_reads_it_back() -> None:
     """k8s: the canary's start and end are the live serveConfigV2 args changed (the rules of ServeArgs),
     rendered into the RayService and read back from it unchanged."""
@@ -542,7 +599,7 @@ def test_the_rayservice_carries_the_canary_in_its_serve_config_and_reads_it_back
     candidate = "s3://b/runs/train-20260102-000000-bbbb/best.pt"
 
     def rayservice(checkpoint, run_id, args=None):
-        values = manifests.serve_values(kube, checkpoint, run_id, "recommender", args)
+        values = manifests.serve_values(kube, checkpoint, run_id, "recommender", app_args=args)
         return next(o for o in render.render("serve", values) if o["kind"] == "RayService")
 
     live = canary.live_args(rayservice(incumbent, "train-20260101-000000-aaaa"))

@@ -25,11 +25,12 @@ NAME = "nightly"
 ALLOWED = [("create", "ray.io", "rayjobs", ""), ("patch", "ray.io", "rayjobs", ""), ("get", "ray.io", "rayjobs", ""),
            ("get", "ray.io", "rayservices", ""), ("patch", "ray.io", "rayservices", ""),
            ("patch", "", "services", ""), ("list", "", "pods", ""), ("get", "", "pods", "log"),
-           ("list", "", "events", "")]
+           ("list", "", "events", ""), ("patch", "networking.k8s.io", "networkpolicies", "")]
 DENIED = [("create", "", "pods", ""), ("get", "", "secrets", ""), ("list", "", "secrets", ""),
           ("get", "", "configmaps", ""), ("delete", "ray.io", "rayservices", ""), ("create", "ray.io", "rayclusters", ""),
           ("patch", "batch", "cronjobs", ""), ("create", "rbac.authorization.k8s.io", "roles", ""),
-          ("create", "", "services", "proxy"), ("create", "", "pods", "exec"), ("list", "", "nodes", "")]
+          ("create", "", "services", "proxy"), ("create", "", "pods", "exec"), ("list", "", "nodes", ""),
+          ("delete", "networking.k8s.io", "networkpolicies", "")]
 
 
 def cli(*args: str):

@@ -73,13 +73,15 @@ def test_request_fields_reach_the_settings_as_typed_values(kube_env) -> None:
 def test_plans_take_typed_requests(kube_env) -> None:
     deploy = kube_request(profile=str(PROFILE)).with_overrides(workers=3)
     train = plan.plan_train(TrainConfig(), deploy)
-    workers = train.objects[1]["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
+    job = next(o for o in train.objects if o["kind"] == "RayJob")
+    workers = job["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
     assert workers["replicas"] == 3 and train.name.startswith("train-")
     assert train.timeout_s == train.settings.wait_timeout_s
 
     request = ServeRequest(checkpoint=CHECKPOINT, port=8100, timeout_s=42, app_args={"max_replicas": 3})
     serve = plan.plan_serve(request, kube_request(profile=str(PROFILE)))
-    config = yaml.safe_load(serve.objects[1]["spec"]["serveConfigV2"])
+    service = next(o for o in serve.objects if o["kind"] == "RayService")
+    config = yaml.safe_load(service["spec"]["serveConfigV2"])
     assert config["applications"][0]["deployments"][0]["autoscaling_config"]["max_replicas"] == 3
     assert (serve.checkpoint, serve.settings.serve.port, serve.timeout_s) == (CHECKPOINT, 8100, 42)
     assert plan.plan_serve(request, kube_request(profile=str(PROFILE), timeout=7)).timeout_s == 7
@@ -87,7 +89,7 @@ def test_plans_take_typed_requests(kube_env) -> None:
         plan.plan_serve(ServeRequest(checkpoint=CHECKPOINT, host="0.0.0.0"), KubeRequest())
 
     cluster = plan.plan_cluster(kube_request(profile=str(PROFILE), name="interactive"))
-    assert [o["kind"] for o in cluster.objects] == ["ServiceAccount", "RayCluster"]
+    assert [o["kind"] for o in cluster.objects] == ["ServiceAccount", "NetworkPolicy", "RayCluster"]
 
 
 def test_status_storage_flag_reaches_the_settings(kube_env) -> None:

@@ -3,6 +3,10 @@
 One RayCluster rendered by ``sentinel render cluster`` (a head and one worker, small requests: the
 node has 2 CPUs) serves the module's tests; the others show what Sentinel's bounded waits say
 when the real kubelet cannot pull an image or the real scheduler finds no room.
+
+Its namespace enforces Pod Security ``restricted`` and the node enforces NetworkPolicies
+(kube-router's firewall, ``node.start_network_policies``): the cluster's own traffic still flows
+(the worker joins, a job runs), a pod outside the cluster cannot reach its GCS or dashboard.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -22,6 +27,7 @@ from kubernetes import client
 from typer.testing import CliRunner
 
 from sentinel_cli.app import app
+from sentinel_cli.k8s import security
 from tests.support.node import node_memory
 from tests.testenv import node
 from tests.testenv.process import wait_for
@@ -59,6 +65,8 @@ def _apply(api: client.ApiClient, objects: list[dict[str, Any]]) -> None:
         namespace = obj["metadata"]["namespace"]
         if obj["kind"] == "ServiceAccount":
             client.CoreV1Api(api).create_namespaced_service_account(namespace, obj)
+        elif obj["kind"] == "NetworkPolicy":
+            client.NetworkingV1Api(api).create_namespaced_network_policy(namespace, obj)
         elif obj["kind"] == "RayCluster":
             client.CustomObjectsApi(api).create_namespaced_custom_object(
                 "ray.io", "v1", namespace, "rayclusters", obj)
@@ -82,10 +90,15 @@ def ray_cluster(real_node: node.RealNode, k8s_api, tmp_path_factory) -> dict[str
     """The rendered RayCluster, Ready on the real node, in a namespace of its own."""
     namespace = f"t-real-node-{int(time.time()) % 100000}"
     core = client.CoreV1Api(k8s_api)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
-        name=namespace, labels={"app.kubernetes.io/created-by": "sentinel-tests"})))
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace, labels={
+        "app.kubernetes.io/created-by": "sentinel-tests",
+        "pod-security.kubernetes.io/enforce": security.POD_SECURITY_LEVEL})))
+    node.start_network_policies(real_node)
+    # The operator (and this test) run on the host, outside the node: its address stands for the operator.
+    operator = [{"pods": {"app.kubernetes.io/name": "kuberay-operator"}}, {"cidr": f"{node.HOST_ADDRESS}/32"}]
     profile = tmp_path_factory.mktemp("profile") / "profile.yaml"
-    profile.write_text(yaml.safe_dump(real_node.profile(namespace=namespace)))
+    profile.write_text(yaml.safe_dump(real_node.profile(namespace=namespace,
+                                                        network_policy={"operator": operator})))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SENTINEL_PROFILE", str(profile))
         patch.setenv("KUBECONFIG", str(real_node.env.kubeconfig))
@@ -119,14 +132,32 @@ def _head_ip(namespace: str) -> str:
     return addresses[0]
 
 
-def _get_json(url: str) -> Any:
+def _token(namespace: str) -> str:
+    """The cluster's Ray token, as Sentinel reads it (KubeRay's Secret, through the client funnel)."""
+    from sentinel_cli.k8s import ray_auth
+    from sentinel_cli.k8s.client import connect
+
+    with connect(None, None, namespace) as kube:
+        return ray_auth.cluster_token(kube, CLUSTER)
+
+
+def _dashboard(method: str, url: str, token: str | None, body: Any = None) -> tuple[int, Any]:
+    """One request to the real dashboard, with ``token`` (or none): the status and the JSON answer."""
+    from sentinel_cli.k8s import ray_auth
+
+    headers = {"Content-Type": "application/json", **(ray_auth.headers(token) if token else {})}
+    data = json.dumps(body).encode() if body is not None else None
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(url, timeout=10) as response:
-        return json.load(response)
+    try:
+        with opener.open(urllib.request.Request(url, data, headers, method=method), timeout=10) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode(errors="replace")
 
 
-def _alive_nodes(head_ip: str) -> int:
-    answer = _get_json(f"http://{head_ip}:8265/api/v0/nodes?limit=100")
+def _alive_nodes(head_ip: str, token: str) -> int:
+    status, answer = _dashboard("GET", f"http://{head_ip}:8265/api/v0/nodes?limit=100", token)
+    assert status == 200, (status, answer)
     rows = answer["data"]["result"]["result"]
     return sum(1 for row in rows if row.get("state") == "ALIVE")
 
@@ -138,14 +169,39 @@ def test_a_rendered_raycluster_runs_real_ray_and_its_worker_joins(cluster_cli, r
     assert {p.spec.containers[0].image for p in pods} == {real_node.images["train"].reference}
     head_ip = _head_ip(namespace)  # the headless Service, through CoreDNS
     assert node.ip_address(head_ip) in node.ip_network(node.POD_CIDR)
+    token = _token(namespace)
     wait_for("2 alive Ray nodes on the head's dashboard",
-             lambda: None if _alive_nodes(head_ip) == 2 else f"{_alive_nodes(head_ip)} alive", 60)
+             lambda: None if _alive_nodes(head_ip, token) == 2 else f"{_alive_nodes(head_ip, token)} alive", 60)
 
     result = cli("status", "--target", "k8s", "-n", namespace, "-o", "json")
     assert result.exit_code == 0, result.output
     rows = [r for r in json.loads(result.stdout)["objects"] if r.get("name") == CLUSTER]
     assert rows, result.stdout
     assert rows[0]["kind"] == "RayCluster" and rows[0]["state"] == "ready", rows
+
+
+def test_the_real_dashboard_runs_no_job_without_the_clusters_token(cluster_cli, k8s_api) -> None:
+    """Ray's token authentication, as KubeRay wires it from Sentinel's authOptions: a job submission
+    without the token gets 401, with another token 403, with the cluster's own token it runs."""
+    namespace = cluster_cli["namespace"]
+    head = client.CoreV1Api(k8s_api).list_namespaced_pod(
+        namespace, label_selector=f"ray.io/cluster={CLUSTER},ray.io/node-type=head").items[0]
+    env = {e.name: e for e in head.spec.containers[0].env}
+    assert env["RAY_AUTH_MODE"].value == "token"
+    assert env["RAY_AUTH_TOKEN"].value is None and env["RAY_AUTH_TOKEN"].value_from.secret_key_ref.name == CLUSTER
+    jobs, job = f"http://{_head_ip(namespace)}:8265/api/jobs/", {"entrypoint": "echo authenticated"}
+    assert _dashboard("POST", jobs, None, job)[0] == 401
+    assert _dashboard("POST", jobs, "not-the-token", job)[0] == 403
+    token = _token(namespace)
+    status, answer = _dashboard("POST", jobs, token, job)
+    assert status == 200 and answer["submission_id"], (status, answer)
+
+    def finished() -> str | None:
+        state = _dashboard("GET", jobs + answer["submission_id"], token)[1]["status"]
+        return None if state in ("SUCCEEDED", "FAILED", "STOPPED") else state
+
+    wait_for("the authenticated job to finish", finished, 60)
+    assert _dashboard("GET", jobs + answer["submission_id"], token)[1]["status"] == "SUCCEEDED"
 
 
 def test_logs_of_the_head_stream_real_ray_output(cluster_cli) -> None:
@@ -186,6 +242,62 @@ def test_the_operator_talks_to_the_real_dashboard(ray_cluster, real_node, k8s_ap
     assert forwarded and all(r.forwarded_to.endswith(":8265") for r in forwarded)
     assert not [r for r in real_node.env.dashboard.requests
                 if r.namespace == namespace and not r.forwarded_to], "the stand-in answered"
+
+
+# A new pod's address reaches the controller's rules a moment after the pod starts (kube-router syncs on
+# the pod's events): each port is tried for up to 5 s, and the last refusal is what counts.
+PROBE = """
+import json, socket, sys, time
+reached = {}
+for port in (6379, 8265):
+    for attempt in range(10):
+        try:
+            socket.create_connection((sys.argv[1], port), timeout=2).close()
+            reached[port] = True
+            break
+        except OSError as error:
+            reached[port] = type(error).__name__
+            time.sleep(0.5)
+print("PROBE", json.dumps(reached), flush=True)
+"""
+
+
+def _probe(core: client.CoreV1Api, namespace: str, name: str, labels: dict[str, str], head_ip: str,
+           image: str) -> dict[str, Any]:
+    """What a pod with ``labels`` reaches of the head's GCS (6379) and dashboard (8265)."""
+    core.create_namespaced_pod(namespace, {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels},
+        "spec": {"restartPolicy": "Never", "nodeSelector": {"sentinel.dev/node": "real"},
+                 "securityContext": security.pod_security(),
+                 "containers": [{"name": "probe", "image": image, "imagePullPolicy": "IfNotPresent",
+                                 "command": ["python", "-c", PROBE, head_ip],
+                                 "securityContext": security.container_security(),
+                                 "resources": {"requests": {"cpu": "50m", "memory": "128Mi"},
+                                               "limits": {"cpu": "500m", "memory": "256Mi"}}}]}})
+
+    def finished() -> str | None:
+        phase = core.read_namespaced_pod(name, namespace).status.phase
+        return None if phase in ("Succeeded", "Failed") else f"pod {name} {phase}"
+
+    wait_for(f"probe pod {name}", finished, 90)
+    lines = [line for line in core.read_namespaced_pod_log(name, namespace).splitlines() if line.startswith("PROBE")]
+    assert lines, core.read_namespaced_pod_log(name, namespace)
+    return {int(k): v for k, v in json.loads(lines[-1].removeprefix("PROBE ")).items()}
+
+
+def test_network_policies_keep_pods_outside_the_cluster_from_its_gcs_and_dashboard(
+        cluster_cli, real_node, k8s_api) -> None:
+    """Enforced by a real NetworkPolicy implementation on the node: a pod of the namespace without the
+    cluster's label is refused both ports; one with it (what the worker is) reaches both. The worker
+    joining and the RayJob running (the tests above) are the cluster's own traffic under the same policy."""
+    namespace, core = cluster_cli["namespace"], client.CoreV1Api(k8s_api)
+    head_ip = _head_ip(namespace)
+    image = real_node.images["train"].reference
+    inside = _probe(core, namespace, "inside", {security.CLUSTER_LABEL: CLUSTER}, head_ip, image)
+    outside = _probe(core, namespace, "outside", {"app": "elsewhere"}, head_ip, image)
+    assert inside == {6379: True, 8265: True}, inside
+    assert outside[6379] is not True and outside[8265] is not True, outside
+    print(f"\nNetworkPolicy enforcement: inside {inside}, outside {outside}")
 
 
 def sentinel(*args: str, timeout_s: float) -> tuple[int | None, str, float]:

@@ -141,6 +141,8 @@ def test_doctor_passes_on_the_test_cluster(kube_cli) -> None:
     assert states["node labels"] == states["pod sizes fit"] == "pass", report
     assert states["s3 reachable"] == "skip"
     assert states["gpu nodes"] == "skip" and report["gpus"] == {"nodes": [], "device_plugins": [], "allocatable": 0}
+    auth = {i["name"]: i for i in report["items"]}["ray token auth"]  # names the operator, says token auth works
+    assert auth["state"] == "pass" and "token authentication supported" in auth["detail"], auth
 
 
 def test_doctor_names_a_missing_label_and_an_unschedulable_size(kube_cli, sentinel_home, monkeypatch) -> None:

@@ -149,13 +149,31 @@ def test_the_local_default_is_a_token_off_loopback(tmp_path, monkeypatch):
     assert token not in json.dumps(settings)
 
 
-def test_k8s_refuses_a_token_until_its_secret_exists():
+def test_k8s_mounts_the_token_secret_and_names_only_its_file(tmp_path):
+    import yaml
+
     from sentinel_cli.backends.kubernetes.plan import plan_serve
+    from sentinel_cli.k8s import manifests
     from sentinel_cli.k8s.request import KubeRequest
     from sentinel_ml.serving.config import ServeRequest
 
-    with pytest.raises(ConfigError, match="not available on k8s yet"):
-        plan_serve(ServeRequest(auth="token"), KubeRequest())
+    planned = plan_serve(ServeRequest(auth="token", checkpoint="s3://b/runs/r-1/best.pt"), KubeRequest())
+    assert (planned.auth, planned.token_secret, planned.token_file) == ("token", "recommender-serve-token", None)
+    service = next(o for o in planned.objects if o["kind"] == "RayService")
+    args = yaml.safe_load(service["spec"]["serveConfigV2"])["applications"][0]["args"]
+    assert (args["auth"], args["token_file"]) == ("token", manifests.SERVE_TOKEN_FILE)
+    cluster = service["spec"]["rayClusterConfig"]
+    for group in [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]:
+        spec = group["template"]["spec"]
+        assert spec["volumes"][0]["secret"]["secretName"] == "recommender-serve-token"
+        assert spec["containers"][0]["volumeMounts"][0]["mountPath"] == manifests.SERVE_TOKEN_DIR
+    assert "volumes" not in yaml.safe_dump(plan_serve(ServeRequest(checkpoint="s3://b/runs/r-1/best.pt"),
+                                                      KubeRequest()).objects)  # none: the default there
+    loose = tmp_path / "token"
+    loose.write_text("t0ken\n")
+    loose.chmod(0o644)
+    with pytest.raises(ConfigError, match="open to other users"):  # --token-file: checked before anything
+        plan_serve(ServeRequest(token_file=str(loose), checkpoint="s3://b/runs/r-1/best.pt"), KubeRequest())
 
 
 # -- the REST guard ------------------------------------------------------------------------------------

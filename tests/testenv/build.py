@@ -13,6 +13,7 @@ it, then renamed), so an interrupted build never leaves a half-filled directory 
         kubernetes-node-v1.34.12/  kubelet kube-proxy          (the real node: node.py)
         coredns-v1.12.4/      coredns
         pause-<hash>/         pause                            (the sandbox image's program)
+        kube-router-v2.1.0/   kube-router                      (its NetworkPolicy controller)
         minio-v0.0.0-20250422221226-0d7408fc9969/  minio       (the platform's images: images.py)
         mc-v0.0.0-20250416181326-b00526b153a3/     mc
     ~/.cache/sentinel/gomod/      Go's module cache (GOMODCACHE)
@@ -141,7 +142,12 @@ KUBE_NODE = Component(
 COREDNS = Component("coredns", versions.COREDNS, "github.com/coredns/coredns",
                     {"coredns": "sentinel.local/testenv/coredns"})
 PAUSE = Component("pause", _source_version("pause"), "", {"pause": "sentinel.local/testenv/pause"})
-NODE_COMPONENTS = (KUBE_NODE, COREDNS, PAUSE)
+# The NetworkPolicy controller of the real node (its firewall only: iptables and ipset). Not
+# kube-network-policies: its nftables `queue` needs CONFIG_NFT_QUEUE, which this kernel lacks.
+KUBE_ROUTER = Component("kube-router", versions.KUBE_ROUTER, "github.com/cloudnativelabs/kube-router/v2",
+                        {"kube-router": "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router"},
+                        {"github.com/cloudnativelabs/kube-router/v2/pkg/version.Version": versions.KUBE_ROUTER})
+NODE_COMPONENTS = (KUBE_NODE, COREDNS, PAUSE, KUBE_ROUTER)
 
 
 def _minio_stamps(package: str, release: str, commit: str) -> dict[str, str]:
@@ -198,6 +204,7 @@ class NodeAssets:
     kube_proxy: Path
     coredns: Path
     pause: Path
+    kube_router: Path
 
 
 def cache_root() -> Path:
@@ -285,7 +292,7 @@ def locate_node() -> NodeAssets:
             "build them with: python -m tests.testenv.env build"
         )
     return NodeAssets(kubelet=paths["kubelet"], kube_proxy=paths["kube-proxy"],
-                      coredns=paths["coredns"], pause=paths["pause"])
+                      coredns=paths["coredns"], pause=paths["pause"], kube_router=paths["kube-router"])
 
 
 def build() -> Assets:

@@ -80,7 +80,7 @@ CNI_BIN = Path("/usr/lib/cni")
 # Debian packages: the program or file each provides.
 DEBIAN = {
     "containerd": "containerd", "containerd-shim-runc-v2": "containerd", "ctr": "containerd",
-    "runc": "runc", "iptables": "iptables", "ip": "iproute2", "unshare": "util-linux",
+    "runc": "runc", "iptables": "iptables", "ip": "iproute2", "unshare": "util-linux", "ipset": "ipset",
     str(CNI_BIN / "bridge"): "containernetworking-plugins",
 }
 STEP_TIMEOUT_S = 120.0
@@ -415,6 +415,23 @@ def _bring_up(node: RealNode, assets: build.NodeAssets, timeout_s: float) -> Non
     wait_for("CoreDNS", lambda: _dns_reason(), timeout_s, every)
     if env.dashboard is not None:
         env.dashboard.upstream = node.upstream
+
+
+def start_network_policies(node: RealNode, timeout_s: float = STEP_TIMEOUT_S) -> Process:
+    """Enforce NetworkPolicies on the node from now on: kube-router's firewall (its routing and
+    service proxy off) in the node's network namespace, until the node stops. It filters with
+    iptables and ipset; it admits what the node itself sends (kubelet's probes), but the host's
+    HOST_ADDRESS (the operator and the tests run there) is outside: a policy admits it by ipBlock."""
+    holder = next(p for p in node.processes if p.name == "node-namespaces")
+    offset = _size(node.env.log_path("kube-router"))
+    router = _in_node(node, holder, "kube-router", [
+        str(build.locate_node().kube_router), "--run-firewall=true", "--run-router=false",
+        "--run-service-proxy=false", "--enable-cni=false", f"--kubeconfig={node.env.kubeconfig}",
+        f"--hostname-override={NODE_NAME}", f"--service-cluster-ip-range={SERVICE_CIDR}",
+        "--health-port=0", "--metrics-port=0", "--v=1"])
+    wait_for("kube-router's first sync of NetworkPolicies",
+             lambda: _said(router, offset, "sync iptables took"), timeout_s, [router])
+    return router
 
 
 def _size(path: Path) -> int:

@@ -76,17 +76,17 @@ class RenderBackend:
     name = NAME
 
     def train(self, config, deploy: KubeRequest) -> Rendered:
-        return Rendered(items=plan.plan_train(config, deploy).objects)
+        return _rendered(plan.plan_train(config, deploy).objects)
 
     def tune(self, config, deploy: KubeRequest) -> Rendered:
-        return Rendered(items=plan.plan_tune(config, deploy).objects)
+        return _rendered(plan.plan_tune(config, deploy).objects)
 
     def serve(self, request, deploy: KubeRequest) -> Rendered:
         # Nothing is read from the cluster but, for --canary, the RayService it joins.
-        return Rendered(items=plan.plan_serve(request, deploy).objects)
+        return _rendered(plan.plan_serve(request, deploy).objects)
 
     def cluster(self, deploy: KubeRequest) -> Rendered:
-        return Rendered(items=plan.plan_cluster(deploy).objects)
+        return _rendered(plan.plan_cluster(deploy).objects)
 
     def serve_canary(self, decision: str, watch, timeout_s: float | None, deploy: KubeRequest):
         raise Unsupported(f"nothing to render for `serve {decision}`")
@@ -134,6 +134,13 @@ class KubernetesPlatform:
         from sentinel_cli.backends.kubernetes.platform import doctor
 
         return from_data(CheckReport, doctor(_settings(request, request.storage)))
+
+
+def _rendered(objects: list) -> Rendered:
+    from sentinel_cli.backends.kubernetes.run import warn_open
+
+    warn_open(objects)
+    return Rendered(items=objects)
 
 
 def _settings(request: PlatformRequest, storage: str | None):

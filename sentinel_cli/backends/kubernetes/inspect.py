@@ -135,8 +135,8 @@ def _head_logs(kube, name: str, follow: bool) -> LogsReport:
 
 def delete(name: str, deploy: KubeRequest) -> DeleteReport:
     """Delete what Sentinel made under ``name`` (its pods and clusters follow); others are refused."""
-    from sentinel_cli.k8s import manifests
-    from sentinel_cli.k8s.client import RAY_KINDS, RAYSERVICE, SERVICE, NotFound
+    from sentinel_cli.k8s import manifests, security
+    from sentinel_cli.k8s.client import NETWORKPOLICY, RAY_KINDS, RAYSERVICE, SECRET, SERVICE, NotFound
 
     with connect(load_settings(deploy)) as kube:
         for kind in RAY_KINDS:
@@ -151,9 +151,16 @@ def delete(name: str, deploy: KubeRequest) -> DeleteReport:
                 return DeleteReport(kind=kind.kind, name=name, namespace=kube.namespace, deleted=False, dry_run=True)
             kube.delete(kind, name)
             _say(f"deleted {kind.kind} {name} in namespace {kube.namespace}")
-            grpc = kube.get(SERVICE, manifests.grpc_service_name(name)) if kind is RAYSERVICE else None
-            if grpc is not None and _labels(grpc).get(manifests.MANAGED_BY) == manifests.MANAGER:
-                kube.delete(SERVICE, grpc["metadata"]["name"])  # the RayService's gRPC Service (serve)
+            if kind is RAYSERVICE:  # its gRPC Service and serving token (the token also goes with its owner)
+                for extra, extra_name in ((SERVICE, manifests.grpc_service_name(name)),
+                                          (SECRET, manifests.serve_token_secret(name))):
+                    obj = kube.get(extra, extra_name)
+                    if obj is not None and _labels(obj).get(manifests.MANAGED_BY) == manifests.MANAGER:
+                        kube.delete(extra, extra_name)
+            for policy_name in security.policy_names(name):  # its NetworkPolicies, once its pods are going
+                policy = kube.get(NETWORKPOLICY, policy_name)
+                if policy is not None and _labels(policy).get(manifests.MANAGED_BY) == manifests.MANAGER:
+                    kube.delete(NETWORKPOLICY, policy_name)
             return DeleteReport(kind=kind.kind, name=name, namespace=kube.namespace, deleted=True)
         raise NotFound(f"no RayJob, RayService or RayCluster named {name} in namespace {kube.namespace}",
                        hint="list them: sentinel status --target k8s")
@@ -209,9 +216,20 @@ def _service_row(obj: dict[str, Any], now: datetime) -> ManagedObject:
         text += ", upgrading"
     from sentinel_cli.backends.kubernetes.canary import live_args
 
-    row = _row(obj, "RayService", text, now, _checkpoint(obj))
+    row = replace(_row(obj, "RayService", text, now, _checkpoint(obj)), auth=_serve_auth(obj))
     args = live_args(obj)
     return replace(row, canary=args.canary) if args is not None and args.canary else row
+
+
+def _serve_auth(obj: dict[str, Any]) -> str:
+    """The serving API's auth mode, from the application's args in serveConfigV2 (a path, never a token)."""
+    import yaml
+
+    try:
+        apps = yaml.safe_load((obj.get("spec") or {}).get("serveConfigV2") or "{}").get("applications") or []
+    except (yaml.YAMLError, AttributeError):
+        return "?"
+    return next(((app.get("args") or {}).get("auth") or "none" for app in apps), "none")
 
 
 def _cluster_row(obj: dict[str, Any], now: datetime) -> ManagedObject:

@@ -37,6 +37,14 @@ class ServePlan(Plan):
     canary: dict[str, Any] | None = None  # the canary it serves (ServeArgs.canary), in serveConfigV2
     ended: dict[str, Any] | None = None  # the canary this plan ends (promote, rollback)
     model_version: int | None = None  # the version it serves (an ended canary's: the one kept)
+    auth: str = "none"  # none | token (the serving API's bearer token)
+    token_secret: str | None = None  # auth token: the Secret `serve` makes (when absent) and mounts
+    token_file: str | None = None  # --token-file: the token the Secret takes (a path on this machine)
+
+
+# The serving API's default on Kubernetes. Still none: `verify` reaches the API through the API
+# server's service proxy, which drops the Authorization header (docs/serving.md).
+K8S_DEFAULT_AUTH = "none"
 
 
 def plan_train(config: TrainConfig, deploy: KubeRequest) -> Plan:
@@ -66,10 +74,8 @@ def plan_serve(request: ServeRequest, deploy: KubeRequest, live: bool = False) -
     if request.host is not None:
         raise ConfigError("--host only applies to the local target",
                           hint="on k8s the RayService's Service exposes the port")
-    if request.auth == "token" or request.token_file:
-        raise ConfigError("--auth token is not available on k8s yet (the token's Secret is still to come)",
-                          hint="serve locally with --auth token, or leave --auth and --token-file "
-                               "($SENTINEL_SERVE_TOKEN_FILE) out on k8s")
+    auth = request.auth or ("token" if request.token_file else K8S_DEFAULT_AUTH)
+    token_file = _token_file(request.token_file) if auth == "token" and request.token_file else None
     settings = load_settings(deploy, _flags(request, serve=_serve_overrides(request)))
     uri, run_id = resolve_checkpoint(request.checkpoint or "latest", settings)
     timeout = _timeout(deploy, settings, request.timeout_s)
@@ -77,23 +83,47 @@ def plan_serve(request: ServeRequest, deploy: KubeRequest, live: bool = False) -
         name = deploy.name or settings.serve.name
         where = f"RayService {name} in namespace {settings.namespace}"
         current = canary.live_args(read_live(settings, name))
-        if request.canary_percent is not None:
+        if request.canary_percent is not None:  # joins the live application: its args, auth included
             fault = float(request.app_args.get("canary_fault_rate") or 0.0)
             args = canary.start_args(current, where, uri, run_id, request.canary_percent, fault)
-            values = manifests.serve_values(settings, args.checkpoint, args.run_id, name, canary.app_args(args))
-            return ServePlan(values["name"], settings, render("serve", values), timeout, checkpoint=args.checkpoint,
-                             run_id=args.run_id, canary=args.canary)
+            return _live_plan(deploy, settings, name, args, timeout, canary=args.canary)
         canary.refuse_replacing(current, where)
-    values = manifests.serve_values(settings, uri, run_id, deploy.name)
-    return ServePlan(values["name"], settings, render("serve", values), timeout, checkpoint=uri, run_id=run_id)
+    values = manifests.serve_values(settings, uri, run_id, deploy.name, auth=auth)
+    secret = manifests.serve_token_secret(values["name"]) if auth == "token" else None
+    return ServePlan(values["name"], settings, render("serve", values), timeout, checkpoint=uri, run_id=run_id,
+                     auth=auth, token_secret=secret, token_file=token_file)
+
+
+def _live_plan(deploy: KubeRequest, settings: KubeSettings, name: str, args, timeout: float,
+               **extra: Any) -> ServePlan:
+    """The RayService ``name`` serving ``args`` (the live application's, changed): a canary's start or end."""
+    from sentinel_cli.backends.kubernetes import canary
+    from sentinel_cli.k8s import manifests
+    from sentinel_cli.k8s.render import render
+
+    values = manifests.serve_values(settings, args.checkpoint, args.run_id, name, auth=args.auth,
+                                    app_args=canary.app_args(args))
+    secret = manifests.serve_token_secret(values["name"]) if args.auth == "token" else None
+    return ServePlan(values["name"], settings, render("serve", values), timeout, checkpoint=args.checkpoint,
+                     run_id=args.run_id, auth=args.auth, token_secret=secret, **extra)
+
+
+def _token_file(path: str) -> str:
+    """--token-file on k8s: its token becomes the RayService's Secret; checked now (readable by its
+    owner only, one token), never read into the plan."""
+    from sentinel_ml.paths import absolute
+    from sentinel_ml.serving import auth
+
+    path = absolute(path)
+    auth.check_private(path)
+    auth.read_token(path)
+    return path
 
 
 def plan_canary_end(decision: str, deploy: KubeRequest, timeout_s: float | None = None) -> ServePlan:
     """The RayService serving now with its canary ended (``promote``: the candidate alone, ``rollback``:
     the incumbent alone); only its serveConfigV2 (and the checkpoint annotation, run-id label) change."""
     from sentinel_cli.backends.kubernetes import canary
-    from sentinel_cli.k8s import manifests
-    from sentinel_cli.k8s.render import render
     from sentinel_ml.serving.config import model_version
 
     settings = load_settings(deploy)
@@ -101,10 +131,9 @@ def plan_canary_end(decision: str, deploy: KubeRequest, timeout_s: float | None 
     where = f"RayService {name} in namespace {settings.namespace}"
     current = canary.live_args(read_live(settings, name))
     args = canary.end_args(current, where, decision)
-    values = manifests.serve_values(settings, args.checkpoint, args.run_id, name, canary.app_args(args))
-    return ServePlan(values["name"], settings, render("serve", values), _timeout(deploy, settings, timeout_s),
-                     checkpoint=args.checkpoint, run_id=args.run_id, ended=current.canary if current else None,
-                     model_version=args.model_version or model_version(args.run_id, args.checkpoint))
+    return _live_plan(deploy, settings, name, args, _timeout(deploy, settings, timeout_s),
+                      ended=current.canary if current else None,
+                      model_version=args.model_version or model_version(args.run_id, args.checkpoint))
 
 
 def read_live(settings: KubeSettings, name: str) -> dict[str, Any] | None:

@@ -490,8 +490,8 @@ def _still_there(obj: dict[str, Any], live: dict[str, Any]) -> str:
 # -- doctor ----------------------------------------------------------------------------------------
 
 
-CLUSTER_CHECKS = ("cluster reachable", "namespace access", "kuberay crds", "node labels", "pod sizes fit",
-                  "gpu nodes", "prometheus monitors")
+CLUSTER_CHECKS = ("cluster reachable", "namespace access", "kuberay crds", "ray token auth", "node labels",
+                  "pod sizes fit", "gpu nodes", "prometheus monitors")
 
 
 def doctor(settings, crds: tuple[str, ...] = po.RAY_CRDS) -> dict[str, Any]:
@@ -532,6 +532,7 @@ def _cluster_checks(kube: Kube, settings, crds: tuple[str, ...], found: dict[str
     items = [reachable,
              run_check("namespace access", lambda: _namespace_access(kube, settings.namespace)),
              run_check("kuberay crds", lambda: _crds(kube, crds)),
+             run_check("ray token auth", lambda: _ray_auth(kube, settings)),
              run_check("node labels", lambda: _labels(_nodes(kube, nodes), settings))]
     items.append(run_check("pod sizes fit", lambda: _fit(_nodes(kube, nodes), settings)))
     items.append(run_check("gpu nodes", lambda: _gpus(kube, _nodes(kube, nodes), found)))
@@ -567,6 +568,24 @@ def _crds(kube: Kube, crds: tuple[str, ...]) -> str:
               for c in d["spec"]["template"]["spec"]["containers"]]
     version = ", ".join(sorted({i.rsplit(":", 1)[-1] for i in images})) or "no operator Deployment found in the cluster"
     return f"{len(crds)} CRDs installed; operator: {version}"
+
+
+def _ray_auth(kube: Kube, settings) -> str | Item:
+    """The operator's version and whether it runs Ray with token authentication (KubeRay >= 1.5.1)."""
+    from sentinel_cli.k8s import ray_auth
+    from sentinel_cli.k8s.client import CRD
+
+    ok, why = ray_auth.operator_support(kube.get(CRD, ray_auth.RAYCLUSTER_CRD),
+                                        kube.deployments(ray_auth.OPERATOR_SELECTOR))
+    if settings.ray_auth == "disabled":
+        return Item("ray token auth", FAIL, f"{why}; the profile turns it off (ray_auth: disabled): "
+                    + ray_auth.LEFT_OPEN, "remove kubernetes.ray_auth: disabled from the profile")
+    if not ok:
+        return Item("ray token auth", FAIL, why,
+                    f"upgrade KubeRay to {'.'.join(map(str, ray_auth.MIN_KUBERAY))} or newer "
+                    f"(sentinel up --target k8s installs {po.KUBERAY_VERSION}); until then jobs are refused "
+                    f"unless run with {ray_auth.INSECURE_FLAG}")
+    return why
 
 
 def _matching(nodes: list[dict[str, Any]], selector: dict[str, str]) -> list[dict[str, Any]]:

@@ -63,8 +63,16 @@ def serve(planned: ServePlan, deploy: KubeRequest) -> ServeReport:
             "endpoint": endpoint(name, kube.namespace, settings.serve.port),
             "grpc_endpoint": grpc_endpoint(name, kube.namespace, settings.serve.grpc_port),
             **({"canary": planned.canary} if planned.canary else {})}
+        result["auth"] = planned.auth
+        if planned.token_secret:
+            result["token_secret"] = planned.token_secret
         if deploy.dry_run:
             return ServeReport(**result, dry_run=True, objects=applied)
+        if planned.token_secret:  # after the RayService, which owns it; the pods wait for its volume
+            from sentinel_cli.k8s import serve_token
+
+            service = next(o for o in applied if o["kind"] == "RayService")
+            _say(serve_token.ensure(kube, planned.token_secret, service, planned.token_file))
         before = _annotation(previous, manifests.CHECKPOINT)
         if planned.canary is not None:
             _say(f"canary in RayService {name}: candidate {planned.canary['checkpoint']} for "
@@ -149,15 +157,29 @@ def connect(settings):
 def apply(kube, objects: list[dict[str, Any]], deploy: KubeRequest) -> list[dict[str, Any]]:
     """The capacity preflight (unless --no-preflight), then server-side apply of each object."""
     from sentinel_cli.backends.kubernetes import preflight
+    from sentinel_cli.k8s import ray_auth
 
+    warn_open(objects)
     if deploy.preflight:
         preflight.check(kube, objects)
+    if ray_auth.uses_token(objects):
+        ray_auth.check_operator(kube)  # an operator without authOptions would run the cluster open
     dry_run = deploy.dry_run
     applied = [kube.apply(obj, dry_run=dry_run) for obj in objects]
     names = ", ".join(f"{o['kind']}/{o['metadata']['name']}" for o in objects)
     verb = "validated (server-side dry run)" if dry_run else "applied"
     _say(f"{verb} {names} in namespace {kube.namespace}")
     return applied
+
+
+def warn_open(objects: list[dict[str, Any]]) -> None:
+    """Say on stderr which Ray objects run without token authentication (--insecure-ray) and what
+    that leaves open."""
+    from sentinel_cli.k8s import ray_auth
+
+    opened = ray_auth.open_clusters(objects)
+    if opened:
+        _warn(f"{', '.join(opened)}: {ray_auth.LEFT_OPEN}")
 
 
 def endpoint(name: str, namespace: str, port: int) -> str:
