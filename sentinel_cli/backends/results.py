@@ -182,6 +182,7 @@ class CanaryReport:
     watched_s: float = _absent()
     versions: list[dict[str, Any]] = _absent()
     breach_to_rollback_s: float = _absent()
+    state: str = _absent()  # k8s: the RayService's state once the change is applied (Ready, applied)
 
 
 @dataclass(frozen=True)
@@ -235,6 +236,7 @@ class ManagedObject:
     run_id: str | None
     checkpoint: str | None
     auth: str | None = None  # a RayService's serving API: none | token (never the token)
+    canary: dict[str, Any] | None = _absent()  # a RayService's canary (its spec): checkpoint, run_id, percent, …
 
 
 @dataclass(frozen=True)

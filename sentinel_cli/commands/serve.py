@@ -123,6 +123,7 @@ def stop(
 
 
 @app.command("promote")
+@options.kube_options("profile", "namespace", "name", "wait")
 def promote(
     auto: Annotated[bool, typer.Option("--auto", help="Watch the canary's live per-version metrics for "
                                        "--window first: promote if the candidate holds, roll back at the "
@@ -140,6 +141,7 @@ def promote(
                                                   show_default=False)] = None,
     target: options.TargetOpt = None,
     output: options.OutputOpt = OutputFormat.table,
+    deploy: KubeRequest = KubeRequest(),
 ) -> None:
     """End the canary: the candidate becomes the only model (--auto: if it holds for --window)."""
     from sentinel_cli.canary_watch import WatchRequest, parse_duration
@@ -152,22 +154,25 @@ def promote(
         except ValueError as e:
             raise typer.BadParameter(str(e)) from None
         watch = WatchRequest(window_s, Thresholds(max_error_rate, max_p99_ratio, min_requests), interval_s)
-    report = backends.select(target).serve_canary("promote", watch, timeout, KubeRequest())
+    report = backends.select(target, deploy.overrides.profile).serve_canary("promote", watch, timeout, deploy)
     emit(report, output, canary_table)
     if report.decision == "rollback":
         raise typer.Exit(1)
 
 
 @app.command("rollback")
+@options.kube_options("profile", "namespace", "name", "wait")
 def rollback(
     timeout: Annotated[float | None, typer.Option("--timeout", min=1, help="Give up (exit 3) when the new "
                                                   "replicas do not answer within this many seconds.",
                                                   show_default=False)] = None,
     target: options.TargetOpt = None,
     output: options.OutputOpt = OutputFormat.table,
+    deploy: KubeRequest = KubeRequest(),
 ) -> None:
     """End the canary: the incumbent becomes the only model again."""
-    emit(backends.select(target).serve_canary("rollback", None, timeout, KubeRequest()), output, canary_table)
+    emit(backends.select(target, deploy.overrides.profile).serve_canary("rollback", None, timeout, deploy), output,
+         canary_table)
 
 
 def canary_table(report: CanaryReport):

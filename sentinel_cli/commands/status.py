@@ -93,7 +93,13 @@ def _objects_table(report: StatusReport):
     title = f"managed by Sentinel in namespace {report.namespace}" + (
         f" ({hidden} older RayJobs not shown: --limit)" if hidden else "")
     columns = KUBE_COLUMNS if report.namespace == "*" else [c for c in KUBE_COLUMNS if c[1] != "namespace"]
-    return records_table([to_data(o) for o in report.objects], columns, title=title,
+    rows = [to_data(o) for o in report.objects]
+    for row in rows:  # a RayService's canary, from its spec: the candidate's share and run (or checkpoint)
+        if row.get("canary"):
+            row["canary"] = f"{row['canary']['percent']:g}% {row['canary']['run_id'] or row['canary']['checkpoint']}"
+    if any(row.get("canary") for row in rows):
+        columns = [*columns, ("canary", "canary")]
+    return records_table(rows, columns, title=title,
                          empty=f"nothing managed by Sentinel in namespace {report.namespace}: "
                                f"run `sentinel train --target {report.target}`")
 

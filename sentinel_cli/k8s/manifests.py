@@ -115,7 +115,8 @@ def serve_token_secret(rayservice: str) -> str:
 
 
 def serve_values(settings: KubeSettings, checkpoint: str, run_id: str | None,
-                 name: str | None = None, auth: str = "none") -> dict[str, Any]:
+                 name: str | None = None, auth: str = "none",
+                 app_args: dict[str, Any] | None = None) -> dict[str, Any]:
     """A RayService serving ``checkpoint`` (an exact URI, already resolved), and a Service for its
     gRPC port: KubeRay 1.5's serve Service (``<name>-serve-svc``) carries only the container port
     named ``serve``, even from a custom ``serveService``, so Sentinel adds ``<name>-grpc``, which
@@ -127,6 +128,8 @@ def serve_values(settings: KubeSettings, checkpoint: str, run_id: str | None,
     token = {"auth": "token", "token_file": SERVE_TOKEN_FILE} if auth == "token" else {}
     gpus = {"num_gpus": serving.gpus} if serving.gpus else {}
     args = serving_app.serve_args(checkpoint, run_id, {**serving.autoscaling.model_dump(), **gpus, **token})
+    if app_args is not None:  # the live application's args, changed (a canary's start or end): kept as given
+        args = serving_app.ServeArgs.model_validate({**app_args, "autoscaling": args.autoscaling.model_dump()})
     serve_ports = [{"name": "serve", "containerPort": serving.port},
                    {"name": "grpc", "containerPort": serving.grpc_port}]
     head = _head(settings, settings.images.serve, "serve")

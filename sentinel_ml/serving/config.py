@@ -7,6 +7,8 @@ Kubernetes target validates what it renders before anything is applied."""
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -134,6 +136,29 @@ class ServeArgs(BaseModel):
         return {"checkpoint": self.canary_checkpoint, "run_id": self.canary_run_id,
                 "percent": self.canary_percent, "model_version": self.canary_model_version}
 
+    def with_canary(self, uri: str, run_id: str | None, percent: float, fault_rate: float = 0.0) -> ServeArgs:
+        """These args with ``uri`` as the canary's candidate for ``percent`` % of users; the incumbent and
+        every other setting stay as they are. Refused (ConfigError): a canary already running, the
+        incumbent itself, a bad share. Both targets start a canary with it (local: the application's
+        args; k8s: the RayService's serveConfigV2)."""
+        if self.canary_checkpoint:
+            raise ConfigError(f"a canary is already running ({self.canary_checkpoint} for "
+                              f"{self.canary_percent:g}% of users)",
+                              hint="end it first with `sentinel serve promote` or `sentinel serve rollback`")
+        if uri == self.checkpoint:
+            raise ConfigError(f"{uri} is already the incumbent", hint="give the candidate's run or checkpoint")
+        incumbent = self.model_version or model_version(self.run_id, self.checkpoint)
+        version = model_version(run_id, uri)
+        if version == incumbent:  # two checkpoints of one run (best.pt, last.pt): the URI's version
+            version = model_version(None, uri)
+        try:
+            return ServeArgs.model_validate({**self.model_dump(exclude_unset=True), "canary_checkpoint": uri,
+                                             "canary_run_id": run_id, "canary_percent": percent,
+                                             "canary_model_version": version,
+                                             **({"canary_fault_rate": fault_rate} if fault_rate else {})})
+        except ValueError as e:
+            raise ConfigError(f"invalid canary: {e}") from None
+
     def ended(self, decision: str, candidate_version: int | None = None) -> ServeArgs:
         """These args without the canary: ``promote`` serves the candidate alone (as its version, so
         answers keep naming the version they named during the canary), ``rollback`` the incumbent."""
@@ -164,6 +189,22 @@ class ServeArgs(BaseModel):
         if self.autoscaling is not None:
             options["autoscaling_config"] = self.autoscaling.serve_config()
         return options
+
+
+_RUN_STAMP = re.compile(r"(\d{8})-(\d{6})")
+
+
+def model_version(run_id: str | None, checkpoint_uri: str) -> int:
+    """The model's version in TF-Serving and OIP: a positive integer, the same for one checkpoint.
+
+    The run's creation time as ``YYYYMMDDHHMMSS`` when the run id carries it (``new_run_id`` makes
+    ``train-20261127-115300-3f9a`` → 20261127115300: later runs get larger versions); otherwise a
+    9-digit number from the checkpoint URI's SHA-256. ``ServeArgs.model_version`` overrides both.
+    """
+    stamp = _RUN_STAMP.search(run_id or "")
+    if stamp:
+        return int(stamp.group(1) + stamp.group(2))
+    return int(hashlib.sha256(checkpoint_uri.encode()).hexdigest()[:12], 16) % 900_000_000 + 100_000_000
 
 
 def serve_args(checkpoint: str, run_id: str | None, settings: Mapping[str, Any] | None = None) -> ServeArgs:

@@ -12,8 +12,6 @@ ids; ``score_many`` (the batching path) takes the network's dense indices, looke
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +23,7 @@ from sentinel_ml.errors import ConfigError, SentinelError
 from sentinel_ml.models.config import ModelConfig
 from sentinel_ml.models.spec import Scorer
 from sentinel_ml.serving.catalogue import Catalogue, Id
+from sentinel_ml.serving.config import model_version  # noqa: F401 - read here and through this module
 from sentinel_ml.store.checkpoint import load_network
 from sentinel_ml.store.index import run_id_from_uri
 
@@ -118,20 +117,6 @@ class Recommender:
         return self.network(users.to(self.device), items.to(self.device)).float().clamp(lo, hi).cpu()
 
 
-_RUN_STAMP = re.compile(r"(\d{8})-(\d{6})")
-
-
-def model_version(run_id: str | None, checkpoint_uri: str) -> int:
-    """The model's version in TF-Serving and OIP: a positive integer, the same for one checkpoint.
-
-    The run's creation time as ``YYYYMMDDHHMMSS`` when the run id carries it (``new_run_id`` makes
-    ``train-20261127-115300-3f9a`` → 20261127115300: later runs get larger versions); otherwise a
-    9-digit number from the checkpoint URI's SHA-256. ``ServeArgs.model_version`` overrides both.
-    """
-    stamp = _RUN_STAMP.search(run_id or "")
-    if stamp:
-        return int(stamp.group(1) + stamp.group(2))
-    return int(hashlib.sha256(checkpoint_uri.encode()).hexdigest()[:12], 16) % 900_000_000 + 100_000_000
 
 
 def load_checked(uri: str) -> tuple[Scorer, dict[str, Any]]:

@@ -453,6 +453,68 @@ def test_serve_resolves_through_s3_upgrades_in_place_and_waits_for_ready(cluster
     assert json.loads(waited.stdout)["endpoint"] == \
         f"http://recommender-serve-svc.{cluster.namespace}.svc.cluster.local:8000/recommend"
 
+    # A canary joins the RayService: its state is the Serve application's args in the spec (rendered
+    # first, then applied in place), so status, promote and rollback read it from there.
+    rendered = cli("render", "serve", "--checkpoint", "latest", "--canary", "10")
+    assert rendered.exit_code == 0, rendered.output
+    assert f"canary_checkpoint: {newer.best_checkpoint}" in rendered.stdout.replace('"', "")
+    _canary_promoted_and_rolled_back(cluster, older.best_checkpoint, newer, clusters_before)
+
+
+def _spec_args(cluster: _Cluster):
+    from sentinel_cli.backends.kubernetes.canary import live_args
+
+    service = cluster.get("rayservices", "recommender")
+    return live_args(service), service["metadata"]["annotations"]["sentinel.io/checkpoint"]
+
+
+def _canary_promoted_and_rolled_back(cluster: _Cluster, incumbent: str, candidate, clusters_before: set) -> None:
+    started = cli("serve", "--target", "k8s", "--checkpoint", "latest", "--canary", "10", "--timeout", "60",
+                  "-o", "json")
+    assert started.exit_code == 0, started.output
+    report = json.loads(started.stdout)
+    assert (report["checkpoint"], report["canary"]["checkpoint"], report["canary"]["percent"]) == (
+        incumbent, candidate.best_checkpoint, 10)
+    args, annotated = _spec_args(cluster)
+    assert (args.checkpoint, args.canary_checkpoint, args.canary_percent, annotated) == (
+        incumbent, candidate.best_checkpoint, 10, incumbent)
+    wait_for("the operator to submit the canary", _submitted(cluster, '"canary_percent": 10'), TIMEOUT_S)
+    assert {c["metadata"]["name"] for c in cluster.items("rayclusters")} == clusters_before  # in place
+    row = next(r for r in json.loads(cli("status", "--target", "k8s", "-o", "json").stdout)["objects"]
+               if r["kind"] == "RayService")
+    assert (row["checkpoint"], row["canary"]["checkpoint"]) == (incumbent, candidate.best_checkpoint)
+    table = "".join(cli("status", "--target", "k8s").stdout.split())  # a narrow terminal folds cells anywhere
+    assert "canary" in table and "10%" in table, table  # the JSON above has its checkpoint and run
+    # The refusals: a second canary, and a plain checkpoint that would end this one unjudged (exit 2).
+    again = cli("serve", "--target", "k8s", "--checkpoint", "best", "--canary", "20", "--no-wait")
+    assert again.exit_code == 2 and "a canary is already running" in flat(again.output), again.output
+    plain = cli("serve", "--target", "k8s", "--checkpoint", "best", "--no-wait")
+    assert plain.exit_code == 2 and "a canary is running in RayService recommender" in flat(plain.output)
+    auto = cli("serve", "promote", "--auto", "--target", "k8s")
+    assert auto.exit_code == 2 and "not available on k8s yet" in flat(auto.output), auto.output
+    assert _spec_args(cluster)[0].canary_percent == 10  # nothing changed
+
+    rolled = cli("serve", "rollback", "--target", "k8s", "--timeout", "60", "-o", "json")
+    assert rolled.exit_code == 0, rolled.output
+    assert (json.loads(rolled.stdout)["decision"], json.loads(rolled.stdout)["checkpoint"]) == ("rollback", incumbent)
+    args, annotated = _spec_args(cluster)
+    assert (args.checkpoint, args.canary, annotated) == (incumbent, None, incumbent)
+    assert "canary" not in cluster.get("rayservices", "recommender")["spec"]["serveConfigV2"]
+    nothing = cli("serve", "rollback", "--target", "k8s")
+    assert nothing.exit_code == 2 and "no canary is running in RayService recommender" in flat(nothing.output)
+
+    assert cli("serve", "--target", "k8s", "--checkpoint", "latest", "--canary", "25", "--no-wait").exit_code == 0
+    promoted = cli("serve", "promote", "--target", "k8s", "--timeout", "60", "-o", "json")
+    assert promoted.exit_code == 0, promoted.output
+    assert json.loads(promoted.stdout)["checkpoint"] == candidate.best_checkpoint
+    args, annotated = _spec_args(cluster)
+    assert (args.checkpoint, args.run_id, args.canary, annotated) == (
+        candidate.best_checkpoint, candidate.run_id, None, candidate.best_checkpoint)
+    assert cluster.get("rayservices", "recommender")["metadata"]["labels"]["sentinel.io/run-id"] == candidate.run_id
+    wait_for("the operator to submit the promoted model", _submitted_only(cluster, candidate.best_checkpoint,
+                                                                          incumbent), TIMEOUT_S)
+    assert {c["metadata"]["name"] for c in cluster.items("rayclusters")} == clusters_before  # still in place
+
 
 def _submitted(cluster: _Cluster, text: str):
     """A wait_for condition: the last Serve config the operator submitted in the namespace holds ``text``."""
@@ -467,6 +529,17 @@ def _submitted(cluster: _Cluster, text: str):
         if any(text in config for config in configs):
             return None
         return f"no submitted Serve config holds {text!r}; submitted: {[c[:300] for c in configs]}"
+
+    return reason
+
+
+def _submitted_only(cluster: _Cluster, text: str, absent: str):
+    """A wait_for condition: the last submitted Serve config holds ``text`` and not ``absent``."""
+    holds = _submitted(cluster, text)
+
+    def reason() -> str | None:
+        return holds() or (_submitted(cluster, absent)() is None and f"the submitted config still holds {absent}"
+                           or None)
 
     return reason
 

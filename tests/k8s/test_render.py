@@ -587,3 +587,38 @@ def test_every_pod_and_container_sentinel_renders_is_least_privileged(kube_env) 
             assert [c["securityContext"] for c in pod["containers"]] == [security.container_security()]
         if cluster.get("enableInTreeAutoscaling"):
             assert cluster["autoscalerOptions"]["securityContext"] == security.container_security()
+
+
+def test_the_rayservice_carries_the_canary_in_its_serve_config_and_reads_it_back() -> None:
+    """k8s: the canary's start and end are the live serveConfigV2 args changed (the rules of ServeArgs),
+    rendered into the RayService and read back from it unchanged."""
+    from sentinel_cli.backends.kubernetes import canary
+
+    kube = _settings()
+    incumbent = "s3://b/runs/train-20260101-000000-aaaa/best.pt"
+    candidate = "s3://b/runs/train-20260102-000000-bbbb/best.pt"
+
+    def rayservice(checkpoint, run_id, args=None):
+        values = manifests.serve_values(kube, checkpoint, run_id, "recommender", app_args=args)
+        return next(o for o in render.render("serve", values) if o["kind"] == "RayService")
+
+    live = canary.live_args(rayservice(incumbent, "train-20260101-000000-aaaa"))
+    assert live.checkpoint == incumbent and live.canary is None
+    started = canary.start_args(live, "here", candidate, "train-20260102-000000-bbbb", 10)
+    service = rayservice(started.checkpoint, started.run_id, canary.app_args(started))
+    assert service["metadata"]["annotations"][manifests.CHECKPOINT] == incumbent
+    back = canary.live_args(service)
+    assert back.canary == {"checkpoint": candidate, "run_id": "train-20260102-000000-bbbb", "percent": 10,
+                           "model_version": 20260102000000}
+    assert "autoscaling_config" in service["spec"]["serveConfigV2"]
+    with pytest.raises(ConfigError, match="a canary is already running"):
+        canary.start_args(back, "here", candidate, None, 20)
+    with pytest.raises(ConfigError, match="a canary is running in here"):
+        canary.refuse_replacing(back, "here")
+    with pytest.raises(ConfigError, match="nothing is serving in here"):
+        canary.start_args(None, "here", candidate, None, 10)
+    promoted, rolled_back = canary.end_args(back, "here", "promote"), canary.end_args(back, "here", "rollback")
+    assert (promoted.checkpoint, promoted.model_version, promoted.canary) == (candidate, 20260102000000, None)
+    assert (rolled_back.checkpoint, rolled_back.canary) == (incumbent, None)
+    with pytest.raises(ConfigError, match="no canary is running in here"):
+        canary.end_args(live, "here", "rollback")

@@ -148,15 +148,9 @@ def test_durations() -> None:
         parse_duration("-1m")
 
 
-def test_kubernetes_refuses_a_canary_it_cannot_run_yet() -> None:
-    """The RayService has no canary yet: --canary on k8s is refused before anything is resolved or
-    applied, rather than serving the candidate to every user."""
-    from sentinel_cli.backends.kubernetes.plan import plan_serve
-    from sentinel_cli.k8s.request import KubeRequest
+def test_a_share_outside_0_to_100_percent_is_refused() -> None:
     from sentinel_ml.errors import ConfigError
     from sentinel_ml.serving.config import ServeRequest
 
-    with pytest.raises(ConfigError, match="--canary is not available on k8s yet"):
-        plan_serve(ServeRequest(checkpoint="s3://bucket/runs/x/best.pt", canary_percent=10), KubeRequest())
     with pytest.raises(ConfigError, match="is not a share of users"):
         ServeRequest(canary_percent=100).validate()

@@ -7,6 +7,7 @@ from __future__ import annotations
 from sentinel_cli.backends.base import Unsupported
 from sentinel_cli.backends.kubernetes import inspect, plan, run
 from sentinel_cli.backends.results import (
+    CanaryReport,
     CheckReport,
     DeleteReport,
     LogsReport,
@@ -36,12 +37,20 @@ class KubernetesBackend:
         return run.run_job(plan.plan_tune(config, deploy), deploy, TuneReport)
 
     def serve(self, request, deploy: KubeRequest) -> ServeReport:
-        return run.serve(plan.plan_serve(request, deploy), deploy)
+        return run.serve(plan.plan_serve(request, deploy, live=True), deploy)
 
-    def serve_canary(self, decision: str, watch, timeout_s: float | None, deploy: KubeRequest):
-        raise Unsupported("ending a canary on Kubernetes is not built yet",
-                          hint="edit the RayService's serveConfigV2 (drop the canary_* args), or serve "
-                               "locally (--target local)")
+    def serve_canary(self, decision: str, watch, timeout_s: float | None, deploy: KubeRequest) -> CanaryReport:
+        """End the canary in the RayService's spec: the candidate alone (promote) or the incumbent alone."""
+        if watch is not None:
+            raise Unsupported("`serve promote --auto` is not available on k8s yet (the watch of the "
+                              "per-version metrics through the API server is still to come)",
+                              hint="read the per-version counts on the head's metrics port, then run `sentinel "
+                                   "serve promote --target k8s` or `sentinel serve rollback --target k8s`")
+        planned = plan.plan_canary_end(decision, deploy, timeout_s)
+        served = run.serve(planned, deploy)
+        return CanaryReport(decision=decision, checkpoint=planned.checkpoint, run_id=planned.run_id,
+                            model_version=str(planned.model_version), ended_canary=planned.ended or {},
+                            state=served.state)
 
     def serve_stop(self, deploy: KubeRequest) -> StopReport:
         raise Unsupported("`sentinel serve stop` stops the local application",
@@ -73,6 +82,7 @@ class RenderBackend:
         return _rendered(plan.plan_tune(config, deploy).objects)
 
     def serve(self, request, deploy: KubeRequest) -> Rendered:
+        # Nothing is read from the cluster but, for --canary, the RayService it joins.
         return _rendered(plan.plan_serve(request, deploy).objects)
 
     def cluster(self, deploy: KubeRequest) -> Rendered:

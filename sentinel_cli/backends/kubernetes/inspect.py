@@ -214,7 +214,11 @@ def _service_row(obj: dict[str, Any], now: datetime) -> ManagedObject:
     text = "Ready" if state.ready else f"NotReady ({state.reason or 'starting'})"
     if state.upgrading:
         text += ", upgrading"
-    return replace(_row(obj, "RayService", text, now, _checkpoint(obj)), auth=_serve_auth(obj))
+    from sentinel_cli.backends.kubernetes.canary import live_args
+
+    row = replace(_row(obj, "RayService", text, now, _checkpoint(obj)), auth=_serve_auth(obj))
+    args = live_args(obj)
+    return replace(row, canary=args.canary) if args is not None and args.canary else row
 
 
 def _serve_auth(obj: dict[str, Any]) -> str:

@@ -3,7 +3,8 @@
 ``plan_train``, ``plan_tune``, ``plan_serve`` and ``plan_cluster`` take the command's typed request
 and its ``KubeRequest``, load the settings (defaults < profile < environment < flags, where the
 request's own fields arrive as typed values) and render the templates. Pure but for reading the
-profile and, for a named checkpoint, the index in S3.
+profile, for a named checkpoint the index in S3 and, for a canary's start or end (and ``serve``'s
+check that none runs), the live RayService.
 """
 
 from __future__ import annotations
@@ -31,8 +32,11 @@ class Plan:
 
 @dataclass(frozen=True)
 class ServePlan(Plan):
-    checkpoint: str = ""  # the exact URI resolved
+    checkpoint: str = ""  # the exact URI resolved (with a canary: the incumbent's)
     run_id: str | None = None  # the run it came from
+    canary: dict[str, Any] | None = None  # the canary it serves (ServeArgs.canary), in serveConfigV2
+    ended: dict[str, Any] | None = None  # the canary this plan ends (promote, rollback)
+    model_version: int | None = None  # the version it serves (an ended canary's: the one kept)
     auth: str = "none"  # none | token (the serving API's bearer token)
     token_secret: str | None = None  # auth token: the Secret `serve` makes (when absent) and mounts
     token_file: str | None = None  # --token-file: the token the Secret takes (a path on this machine)
@@ -59,26 +63,49 @@ def plan_tune(config: StudyConfig, deploy: KubeRequest) -> Plan:
     return _plan(deploy, settings, name, "tune", manifests.tune_values(settings, config, name))
 
 
-def plan_serve(request: ServeRequest, deploy: KubeRequest) -> ServePlan:
-    """A RayService for ``request``'s checkpoint (a named one resolved through the index in S3)."""
+def plan_serve(request: ServeRequest, deploy: KubeRequest, live: bool = False) -> ServePlan:
+    """A RayService for ``request``'s checkpoint (a named one resolved through the index in S3). With
+    ``live`` (always for a canary) the RayService serving now is read first: a canary joins it (its
+    args, the candidate added), and a plain checkpoint is refused while a canary runs in it."""
+    from sentinel_cli.backends.kubernetes import canary
     from sentinel_cli.k8s import manifests
     from sentinel_cli.k8s.render import render
 
     if request.host is not None:
         raise ConfigError("--host only applies to the local target",
                           hint="on k8s the RayService's Service exposes the port")
-    if request.canary_percent is not None:
-        raise ConfigError("--canary is not available on k8s yet (the RayService's canary is still to come)",
-                          hint="run the canary on the local target, or serve the checkpoint without --canary")
     auth = request.auth or ("token" if request.token_file else K8S_DEFAULT_AUTH)
     token_file = _token_file(request.token_file) if auth == "token" and request.token_file else None
     settings = load_settings(deploy, _flags(request, serve=_serve_overrides(request)))
     uri, run_id = resolve_checkpoint(request.checkpoint or "latest", settings)
-    values = manifests.serve_values(settings, uri, run_id, deploy.name, auth=auth)
     timeout = _timeout(deploy, settings, request.timeout_s)
+    if live or request.canary_percent is not None:
+        name = deploy.name or settings.serve.name
+        where = f"RayService {name} in namespace {settings.namespace}"
+        current = canary.live_args(read_live(settings, name))
+        if request.canary_percent is not None:  # joins the live application: its args, auth included
+            fault = float(request.app_args.get("canary_fault_rate") or 0.0)
+            args = canary.start_args(current, where, uri, run_id, request.canary_percent, fault)
+            return _live_plan(deploy, settings, name, args, timeout, canary=args.canary)
+        canary.refuse_replacing(current, where)
+    values = manifests.serve_values(settings, uri, run_id, deploy.name, auth=auth)
     secret = manifests.serve_token_secret(values["name"]) if auth == "token" else None
     return ServePlan(values["name"], settings, render("serve", values), timeout, checkpoint=uri, run_id=run_id,
                      auth=auth, token_secret=secret, token_file=token_file)
+
+
+def _live_plan(deploy: KubeRequest, settings: KubeSettings, name: str, args, timeout: float,
+               **extra: Any) -> ServePlan:
+    """The RayService ``name`` serving ``args`` (the live application's, changed): a canary's start or end."""
+    from sentinel_cli.backends.kubernetes import canary
+    from sentinel_cli.k8s import manifests
+    from sentinel_cli.k8s.render import render
+
+    values = manifests.serve_values(settings, args.checkpoint, args.run_id, name, auth=args.auth,
+                                    app_args=canary.app_args(args))
+    secret = manifests.serve_token_secret(values["name"]) if args.auth == "token" else None
+    return ServePlan(values["name"], settings, render("serve", values), timeout, checkpoint=args.checkpoint,
+                     run_id=args.run_id, auth=args.auth, token_secret=secret, **extra)
 
 
 def _token_file(path: str) -> str:
@@ -91,6 +118,31 @@ def _token_file(path: str) -> str:
     auth.check_private(path)
     auth.read_token(path)
     return path
+
+
+def plan_canary_end(decision: str, deploy: KubeRequest, timeout_s: float | None = None) -> ServePlan:
+    """The RayService serving now with its canary ended (``promote``: the candidate alone, ``rollback``:
+    the incumbent alone); only its serveConfigV2 (and the checkpoint annotation, run-id label) change."""
+    from sentinel_cli.backends.kubernetes import canary
+    from sentinel_ml.serving.config import model_version
+
+    settings = load_settings(deploy)
+    name = deploy.name or settings.serve.name
+    where = f"RayService {name} in namespace {settings.namespace}"
+    current = canary.live_args(read_live(settings, name))
+    args = canary.end_args(current, where, decision)
+    return _live_plan(deploy, settings, name, args, _timeout(deploy, settings, timeout_s),
+                      ended=current.canary if current else None,
+                      model_version=args.model_version or model_version(args.run_id, args.checkpoint))
+
+
+def read_live(settings: KubeSettings, name: str) -> dict[str, Any] | None:
+    """The RayService ``name`` as the API server has it now (None when there is none)."""
+    from sentinel_cli.k8s import client
+    from sentinel_cli.k8s.client import RAYSERVICE
+
+    with client.connect(settings.kubeconfig, settings.context, settings.namespace) as kube:
+        return kube.get(RAYSERVICE, name)
 
 
 def plan_cluster(deploy: KubeRequest) -> Plan:

@@ -53,14 +53,16 @@ def serve(planned: ServePlan, deploy: KubeRequest) -> ServeReport:
     from sentinel_cli.k8s.watch import wait_rayservice
 
     uri, run_id, name, settings = planned.checkpoint, planned.run_id, planned.name, planned.settings
-    _say(f"checkpoint: {uri}" + (f" (run {run_id})" if run_id else ""))
+    if planned.canary is None:
+        _say(f"checkpoint: {uri}" + (f" (run {run_id})" if run_id else ""))
     with connect(settings) as kube:
         previous = kube.get(RAYSERVICE, name) if not deploy.dry_run else None
         applied = apply(kube, planned.objects, deploy)
         result: dict[str, Any] = {
             "target": NAME, "namespace": kube.namespace, "rayservice": name, "checkpoint": uri, "run_id": run_id,
             "endpoint": endpoint(name, kube.namespace, settings.serve.port),
-            "grpc_endpoint": grpc_endpoint(name, kube.namespace, settings.serve.grpc_port)}
+            "grpc_endpoint": grpc_endpoint(name, kube.namespace, settings.serve.grpc_port),
+            **({"canary": planned.canary} if planned.canary else {})}
         result["auth"] = planned.auth
         if planned.token_secret:
             result["token_secret"] = planned.token_secret
@@ -72,7 +74,13 @@ def serve(planned: ServePlan, deploy: KubeRequest) -> ServeReport:
             service = next(o for o in applied if o["kind"] == "RayService")
             _say(serve_token.ensure(kube, planned.token_secret, service, planned.token_file))
         before = _annotation(previous, manifests.CHECKPOINT)
-        if previous is not None and before != uri:
+        if planned.canary is not None:
+            _say(f"canary in RayService {name}: candidate {planned.canary['checkpoint']} for "
+                 f"{planned.canary['percent']:g}% of users, beside {uri} (the Serve application is updated "
+                 "in place)")
+        elif planned.ended is not None:
+            _say(f"ending the canary in RayService {name}: serving {uri} alone (in place)")
+        elif previous is not None and before != uri:
             _say(f"upgrading RayService {name} in place: {before} -> {uri}")
         result["previous_checkpoint"] = before
         if not deploy.wait:

@@ -128,29 +128,12 @@ def _canary_args(serving: dict[str, Any] | None, uri: str, run_id: str | None,
                  request: ServeRequest) -> dict[str, Any]:
     """The running application's args with ``uri`` as the canary's candidate. The incumbent and every
     other setting stay as they are; only the canary's fields change (and the fault knob of tests)."""
-    from sentinel_ml.serving.recommender import model_version
-
     if not serving or not serving.get("args"):
         raise ConfigError("nothing is serving: a canary needs an incumbent to serve beside",
                           hint="serve the incumbent first: `sentinel serve --checkpoint <run>`")
     current = ServeArgs.model_validate(serving["args"])
-    if current.canary_checkpoint:
-        raise ConfigError(f"a canary is already running ({current.canary_checkpoint} for "
-                          f"{current.canary_percent:g}% of users)",
-                          hint="end it first with `sentinel serve promote` or `sentinel serve rollback`")
-    if uri == current.checkpoint:
-        raise ConfigError(f"{uri} is already the incumbent", hint="give the candidate's run or checkpoint")
-    incumbent = current.model_version or model_version(current.run_id, current.checkpoint)
-    version = model_version(run_id, uri)
-    if version == incumbent:  # two checkpoints of one run (best.pt, last.pt): the URI's version
-        version = model_version(None, uri)
     fault = float(request.app_args.get("canary_fault_rate") or 0.0)
-    try:
-        return ServeArgs.model_validate({**current.model_dump(), "canary_checkpoint": uri, "canary_run_id": run_id,
-                                         "canary_percent": request.canary_percent, "canary_model_version": version,
-                                         "canary_fault_rate": fault}).model_dump()
-    except ValueError as e:
-        raise ConfigError(f"invalid canary: {e}") from None
+    return current.with_canary(uri, run_id, request.canary_percent, fault).model_dump()
 
 
 def end_canary(decision: str, timeout_s: float | None = None, on_progress: Progress | None = None,
