@@ -122,6 +122,12 @@ def stop(
     emit(backends.select(target).serve_stop(KubeRequest()), output, lambda r: r.message)
 
 
+# `serve promote` and `serve rollback`: how long the replicas of the one model left may take.
+EndCanaryTimeoutOpt = Annotated[float | None, typer.Option(
+    "--timeout", min=1, help="Give up (exit 3) when the new replicas do not answer within this many seconds.",
+    show_default=False)]
+
+
 @app.command("promote")
 @options.kube_options("profile", "namespace", "name", "wait")
 def promote(
@@ -136,9 +142,7 @@ def promote(
     min_requests: Annotated[int, typer.Option(min=1, help="--auto: a version is judged from this many "
                                               "requests in the window.")] = 20,
     interval: Annotated[str, typer.Option(help="--auto: how often to read the metrics.")] = "5s",
-    timeout: Annotated[float | None, typer.Option("--timeout", min=1, help="Give up (exit 3) when the new "
-                                                  "replicas do not answer within this many seconds.",
-                                                  show_default=False)] = None,
+    timeout: EndCanaryTimeoutOpt = None,
     target: options.TargetOpt = None,
     output: options.OutputOpt = OutputFormat.table,
     deploy: KubeRequest = KubeRequest(),
@@ -163,9 +167,7 @@ def promote(
 @app.command("rollback")
 @options.kube_options("profile", "namespace", "name", "wait")
 def rollback(
-    timeout: Annotated[float | None, typer.Option("--timeout", min=1, help="Give up (exit 3) when the new "
-                                                  "replicas do not answer within this many seconds.",
-                                                  show_default=False)] = None,
+    timeout: EndCanaryTimeoutOpt = None,
     target: options.TargetOpt = None,
     output: options.OutputOpt = OutputFormat.table,
     deploy: KubeRequest = KubeRequest(),
