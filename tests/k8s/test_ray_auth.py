@@ -25,6 +25,7 @@ from sentinel_cli.k8s.request import Overrides
 from sentinel_ml.errors import ConfigError
 from sentinel_ml.training.config import TrainConfig
 from tests.k8s.conftest import PROFILE
+from tests.support.k8s import read_secret
 from tests.testenv.process import wait_for
 
 TIMEOUT_S = 60
@@ -119,15 +120,6 @@ def test_the_token_secret_is_named_as_kuberay_names_it() -> None:
 # -- the real API server and KubeRay operator -------------------------------------------------------
 
 
-def _secret(core: client.CoreV1Api, namespace: str, name: str) -> client.V1Secret | None:
-    try:
-        return core.read_namespaced_secret(name, namespace)
-    except client.ApiException as e:
-        if e.status == 404:
-            return None
-        raise
-
-
 def _env(pod: client.V1Pod) -> dict[str, Any]:
     return {e.name: e for e in pod.spec.containers[0].env or []}
 
@@ -149,8 +141,8 @@ def test_kuberay_makes_one_owned_secret_per_cluster_and_sentinel_never_shows_it(
     outputs = [cli("render", "cluster", "--name", name, "-o", "yaml")]
     deploy = kube_request(name=name)
     run.cluster(plan.plan_cluster(deploy), deploy)
-    wait_for(f"KubeRay's token Secret {name}", lambda: None if _secret(core, ns, name) else "not yet", TIMEOUT_S)
-    secret = _secret(core, ns, name)
+    wait_for(f"KubeRay's token Secret {name}", lambda: None if read_secret(core, ns, name) else "not yet", TIMEOUT_S)
+    secret = read_secret(core, ns, name)
     token = base64.b64decode(secret.data[ray_auth.SECRET_KEY]).decode()
     assert len(token) >= 43  # 32 random bytes, base64
     owner = secret.metadata.owner_references[0]
@@ -171,7 +163,7 @@ def test_kuberay_makes_one_owned_secret_per_cluster_and_sentinel_never_shows_it(
         assert token not in str(pod.to_dict())
 
     run.cluster(plan.plan_cluster(deploy), deploy)  # a re-apply keeps the cluster's token
-    assert _secret(core, ns, name).data == secret.data
+    assert read_secret(core, ns, name).data == secret.data
 
     outputs += [cli("status", "--target", "k8s", "-o", "yaml"), cli("logs", name),
                 cli("render", "train", "--name", "t-auth", "-o", "yaml"), cli("delete", name)]
@@ -179,4 +171,4 @@ def test_kuberay_makes_one_owned_secret_per_cluster_and_sentinel_never_shows_it(
     for result in outputs:
         assert token not in result.output and token not in (result.stderr or "")
     wait_for("the Secret to go with its RayCluster (garbage collector)",
-             lambda: None if _secret(core, ns, name) is None else "still there", TIMEOUT_S)
+             lambda: None if read_secret(core, ns, name) is None else "still there", TIMEOUT_S)

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from sentinel_cli.app import app
 from sentinel_cli.k8s import manifests
+from tests.support.k8s import read_secret
 from tests.testenv.process import wait_for
 
 pytestmark = pytest.mark.k8s
@@ -31,15 +32,6 @@ def cli(*args: str):
 
 def flat(text: str) -> str:
     return " ".join(text.split())
-
-
-def _secret(core: client.CoreV1Api, namespace: str, name: str) -> client.V1Secret | None:
-    try:
-        return core.read_namespaced_secret(name, namespace)
-    except client.ApiException as e:
-        if e.status == 404:
-            return None
-        raise
 
 
 def test_a_rayservice_gets_its_own_serving_token_secret_and_never_shows_it(
@@ -59,7 +51,7 @@ def test_a_rayservice_gets_its_own_serving_token_secret_and_never_shows_it(
                cli("serve", "--checkpoint", FIRST, "--auth", "token", "--no-wait", "-o", "json")]
     served = json.loads(outputs[-1].stdout)
     assert (served["auth"], served["token_secret"]) == ("token", secret_name), outputs[-1].output
-    secret = _secret(core, ns, secret_name)
+    secret = read_secret(core, ns, secret_name)
     token = base64.b64decode(secret.data[manifests.SERVE_TOKEN_KEY]).decode()
     assert len(token) == 43  # secrets.token_urlsafe(32)
     owner = secret.metadata.owner_references[0]
@@ -83,7 +75,7 @@ def test_a_rayservice_gets_its_own_serving_token_secret_and_never_shows_it(
 
     outputs.append(cli("serve", "--checkpoint", SECOND, "--auth", "token", "--no-wait", "-o", "json"))
     assert outputs[-1].exit_code == 0, outputs[-1].output
-    assert "(kept)" in outputs[-1].stderr and _secret(core, ns, secret_name).data == secret.data
+    assert "(kept)" in outputs[-1].stderr and read_secret(core, ns, secret_name).data == secret.data
 
     # predict, recommend and verify send it without being asked: to a RayService's Service name
     assert api_client.token_for(f"http://{name}-serve-svc.{ns}.svc.cluster.local:8000") == token
@@ -100,6 +92,6 @@ def test_a_rayservice_gets_its_own_serving_token_secret_and_never_shows_it(
     assert rows[name]["auth"] == "token", rows
     outputs += [status, cli("status"), cli("delete", name)]
     assert outputs[-1].exit_code == 0, outputs[-1].output
-    assert _secret(core, ns, secret_name) is None
+    assert read_secret(core, ns, secret_name) is None
     for result in outputs:
         assert token not in result.output and token not in (result.stderr or "")

@@ -96,6 +96,16 @@ def kwok_gpu_node(api: client.ApiClient, labels: dict[str, str], taints: list[di
         core.delete_node(name)
 
 
+def read_secret(core: client.CoreV1Api, namespace: str, name: str) -> client.V1Secret | None:
+    """The Secret, or None when there is none (404)."""
+    try:
+        return core.read_namespaced_secret(name, namespace)
+    except client.ApiException as e:
+        if e.status == 404:
+            return None
+        raise
+
+
 def _lifecycle_taints(core: client.CoreV1Api, name: str) -> str | None:
     taints = [t.key for t in core.read_node(name).spec.taints or [] if t.key.startswith("node.kubernetes.io/")]
     return f"node {name} still carries {', '.join(taints)}" if taints else None
