@@ -137,11 +137,16 @@ Device = choice("Device", DEVICES)
 Precision = choice("Precision", PRECISIONS)
 
 
-def compute_options(gpus_flag: str, gpus_help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Give a command ``--device``, ``gpus_flag`` (GPUs per unit: ``--gpus``, ``--gpus-per-trial``) and
-    ``--precision``, placed where it declares ``compute: Compute``; they arrive folded into that one
-    ``compute`` (``sentinel_ml.compute``), checked as it is made."""
+def compute_options(gpus_flag: str, gpus_help: str, cpus_flag: str,
+                    cpus_help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command ``cpus_flag`` (CPUs per unit: ``--cpus-per-worker``, ``--cpus-per-trial``),
+    ``--device``, ``gpus_flag`` (GPUs per unit: ``--gpus``, ``--gpus-per-trial``) and ``--precision``,
+    placed where it declares ``compute: Compute``; they arrive folded into that one ``compute``
+    (``sentinel_ml.compute``), checked as it is made."""
     added = [
+        inspect.Parameter("cpus", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+            float | None, typer.Option(cpus_flag, show_default=False, rich_help_panel=COMPUTE_PANEL,
+                                       help=cpus_help)]),
         inspect.Parameter("device", inspect.Parameter.KEYWORD_ONLY, default=Device.auto, annotation=Annotated[
             Device, typer.Option(case_sensitive=False, rich_help_panel=COMPUTE_PANEL, help=(
                 "auto: GPUs when asked for, else when Ray has some (in-process: when torch sees CUDA), "
@@ -163,8 +168,8 @@ def compute_options(gpus_flag: str, gpus_help: str) -> Callable[[Callable[..., A
             from sentinel_ml.compute import Compute
 
             compute = Compute(device=kwargs.pop("device").value, gpus=kwargs.pop("gpus"),
-                              precision=kwargs.pop("precision").value)
-            compute.validate(gpus_flag)
+                              precision=kwargs.pop("precision").value, cpus=kwargs.pop("cpus"))
+            compute.validate(gpus_flag, cpus_flag)
             return command(**kwargs, compute=compute)
 
         return with_options(with_compute, signature, placed)

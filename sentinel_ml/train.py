@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ingestion", choices=INGESTIONS, default=AUTO)
     p.add_argument("--max-failures", type=int, default=DEFAULT_MAX_FAILURES,
                    help="restarts of the worker group after a lost worker, from the last epoch's checkpoint")
-    Compute.add_args(p, "--gpus")  # --device, --gpus (per worker), --precision
+    Compute.add_args(p, "--gpus")  # --cpus-per-worker, --device, --gpus (per worker), --precision
     _add_hyperparameters(p, TUNABLE)
     add_job_args(p, seed=defaults.seed, split=defaults.split)
     return p

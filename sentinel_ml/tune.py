@@ -11,7 +11,7 @@ import sys
 from dataclasses import fields
 from typing import Any
 
-from sentinel_ml.compute import Compute
+from sentinel_ml.compute import TUNE_CPUS_FLAG, Compute
 from sentinel_ml.entrypoint import add_job_args, job_tail, run_job, source_from_args
 from sentinel_ml.errors import ConfigError
 from sentinel_ml.models.registry import names, per_model
@@ -32,10 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", choices=SCHEDULERS, default=defaults.scheduler)
     p.add_argument("--concurrency", type=int, default=None, help="default: one trial per CPU, at most 4")
     p.add_argument("--workers-per-trial", type=int, default=defaults.workers_per_trial)
-    p.add_argument("--cpus-per-trial", type=float, default=defaults.cpus_per_trial)
     p.add_argument("--max-failures", type=int, default=defaults.max_failures,
                    help="restarts of a trial after a lost worker, from its last checkpoint")
-    Compute.add_args(p, "--gpus-per-trial")  # --device, --gpus-per-trial, --precision
+    Compute.add_args(p, "--gpus-per-trial", TUNE_CPUS_FLAG)  # --cpus-per-trial, --device, --gpus-per-trial, --precision
     space = p.add_mutually_exclusive_group()
     space.add_argument("--space", default=None, help="YAML or TOML file overriding search-space dimensions")
     space.add_argument("--space-json", default=None,
@@ -58,9 +57,7 @@ def job_argv(config: StudyConfig) -> list[str]:
     ]
     if config.concurrency is not None:
         words += ["--concurrency", config.concurrency]
-    if config.cpus_per_trial is not None:
-        words += ["--cpus-per-trial", config.cpus_per_trial]
-    words += config.compute.job_args("--gpus-per-trial")
+    words += config.compute.job_args("--gpus-per-trial", TUNE_CPUS_FLAG)
     if config.space != default_space(config.model):
         words += ["--space-json", json.dumps(config.space.as_dict(), sort_keys=True)]
     return [str(word) for word in [*words, *job_tail(config)]]
@@ -70,7 +67,7 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
     from sentinel_ml.tuning.search_space import from_mapping, load_space
 
     source_flags = ("dataset", "data", "columns", "items", "rating_scale")
-    compute_flags = ("device", "gpus", "precision")
+    compute_flags = ("device", "gpus", "precision", "cpus")
     values = {k: v for k, v in vars(args).items() if k not in ("space", "space_json", *source_flags, *compute_flags)}
     if args.space_json is not None:
         try:

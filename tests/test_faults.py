@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from sentinel_ml.compute import Compute
 from sentinel_ml.data.source import DataSource
 from sentinel_ml.errors import CheckpointNotFound
 from sentinel_ml.store import index as checkpoints
@@ -216,7 +217,7 @@ def test_a_killed_worker_of_a_multi_worker_trial_resumes_from_its_last_checkpoin
             killed.update(trial=event["trial"], pid=kill_one(os.getpid(), TRAIN_WORKER, timeout=30))
 
     config = StudyConfig(model="mf", samples=1, max_epochs=8, scheduler="asha", grace_period=1, reduction_factor=2,
-                         concurrency=1, workers_per_trial=2, cpus_per_trial=0.5, seed=3, source=DataSource(data=str(dataset_dir)),
+                         concurrency=1, workers_per_trial=2, compute=Compute(cpus=0.5), seed=3, source=DataSource(data=str(dataset_dir)),
                          storage=str(tmp_path / "artifacts"), mlflow_uri="off")
     result = tune(config, on_progress=on_progress)
     assert killed, "the trial never reached epoch 3"

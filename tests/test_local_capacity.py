@@ -22,6 +22,10 @@ def two_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize(("args", "message", "fix"), [
     (["train", "--workers", "3"], "--workers 3 asks for 3 CPUs at once; the local Ray has 2", "use fewer workers"),
+    (["train", "--workers", "5", "--cpus-per-worker", "0.5"],
+     "--workers 5 x --cpus-per-worker 0.5 asks for 2.5 CPUs at once; the local Ray has 2", "--cpus-per-worker"),
+    (["serve", "--cpus", "1.5", "--min-replicas", "2"],
+     "--cpus 1.5 per replica x 2 replicas asks for 3 CPUs at once; the local Ray has 2", "lower --cpus"),
     (["tune", "--workers-per-trial", "3", "--cpus-per-trial", "1"],
      "a trial of --workers-per-trial 3 x 1 CPU asks for 3 CPUs at once; the local Ray has 2",
      "lower --workers-per-trial or --cpus-per-trial"),

@@ -10,6 +10,7 @@ import typer
 from typer.testing import CliRunner
 
 from sentinel_cli import options, progress
+from sentinel_ml.compute import Compute
 from sentinel_ml.errors import ConfigError
 from sentinel_ml.models import registry
 from sentinel_ml.models.hyperparameters import HYPERPARAMETERS, SEARCH_ORDER, TUNABLE
@@ -141,7 +142,7 @@ def test_the_search_space_takes_the_models_space_and_the_tables_rules(toy) -> No
     with pytest.raises(ConfigError, match="lr_decay: 1.5 is out of range"):
         from_mapping({"lr_decay": 1.5}, "space.yaml", model="toy")
 
-    study = Study("toy", 3, 42, "u1", 1, 1.0, "/scratch", (3,))
+    study = Study("toy", 3, 42, "u1", 1, "/scratch", (3,), compute=Compute(cpus=1.0))
     sampled = {d.name: d.values[0] for d in space.dimensions}
     hp = hyperparameters(study, sampled)
     assert (hp.model, hp.epochs, hp.lr, hp.embedding_dim) == ("toy", 3, 0.05, 4)

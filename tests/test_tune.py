@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sentinel_cli.app import app
+from sentinel_ml.compute import Compute
 from sentinel_ml.data.source import DataSource
 from sentinel_ml.tuning.config import StudyConfig
 from sentinel_ml.tuning.search_space import from_mapping
@@ -163,7 +164,7 @@ def test_two_workers_per_trial_run_a_torchtrainer_and_release_their_cpus(ray_ses
     from sentinel_ml.store.checkpoint import load_checkpoint
 
     study = run_study(tmp_path, dataset_dir, samples=1, max_epochs=1, concurrency=1, workers_per_trial=2,
-                      cpus_per_trial=0.5, space={"embedding_dim": 16, "batch_size": 1024})
+                      compute=Compute(cpus=0.5), space={"embedding_dim": 16, "batch_size": 1024})
     result = study.result
     assert result.counts == {"completed": 1, "stopped early": 0, "failed": 0}, result.trials
     assert load_checkpoint(result.checkpoints["best"])["metrics"]["epoch"] == 1

@@ -52,6 +52,9 @@ def serve(
                     "must fit the Ray cluster's GPUs; on k8s the serve worker pods ask for nvidia.com/gpu. "
                     "Default: 0 (k8s: the profile's serve.gpus).", show_default=False,
         rich_help_panel=options.COMPUTE_PANEL)] = None,
+    cpus: Annotated[float | None, typer.Option(
+        "--cpus", help="Ray's CPUs per replica, fractions allowed. On k8s a serve worker pod requests at least "
+                       "this. Default: 0.5.", show_default=False, rich_help_panel=options.COMPUTE_PANEL)] = None,
     storage: options.StorageOpt = None,
     target: options.TargetOpt = None,
     output: options.OutputOpt = OutputFormat.table,
@@ -82,10 +85,12 @@ def serve(
     returns once it passes its health check."""
     if ctx.invoked_subcommand:
         return  # `sentinel serve stop`
+    from sentinel_ml.compute import SERVE_CPUS_FLAG, check_cpus
     from sentinel_ml.serving.config import ServeRequest
 
+    check_cpus(cpus, SERVE_CPUS_FLAG)
     scaling = {k: v for k, v in (("min_replicas", min_replicas), ("max_replicas", max_replicas),
-                                 ("num_gpus", gpus)) if v is not None}
+                                 ("num_gpus", gpus), ("num_cpus", cpus)) if v is not None}
     request = ServeRequest(checkpoint=checkpoint, storage=storage, host=host, port=port,
                            grpc_port=grpc_port, timeout_s=timeout, app_args=scaling,
                            auth=AuthMode(auth).value if auth else ("token" if token_file else None),

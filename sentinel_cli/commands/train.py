@@ -20,7 +20,11 @@ Ingestion = options.choice("Ingestion", INGESTIONS)
 
 @options.kube_options()
 @options.compute_options("--gpus", "GPUs per Ray Train worker (a fraction shares one GPU); on k8s each worker "
-                         "pod asks for nvidia.com/gpu (whole GPUs) and tolerates the GPU nodes' taint. Default: 0.")
+                         "pod asks for nvidia.com/gpu (whole GPUs) and tolerates the GPU nodes' taint. Default: 0.",
+                         "--cpus-per-worker", "Ray's CPUs per Ray Train worker, fractions allowed (0.5 runs two "
+                         "workers on one core). Locally the workers must fit Ray's CPUs; on k8s each worker pod "
+                         "requests exactly this (Ray's num-cpus: it rounded up). Default: 1 (k8s: pods sized by "
+                         "the profile's worker.cpu).")
 @options.data_options()
 @options.hyperparameter_options(per_run_after="model", tunable_after="max_failures")
 def train(

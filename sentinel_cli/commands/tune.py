@@ -29,7 +29,9 @@ TRIAL_COLUMNS = [
 @options.kube_options()
 @options.compute_options("--gpus-per-trial", "GPUs per trial (per worker with --workers-per-trial > 1), "
                          "fractions allowed: 0.25 runs four trials on one GPU. Default: 0 (auto shares Ray's "
-                         "GPUs between the trials running at once).")
+                         "GPUs between the trials running at once).",
+                         "--cpus-per-trial", "CPUs per trial (per worker with --workers-per-trial > 1), "
+                         "fractions allowed. Default: Ray's CPUs shared by --concurrency, at most 1.")
 @options.data_options()
 def tune(
     model: Annotated[options.Model, typer.Option(
@@ -56,9 +58,6 @@ def tune(
              "see docs/tuning.md.", show_default=False)] = None,
     workers_per_trial: Annotated[int, typer.Option(
         min=1, help="1 runs the Lightning loop in the trial; 2 or more start a DDP TorchTrainer per trial.")] = 1,
-    cpus_per_trial: Annotated[float | None, typer.Option(
-        min=0.01, help="CPUs per trial (per worker with --workers-per-trial > 1). "
-                       "Default: Ray's CPUs shared by --concurrency, at most 1.", show_default=False)] = None,
     max_failures: Annotated[int, typer.Option(
         min=0, help="Restarts of a trial after a lost worker (a killed process, a preempted node), each "
                     "resuming from the trial's last checkpoint. 0: a lost worker fails the trial.")
@@ -81,7 +80,7 @@ def tune(
     config = StudyConfig(
         model=model.value, space=load_space(space, model.value), samples=samples, max_epochs=max_epochs,
         grace_period=grace_period, reduction_factor=reduction_factor, scheduler=scheduler.value,
-        concurrency=concurrency, workers_per_trial=workers_per_trial, cpus_per_trial=cpus_per_trial,
+        concurrency=concurrency, workers_per_trial=workers_per_trial,
         max_failures=max_failures, seed=seed,
         split=split.value if split else source.default_split,
         source=source, storage=storage, mlflow_uri=mlflow_uri, compute=compute,

@@ -13,6 +13,7 @@ from typing import Any
 
 from sentinel_cli.k8s import security
 from sentinel_cli.k8s.settings import GPU_RESOURCE, KubeSettings, Resources, check_label
+from sentinel_ml import compute
 from sentinel_ml.errors import ConfigError
 from sentinel_ml.serving import config as serving_app
 
@@ -72,7 +73,8 @@ def train_values(settings: KubeSettings, config, name: str) -> dict[str, Any]:
 
     check_name(name, "RayJob")
     job = _in_cluster(settings, config, name, workers=settings.workers)
-    return _rayjob_values(settings, name, "train", train.job_argv(job), job.storage)
+    return _rayjob_values(settings, name, "train", train.job_argv(job), job.storage,
+                          worker_cpus=config.compute.cpus)
 
 
 def tune_values(settings: KubeSettings, config, name: str) -> dict[str, Any]:
@@ -127,15 +129,18 @@ def serve_values(settings: KubeSettings, checkpoint: str, run_id: str | None,
     # object is rendered or applied); the autoscaling goes once, to the deployment.
     token = {"auth": "token", "token_file": SERVE_TOKEN_FILE} if auth == "token" else {}
     gpus = {"num_gpus": serving.gpus} if serving.gpus else {}
-    args = serving_app.serve_args(checkpoint, run_id, {**serving.autoscaling.model_dump(), **gpus, **token})
+    cpus = {"num_cpus": serving.cpus} if serving.cpus is not None else {}
+    args = serving_app.serve_args(checkpoint, run_id, {**serving.autoscaling.model_dump(), **gpus, **cpus, **token})
     if app_args is not None:  # the live application's args, changed (a canary's start or end): kept as given
         args = serving_app.ServeArgs.model_validate({**app_args, "autoscaling": args.autoscaling.model_dump()})
     serve_ports = [{"name": "serve", "containerPort": serving.port},
                    {"name": "grpc", "containerPort": serving.grpc_port}]
     head = _head(settings, settings.images.serve, "serve")
     head["ports"] = [*HEAD_PORTS, *serve_ports]
-    # A replica's GPUs (a fraction shares one) need whole GPUs in its pod.
-    pod = settings.serve_worker.model_copy(update={"gpu": max(settings.serve_worker.gpu, math.ceil(serving.gpus))})
+    # A replica's GPUs (a fraction shares one) need whole GPUs in its pod; its CPUs (serve --cpus), at least
+    # that CPU request (KubeRay gives Ray the request rounded up: a 500m pod holds two 0.5-CPU replicas).
+    pod = settings.serve_worker.model_copy(update={"gpu": max(settings.serve_worker.gpu, math.ceil(serving.gpus)),
+                                                   **_at_least_cpus(settings.serve_worker, serving.cpus)})
     workers = _group(settings, "serve", settings.images.serve, pod, "serve",
                      replicas=serving.workers, min_replicas=serving.workers,
                      max_replicas=serving.max_workers, spot=False)
@@ -175,11 +180,11 @@ def cluster_values(settings: KubeSettings, name: str) -> dict[str, Any]:
 
 
 def _rayjob_values(settings: KubeSettings, name: str, component: str, argv: list[str],
-                   storage: str) -> dict[str, Any]:
+                   storage: str, worker_cpus: float | None = None) -> dict[str, Any]:
     from sentinel_ml.store.checkpoint import checkpoint_uri
 
     head = _head(settings, settings.images.train, component, run_id=name)
-    workers = _train_workers(settings, component, run_id=name)
+    workers = _train_workers(settings, component, run_id=name, cpus=worker_cpus)
     annotations = {STORAGE: storage, CHECKPOINT: checkpoint_uri(storage, name, "best")}
     labels = _labels(component, name)
     return {
@@ -246,10 +251,28 @@ def _head(settings: KubeSettings, image: str, component: str, run_id: str | None
     return group
 
 
-def _train_workers(settings: KubeSettings, component: str, run_id: str | None = None) -> dict[str, Any]:
-    return _group(settings, "train", settings.images.train, settings.worker, component,
-                  replicas=settings.workers, min_replicas=settings.workers,
-                  max_replicas=settings.workers, spot=True, run_id=run_id)
+def _train_workers(settings: KubeSettings, component: str, run_id: str | None = None,
+                   cpus: float | None = None) -> dict[str, Any]:
+    """The training worker group, one Ray Train worker a pod. ``cpus`` (``train --cpus-per-worker``): each
+    pod requests (and is limited to) exactly that, and Ray's ``num-cpus`` there is it rounded up (``ray
+    start`` takes whole CPUs; KubeRay rounds a derived one up the same way), so the worker's reservation
+    fits its pod. None: the pods are sized by the profile's ``worker`` and Ray takes its CPUs from it."""
+    pod = settings.worker if cpus is None else settings.worker.model_copy(update={"cpu": compute.pod_cpu(cpus)})
+    group = _group(settings, "train", settings.images.train, pod, component,
+                   replicas=settings.workers, min_replicas=settings.workers,
+                   max_replicas=settings.workers, spot=True, run_id=run_id)
+    if cpus is not None:
+        group["ray_start_params"] = {"num-cpus": str(compute.ray_node_cpus(cpus)), **group["ray_start_params"]}
+    return group
+
+
+def _at_least_cpus(resources: Resources, cpus: float | None) -> dict[str, str]:
+    """``{"cpu": …}`` raising ``resources``' CPU request to ``cpus``, or nothing where it already holds them."""
+    from sentinel_cli.k8s.capacity import quantity
+
+    if cpus is None or quantity(resources.cpu) >= quantity(compute.pod_cpu(cpus)):
+        return {}
+    return {"cpu": compute.pod_cpu(cpus)}
 
 
 def _group(settings: KubeSettings, group_name: str, image: str, resources: Resources, component: str,

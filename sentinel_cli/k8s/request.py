@@ -21,6 +21,7 @@ class ServeOverrides:
     min_replicas: int | None = None
     max_replicas: int | None = None
     gpus: float | None = None  # serve --gpus: per replica
+    cpus: float | None = None  # serve --cpus: per replica
 
 
 @dataclass(frozen=True)

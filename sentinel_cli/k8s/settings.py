@@ -282,6 +282,8 @@ class Serving(_Model, Autoscaling):
     node_selector: dict[str, str] = Field(default_factory=dict)  # where serve worker pods go (any node)
     gpus: float = Field(0.0, ge=0, description="GPUs per replica (a fraction shares one); the serve worker "
                         "pods then ask for the whole GPUs a replica needs.")
+    cpus: float | None = Field(None, gt=0, description="Ray's CPUs per replica (a fraction allowed); the serve "
+                               "worker pods then request at least this. None: ServeArgs' default (0.5).")
 
     @field_validator("node_selector")
     @classmethod

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from sentinel_ml.compute import SERVE_REPLICA_CPUS
 from sentinel_ml.errors import ConfigError
 from sentinel_ml.serving.auth import AUTH_MODES, AuthMode
 from sentinel_ml.serving.names import (  # noqa: F401 - the names, read here and through this module
@@ -83,7 +84,8 @@ class ServeArgs(BaseModel):
     autoscaling: Autoscaling | None = Field(None, description="Set: the builder applies it (local "
                                             "target). None: the Serve config applies it (a RayService's "
                                             "serveConfigV2 carries it as the deployment's autoscaling_config).")
-    num_cpus: float = Field(0.5, gt=0, description="CPUs reserved per replica.")
+    num_cpus: float = Field(SERVE_REPLICA_CPUS, gt=0, description="CPUs reserved per replica (`serve --cpus`; "
+                            "a fraction allowed).")
     num_gpus: float = Field(0.0, ge=0, description="GPUs per replica (`serve --gpus`; a fraction shares one "
                             "GPU). 0: the replica scores on its CPU.")
     max_ongoing_requests: int = Field(32, ge=1, description="Requests one replica takes at once; "

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from sentinel_ml.compute import TRAIN_CPUS_FLAG, TRAIN_WORKER_CPUS
 from sentinel_ml.data.shards import RAY_DATA
 from sentinel_ml.data.source import DataSource
 from sentinel_ml.data.sources import is_table
@@ -44,8 +45,6 @@ from sentinel_ml.training.loop import LoopResult, run_loop
 
 if TYPE_CHECKING:
     from sentinel_ml.data.prepared import Prepared
-
-CPUS_PER_WORKER = 1  # a Ray Train worker's reservation: its loop runs one torch thread
 
 ProgressHook = Callable[[dict[str, Any]], None]
 EpochHook = Callable[[dict[str, float]], None]
@@ -94,10 +93,12 @@ def train(config: TrainConfig, on_progress: ProgressHook | None = None) -> Train
     """Run one training job end to end: data, Ray Train, checkpoints, index record, MLflow."""
     config.validate()
     config = _settle_compute(config, on_progress or (lambda event: None))
-    if not _local_mode(config):  # a worker group, one CPU a worker, placed whole (Ray Train's gang)
-        check_cpus(config.workers * CPUS_PER_WORKER, f"--workers {config.workers}",
-                   hint="use fewer workers (--workers 1 trains in this process), or run against a bigger "
-                        "cluster (RAY_ADDRESS, or --target k8s)")
+    if not _local_mode(config):  # a worker group, its CPUs a worker, placed whole (Ray Train's gang)
+        cpus = worker_cpus(config)
+        given = f" x {TRAIN_CPUS_FLAG} {cpus:g}" if config.compute.cpus is not None else ""
+        check_cpus(config.workers * cpus, f"--workers {config.workers}{given}",
+                   hint="use fewer workers (--workers 1 trains in this process), a fraction of a CPU each "
+                        "(--cpus-per-worker 0.5), or a bigger cluster (RAY_ADDRESS, or --target k8s)")
     started = time.monotonic()
     notify = on_progress or (lambda event: None)
     # The data first: a bad table or a model too big for it fails here, before any MLflow run or record.
@@ -124,6 +125,11 @@ def train(config: TrainConfig, on_progress: ProgressHook | None = None) -> Train
         restarts=result.get("restarts", []),
         data=run.data.summary(),
     )
+
+
+def worker_cpus(config: TrainConfig) -> float:
+    """Ray's logical CPUs each worker of the group reserves: ``--cpus-per-worker``, else one."""
+    return config.compute.cpus_or(TRAIN_WORKER_CPUS)
 
 
 def _settle_compute(config: TrainConfig, notify: ProgressHook) -> TrainConfig:
@@ -325,7 +331,7 @@ def _run_ray(run: _WorkerRun, on_epoch: EpochHook, notify: ProgressHook) -> dict
                     streams=get(run.config.hp.model).streams)
     notify({"event": "data", "message": f"training data: {how}"})
     trainer = worker_group_trainer(_worker_loop, {"run": run, "progress": progress, "ingestion": how},
-                                   workers=run.config.workers, cpus_per_worker=CPUS_PER_WORKER,
+                                   workers=run.config.workers, cpus_per_worker=worker_cpus(run.config),
                                    gpus_per_worker=run.config.compute.gpus, run_config=run_config,
                                    datasets={TRAIN: train_dataset(run.data)} if how == RAY_DATA else None)
     errors: list[BaseException] = []

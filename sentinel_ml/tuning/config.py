@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sentinel_ml.compute import Compute
+from sentinel_ml.compute import TUNE_CPUS_FLAG, Compute
 from sentinel_ml.data.source import DataSource
 from sentinel_ml.errors import ConfigError
 from sentinel_ml.models.registry import AUTOREC, check_model, study_defaults
@@ -30,7 +30,6 @@ class StudyConfig:
     scheduler: str = "asha"  # "fifo": every trial runs max_epochs (no early stopping)
     concurrency: int | None = None  # None: one trial per CPU of the Ray cluster, at most 4
     workers_per_trial: int = 1
-    cpus_per_trial: float | None = None  # per trial, or per worker; None: share the CPUs
     max_failures: int = DEFAULT_MAX_FAILURES  # restarts of a trial after a lost worker, from its last checkpoint
     seed: int = 42
     split: str = "u1"
@@ -38,7 +37,8 @@ class StudyConfig:
     storage: str | None = None
     mlflow_uri: str | None = None
     run_id: str | None = None
-    # The device, GPUs per trial (per worker with --workers-per-trial > 1, like --cpus-per-trial) and precision
+    # The device, CPUs and GPUs per trial (per worker with --workers-per-trial > 1) and precision;
+    # compute.cpus None: the Ray cluster's CPUs shared between the trials running at once
     compute: Compute = field(default_factory=Compute)
 
     def __post_init__(self) -> None:
@@ -58,10 +58,14 @@ class StudyConfig:
             (self.scheduler in SCHEDULERS, f"--scheduler must be one of: {', '.join(SCHEDULERS)}"),
             (self.concurrency is None or self.concurrency >= 1, "--concurrency must be at least 1"),
             (self.workers_per_trial >= 1, "--workers-per-trial must be at least 1"),
-            (self.cpus_per_trial is None or self.cpus_per_trial > 0, "--cpus-per-trial must be positive"),
             (self.max_failures >= 0, "--max-failures must be at least 0"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
-        self.compute.validate("--gpus-per-trial")
+        self.compute.validate("--gpus-per-trial", TUNE_CPUS_FLAG)
+
+    @property
+    def cpus_per_trial(self) -> float | None:
+        """``--cpus-per-trial``: CPUs per trial (per worker), or None to share the CPUs out."""
+        return self.compute.cpus

@@ -154,9 +154,9 @@ def _run_study(config: StudyConfig, data: Prepared, run_id: str, root: str, scra
     """Ray, the trials, and the best trial's checkpoint scored and saved under ``root``."""
     split = data.load_split()
     config, cpus, where = _ensure_ray(config)
-    study = Study(config.model, config.max_epochs, config.seed, config.split, config.workers_per_trial, cpus, scratch,
+    study = Study(config.model, config.max_epochs, config.seed, config.split, config.workers_per_trial, scratch,
                   decision_epochs(config.scheduler, config.max_epochs, config.grace_period, config.reduction_factor),
-                  compute=_settle_compute(config))
+                  compute=replace(_settle_compute(config), cpus=cpus))  # the CPUs given or shared out
     notify({"event": "start", "message": _start_message(run_id, config, cpus, where)})
     notify({"event": "compute", "message": "trials on " + study.compute.describe(
         "worker" if config.workers_per_trial > 1 else "trial")})

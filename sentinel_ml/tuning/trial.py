@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sentinel_ml.compute import Compute
+from sentinel_ml.compute import TRAIN_WORKER_CPUS, Compute
 from sentinel_ml.errors import JobFailed
 from sentinel_ml.models.hyperparameters import SEARCH_ORDER
 from sentinel_ml.training.config import Hyperparameters
@@ -51,10 +51,15 @@ class Study:
     seed: int
     split: str
     workers_per_trial: int
-    cpus_per_trial: float
     scratch: str  # Tune's (and Ray Train's) storage path for this study
     decision_epochs: tuple[int, ...]  # epochs after which the scheduler may stop a trial
-    compute: Compute = field(default_factory=Compute)  # settled: the device and GPUs per trial (worker)
+    compute: Compute = field(default_factory=Compute)  # settled: the device, CPUs and GPUs per trial (worker)
+
+    @property
+    def cpus_per_trial(self) -> float:
+        """CPUs per trial (per worker with more than one): ``compute.cpus``, which the study resolves before
+        it starts (given, or the CPUs shared out); a training worker's default where it is left unset."""
+        return self.compute.cpus_or(TRAIN_WORKER_CPUS)
 
 
 def decision_epochs(scheduler: str, max_epochs: int, grace_period: int, reduction_factor: int) -> tuple[int, ...]:

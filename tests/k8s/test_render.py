@@ -622,3 +622,36 @@ def test_the_rayservice_carries_the_canary_in_its_serve_config_and_reads_it_back
     assert (rolled_back.checkpoint, rolled_back.canary) == (incumbent, None)
     with pytest.raises(ConfigError, match="no canary is running in here"):
         canary.end_args(live, "here", "rollback")
+
+
+@pytest.mark.parametrize(("what", "flags", "pod_cpu", "ray_cpus", "argv"), [
+    # one Ray Train worker a pod: the pod requests exactly its CPUs, Ray's num-cpus is them rounded up
+    ("train", ["--cpus-per-worker", "0.5"], "500m", "1", ["--cpus-per-worker", "0.5"]),
+    ("train", ["--cpus-per-worker", "3"], "3", "3", ["--cpus-per-worker", "3"]),
+    # trials share the worker pods: those stay sized by the profile, the job shares them out
+    ("tune", ["--cpus-per-trial", "0.5"], "1", None, ["--cpus-per-trial", "0.5"]),
+    # a replica's CPUs: the serve worker pods request at least them (here above the profile's 500m)
+    ("serve", ["--cpus", "2", "--checkpoint", CHECKPOINT], "2", None, None),
+])
+def test_every_cpu_flag_shows_in_the_objects_and_they_match_the_crd_schemas(
+        kube_env, crd_schemas, what: str, flags: list[str], pod_cpu: str, ray_cpus: str | None,
+        argv: list[str] | None) -> None:
+    import jsonschema
+
+    result = CliRunner().invoke(app, ["render", what, "--profile", str(PROFILE), *flags, "-o", "json"])
+    assert result.exit_code == 0, result.output
+    obj = next(o for o in json.loads(result.stdout)["items"] if o["kind"] in ("RayJob", "RayService"))
+    jsonschema.Draft7Validator(crd_schemas[obj["kind"]]).validate(obj)
+    assert _unknown_fields(obj, crd_schemas[obj["kind"]]) == []
+    spec = obj["spec"]["rayClusterSpec"] if obj["kind"] == "RayJob" else obj["spec"]["rayClusterConfig"]
+    group = spec["workerGroupSpecs"][0]
+    resources = group["template"]["spec"]["containers"][0]["resources"]
+    assert resources["requests"]["cpu"] == resources["limits"]["cpu"] == pod_cpu
+    assert group["rayStartParams"].get("num-cpus") == ray_cpus  # None: KubeRay derives it from the request
+    assert spec["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"  # the head still schedules nothing
+    if argv is not None:
+        words = shlex.split(obj["spec"]["entrypoint"])
+        assert words[words.index(argv[0]) + 1] == argv[1]
+    if what == "serve":  # Serve reserves the replica's CPUs
+        args = yaml.safe_load(obj["spec"]["serveConfigV2"])["applications"][0]["args"]
+        assert args["num_cpus"] == 2

@@ -211,7 +211,8 @@ def _serve_overrides(request: ServeRequest) -> ServeOverrides:
     """A ServeRequest's ports and replica bounds, over the profile's ``serve`` settings."""
     scaling = request.app_args or {}
     return ServeOverrides(port=request.port, grpc_port=request.grpc_port, min_replicas=scaling.get("min_replicas"),
-                          max_replicas=scaling.get("max_replicas"), gpus=scaling.get("num_gpus"))
+                          max_replicas=scaling.get("max_replicas"), gpus=scaling.get("num_gpus"),
+                          cpus=scaling.get("num_cpus"))
 
 
 def _over(flags: ServeOverrides, request: ServeOverrides) -> ServeOverrides:

@@ -29,6 +29,7 @@ from typing import Any
 from sentinel_cli import api_client
 from sentinel_cli.backends.local import ray_cluster as local_ray
 from sentinel_ml import local_capacity
+from sentinel_ml.compute import SERVE_CPUS_FLAG
 from sentinel_ml.errors import ConfigError, JobFailed, WaitTimeout
 from sentinel_ml.paths import absolute, sentinel_home, storage_root
 from sentinel_ml.serving import auth
@@ -60,9 +61,11 @@ def start(request: ServeRequest, on_progress: Progress | None = None,
     request.validate()
     request = request.with_local_defaults(timeout_s=HEALTH_TIMEOUT_S)
     cluster = local_ray.find()
-    if cluster is None and request.app_args.get("num_gpus"):  # the cluster it would start: this machine's
+    if cluster is None and (request.app_args.get("num_gpus") or request.app_args.get("num_cpus")):
+        # the cluster it would start: this machine's
         local_ray.prepare_auth()  # before Ray is imported to count them (it reads its auth settings once)
         _check_replica_gpus(request.app_args, local_capacity.machine_gpus)
+        _check_replica_cpus(request.app_args)
     uri, run_id = resolve_checkpoint(request.checkpoint, storage_root(request.storage))
     notify(f"checkpoint: {uri}")
     load_checked(uri)  # a file that is no checkpoint fails here (exit 2), not in a replica minutes later
@@ -356,6 +359,18 @@ def _check_replica_gpus(app_args: dict[str, Any], have: Callable[[], float]) -> 
     local_capacity.check_gpus(floor * gpus, f"--gpus {gpus:g} per replica x {floor} replica{'s' if floor > 1 else ''}",
                hint="lower --gpus (a fraction shares a GPU) or --min-replicas, or serve where the GPUs are "
                     "(--target k8s)", have=float(have()))
+
+
+def _check_replica_cpus(app_args: dict[str, Any]) -> None:
+    """``serve --cpus``: the replicas at the floor (at least one) must fit the Ray this would start (this
+    machine's CPUs); exit 2 before anything is deployed."""
+    cpus, floor = app_args.get("num_cpus"), max(1, app_args.get("min_replicas") or 1)
+    if not cpus:
+        return
+    local_capacity.check_cpus(floor * cpus, f"{SERVE_CPUS_FLAG} {cpus:g} per replica x {floor} "
+                              f"replica{'s' if floor > 1 else ''}",
+                              hint=f"lower {SERVE_CPUS_FLAG} (a fraction is fine) or --min-replicas, or serve on a "
+                                   "bigger cluster (--target k8s)")
 
 
 def _cluster_gpus() -> float:
