@@ -164,7 +164,7 @@ def _bring_up(env: Environment, assets: Assets, timeout_s: float) -> None:
     paths, ports = env.paths, env.ports
     for folder in (paths.logs, paths.etcd_data):
         folder.mkdir(parents=True)
-    certs = pki.create(paths.pki)
+    certs = pki.create(paths.pki, extra_ips=(node.HOST_ADDRESS,))  # the real node's pods come there
     pki.write_kubeconfig(paths.kubeconfig, env.api_url, certs)
     _write_kwok_config(paths)
     env.save()

@@ -14,10 +14,11 @@ Three small programs, each started as a process of the environment (see node.py)
         Joins cgroup C and the holder's network and mount namespaces, then becomes PROGRAM (same
         pid, so the environment stops it by pid like any other process).
 
-    python -m tests.testenv.namespaces forward --holder PID --listen HOST:PORT --to HOST:PORT
-        Listens on HOST:PORT inside the holder's network namespace and relays each connection to
-        HOST:PORT in this one: the node reaches the API server on 127.0.0.1 with the environment's
-        own kubeconfig.
+    python -m tests.testenv.namespaces forward [--holder PID] --listen HOST:PORT --to HOST:PORT
+        Listens on HOST:PORT inside the holder's network namespace (without --holder: in this one)
+        and relays each connection to HOST:PORT in this one: the node reaches the API server on
+        127.0.0.1 with the environment's own kubeconfig, and the node's pods reach it on the host's
+        end of the node's link (node.HOST_ADDRESS), where the `kubernetes` Service points.
 
 Linux only, as root; the ``setns``/``unshare``/``mount`` calls go through libc (Python 3.11 has no
 ``os.setns``).
@@ -156,7 +157,8 @@ def _relay(client: socket.socket, target: tuple[str, int]) -> None:
 def _forward(args: argparse.Namespace) -> int:
     host, port = args.listen.rsplit(":", 1)
     to_host, to_port = args.to.rsplit(":", 1)
-    server = _listen_in(args.holder, host, int(port))
+    server = (_listen_in(args.holder, host, int(port)) if args.holder
+              else socket.create_server((host, int(port)), backlog=64))
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     print(READY, flush=True)
     while True:
@@ -179,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     exec_.add_argument("argv", nargs=argparse.REMAINDER)
     exec_.set_defaults(run=_exec)
     forward = commands.add_parser("forward")
-    forward.add_argument("--holder", type=int, required=True)
+    forward.add_argument("--holder", type=int, default=0, help="listen in this network namespace")
     forward.add_argument("--listen", required=True)
     forward.add_argument("--to", required=True)
     forward.set_defaults(run=_forward)

@@ -18,7 +18,10 @@ one veth (removed with the namespace) and routes to the pod and Service ranges t
 Addresses: the host end of the veth is HOST_ADDRESS, the node's is NODE_ADDRESS (its InternalIP,
 where CoreDNS answers and the API server reaches the kubelet); pods get POD_CIDR. The node reaches
 the API server on its own 127.0.0.1 through a relay (namespaces.py ``forward``), so the
-environment's kubeconfig works unchanged inside.
+environment's kubeconfig works unchanged inside. Pods reach it as in a real cluster, with in-cluster
+config: the `kubernetes` Service (10.0.0.1:443) has HOST_ADDRESS as its endpoint (``api_endpoints``,
+written when the node starts, removed when it stops), where a second relay on the host passes each
+connection to the API server; its serving certificate names 10.0.0.1 and HOST_ADDRESS (pki.py).
 
 Images: containerd's root (its content store and snapshots) persists under
 ``~/.cache/sentinel/node/containerd``, so images imported once stay; each start removes the
@@ -212,6 +215,7 @@ class RealNode:
                 self.env.dashboard.upstream = None
             self.env.save()
             _delete_node_object(self.env)
+            _withdraw_api_endpoints(self.env)
         if self.lock is not None:
             self.lock.close()
             self.lock = None
@@ -223,6 +227,55 @@ def _delete_node_object(env: Any) -> None:
             client.CoreV1Api(api).delete_node(NODE_NAME, grace_period_seconds=0)
     except Exception as error:  # noqa: BLE001 - the API server may be gone already
         log.debug("could not delete Node %s: %s", NODE_NAME, error)
+
+
+API_SERVICE = "kubernetes"  # in `default`: the Service the API server creates for itself
+API_SLICE_MANAGER = "sentinel-testenv"  # our EndpointSlice's endpointslice.kubernetes.io/managed-by
+
+
+def api_endpoints(port: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The `kubernetes` Service's Endpoints and EndpointSlice (pure): HOST_ADDRESS:``port``, what the
+    API server's endpoint reconciler writes for its --advertise-address in a real cluster (this one
+    runs with --endpoint-reconciler-type=none: it listens on 127.0.0.1 only, commands.py). kube-proxy
+    reads the slice; the Endpoints is marked so that no controller mirrors it into a second one."""
+    meta = {"name": API_SERVICE, "namespace": "default"}
+    endpoints = {"apiVersion": "v1", "kind": "Endpoints",
+                 "metadata": {**meta, "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+                 "subsets": [{"addresses": [{"ip": HOST_ADDRESS}],
+                              "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]}
+    endpoint_slice = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                      "metadata": {**meta, "labels": {"kubernetes.io/service-name": API_SERVICE,
+                                                      "endpointslice.kubernetes.io/managed-by": API_SLICE_MANAGER}},
+                      "addressType": "IPv4",
+                      "endpoints": [{"addresses": [HOST_ADDRESS], "conditions": {"ready": True}}],
+                      "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}
+    return endpoints, endpoint_slice
+
+
+def publish_api_endpoints(api: client.ApiClient, port: int) -> None:
+    """Point the `kubernetes` Service at the pods' relay (replacing what a previous node left)."""
+    _withdraw(api)
+    endpoints, endpoint_slice = api_endpoints(port)
+    client.CoreV1Api(api).create_namespaced_endpoints("default", endpoints)
+    client.DiscoveryV1Api(api).create_namespaced_endpoint_slice("default", endpoint_slice)
+
+
+def _withdraw_api_endpoints(env: Any) -> None:
+    try:
+        with env.api_client() as api:
+            _withdraw(api)
+    except Exception as error:  # noqa: BLE001 - the API server may be gone already
+        log.debug("could not remove the endpoints of Service %s: %s", API_SERVICE, error)
+
+
+def _withdraw(api: client.ApiClient) -> None:
+    for delete in (client.CoreV1Api(api).delete_namespaced_endpoints,
+                   client.DiscoveryV1Api(api).delete_namespaced_endpoint_slice):
+        try:
+            delete(API_SERVICE, "default")
+        except ApiException as error:
+            if error.status != 404:
+                raise
 
 
 def cleanup(state: NodeState) -> None:
@@ -384,6 +437,17 @@ def _bring_up(node: RealNode, assets: build.NodeAssets, timeout_s: float) -> Non
         f"--listen=127.0.0.1:{env.ports.apiserver}", f"--to=127.0.0.1:{env.ports.apiserver}"])
     wait_for("the API server relay", lambda: _said(forwarder, forwarder_log, namespaces.READY),
              timeout_s, [forwarder])
+    # The node's pods reach the API server as in a real cluster: the `kubernetes` Service
+    # (KUBERNETES_SERVICE_HOST, 10.0.0.1:443) leads, through kube-proxy, to the host's end of the
+    # link, where this relay passes each connection to the API server on 127.0.0.1.
+    pod_relay_log = _size(env.log_path("pod-apiserver-relay"))
+    pod_relay = _launch(node, "pod-apiserver-relay", [
+        _python(), "-m", "tests.testenv.namespaces", "forward",
+        f"--listen={HOST_ADDRESS}:{env.ports.apiserver}", f"--to=127.0.0.1:{env.ports.apiserver}"])
+    wait_for("the pods' API server relay", lambda: _said(pod_relay, pod_relay_log, namespaces.READY),
+             timeout_s, [pod_relay])
+    with env.api_client() as api:
+        publish_api_endpoints(api, env.ports.apiserver)
 
     config = root / "containerd.toml"
     config.write_text(containerd_config(root / "cni"))
@@ -409,7 +473,7 @@ def _bring_up(node: RealNode, assets: build.NodeAssets, timeout_s: float) -> Non
         f"--hostname-override={NODE_NAME}", f"--node-ip={NODE_ADDRESS}",
         "--node-labels=" + ",".join(f"{k}={v}" for k, v in LABELS.items()),
         "--root-dir=/var/lib/kubelet", "--v=1"])
-    every = [holder, forwarder, containerd, coredns, kube_proxy, kubelet]
+    every = [holder, forwarder, pod_relay, containerd, coredns, kube_proxy, kubelet]
     with env.api_client() as api:
         wait_for(f"Node {NODE_NAME} Ready", lambda: _node_reason(api), timeout_s, every)
     wait_for("CoreDNS", lambda: _dns_reason(), timeout_s, every)

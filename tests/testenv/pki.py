@@ -41,8 +41,10 @@ class Pki:
     service_account_pub: Path
 
 
-def create(folder: Path) -> Pki:
-    """Write a fresh CA, serving and admin certificates and a service-account key pair."""
+def create(folder: Path, extra_ips: tuple[str, ...] = ()) -> Pki:
+    """Write a fresh CA, serving and admin certificates and a service-account key pair. The serving
+    certificate names 127.0.0.1, the `kubernetes` Service's address and ``extra_ips`` (where else
+    the API server is reached: the real node's pods reach it on the host's address, node.py)."""
     folder.mkdir(parents=True, exist_ok=True)
     ca_key = _new_key()
     ca = _certificate(_name("sentinel-test-ca"), ca_key, ca_key, None, is_ca=True)
@@ -50,7 +52,7 @@ def create(folder: Path) -> Pki:
     serving = _certificate(
         _name("kube-apiserver"), serving_key, ca_key, ca, usage=ExtendedKeyUsageOID.SERVER_AUTH,
         sans=[x509.DNSName(n) for n in _SERVER_NAMES]
-        + [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", SERVICE_IP)],
+        + [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", SERVICE_IP, *extra_ips)],
     )
     admin_key = _new_key()
     admin = _certificate(

@@ -152,3 +152,24 @@ def test_the_stand_in_forwards_hosts_that_run_on_the_real_node() -> None:
         real.shutdown()
         real.server_close()
     assert [(r.namespace, bool(r.forwarded_to)) for r in dashboard.requests] == [("ns", True), ("other", False)]
+
+
+def test_pods_reach_the_api_server_on_the_hosts_address_with_a_certificate_naming_it(tmp_path: Path) -> None:
+    import ipaddress
+
+    from cryptography import x509
+
+    from tests.testenv import pki
+
+    endpoints, endpoint_slice = node.api_endpoints(6443)
+    assert endpoints["subsets"] == [{"addresses": [{"ip": node.HOST_ADDRESS}],
+                                     "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}]}]
+    assert endpoints["metadata"]["labels"]["endpointslice.kubernetes.io/skip-mirror"] == "true"
+    assert endpoint_slice["metadata"]["labels"]["kubernetes.io/service-name"] == "kubernetes"
+    assert endpoint_slice["endpoints"][0]["addresses"] == [node.HOST_ADDRESS]
+    assert endpoint_slice["ports"][0]["port"] == 6443
+    certs = pki.create(tmp_path, extra_ips=(node.HOST_ADDRESS,))
+    serving = x509.load_pem_x509_certificate(certs.serving_cert.read_bytes())
+    names = serving.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert set(names.get_values_for_type(x509.IPAddress)) == {
+        ipaddress.ip_address(ip) for ip in ("127.0.0.1", pki.SERVICE_IP, node.HOST_ADDRESS)}
