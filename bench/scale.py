@@ -42,7 +42,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 ML25M = (25_000_000, 162_541, 59_047)  # ratings, users, items
-SIZES = {"100k": 100_000, "1m": 1_000_000, "10m": 10_000_000, "25m": 25_000_000}
+SIZES = {"100k": 100_000, "1m": 1_000_000, "3m": 3_000_000, "10m": 10_000_000, "25m": 25_000_000}
 SPLIT, SEED = "random", 42
 GIB = 2**30
 

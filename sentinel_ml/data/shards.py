@@ -35,6 +35,11 @@ IN_MEMORY_MAX_ROWS = 2_000_000
 # Rows per block of the training Dataset: each row group is shuffled and cut into blocks this long, and
 # the blocks of all row groups are put in a random order, so a chunk mixes rows of many row groups.
 PIECE_ROWS = 1 << 13
+# A worker keeps the shard it streamed in its first epoch when the shard has at most this many rows
+# (~20 bytes a row: 80 MB at the 10M-rating benchmark's 4M rows a worker with 2 workers) and trains the
+# later epochs on it in memory: Ray Data's streaming cost ~6 CPU-s an epoch there (docs/data.md). Larger
+# shards stream every epoch, so a worker's memory stays bounded whatever the table.
+KEEP_SHARD_MAX_ROWS = 5_000_000
 
 
 def ingestion(data: Prepared, *, asked: str = AUTO, worker_group: bool, streams: bool) -> str:
@@ -80,15 +85,22 @@ def train_dataset(data: Prepared, seed: int = 0):
 class ShardBatches:
     """This worker's shard as (users, items, ratings) mini-batches of ``batch_size``, reshuffled every
     epoch within each chunk (seeded by ``seed`` and the epoch). A resumed run sets ``_epoch``, as it
-    does for ``TensorBatches``."""
+    does for ``TensorBatches``.
 
-    def __init__(self, shard: Any, batch_size: int, *, seed: int = 0, chunk_rows: int = CHUNK_ROWS) -> None:
+    A shard of at most ``keep_rows`` rows is kept as it streams by in the first epoch; the later epochs
+    shuffle and slice the kept rows (all of them, not chunk by chunk) and read nothing from Ray Data.
+    Every rank's shard holds the same rows count (``equal=True``), so all ranks stop streaming together."""
+
+    def __init__(self, shard: Any, batch_size: int, *, seed: int = 0, chunk_rows: int = CHUNK_ROWS,
+                 keep_rows: int = KEEP_SHARD_MAX_ROWS) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         self.shard = shard
         self.batch_size = batch_size
         self.seed = seed
         self.chunk_rows = max(chunk_rows, batch_size)
+        self.keep_rows = keep_rows
+        self.kept: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self._epoch = 0
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -96,14 +108,33 @@ class ShardBatches:
 
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self._epoch)
         self._epoch += 1
+        if self.kept is not None:
+            yield from self._slices(self.kept, generator)
+            return
+        keeping: list | None = []
+        kept_rows = 0
         chunks = self.shard.iter_torch_batches(
             batch_size=self.chunk_rows, dtypes={"user": torch.int64, "item": torch.int64, "rating": torch.float32})
         for chunk in chunks:
-            users, items, ratings = chunk["user"], chunk["item"], chunk["rating"]
-            order = torch.randperm(len(users), generator=generator)
-            for start in range(0, len(order), self.batch_size):
-                index = order[start:start + self.batch_size]
-                yield users[index], items[index], ratings[index]
+            columns = chunk["user"], chunk["item"], chunk["rating"]
+            if keeping is not None:
+                kept_rows += len(columns[0])
+                if kept_rows <= self.keep_rows:
+                    keeping.append(columns)
+                else:  # too large to keep: this shard streams every epoch
+                    keeping = None
+            yield from self._slices(columns, generator)
+        if keeping:
+            self.kept = tuple(torch.cat(parts) for parts in zip(*keeping))
+
+    def _slices(self, columns, generator):
+        import torch
+
+        users, items, ratings = columns
+        order = torch.randperm(len(users), generator=generator)
+        for start in range(0, len(order), self.batch_size):
+            index = order[start:start + self.batch_size]
+            yield users[index], items[index], ratings[index]
 
 
 def worker_batches(batch_size: int, seed: int) -> ShardBatches:

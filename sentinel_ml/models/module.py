@@ -88,6 +88,7 @@ class MFModule(pl.LightningModule):
         if self.sparse:
             self.net.use_sparse_gradients()
         self._val_sums = [0.0, 0.0, 0]
+        self.sum_val_across_ranks = False  # set by a worker group that validates a slice per rank
 
     def model_step(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         users, items, ratings = batch
@@ -110,6 +111,12 @@ class MFModule(pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         squared, absolute, count = self._val_sums
+        if self.sum_val_across_ranks:  # each rank scored its slice of the set (training/averaging.py)
+            import torch.distributed as dist
+
+            sums = torch.tensor([squared, absolute, float(count)], dtype=torch.float64)
+            dist.all_reduce(sums)
+            squared, absolute, count = sums[0].item(), sums[1].item(), int(sums[2].item())
         if count:
             self.log("val/rmse", math.sqrt(squared / count))
             self.log("val/mae", absolute / count)

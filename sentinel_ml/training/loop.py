@@ -17,7 +17,7 @@ from sentinel_ml.logs import follow_root_level
 from sentinel_ml.models.config import ModelConfig
 from sentinel_ml.models.evaluation import EVAL_BATCH_SIZE, served_test_metrics
 from sentinel_ml.models.registry import get
-from sentinel_ml.training.averaging import averaging_callback, uses_averaging
+from sentinel_ml.training.averaging import averaging_callback, uses_averaging, val_slice
 from sentinel_ml.training.config import Hyperparameters
 
 if TYPE_CHECKING:
@@ -94,15 +94,18 @@ def run_loop(
     if resume is not None:
         recorder.resume_from(resume, module)
         train_batches._epoch = recorder.start_epoch  # the same shuffles as an uninterrupted run
-    callbacks = []
+    callbacks, val = [], split.val
     if uses_averaging(module, world_size):  # large sparse tables: the workers merge weights, no DDP
         # no DDP strategy or Ray plugins: the device and precision (Compute.lightning_kwargs) stay
         kept = {k: v for k, v in (trainer_kwargs or {}).items() if k in ("accelerator", "precision")}
         trainer_kwargs, prepare, callbacks = kept, None, [averaging_callback(module.net)]
+        # After the merge before each validation every rank holds the same weights: each validates its
+        # own slice and the sums are added across ranks, so the RMSE is the whole set's, for 1/N the work.
+        val = split.val.take(val_slice(len(split.val), rank, world_size))
+        module.sum_val_across_ranks = True
     if recorder.start_epoch < hp.epochs:
         trainer = _trainer(hp.epochs - recorder.start_epoch, recorder, trainer_kwargs, prepare, callbacks)
-        trainer.fit(module, train_dataloaders=train_batches,
-                    val_dataloaders=TensorBatches(split.val, EVAL_BATCH_SIZE))
+        trainer.fit(module, train_dataloaders=train_batches, val_dataloaders=TensorBatches(val, EVAL_BATCH_SIZE))
     result = _loop_result(recorder, module.net, model_config, split, data)
     if callbacks and callbacks[0].averaging is not None:
         result.metrics["weight_merges"] = callbacks[0].averaging.merges  # the workers' merges (averaging.py)
