@@ -5,7 +5,8 @@ MinIO's root password). Each value is searched as itself and in its base64 forms
 URL-safe, with and without padding): a leak through a Secret's ``data`` copied somewhere else, or a
 header dumped encoded, is still found. The places:
 
-    text / files    command outputs (one file each: what a user's terminal showed)
+    text / files    command outputs (one file each: what a user's terminal showed); a local
+                    $SENTINEL_HOME (the MLflow sqlite store, the index records, checkpoints)
     objects         the namespace's live objects read from the API server: RayJobs, RayServices,
                     RayClusters, ConfigMaps, Deployments, Jobs, CronJobs, Pods (spec and status),
                     Services, NetworkPolicies, Events. Not Secrets: they hold the values by design.
@@ -83,9 +84,13 @@ class Scan:
                     self.hits.append(Hit(kind, where, label, form))
                     break
 
-    def files(self, kind: str, folder: Path) -> None:
+    def files(self, kind: str, folder: Path, skip: tuple[str, ...] = ()) -> None:
+        """Every file under ``folder`` (bytes: an sqlite store, a checkpoint), but those under the
+        relative paths ``skip``."""
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-            self.text(kind, str(path.relative_to(folder)), path.read_bytes())
+            where = path.relative_to(folder)
+            if not any(where.is_relative_to(s) for s in skip):
+                self.text(kind, str(where), path.read_bytes())
 
     def objects(self, api, namespace: str) -> None:
         """The namespace's live objects (not its Secrets), each as the JSON the API server returns."""
