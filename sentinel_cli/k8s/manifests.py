@@ -148,9 +148,10 @@ def serve_values(settings: KubeSettings, checkpoint: str, run_id: str | None,
     for group in (head, workers):
         group["pod_labels"] = {**group["pod_labels"], RAYSERVICE_LABEL: name}
         if token:  # replicas may run on either
-            group["volumes"] = [{"name": SERVE_TOKEN_VOLUME, "secret": {
+            group["volumes"] = [*group["volumes"], {"name": SERVE_TOKEN_VOLUME, "secret": {
                 "secretName": serve_token_secret(name), "defaultMode": SERVE_TOKEN_MODE}}]
-            group["volume_mounts"] = [{"name": SERVE_TOKEN_VOLUME, "mountPath": SERVE_TOKEN_DIR, "readOnly": True}]
+            group["volume_mounts"] = [*group["volume_mounts"],
+                                      {"name": SERVE_TOKEN_VOLUME, "mountPath": SERVE_TOKEN_DIR, "readOnly": True}]
     labels = _labels("serve", run_id)
     return {
         **_common(settings, name, labels, {CHECKPOINT: checkpoint}),
@@ -240,7 +241,9 @@ def _cluster(settings: KubeSettings, name: str, head: dict[str, Any], groups: li
         group["pod_labels"] = {**group["pod_labels"], security.CLUSTER_LABEL: name}
     return {"ray_version": settings.ray_version, "autoscaling": autoscaling, "head": head,
             "worker_groups": groups, "auth_options": ray_auth.auth_options(settings.ray_auth),
-            "autoscaler_security": security.container_security()}
+            "autoscaler_security": security.container_security(),
+            # The sidecar writes under /tmp too (KubeRay mounts /tmp/ray over it); the head pod has the volume.
+            "autoscaler_volume_mounts": security.scratch(security.RAY_SCRATCH)[1]}
 
 
 def _head(settings: KubeSettings, image: str, component: str, run_id: str | None = None) -> dict[str, Any]:
@@ -294,6 +297,7 @@ def _pod(settings: KubeSettings, container: str, image: str, resources: Resource
          run_id: str | None, *, node_selector: dict[str, str],
          tolerations: list[dict[str, Any]]) -> dict[str, Any]:
     amounts = {"cpu": resources.cpu, "memory": resources.memory}
+    scratch = security.scratch(security.RAY_SCRATCH)
     if resources.gpu:  # on GPU nodes: their labels (kubernetes.gpu.node_selector) and taint
         amounts[GPU_RESOURCE] = str(resources.gpu)
         node_selector = {**node_selector, **settings.gpu.node_selector}
@@ -307,8 +311,8 @@ def _pod(settings: KubeSettings, container: str, image: str, resources: Resource
         "pod_labels": _labels(component, run_id),
         "node_selector": dict(node_selector),
         "tolerations": tolerations,
-        "volumes": [],
-        "volume_mounts": [],
+        "volumes": scratch[0],  # what Ray and Sentinel write under the read-only root (security.py)
+        "volume_mounts": scratch[1],
         "env": [*s3_env(settings), *({"name": k, "value": v}
                 for k, v in {**COMPONENT_ENV.get(component, {}), **settings.env}.items())],
         "resources": amounts,

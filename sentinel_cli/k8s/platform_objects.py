@@ -57,8 +57,8 @@ def _deployment(name: str, component: str, ns: str, container: dict[str, Any], v
                 node_selector: dict[str, str]) -> dict[str, Any]:
     spec: dict[str, Any] = {"nodeSelector": node_selector, "containers": [_least_privilege(container)],
                             "securityContext": {**security.pod_security(), "runAsUser": 1000, "fsGroup": 1000}}
-    if volume:
-        spec["volumes"] = [{"name": "data", "persistentVolumeClaim": {"claimName": volume}}]
+    spec["volumes"] = [*([{"name": "data", "persistentVolumeClaim": {"claimName": volume}}] if volume else []),
+                       *_SCRATCH_VOLUMES]
     return {**kinds.DEPLOYMENT.type_meta(), "metadata": _meta(name, component, ns),
             "spec": {"replicas": 1, "strategy": {"type": "Recreate"},
                      "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
@@ -66,10 +66,15 @@ def _deployment(name: str, component: str, ns: str, container: dict[str, Any], v
                                   "spec": spec}}}
 
 
+_SCRATCH_VOLUMES, _SCRATCH_MOUNTS = security.scratch(security.TMP)  # what they write: /tmp only
+
+
 def _least_privilege(container: dict[str, Any]) -> dict[str, Any]:
     """``container`` under Pod Security ``restricted`` (security.py): no privilege escalation, no
-    capabilities."""
-    return {**container, "securityContext": {**security.container_security(), **container.get("securityContext", {})}}
+    capabilities, a read-only root filesystem with an emptyDir ``/tmp`` (its pod needs
+    ``_SCRATCH_VOLUMES``)."""
+    return {**container, "securityContext": {**security.container_security(), **container.get("securityContext", {})},
+            "volumeMounts": [*container.get("volumeMounts", []), *_SCRATCH_MOUNTS]}
 
 
 def _service(name: str, component: str, ns: str, port: int) -> dict[str, Any]:
@@ -158,6 +163,7 @@ def minio(ns: str, node_selector: dict[str, str], size: str = "20Gi",
                "metadata": {"labels": {COMPONENT: "minio"}},
                "spec": {"restartPolicy": "OnFailure", "nodeSelector": node_selector,
                         "securityContext": {**security.pod_security(), "runAsUser": 1000},
+                        "volumes": _SCRATCH_VOLUMES,
                         "containers": [_least_privilege({"name": "mc", "image": MC_IMAGE, "command": ["/bin/sh", "-c", script],
                                         # mc keeps its aliases under $HOME, unwritable for uid 1000
                                         "env": [{"name": "STORE", "value": endpoint},

@@ -5,6 +5,15 @@ sidecar of a serving cluster, the platform's MinIO, MLflow, bucket Job and opera
 the Pod Security Standards' ``restricted`` level (``POD_SECURITY_LEVEL``): non-root, no privilege
 escalation, every capability dropped, seccomp ``RuntimeDefault``. The images run as uid 1000.
 
+Read-only root filesystem: every container Sentinel renders has ``readOnlyRootFilesystem: true``
+and an ``emptyDir`` for each path it writes (``scratch``): Ray's pods (``RAY_SCRATCH``: ``/tmp``,
+where Ray 2.60 keeps its session directories, sockets, logs, spilled objects and the runtime env
+agent's files, Serve's HAProxy config and Python's temporary files; the caches under ``$HOME``;
+``SENTINEL_HOME``) and the autoscaler sidecar beside them (KubeRay mounts its own ``/tmp/ray`` into
+both, over ours); MinIO, MLflow, the bucket Job and the schedule's CronJob (``/tmp``:
+MinIO's ``$HOME`` and mc's config, MLflow's server's temporary files, the CronJob's
+``SENTINEL_HOME``). Their data stays on their volumes.
+
 NetworkPolicies: with every RayCluster, RayJob and RayService, ``templates/_networkpolicy.j2``
 renders the values of ``ray_policies``. Ray's pods carry ``CLUSTER_LABEL: <name>`` (a RayJob's and a
 RayService's RayCluster get a generated name, so KubeRay's ``ray.io/cluster`` is not known when
@@ -34,9 +43,23 @@ def pod_security() -> dict[str, Any]:
     return {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
 
 
+# What Ray's containers write under a read-only root (the images' layout: uid 1000, HOME /home/ray,
+# SENTINEL_HOME /home/ray/.sentinel; Dockerfile.train, Dockerfile.serve).
+RAY_SCRATCH = ("/tmp", "/home/ray/.cache", "/home/ray/.config", "/home/ray/.sentinel")
+TMP = ("/tmp",)  # the platform's pods and the schedule's CronJob
+
+
 def container_security() -> dict[str, Any]:
-    """The container-level securityContext (a fresh copy)."""
-    return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    """The container-level securityContext (a fresh copy): with ``scratch`` for what it writes."""
+    return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "readOnlyRootFilesystem": True}
+
+
+def scratch(paths: tuple[str, ...]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The pod's ``emptyDir`` volumes and the container's mounts for ``paths``, the directories it
+    writes under a read-only root filesystem."""
+    names = ["scratch" + path.replace("/", "-").replace(".", "") for path in paths]
+    return ([{"name": name, "emptyDir": {}} for name in names],
+            [{"name": name, "mountPath": path} for name, path in zip(names, paths)])
 
 
 def peer(item) -> dict[str, Any]:

@@ -91,7 +91,8 @@ def cronjob(request: ScheduleRequest, settings: KubeSettings) -> dict[str, Any]:
         "name": "sentinel", "image": settings.images.cli, "imagePullPolicy": settings.images.pull_policy,
         "command": ["sentinel"], "args": run_args(request, "k8s"), "env": env,
         "resources": {"requests": dict(RUNNER_RESOURCES), "limits": dict(RUNNER_RESOURCES)},
-        "volumeMounts": [{"name": "profile", "mountPath": PROFILE_DIR, "readOnly": True}],
+        "volumeMounts": [{"name": "profile", "mountPath": PROFILE_DIR, "readOnly": True},
+                         *security.scratch(security.TMP)[1]],  # SENTINEL_HOME under a read-only root
         "terminationMessagePath": TERMINATION_LOG, "terminationMessagePolicy": "File",
         "securityContext": security.container_security(),  # Pod Security restricted, as the Ray pods
     }
@@ -99,7 +100,7 @@ def cronjob(request: ScheduleRequest, settings: KubeSettings) -> dict[str, Any]:
            "spec": {"serviceAccountName": name, "restartPolicy": "Never", "containers": [container],
                     "securityContext": {**security.pod_security(), "runAsUser": 1000},
                     "nodeSelector": dict(settings.head_node_selector),
-                    "volumes": [{"name": "profile", "configMap": {"name": name}}]}}
+                    "volumes": [{"name": "profile", "configMap": {"name": name}}, *security.scratch(security.TMP)[0]]}}
     meta = {**_meta(name, settings.namespace), "annotations": {ACTION: describe(request)}}
     return {**kinds.CRONJOB.type_meta(), "metadata": meta,
             "spec": {"schedule": request.cron, "concurrencyPolicy": "Forbid",

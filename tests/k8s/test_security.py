@@ -91,6 +91,12 @@ def test_sentinels_pods_admit_under_restricted_and_its_policies_select_each_clus
         return None
 
     wait_for("every pod admitted under Pod Security restricted", pods_reason, TIMEOUT_S)
+    # Every container has a read-only root, KubeRay's init containers and autoscaler sidecar too, and
+    # a writable /tmp (security.scratch).
+    containers = [(p.metadata.name, c) for p in core.list_namespaced_pod(namespace).items
+                  for c in [*(p.spec.init_containers or []), *p.spec.containers]]
+    assert [(pod, c.name) for pod, c in containers if not c.security_context.read_only_root_filesystem] == []
+    assert [(pod, c.name) for pod, c in containers if "/tmp" not in {m.mount_path for m in c.volume_mounts}] == []
 
     # The admission is on: a pod without Sentinel's securityContext is refused.
     bare = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bare"},

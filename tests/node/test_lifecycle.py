@@ -18,6 +18,11 @@ The node has 2 CPUs. Requests are sized so that the platform (MinIO + MLflow, 0.
 job's cluster (head 0.5, 2 workers 0.4 each, submitter 0.1) fit at once; each RayJob's cluster
 goes when its job ends (``rayjob.ttl_seconds_after_finished: 0``).
 
+Before ``delete``, every command's output, the namespace's live objects, the pods' logs, the platform
+MLflow's runs and the checkpoint index records are searched for the known credentials (the user's
+own platform Secret, the serving token given with ``--token-file``, every Ray token KubeRay made):
+none may appear (issue 27; tests/support/secret_scan.py).
+
 Each step is timed; the times, and the node's peak memory, print at the end of the session
 (``node lifecycle`` in the terminal summary). A failing step attaches the pods' states, their
 last log lines and the namespace's events.
@@ -42,9 +47,11 @@ import pytest
 import yaml
 from kubernetes import client
 
+from sentinel_cli.k8s import platform_objects
 from tests.support.cli import Run
 from tests.support.node import TIMINGS, node_memory
 from tests.support.ray_train import SNAPSHOT, checkpoint_taken
+from tests.support.secret_scan import Scan, SecretWatch
 from tests.testenv import node
 from tests.testenv.process import wait_for
 
@@ -70,6 +77,12 @@ UNKNOWN_USER = "u-nobody"
 SERVICE = "recommender"
 TOLERANCE = 1e-5
 STEP_TIMEOUT_S = 900  # the longest step (tune) on 2 busy cores, with room; each CLI wait is bounded too
+# The credentials the test chooses (issue 27, secrets never shown): the platform's Secret is the
+# user's own (`up` keeps it), the serving token comes from --token-file. The Ray tokens are KubeRay's,
+# read from their Secrets while they exist (tests/support/secret_scan.py SecretWatch).
+KNOWN_S3_KEY_ID = "sentinel-knownkeyid"
+KNOWN_S3_SECRET = "known-minio-root-password-5c1e9a7f"
+KNOWN_SERVE_TOKEN = "known-serving-token-0b8d4e2a6f1c9e3d"
 
 
 # -- the platform's volumes: what a cluster admin provides where there is no StorageClass --------
@@ -124,6 +137,8 @@ class Lifecycle:
         self.real_node, self.api, self.namespace, self.environ = real_node, k8s_api, namespace, environ
         self.logs = logs  # every command's whole output: a failure shows only the end of it
         self.found: dict[str, Any] = {}
+        self.scan = Scan()  # the known secrets; `_no_secret_anywhere` searches for them
+        self.token_file = logs.parent / "serve-token"
 
     def cli(self, *args: str, timeout_s: float = STEP_TIMEOUT_S) -> tuple[int, str, str]:
         """``sentinel …`` as a subprocess: (exit code, stdout, stderr); a hang fails the step."""
@@ -225,10 +240,20 @@ def life(real_node: node.RealNode, k8s_api: client.ApiClient, tmp_path_factory) 
                    KUBECONFIG=str(real_node.env.kubeconfig), AWS_DEFAULT_REGION="us-east-1")
     wait_for(f"the default ServiceAccount of {namespace}",
              lambda: None if core.list_namespaced_service_account(namespace).items else "not yet", 30)
+    # The user's own platform credentials, made before `up` (which keeps them): known values to search for.
+    core.create_namespaced_secret(namespace, platform_objects.secret(namespace, KNOWN_S3_KEY_ID, KNOWN_S3_SECRET))
     try:
         logs = root / "commands"
         logs.mkdir()
-        yield Lifecycle(real_node, k8s_api, namespace, environ, logs)
+        life = Lifecycle(real_node, k8s_api, namespace, environ, logs)
+        life.token_file.write_text(KNOWN_SERVE_TOKEN + "\n")
+        life.token_file.chmod(0o600)
+        for label, value in (("S3 access key id", KNOWN_S3_KEY_ID), ("S3 secret key = MinIO root password",
+                                                                    KNOWN_S3_SECRET),
+                             ("serving token", KNOWN_SERVE_TOKEN)):
+            life.scan.add(label, value)
+        with SecretWatch(life.scan, k8s_api, namespace):  # every Secret's values, the RayJobs' Ray tokens too
+            yield life
     finally:
         core.delete_namespace(namespace)
         for name in volumes:
@@ -371,7 +396,8 @@ def test_the_whole_lifecycle_on_the_real_node(life: Lifecycle) -> None:
 
     with step(life, "serve --checkpoint life-train (the table's run)"):
         # By run id: `best` compares val RMSE across every run in the index, ml-100k's tune trials too.
-        code, out, err = life.cli("serve", "--target", "k8s", "--checkpoint", "life-train", "-o", "json")
+        code, out, err = life.cli("serve", "--target", "k8s", "--checkpoint", "life-train", "--auth", "token",
+                                  "--token-file", str(life.token_file), "-o", "json")
         assert code == 0, f"exit {code}\n{_tail(err)}"
         served = json.loads(out)
         assert served.get("checkpoint") == life.found["train"], served
@@ -384,16 +410,19 @@ def test_the_whole_lifecycle_on_the_real_node(life: Lifecycle) -> None:
         # ClusterIPs a little later (until then the node answers "network unreachable").
         wait_for(f"kube-proxy to route {http} and {grpc}", lambda: _unroutable(http, grpc), 90)
         user, items = life.found["sample"]  # the table's own string ids: JSON strings, OIP BYTES
-        out, _ = life.ok("predict", "--url", http, "-u", user, "-m", items, "-o", "json")
+        token = ("--token-file", str(life.token_file))  # the serving token `serve` was given
+        out, _ = life.ok("predict", "--url", http, "-u", user, "-m", items, *token, "-o", "json")
         cluster_http = _predictions(out)
-        out, _ = life.ok("predict", "--protocol", "grpc", "--grpc", grpc, "-u", user, "-m", items, "-o", "json")
+        out, _ = life.ok("predict", "--protocol", "grpc", "--grpc", grpc, "-u", user, "-m", items, *token,
+                         "-o", "json")
         cluster_grpc = _predictions(out)
         local = _local_predictions(life, life.found["best"], user, items)
         assert len(cluster_http) == len(local) == 5
         assert all(abs(a - b) <= TOLERANCE for a, b in zip(cluster_http, local)), (cluster_http, local)
         assert all(abs(a - b) <= TOLERANCE for a, b in zip(cluster_grpc, local)), (cluster_grpc, local)
         for where in (["--url", http], ["--protocol", "grpc", "--grpc", grpc]):  # an unknown id: 404 naming it
-            code, out, err = life.cli("predict", *where, "-u", UNKNOWN_USER, "-m", items, "-o", "json", timeout_s=120)
+            code, out, err = life.cli("predict", *where, "-u", UNKNOWN_USER, "-m", items, *token, "-o", "json",
+                                      timeout_s=120)
             said = " ".join(err.split())
             assert code == 2 and ("(404)" in said or "NOT_FOUND" in said) and UNKNOWN_USER in said, \
                 f"exit {code}\n{_tail(err)}"
@@ -409,6 +438,9 @@ def test_the_whole_lifecycle_on_the_real_node(life: Lifecycle) -> None:
         runs = {run["run_id"]: run for run in status["runs"]}  # the checkpoint index in MinIO
         assert "life-train" in runs and runs["life-train"]["checkpoints"]["best"] == life.found["train"], runs
         assert any(run_id.startswith("life-tune") for run_id in runs), list(runs)
+
+    with step(life, "no secret in any output, object, log, MLflow run or index record"):
+        _no_secret_anywhere(life)
 
     with step(life, "delete"):
         for name in (SERVICE, "life-train", "life-spot", "life-bad", "life-tune"):
@@ -515,13 +547,37 @@ def _local_predictions(life: Lifecycle, checkpoint: str, user: str, items: str) 
     serve = [sys.executable, "-m", "sentinel_cli", "serve", "--target", "local", "--checkpoint", checkpoint,
              "--port", str(port), "--grpc-port", str(grpc_port), "--max-replicas", "1"]
     done = subprocess.run(serve, cwd=REPO, env=local, capture_output=True, text=True, timeout=600)
+    life.keep(serve[3:], done.returncode, done.stdout, done.stderr)
     try:
         assert done.returncode == 0, f"local serve exited {done.returncode}:\n{_tail(done.stderr)}"
         answer = subprocess.run([sys.executable, "-m", "sentinel_cli", "predict", "--url",
                                  f"http://127.0.0.1:{port}", "-u", user, "-m", items,
                                  "-o", "json"], cwd=REPO, env=local, capture_output=True, text=True, timeout=120)
+        life.keep(["predict", "--url", f"http://127.0.0.1:{port}"], answer.returncode, answer.stdout, answer.stderr)
         assert answer.returncode == 0, _tail(answer.stderr)
         return _predictions(answer.stdout)
     finally:
         subprocess.run([sys.executable, "-m", "sentinel_cli", "serve", "stop", "--target", "local"], cwd=REPO,
                        env=local, capture_output=True, text=True, timeout=180)
+
+
+def _no_secret_anywhere(life: Lifecycle) -> None:
+    """Issue 27 item 4: none of the known secrets (the platform's S3 keys = MinIO's root credentials,
+    the serving token, every Ray token KubeRay made, every other Secret value seen in the namespace)
+    in any command's output, the namespace's live objects (not its Secrets), the pods' logs, the
+    platform MLflow's runs or the checkpoint index records. Call before `delete`: the RayService's
+    pods and the platform's still run. The RayJobs' pods are gone (ttl 0): their drivers' logs are
+    in the `train`/`tune`/`logs` outputs."""
+    scan = life.scan
+    for label in ("S3 access key id", "serving token"):
+        assert label in scan.secrets, sorted(scan.secrets)
+    assert any(label.endswith("/auth_token") for label in scan.secrets), sorted(scan.secrets)  # Ray tokens seen
+    scan.files("command output", life.logs)
+    scan.objects(life.api, life.namespace)
+    scan.pod_logs(life.api, life.namespace)
+    scan.mlflow(f"http://{life.service_address('sentinel-mlflow')}:5000")
+    scan.s3_records(_s3(life), BUCKET, _key(STORAGE)[1] + "/")
+    TIMINGS.append(("secret scan", scan.report()))
+    assert scan.hits == [], scan.report()
+    for kind in ("command output", "pod log", "mlflow run", "index record", "RayService", "Pod"):
+        assert scan.searched[kind] >= 1, scan.report()

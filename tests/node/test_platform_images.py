@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from sentinel_cli.k8s import platform_objects
+from sentinel_cli.k8s import platform_objects, security
 from tests.testenv import node
 from tests.testenv.process import wait_for
 
@@ -39,9 +39,13 @@ def _pod(name: str, image: str, volume: bool = False, **container: Any) -> dict[
         "nodeSelector": {"sentinel.dev/node": "real"}, "restartPolicy": "Never",
         "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "fsGroup": 1000},
         "containers": [{"name": name, "image": image, "imagePullPolicy": "IfNotPresent", **container}]}
+    # A read-only root with an emptyDir /tmp, as platform_objects renders them (security.py).
+    scratch, mounts = security.scratch(security.TMP)
+    spec["containers"][0].update(securityContext=security.container_security(), volumeMounts=mounts)
+    spec["volumes"] = scratch
     if volume:
-        spec["containers"][0]["volumeMounts"] = [{"name": "data", "mountPath": "/data"}]
-        spec["volumes"] = [{"name": "data", "emptyDir": {}}]
+        spec["containers"][0]["volumeMounts"] = [*mounts, {"name": "data", "mountPath": "/data"}]
+        spec["volumes"] = [*scratch, {"name": "data", "emptyDir": {}}]
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
 
 

@@ -167,6 +167,10 @@ def test_a_rendered_raycluster_runs_real_ray_and_its_worker_joins(cluster_cli, r
     pods = client.CoreV1Api(k8s_api).list_namespaced_pod(namespace).items
     assert {p.spec.node_name for p in pods} == {real_node.name}
     assert {p.spec.containers[0].image for p in pods} == {real_node.images["train"].reference}
+    # A read-only root filesystem in every container KubeRay made from the rendered templates (the
+    # init container copies the Ray container's), and Ray, its dashboard and a job ran (below) in it.
+    containers = [c for p in pods for c in [*(p.spec.init_containers or []), *p.spec.containers]]
+    assert all(c.security_context.read_only_root_filesystem for c in containers), containers
     head_ip = _head_ip(namespace)  # the headless Service, through CoreDNS
     assert node.ip_address(head_ip) in node.ip_network(node.POD_CIDR)
     token = _token(namespace)
@@ -209,6 +213,7 @@ def test_logs_of_the_head_stream_real_ray_output(cluster_cli) -> None:
     assert result.exit_code == 0, result.output
     text = flat(result.stderr)
     assert "Ray runtime started" in text, text[-3000:]
+    assert "Read-only file system" not in text, text[-3000:]  # everything Ray writes has its emptyDir
     assert "kwok pod" not in text  # not the kwok nodes' fixed line
 
 

@@ -9,20 +9,24 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.support.ports import free_port
+from tests.support.secret_scan import Scan
 from tests.support.serving import check_stopped
 
 pytestmark = pytest.mark.slow
+SECRET_ENV = {"AWS_ACCESS_KEY_ID": "AKIASERVESCANKNOWN7", "AWS_SECRET_ACCESS_KEY": "serve-known-secret-key-4d9e2b"}
 
 
-def _serve_with_a_token(cli, home, url, grpc_address, port, grpc_port, predictions) -> None:
+def _serve_with_a_token(cli, home, url, grpc_address, port, grpc_port, predictions, seen) -> None:
     """`serve --auth token` updates the application in place: the CLI's own calls send the token by
     themselves, callers without it get 401 / UNAUTHENTICATED through HAProxy, probes stay open, and the
-    token is in no output, nor in the args Serve and serving.json hold."""
+    token is in no output, nor in the args Serve and serving.json hold. Neither it nor the S3 keys in the
+    environment (``SECRET_ENV``) are in any output of the whole test (``seen``) or the local Ray's logs."""
     import grpc
     from tritonclient.grpc import service_pb2 as pb
     from tritonclient.grpc import service_pb2_grpc
@@ -48,6 +52,14 @@ def _serve_with_a_token(cli, home, url, grpc_address, port, grpc_port, predictio
     top = cli("recommend", "--user", "42", "-k", "3", "--url", url, "-o", "json")
     assert top.returncode == 0 and len(json.loads(top.stdout)["movies"]) == 3, top.stderr
     assert not [text for text in shown if token in text]
+    scan = Scan()
+    for name, value in {**SECRET_ENV, "serving token": token}.items():
+        scan.add(name, value)
+    for number, text in enumerate(seen):
+        scan.text("output", f"command {number}", text)
+    logs = Path(json.loads((home / "ray" / "cluster.json").read_text())["temp_dir"]) / "session_latest" / "logs"
+    scan.files("ray log", logs)  # the Serve controller's, the replicas', HAProxy's, the dashboard's
+    assert scan.hits == [] and scan.searched["ray log"] > 0, scan.report()
 
     with httpx.Client(base_url=url, timeout=30) as client:  # through HAProxy
         for path, kwargs in (("/recommend", {"json": {"user_id": 1, "movie_ids": [1]}}),
@@ -116,14 +128,18 @@ def test_serve_status_predict_recommend_stop(tmp_path, trained_run, dataset_dir)
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "SENTINEL_TARGET")}
     env.update(SENTINEL_HOME=str(home), SENTINEL_STORAGE=trained_run.storage_root, SENTINEL_DATA=str(dataset_dir))
+    env.update(SECRET_ENV)  # credentials a user has exported: never shown (_serve_with_a_token scans)
+    seen: list[str] = []
     env.pop("SENTINEL_GRPC", None)
     port, grpc_port = free_port(), free_port()
     url, grpc_address = f"http://127.0.0.1:{port}", f"127.0.0.1:{grpc_port}"
     best = trained_run.checkpoints["best"]
 
     def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "sentinel_cli", *args], env=env, capture_output=True,
+        done = subprocess.run([sys.executable, "-m", "sentinel_cli", *args], env=env, capture_output=True,
                               text=True, timeout=timeout)
+        seen.extend((done.stdout, done.stderr))
+        return done
 
     leader = None
     try:
@@ -203,7 +219,7 @@ def test_serve_status_predict_recommend_stop(tmp_path, trained_run, dataset_dir)
         assert other_port.returncode == 2 and f"already serves on port {port}" in other_port.stderr
 
         _gate(cli, trained_run, dataset_dir, str(tmp_path / "candidates"), port)
-        _serve_with_a_token(cli, home, url, grpc_address, port, grpc_port, body["predictions"])
+        _serve_with_a_token(cli, home, url, grpc_address, port, grpc_port, body["predictions"], seen)
     finally:
         stopped = cli("serve", "stop", "-o", "json", timeout=120)
     check_stopped(stopped, leader)
