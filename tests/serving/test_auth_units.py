@@ -165,10 +165,13 @@ def test_k8s_mounts_the_token_secret_and_names_only_its_file(tmp_path):
     cluster = service["spec"]["rayClusterConfig"]
     for group in [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]:
         spec = group["template"]["spec"]
-        assert spec["volumes"][0]["secret"]["secretName"] == "recommender-serve-token"
-        assert spec["containers"][0]["volumeMounts"][0]["mountPath"] == manifests.SERVE_TOKEN_DIR
-    assert "volumes" not in yaml.safe_dump(plan_serve(ServeRequest(checkpoint="s3://b/runs/r-1/best.pt"),
-                                                      KubeRequest()).objects)  # none: the default there
+        [token] = [v for v in spec["volumes"] if "secret" in v]  # beside the read-only root's scratch dirs
+        assert token["secret"]["secretName"] == "recommender-serve-token"
+        mounts = {m["name"]: m["mountPath"] for m in spec["containers"][0]["volumeMounts"]}
+        assert mounts[token["name"]] == manifests.SERVE_TOKEN_DIR
+    plain = yaml.safe_dump(plan_serve(ServeRequest(auth="none", checkpoint="s3://b/runs/r-1/best.pt"),
+                                      KubeRequest()).objects)
+    assert "secretName" not in plain and manifests.SERVE_TOKEN_DIR not in plain  # --auth none: no token
     loose = tmp_path / "token"
     loose.write_text("t0ken\n")
     loose.chmod(0o644)
