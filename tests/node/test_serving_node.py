@@ -108,7 +108,7 @@ def test_verifys_path_carries_the_default_token_and_a_call_without_it_gets_401(s
 
     body = {"user_id": 1, "movie_ids": [1, 2, 3]}
     with step(served, "serving: verify's port-forward with the Secret's token, and 401 without"), \
-            connect(served.real_node.env.kubeconfig, None, served.namespace) as kube:
+            connect(str(served.real_node.env.kubeconfig), None, served.namespace) as kube:
         answer = smoke._call_serving(kube, SERVICE, 8000, "/recommend", body)  # verify's own call
         assert len(answer["predictions"]) == 3, answer
         bare = service_call.call(kube, f"{SERVICE}-serve-svc", 8000, "POST", "/recommend", body)
