@@ -245,8 +245,7 @@ class KubeSmoke:
         settings = self._settings()
         sample = prediction_sample(made.checkpoint)
         with connect(settings) as kube:
-            answer = kube.post_to_service(f"{made.service}-serve-svc", settings.serve.port, RECOMMEND_PATH,
-                                           sample.request)
+            answer = _call_serving(kube, made.service, settings.serve.port, RECOMMEND_PATH, sample.request)
         return check_prediction(answer, sample)
 
     def cleanup(self, made: Made) -> str:
@@ -263,3 +262,28 @@ class KubeSmoke:
         parts = ([f"deleted {', '.join(deleted)}"] if deleted else []) + \
             ([f"removed {len(made.removed)} objects of run {made.run_id}"] if made.removed else [])
         return "; ".join(parts) or "nothing to remove"
+
+
+def _call_serving(kube, rayservice: str, port: int, path: str, body: Any) -> Any:
+    """POST ``body`` to RayService ``rayservice``'s HTTP Service through a port-forward (the API
+    server's Service proxy would strip the Authorization header), with its serving token from its
+    Secret when it has one; the JSON answer."""
+    from sentinel_cli.k8s import manifests, serve_token, service_call
+    from sentinel_cli.k8s.client import NotFound
+    from sentinel_ml.errors import JobFailed
+
+    try:
+        token = serve_token.token_for(kube, rayservice)
+    except NotFound:  # served with --auth none
+        token = None
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    answer = service_call.call(kube, f"{rayservice}-serve-svc", port, "POST", path, body, headers)
+    if answer.status == 401:
+        raise JobFailed(f"RayService {rayservice} refused verify's call (401): "
+                        f"{'the token in its Secret was not accepted' if token else 'it needs a token'}",
+                        hint=f"check Secret {manifests.serve_token_secret(rayservice)} in namespace {kube.namespace}")
+    if not 200 <= answer.status < 300:
+        raise JobFailed(f"RayService {rayservice} answered {answer.status} to {path}: "
+                        f"{answer.body[:300].decode(errors='replace')}",
+                        hint="sentinel status and the Serve logs say why")
+    return answer.json()

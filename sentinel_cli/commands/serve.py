@@ -65,7 +65,7 @@ def serve(
     auth: Annotated[AuthMode | None, typer.Option(  # type: ignore[valid-type]
         "--auth", help="token: every inference and metadata route needs 'Authorization: Bearer <token>' "
         "(gRPC: 'authorization' metadata); health and readiness stay open. Default: none on loopback, "
-        "token when --host opens the API to a network.", show_default=False)] = None,
+        "token when --host opens the API to a network, and token on Kubernetes (a Secret).", show_default=False)] = None,
     token_file: options.TokenFileOpt = None,
     gate: Annotated[bool, typer.Option("--gate", help="Serve the checkpoint only if it is no worse than the "
                                        "model serving now (the rule of `sentinel promote`; exit 1 if not).")] = False,

@@ -249,14 +249,6 @@ class Kube:
             return False
         return True
 
-    def post_to_service(self, service: str, port: int, path: str, body: Any) -> Any:
-        """POST ``body`` to ``path`` on a Service through the API server's proxy: no route into the
-        cluster network is needed (RBAC verb: create on services/proxy)."""
-        request = Request("POST", SERVICE.path(self.namespace, f"{service}:{port}") + "/proxy" + path,
-                          f"call {path} on service {service}", SERVICE, self.namespace, verb="create",
-                          body=body)
-        return self._call(request)
-
     def get_object(self, obj: dict[str, Any]) -> dict[str, Any] | None:
         """The live version of ``obj`` (found by kind, name and namespace), or None."""
         return self.get(kind_of(obj), obj["metadata"]["name"], obj["metadata"].get("namespace"))

@@ -1,4 +1,4 @@
-"""The serving API's token on Kubernetes (``serve --target k8s --auth token``), against the real API
+"""The serving API's token on Kubernetes (``serve --target k8s``: ``--auth token`` is the default), against the real API
 server and KubeRay operator (kwok nodes; no replica runs here, so the token's check itself is the
 serving tests' and the real node's): one Secret per RayService, owned by it and mounted into the serve
 pods; the rendered objects and every output name the Secret and the file, never the token; serving
@@ -47,8 +47,9 @@ def test_a_rayservice_gets_its_own_serving_token_secret_and_never_shows_it(
     core, ns, name = client.CoreV1Api(k8s_api), k8s_namespace, "recommender"
     secret_name = manifests.serve_token_secret(name)
 
-    outputs = [cli("render", "serve", "--checkpoint", FIRST, "--auth", "token", "-o", "yaml"),
-               cli("serve", "--checkpoint", FIRST, "--auth", "token", "--no-wait", "-o", "json")]
+    # token is the default on Kubernetes: no --auth
+    outputs = [cli("render", "serve", "--checkpoint", FIRST, "-o", "yaml"),
+               cli("serve", "--checkpoint", FIRST, "--no-wait", "-o", "json")]
     served = json.loads(outputs[-1].stdout)
     assert (served["auth"], served["token_secret"]) == ("token", secret_name), outputs[-1].output
     secret = read_secret(core, ns, secret_name)

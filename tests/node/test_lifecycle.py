@@ -320,6 +320,18 @@ def _unroutable(*addresses: str) -> str | None:
     return None
 
 
+def _token_file(life: Lifecycle, rayservice: str) -> str:
+    """The RayService's serving token, from its Secret, in a file only its owner reads (--token-file)."""
+    from sentinel_cli.k8s import manifests
+
+    secret = client.CoreV1Api(life.api).read_namespaced_secret(manifests.serve_token_secret(rayservice),
+                                                                 life.namespace)
+    path = Path(life.environ["SENTINEL_HOME"]) / f"{rayservice}.token"
+    path.write_bytes(base64.b64decode(secret.data[manifests.SERVE_TOKEN_KEY]))
+    path.chmod(0o600)
+    return str(path)
+
+
 def _predictions(out: str) -> list[float]:
     answer = json.loads(out)
     return [row["predicted_rating"] if isinstance(row, dict) else row
@@ -396,11 +408,14 @@ def test_the_whole_lifecycle_on_the_real_node(life: Lifecycle) -> None:
 
     with step(life, "serve --checkpoint life-train (the table's run)"):
         # By run id: `best` compares val RMSE across every run in the index, ml-100k's tune trials too.
-        code, out, err = life.cli("serve", "--target", "k8s", "--checkpoint", "life-train", "--auth", "token",
+        # --token-file: the serving token is the test's known value (the secret scan searches for it); without
+        # it `serve` makes one (token is the default on Kubernetes: tests/k8s/test_serve_token.py).
+        code, out, err = life.cli("serve", "--target", "k8s", "--checkpoint", "life-train",
                                   "--token-file", str(life.token_file), "-o", "json")
         assert code == 0, f"exit {code}\n{_tail(err)}"
         served = json.loads(out)
         assert served.get("checkpoint") == life.found["train"], served
+        assert served["auth"] == "token", served
         life.found["best"] = served["checkpoint"]
 
     with step(life, "predict: HTTP and gRPC through the Services, equal to a local serve"):
@@ -410,19 +425,26 @@ def test_the_whole_lifecycle_on_the_real_node(life: Lifecycle) -> None:
         # ClusterIPs a little later (until then the node answers "network unreachable").
         wait_for(f"kube-proxy to route {http} and {grpc}", lambda: _unroutable(http, grpc), 90)
         user, items = life.found["sample"]  # the table's own string ids: JSON strings, OIP BYTES
-        token = ("--token-file", str(life.token_file))  # the serving token `serve` was given
-        out, _ = life.ok("predict", "--url", http, "-u", user, "-m", items, *token, "-o", "json")
+        # A ClusterIP names no RayService, so predict cannot find its Secret by itself (a Service's DNS
+        # name would): the user passes the token, as they would to any server's address. The Secret holds
+        # the token `serve --token-file` was given.
+        token = _token_file(life, SERVICE)
+        assert Path(token).read_text().strip() == life.token_file.read_text().strip()
+        code, out, err = life.cli("predict", "--url", http, "-u", user, "-m", items, "-o", "json", timeout_s=120)
+        assert code == 2 and "needs a valid bearer token (none was sent)" in " ".join(err.split()), \
+            f"without the token: exit {code}\n{_tail(err)}"
+        out, _ = life.ok("predict", "--url", http, "--token-file", token, "-u", user, "-m", items, "-o", "json")
         cluster_http = _predictions(out)
-        out, _ = life.ok("predict", "--protocol", "grpc", "--grpc", grpc, "-u", user, "-m", items, *token,
-                         "-o", "json")
+        out, _ = life.ok("predict", "--protocol", "grpc", "--grpc", grpc, "--token-file", token, "-u", user,
+                         "-m", items, "-o", "json")
         cluster_grpc = _predictions(out)
         local = _local_predictions(life, life.found["best"], user, items)
         assert len(cluster_http) == len(local) == 5
         assert all(abs(a - b) <= TOLERANCE for a, b in zip(cluster_http, local)), (cluster_http, local)
         assert all(abs(a - b) <= TOLERANCE for a, b in zip(cluster_grpc, local)), (cluster_grpc, local)
-        for where in (["--url", http], ["--protocol", "grpc", "--grpc", grpc]):  # an unknown id: 404 naming it
-            code, out, err = life.cli("predict", *where, "-u", UNKNOWN_USER, "-m", items, *token, "-o", "json",
-                                      timeout_s=120)
+        for where in (["--url", http, "--token-file", token],  # an unknown id: 404 naming it
+                      ["--protocol", "grpc", "--grpc", grpc, "--token-file", token]):
+            code, out, err = life.cli("predict", *where, "-u", UNKNOWN_USER, "-m", items, "-o", "json", timeout_s=120)
             said = " ".join(err.split())
             assert code == 2 and ("(404)" in said or "NOT_FOUND" in said) and UNKNOWN_USER in said, \
                 f"exit {code}\n{_tail(err)}"

@@ -157,7 +157,7 @@ def test_k8s_mounts_the_token_secret_and_names_only_its_file(tmp_path):
     from sentinel_cli.k8s.request import KubeRequest
     from sentinel_ml.serving.config import ServeRequest
 
-    planned = plan_serve(ServeRequest(auth="token", checkpoint="s3://b/runs/r-1/best.pt"), KubeRequest())
+    planned = plan_serve(ServeRequest(checkpoint="s3://b/runs/r-1/best.pt"), KubeRequest())  # token: the default
     assert (planned.auth, planned.token_secret, planned.token_file) == ("token", "recommender-serve-token", None)
     service = next(o for o in planned.objects if o["kind"] == "RayService")
     args = yaml.safe_load(service["spec"]["serveConfigV2"])["applications"][0]["args"]

@@ -11,6 +11,7 @@ import time
 # HAProxy had already passed the 200 on, so it cannot replay the request; its log says SD--).
 UNANSWERED = "Server disconnected without sending a response"
 HALF_ANSWERED = "peer closed connection without sending complete message body"
+VERSION_HEADER = "x-sentinel-model-version"  # sentinel_ml.serving.canary's (this module imports no Sentinel)
 
 
 class RequestLoad:
@@ -29,8 +30,11 @@ class RequestLoad:
     counts the resends; ``details`` counts every failure by its exception's text."""
 
     def __init__(self, url: str, concurrency: int = 64, duration_s: float = 60.0, max_requests: int = 200_000,
-                 timeout_s: float = 30.0, retry_unanswered: bool = False) -> None:
+                 timeout_s: float = 30.0, retry_unanswered: bool = False,
+                 headers: dict[str, str] | None = None) -> None:
         self.url, self.concurrency, self.duration_s = url, concurrency, duration_s
+        self.headers = headers or {}  # sent with every request (e.g. the serving token)
+        self.versions: list[tuple[float, str]] = []  # (done, x-sentinel-model-version) of each 200
         self.max_requests, self.timeout_s, self.retry_unanswered = max_requests, timeout_s, retry_unanswered
         self.records: list[tuple[float, float, str]] = []
         self.details: dict[str, int] = {}
@@ -62,6 +66,8 @@ class RequestLoad:
                     try:
                         response = await self._post(client, body)
                         outcome = "ok" if response.status_code == 200 else f"status {response.status_code}"
+                        if outcome == "ok" and VERSION_HEADER in response.headers:
+                            self.versions.append((time.time(), response.headers[VERSION_HEADER]))
                     except httpx.ConnectError as e:
                         outcome, error = "refused", e
                     except httpx.TimeoutException as e:
@@ -83,13 +89,13 @@ class RequestLoad:
         import httpx
 
         try:
-            return await client.post(self.url, json=body)
+            return await client.post(self.url, json=body, headers=self.headers)
         except httpx.RemoteProtocolError as e:
             if not (self.retry_unanswered and (UNANSWERED in str(e) or HALF_ANSWERED in str(e))):
                 raise
             kind = "unanswered" if UNANSWERED in str(e) else "half-answered"
             self.resent[kind] = self.resent.get(kind, 0) + 1
-            return await client.post(self.url, json=body)
+            return await client.post(self.url, json=body, headers=self.headers)
 
     def answered(self) -> int:
         """Requests answered 200 so far."""

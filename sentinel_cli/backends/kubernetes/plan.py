@@ -42,9 +42,9 @@ class ServePlan(Plan):
     token_file: str | None = None  # --token-file: the token the Secret takes (a path on this machine)
 
 
-# The serving API's default on Kubernetes. Still none: `verify` reaches the API through the API
-# server's service proxy, which drops the Authorization header (docs/serving.md).
-K8S_DEFAULT_AUTH = "none"
+# The serving API's default on Kubernetes: a Service reachable from every pod in the cluster takes a
+# token. Sentinel's own calls carry it (verify: a port-forward, k8s/service_call.py; predict: the Secret).
+K8S_DEFAULT_AUTH = "token"
 
 
 def plan_train(config: TrainConfig, deploy: KubeRequest) -> Plan:

@@ -68,7 +68,9 @@ def serve(planned: ServePlan, deploy: KubeRequest) -> ServeReport:
             result["token_secret"] = planned.token_secret
         if deploy.dry_run:
             return ServeReport(**result, dry_run=True, objects=applied)
-        if planned.token_secret:  # after the RayService, which owns it; the pods wait for its volume
+        if planned.token_secret and planned.canary is None and planned.ended is None:
+            # after the RayService, which owns it; the pods wait for its volume. A canary's start or
+            # end changes a live application whose Secret exists: no Secret call (a schedule's Role has none)
             from sentinel_cli.k8s import serve_token
 
             service = next(o for o in applied if o["kind"] == "RayService")
