@@ -38,7 +38,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -222,42 +222,49 @@ def step(life: Lifecycle, name: str) -> Iterator[None]:
         TIMINGS.append((name, time.monotonic() - started))
 
 
-@pytest.fixture(scope="module")
-def life(real_node: node.RealNode, k8s_api: client.ApiClient, tmp_path_factory) -> Iterator[Lifecycle]:
-    namespace = f"t-life-{int(time.time()) % 100000}"
+@contextmanager
+def platform_namespace(real_node: node.RealNode, k8s_api: client.ApiClient, root: Path, prefix: str,
+                       profile: Callable[[node.RealNode, str], dict[str, Any]]) -> Iterator[Lifecycle]:
+    """A namespace of the real node's own for one test module, as a user's cluster would give it: the
+    platform's hostPath volumes, ``profile(real_node, namespace)`` written as the user's profile, the
+    user's environment for the CLI (none of this process's SENTINEL_/AWS_/RAY_/MLFLOW_ settings), and
+    its default ServiceAccount made. The namespace and its volumes go on the way out."""
+    namespace = f"{prefix}-{int(time.time()) % 100000}"
     core = client.CoreV1Api(k8s_api)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
         name=namespace, labels={"app.kubernetes.io/created-by": "sentinel-tests"})))
-    root = tmp_path_factory.mktemp("lifecycle")
     volumes = _volumes(k8s_api, namespace, root / "volumes")
-    profile = root / "profile.yaml"
-    profile.write_text(yaml.safe_dump(_profile(real_node, namespace)))
-    home = root / "home"
-    home.mkdir()
-    environ = {key: value for key, value in os.environ.items()
-               if not key.startswith(("SENTINEL_", "AWS_", "RAY_", "MLFLOW_"))}
-    environ.update(SENTINEL_PROFILE=str(profile), SENTINEL_HOME=str(home), COLUMNS="200",
-                   KUBECONFIG=str(real_node.env.kubeconfig), AWS_DEFAULT_REGION="us-east-1")
-    wait_for(f"the default ServiceAccount of {namespace}",
-             lambda: None if core.list_namespaced_service_account(namespace).items else "not yet", 30)
-    # The user's own platform credentials, made before `up` (which keeps them): known values to search for.
-    core.create_namespaced_secret(namespace, platform_objects.secret(namespace, KNOWN_S3_KEY_ID, KNOWN_S3_SECRET))
     try:
-        logs = root / "commands"
-        logs.mkdir()
-        life = Lifecycle(real_node, k8s_api, namespace, environ, logs)
+        (root / "profile.yaml").write_text(yaml.safe_dump(profile(real_node, namespace)))
+        for folder in ("home", "commands"):
+            (root / folder).mkdir()
+        environ = {key: value for key, value in os.environ.items()
+                   if not key.startswith(("SENTINEL_", "AWS_", "RAY_", "MLFLOW_"))}
+        environ.update(SENTINEL_PROFILE=str(root / "profile.yaml"), SENTINEL_HOME=str(root / "home"),
+                       COLUMNS="200", KUBECONFIG=str(real_node.env.kubeconfig), AWS_DEFAULT_REGION="us-east-1")
+        wait_for(f"the default ServiceAccount of {namespace}",
+                 lambda: None if core.list_namespaced_service_account(namespace).items else "not yet", 30)
+        yield Lifecycle(real_node, k8s_api, namespace, environ, root / "commands")
+    finally:
+        core.delete_namespace(namespace)
+        for name in volumes:
+            core.delete_persistent_volume(name)
+
+
+@pytest.fixture(scope="module")
+def life(real_node: node.RealNode, k8s_api: client.ApiClient, tmp_path_factory) -> Iterator[Lifecycle]:
+    with platform_namespace(real_node, k8s_api, tmp_path_factory.mktemp("lifecycle"), "t-life", _profile) as life:
+        # The user's own platform credentials, made before `up` (which keeps them): known values to search for.
+        client.CoreV1Api(k8s_api).create_namespaced_secret(
+            life.namespace, platform_objects.secret(life.namespace, KNOWN_S3_KEY_ID, KNOWN_S3_SECRET))
         life.token_file.write_text(KNOWN_SERVE_TOKEN + "\n")
         life.token_file.chmod(0o600)
         for label, value in (("S3 access key id", KNOWN_S3_KEY_ID), ("S3 secret key = MinIO root password",
                                                                     KNOWN_S3_SECRET),
                              ("serving token", KNOWN_SERVE_TOKEN)):
             life.scan.add(label, value)
-        with SecretWatch(life.scan, k8s_api, namespace):  # every Secret's values, the RayJobs' Ray tokens too
+        with SecretWatch(life.scan, k8s_api, life.namespace):  # every Secret's values, the RayJobs' Ray tokens too
             yield life
-    finally:
-        core.delete_namespace(namespace)
-        for name in volumes:
-            core.delete_persistent_volume(name)
 
 
 def _platform_credentials(life: Lifecycle) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,7 +23,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import yaml
 from kubernetes import client
 
 from tests.node.test_lifecycle import (
@@ -33,7 +31,7 @@ from tests.node.test_lifecycle import (
     _key,
     _platform_credentials,
     _s3,
-    _volumes,
+    platform_namespace,
     step,
 )
 from tests.testenv import node
@@ -185,29 +183,12 @@ def check_scheduled_runs(life: Lifecycle, service: str, serving_rmse: float) -> 
 @pytest.fixture(scope="module")
 def served(real_node: node.RealNode, k8s_api: client.ApiClient, tmp_path_factory) -> Iterator[tuple[Lifecycle, str, float]]:
     """A namespace after ``up --no-operator``, serving a model trained on the corrupted table."""
-    namespace = f"t-sched-{int(time.time()) % 100000}"
-    core = client.CoreV1Api(k8s_api)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
-        name=namespace, labels={"app.kubernetes.io/created-by": "sentinel-tests"})))
-    root = tmp_path_factory.mktemp("schedule")
-    volumes = _volumes(k8s_api, namespace, root / "volumes")
-    profile = root / "profile.yaml"
-    profile.write_text(yaml.safe_dump(_profile(real_node, namespace)))
-    (root / "home").mkdir()
-    (root / "commands").mkdir()
-    environ = {key: value for key, value in os.environ.items()
-               if not key.startswith(("SENTINEL_", "AWS_", "RAY_", "MLFLOW_"))}
-    environ.update(SENTINEL_PROFILE=str(profile), SENTINEL_HOME=str(root / "home"), COLUMNS="200",
-                   KUBECONFIG=str(real_node.env.kubeconfig), AWS_DEFAULT_REGION="us-east-1")
-    life = Lifecycle(real_node, k8s_api, namespace, environ, root / "commands")
-    try:
+    with platform_namespace(real_node, k8s_api, tmp_path_factory.mktemp("schedule"), "t-sched", _profile) as life:
         with step(life, "schedule setup: up --no-operator"):
-            wait_for(f"the default ServiceAccount of {namespace}",
-                     lambda: None if core.list_namespaced_service_account(namespace).items else "not yet", 30)
             life.ok("up", "--target", "k8s", "--no-operator", "-o", "json", timeout_s=600)
             _platform_credentials(life)
             client.AppsV1Api(k8s_api).patch_namespaced_deployment_scale(
-                "sentinel-mlflow", namespace, {"spec": {"replicas": 0}})  # its CPU goes to the runs
+                "sentinel-mlflow", life.namespace, {"spec": {"replicas": 0}})  # its CPU goes to the runs
             upload(life, tables()[1])
         with step(life, "schedule setup: train on the corrupted table and serve it"):
             out, _ = life.ok("train", "--target", "k8s", *TRAIN, "--name", "seed", "-o", "json", timeout_s=RUN_TIMEOUT_S)
@@ -216,10 +197,6 @@ def served(real_node: node.RealNode, k8s_api: client.ApiClient, tmp_path_factory
             served = json.loads(life.ok("serve", "--target", "k8s", "--checkpoint", "seed", "-o", "json",
                                         timeout_s=RUN_TIMEOUT_S)[0])
             yield life, served["rayservice"], float(trained["metrics"]["test_rmse"])
-    finally:
-        core.delete_namespace(namespace)
-        for name in volumes:
-            core.delete_persistent_volume(name)
 
 
 def test_a_one_minute_schedule_promotes_once_and_is_refused_on_corrupted_data(served) -> None:

@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 from kubernetes import client
 
 from tests.node.test_lifecycle import (
@@ -28,7 +27,7 @@ from tests.node.test_lifecycle import (
     _profile,
     _s3,
     _unroutable,
-    _volumes,
+    platform_namespace,
     step,
 )
 from tests.support.canary_load import canary_cycle_under_load
@@ -56,24 +55,8 @@ def _checkpoint(dataset_dir: Path, path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def served(real_node: node.RealNode, k8s_api: client.ApiClient, tmp_path_factory, dataset_dir) -> Iterator[Lifecycle]:
-    import os
-
-    namespace = f"t-serve-{int(time.time()) % 100000}"
-    core = client.CoreV1Api(k8s_api)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
-        name=namespace, labels={"app.kubernetes.io/created-by": "sentinel-tests"})))
     root = tmp_path_factory.mktemp("serving-node")
-    volumes = _volumes(k8s_api, namespace, root / "volumes")
-    profile = root / "profile.yaml"
-    profile.write_text(yaml.safe_dump(_profile(real_node, namespace)))
-    (root / "home").mkdir()
-    environ = {key: value for key, value in os.environ.items()
-               if not key.startswith(("SENTINEL_", "AWS_", "RAY_", "MLFLOW_"))}
-    environ.update(SENTINEL_PROFILE=str(profile), SENTINEL_HOME=str(root / "home"), COLUMNS="200",
-                   KUBECONFIG=str(real_node.env.kubeconfig), AWS_DEFAULT_REGION="us-east-1")
-    (root / "commands").mkdir()
-    life = Lifecycle(real_node, k8s_api, namespace, environ, root / "commands")
-    try:
+    with platform_namespace(real_node, k8s_api, root, "t-serve", _profile) as life:
         with step(life, "serving: up"):
             life.ok("up", "--target", "k8s", "--no-operator", "-o", "json", timeout_s=600)
             _platform_credentials(life)
@@ -88,10 +71,6 @@ def served(real_node: node.RealNode, k8s_api: client.ApiClient, tmp_path_factory
             life.found["url"] = f"http://{life.service_address(f'{SERVICE}-serve-svc')}:8000"
             wait_for("kube-proxy to route the Service", lambda: _unroutable(life.found["url"]), 90)
         yield life
-    finally:
-        core.delete_namespace(namespace)
-        for name in volumes:
-            core.delete_persistent_volume(name)
 
 
 def _token(life: Lifecycle) -> str:
